@@ -1,0 +1,205 @@
+"""The controlled-underrepresentation grid (paper.md E1, Appendix B steps 1-2): one contrastive model per
+(minority class, seed), plus the balanced model per seed, each cached in the result store.
+
+Common random numbers. For a given seed, the balanced and every underrepresented run share:
+
+* the per-class training pool (drawn with ``pool_seed``, the same for every run of the grid);
+* the initial weights (a function of the seed alone, :func:`rharm.train.train`);
+* the relative batch order of the images they have in common (the order is drawn per pool image,
+  :func:`rharm.train._epoch_order`), and the seed of the augmentation generator.
+
+They cannot share augmentation draws exactly: removing minority images shifts which batch every later image falls in
+and so how the augmentation stream is consumed. The draw of the kept minority images uses the run seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from . import augment, data, losses, models, store, train
+
+KIND = "simclr_run"
+
+#: Training settings a grid may set (passed to :class:`rharm.train.TrainConfig`).
+TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
+              "temperature", "clamp", "schedule", "augment")
+#: Data settings of a grid.
+DATA_KEYS = ("minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
+#: Execution settings that do not change results (not part of the cache key).
+RUN_KEYS = ("device", "progress", "feature_batch_size")
+
+_DEFAULTS: dict[str, Any] = {
+    "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
+    "momentum": 0.9, "nesterov": True, "weight_decay": None, "temperature": 0.5, "clamp": False,
+    "schedule": "cosine", "augment": None, "minority_classes": [], "ratio": 100, "seeds": [0],
+    "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
+    "feature_batch_size": 1024,
+}
+
+
+@dataclass
+class RunResult:
+    """One trained model of the grid.
+
+    minority: the underrepresented class name, or None for the balanced model. ratio: None for the balanced model.
+    dir: the store folder. features: ``features.pt`` (``test_backbone`` (10000, out_dim), ``test_projection``
+    (10000, proj_dim), ``test_labels`` (10000,), ``train_backbone`` (10*n_per_class, out_dim), ``train_labels``,
+    ``train_in_cl`` bool (10*n_per_class,)). history: ``history.json``. meta: ``meta.json`` (wall time, hardware).
+    """
+
+    minority: str | None
+    seed: int
+    ratio: float | None
+    dir: Path
+    features: dict
+    history: dict
+    meta: dict
+
+
+def _validate(grid: Mapping[str, Any]) -> dict:
+    unknown = sorted(set(grid) - set(_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown grid key(s) {unknown}; valid keys: {sorted(_DEFAULTS)}")
+    g = {**_DEFAULTS, **{k: v for k, v in grid.items() if v is not None or k in ("lr", "weight_decay", "augment")}}
+    mins = g["minority_classes"]
+    if isinstance(mins, str) or not isinstance(mins, (list, tuple)):
+        raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(data.CIFAR10_CLASSES)}")
+    for m in mins:
+        if m not in data.CIFAR10_CLASSES:
+            raise ValueError(f"minority_classes entry {m!r} is not valid; choose from {list(data.CIFAR10_CLASSES)}")
+    if len(set(mins)) != len(mins):
+        raise ValueError(f"minority_classes={list(mins)!r} has repeats")
+    seeds = g["seeds"]
+    if isinstance(seeds, (int, str)) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                                                         for s in seeds):
+        raise ValueError(f"seeds={seeds!r} is not valid; give a non-empty list of integers >= 0")
+    r = g["ratio"]
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 1:
+        raise ValueError(f"ratio={r!r} is not valid; it must be a number >= 1")
+    npc = g["n_per_class"]
+    if isinstance(npc, bool) or not isinstance(npc, int) or not 1 <= npc <= 5000:
+        raise ValueError(f"n_per_class={npc!r} is not valid; it must be an integer in [1, 5000]")
+    if mins and int(npc / r) < 1:
+        raise ValueError(f"ratio={r!r} is not valid with n_per_class={npc}: the minority class would keep no image; "
+                         f"use ratio <= {npc}")
+    if g["data_source"] not in data.SOURCES:
+        raise ValueError(f"data_source={g['data_source']!r} is not valid; choose one of {list(data.SOURCES)}")
+    if g["device"] != "auto":
+        try:
+            torch.device(g["device"])
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device={g['device']!r} is not valid; use 'auto', 'cpu' or 'cuda[:k]'") from exc
+    # building the TrainConfig validates every training setting before anything runs
+    _train_config(g, seeds[0])
+    return g
+
+
+def _train_config(g: Mapping[str, Any], seed: int) -> train.TrainConfig:
+    kw = {k: g[k] for k in TRAIN_KEYS}
+    return train.TrainConfig(**kw, seed=int(seed), knn_every=0, amp="auto", deterministic=True)
+
+
+def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
+    """The plain-data configuration (store key) of one run of a validated grid."""
+    tc = _train_config(g, seed).to_dict()
+    for k in ("knn_every", "knn_k", "checkpoint_every"):
+        tc.pop(k)
+    return {
+        "train": tc,
+        "minority": minority,
+        "ratio": None if minority is None else g["ratio"],  # the balanced model is shared across ratios
+        "seed": int(seed),
+        "n_per_class": int(g["n_per_class"]),
+        "pool_seed": int(g["pool_seed"]),
+        "data_source": g["data_source"],
+    }
+
+
+def _code() -> list:
+    return [train, models, losses, augment, data]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _load_split(split: str, source: str) -> data.CIFAR10Data:
+    return data.load_cifar10(split, source=source)
+
+
+def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
+    tr = _load_split("train", cfg["data_source"])
+    te = _load_split("test", cfg["data_source"])
+    pool = data.per_class_subset(tr.labels, cfg["n_per_class"], cfg["pool_seed"])
+    pool_labels = tr.labels[torch.from_numpy(pool)]
+    kept_in_pool = data.underrepresent(pool_labels, cfg["minority"], cfg["ratio"] or 1, cfg["seed"])
+    kept = pool[kept_in_pool]
+    tc = _train_config(g, cfg["seed"])
+    device = _device(g["device"])
+    ckpt = store.result_dir("checkpoints", cfg, _code()).with_suffix(".pt")
+    result = train.train(tc, tr.images[torch.from_numpy(kept)], tr.labels[torch.from_numpy(kept)],
+                         checkpoint_path=ckpt, device=device, progress=bool(g["progress"]),
+                         sample_ids=torch.from_numpy(kept_in_pool))
+    model = result.model
+    fb = int(g["feature_batch_size"])
+    te_h, te_z = train.extract_features(model, te.images, fb, device)
+    tr_h, _ = train.extract_features(model, tr.images[torch.from_numpy(pool)], fb, device)
+    in_cl = np.zeros(len(pool), dtype=bool)
+    in_cl[kept_in_pool] = True
+    store.save_tensors(out / "features.pt", {
+        "test_backbone": te_h, "test_projection": te_z, "test_labels": te.labels,
+        "train_backbone": tr_h, "train_labels": pool_labels, "train_in_cl": torch.from_numpy(in_cl),
+    })
+    np.save(out / "kept_indices.npy", kept)  # indices into the CIFAR-10 train split of the CL training set
+    np.save(out / "pool_indices.npy", pool)  # indices into the train split of the rows of train_backbone
+    store.save_json(out / "history.json", result.history)
+    store.save_tensors(out / "model.pt", model.state_dict())
+    if ckpt.exists():
+        ckpt.unlink()
+    imgs = [t["images_per_s"] for t in result.history["throughput"]]
+    return {"data_source": tr.source, "device": str(device), "n_train": int(len(kept)),
+            "images_per_s": float(np.median(imgs)) if imgs else None, "final_loss": result.history["loss"][-1]}
+
+
+def run_one(grid: Mapping[str, Any], minority: str | None, seed: int) -> RunResult:
+    """Train (or fetch from the store) one model of the grid; see :func:`run_grid`."""
+    g = _validate(grid)
+    if minority is not None and minority not in data.CIFAR10_CLASSES:
+        raise ValueError(f"minority={minority!r} is not valid; choose None or one of {list(data.CIFAR10_CLASSES)}")
+    cfg = run_config(g, minority, seed)
+    folder = store.cached(KIND, cfg, lambda out: _compute(cfg, g, out), code=_code())
+    return RunResult(minority=minority, seed=int(seed), ratio=cfg["ratio"], dir=folder,
+                     features=store.load_tensors(folder / "features.pt"),
+                     history=store.load_json(folder / "history.json"), meta=store.load_meta(folder))
+
+
+def run_grid(grid: Mapping[str, Any]) -> list[RunResult]:
+    """Train or fetch every run of a grid: the balanced model and each minority class, for every seed.
+
+    ``grid`` keys (all optional, defaults = the paper's SimCLR setting except ``minority_classes=[]``):
+    training - method, backbone, init, epochs, batch_size, lr, momentum, nesterov, weight_decay, temperature,
+    clamp, schedule, augment (see :class:`rharm.train.TrainConfig`); data - minority_classes (class names),
+    ratio (1:ratio kept), seeds, n_per_class (per-class pool, 5000 = full train set), data_source ("auto" |
+    "jpeg" | "torchvision"), pool_seed; execution - device ("auto"), progress, feature_batch_size.
+
+    Every value is validated before any training. Each run is cached with
+    ``rharm.store.cached("simclr_run", run_config(...), ..., code=[train, models, losses, augment, data])``; a killed
+    run resumes from its checkpoint. Returns RunResults ordered seed-major: for each seed, balanced then minorities.
+    """
+    g = _validate(grid)
+    return [run_one(g, m, s) for s in g["seeds"] for m in [None, *g["minority_classes"]]]
+
+
+def grid_from_params(P) -> dict:
+    """Build a grid from notebook parameters (``P.values`` or a dict): every grid key present is taken over."""
+    values = P.values if hasattr(P, "values") and not isinstance(P, Mapping) else P
+    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items() if k in _DEFAULTS}

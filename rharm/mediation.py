@@ -1,0 +1,559 @@
+"""Allocation harm and its causal mediation through the representation.
+
+Book chapter: "Allocation harm and causal mediation" (``notebooks/allocation_harm.py``).
+
+Treatment T: the minority class i is underrepresented (T = 1) or not (T = 0). Mediator M: the contrastive
+representation, M(0) learned on balanced data, M(1) on data with class i at 1:ratio. Outcome Y(t, m): the
+row-normalised confusion matrix of a linear probe trained under data condition t on representation m. Three
+conditions are estimated (research digest §3.2):
+
+    y00 = Y(0, M(0))   balanced representation, balanced probe data
+    y01 = Y(0, M(1))   imbalanced representation, balanced probe data
+    y11 = Y(1, M(1))   imbalanced representation, probe data with class i kept at n_i // ratio
+
+    TE  = y11 - y00     total effect
+    NIE = y01 - y00     natural indirect effect (through the representation; "pure", at T = 0)
+    NDE = y11 - y01     direct part; the paper's figure panel "-rNDE". TE = NIE + NDE exactly.
+
+Row i of each matrix comes from the models with minority i (as for representation harm). Diagonal entries are
+changes in the minority's accuracy (negative = harm); off-diagonal entries are changes in P(predict j | true i).
+
+Probe protocols:
+    "paper"  75/25 split of the TEST features (split seeds, default {0, 1}); multinomial logistic regression with
+             3-fold CV over C in {1, 0.1, 0.01}; confusion on the 25%. The imbalanced probe keeps n_i // ratio of
+             the minority in the probe's 75% (seeded here; unseeded in the official code).
+    "clean"  probe trained on TRAINING-set features (the balanced pool, or the images the imbalanced CL run saw,
+             with the minority at the same ratio) and evaluated on the whole test set.
+Features are L2-normalised first, as the paper does.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from rharm.metrics import CIFAR10_CLASSES, _as_numpy, class_means, unit_normalise
+
+PROTOCOLS = ("paper", "clean")
+CONDITIONS = ("y00", "y01", "y11")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Effects
+# --------------------------------------------------------------------------------------------------------------
+
+
+def effects(y00: Any, y01: Any, y11: Any) -> dict[str, np.ndarray]:
+    """TE = y11 - y00, NIE = y01 - y00, NDE = TE - NIE (= y11 - y01, the paper's "-rNDE").
+
+    Arrays of any equal shape (e.g. (K, K) confusions or (R, K) rows); TE = NIE + NDE holds exactly because NDE is
+    defined as TE - NIE.
+    """
+    a, b, c = (_as_numpy(v) for v in (y00, y01, y11))
+    if not (a.shape == b.shape == c.shape):
+        raise ValueError(f"y00, y01, y11 must have equal shapes; got {a.shape}, {b.shape}, {c.shape}")
+    te, nie = c - a, b - a
+    return {"TE": te, "NIE": nie, "NDE": te - nie}
+
+
+def confusion(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
+    """Row-normalised confusion matrix: entry [i, j] = P(predict j | true i). (N,), (N,) -> (K, K); rows without
+    samples are NaN."""
+    t, p = _as_numpy(y_true, np.int64), _as_numpy(y_pred, np.int64)
+    m = np.zeros((num_classes, num_classes))
+    np.add.at(m, (t, p), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return m / m.sum(axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Probe
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Linear probe: multinomial logistic regression (lbfgs, L2) with k-fold CV over C, then a refit.
+
+    ``warm_start``: fit the C grid from the strongest regularisation to the weakest, each fit starting from the
+    previous solution. The objective is strictly convex, so this changes only the iterations needed (up to the
+    solver tolerance ``tol``), not the optimum. Folds are ``StratifiedKFold(folds)`` without shuffling and ties in
+    CV accuracy go to the first C of ``c_grid``, as sklearn's GridSearchCV does.
+    """
+
+    c_grid: tuple[float, ...] = (1.0, 0.1, 0.01)
+    folds: int = 3
+    max_iter: int = 200
+    tol: float = 1e-4
+    warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.c_grid or any(c <= 0 for c in self.c_grid):
+            raise ValueError(f"c_grid={self.c_grid} must be a non-empty list of positive values")
+        if self.folds < 1:
+            raise ValueError(f"folds={self.folds} must be >= 1 (1 = no CV, use c_grid[0])")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter={self.max_iter} must be >= 1")
+
+
+def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig) -> list[Any]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    order = sorted(range(len(cs)), key=lambda k: cs[k])  # strongest regularisation (smallest C) first
+    models: list[Any] = [None] * len(cs)
+    clf = None
+    for k in order:
+        if clf is None or not cfg.warm_start:
+            clf = LogisticRegression(C=cs[k], max_iter=cfg.max_iter, tol=cfg.tol, warm_start=cfg.warm_start)
+        else:
+            clf.set_params(C=cs[k])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(x, y)
+        models[k] = (clf.coef_.copy(), clf.intercept_.copy(), clf.classes_.copy())
+    return models
+
+
+def _predict(model: tuple, x: np.ndarray) -> np.ndarray:
+    coef, intercept, classes = model
+    return classes[np.argmax(x @ coef.T + intercept, axis=1)] if coef.shape[0] > 1 else \
+        classes[(x @ coef[0] + intercept[0] > 0).astype(int)]
+
+
+def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig = ProbeConfig()) -> tuple[tuple, float]:
+    """Choose C by ``cfg.folds``-fold CV accuracy over ``cfg.c_grid``, refit on all of (x, y).
+
+    x (N, d) (already normalised), y (N,) -> (model, chosen C); ``model`` is (coef (K, d), intercept (K,), classes),
+    used by :func:`predict`.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    cs = list(cfg.c_grid)
+    if len(cs) == 1 or cfg.folds == 1:
+        best = cs[0]
+    else:
+        scores = np.zeros(len(cs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # tiny minority: fewer members than folds
+            splits = list(StratifiedKFold(cfg.folds).split(x, y))
+        for tr, va in splits:
+            for k, m in enumerate(_lr_path(x[tr], y[tr], cs, cfg)):
+                scores[k] += (_predict(m, x[va]) == y[va]).mean() / len(splits)
+        best = cs[int(np.argmax(scores))]  # first maximum = GridSearchCV's tie rule
+    model = _lr_path(x, y, [best], cfg)[0]
+    return model, best
+
+
+def predict(model: tuple, x: np.ndarray) -> np.ndarray:
+    """Class predictions of a probe from :func:`fit_probe`. x (N, d) -> (N,)."""
+    return _predict(model, x)
+
+
+def undersample_mask(labels: np.ndarray, minority_label: int, ratio: int, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask keeping every sample except all but n_i // ratio (random, without replacement) of the minority."""
+    idx = np.flatnonzero(labels == minority_label)
+    keep = rng.choice(idx, size=int(idx.size // ratio), replace=False)
+    mask = labels != minority_label
+    mask[keep] = True
+    return mask
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Conditions over a grid of runs
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MediationRuns:
+    """Confusions of the three conditions over minorities x model seeds x split seeds.
+
+    Attributes:
+        classes: K names; minorities: R names; seeds: S model seeds; splits: P split seeds ([None] for "clean").
+        y00: (S, P, K, K); y01, y11: (R, S, P, K, K) row-normalised confusions.
+        pred00: (S, P, N) test-set predictions of the y00 probe (-1 where the point trained the probe);
+        pred01: (R, S, P, N) the same for y01 (used by the per-sample cross-check).
+        test_labels: (N,); n_eval_per_class: mean evaluated count per class (the paper's 250); chosen C per probe.
+    """
+
+    protocol: str
+    classes: list[str]
+    minorities: list[str]
+    seeds: list[int]
+    splits: list[Any]
+    ratio: int
+    y00: np.ndarray
+    y01: np.ndarray
+    y11: np.ndarray
+    pred00: np.ndarray
+    pred01: np.ndarray
+    test_labels: np.ndarray
+    n_eval_per_class: float
+    chosen_c: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """Row i of each condition for minority i: dict of (R, S, P, K) arrays (y00 broadcast to every minority)."""
+        idx = [self.classes.index(m) for m in self.minorities]
+        return {"y00": np.stack([self.y00[:, :, i, :] for i in idx]),
+                "y01": np.stack([self.y01[r, :, :, i, :] for r, i in enumerate(idx)]),
+                "y11": np.stack([self.y11[r, :, :, i, :] for r, i in enumerate(idx)])}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything numeric, for ``rharm.store.save_tensors``/``np.savez`` (no pickles)."""
+        return {"y00": self.y00, "y01": self.y01, "y11": self.y11, "pred00": self.pred00, "pred01": self.pred01,
+                "test_labels": self.test_labels}
+
+
+def _index_runs(results: Iterable[Any], classes: list[str]) -> tuple[dict[int, Any], dict[tuple[str, int], Any]]:
+    bal, imb = {}, {}
+    for r in results:
+        if r.minority is None:
+            bal[int(r.seed)] = r
+        else:
+            if r.minority not in classes:
+                raise ValueError(f"run minority {r.minority!r} is not a class; valid: {classes}")
+            imb[(r.minority, int(r.seed))] = r
+    if not bal:
+        raise ValueError("results contain no balanced run (minority=None); mediation needs one per seed")
+    return bal, imb
+
+
+def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: int = 100,
+                   split_seeds: Sequence[int] = (0, 1), test_size: float = 0.25, head_seed: int = 0,
+                   probe: ProbeConfig = ProbeConfig(), feature: str = "test_backbone",
+                   train_feature: str = "train_backbone", classes: Sequence[str] = CIFAR10_CLASSES,
+                   minorities: Sequence[str] | None = None, max_train_per_class: int | None = None) -> MediationRuns:
+    """Fit the probes of the three conditions for every minority run, model seed and split seed.
+
+    Args:
+        results: runs (``rharm.experiment.RunResult`` or alike: ``minority``, ``seed``, ``features``).
+        protocol: ``"paper"`` or ``"clean"`` (module docstring).
+        ratio: the probe's underrepresentation for y11 (n_i // ratio kept), normally the CL run's ratio.
+        split_seeds: the paper protocol's ``train_test_split`` random states (ignored by "clean").
+        head_seed: seeds the imbalanced probe's subsample (with the model seed and split seed).
+        probe: probe settings; feature/train_feature: which saved features to use.
+        minorities: restrict to these minority runs (default: all run).
+        max_train_per_class: "clean" only; subsample the training pool per class (seeded, same points for every
+            condition of a seed) to bound the cost.
+
+    The balanced probe y00 depends only on (seed, split) and is fitted once and shared by every minority.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r} is not valid; choose one of {PROTOCOLS}")
+    if ratio < 1:
+        raise ValueError(f"ratio={ratio} must be an integer >= 1")
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size={test_size} must lie in (0, 1)")
+    from sklearn.model_selection import train_test_split
+
+    t0 = time.perf_counter()
+    classes = list(classes)
+    k = len(classes)
+    bal, imb = _index_runs(results, classes)
+    seeds = sorted(bal)
+    run_minorities = sorted({m for m, _ in imb}, key=classes.index)
+    minorities = list(minorities) if minorities is not None else run_minorities
+    for m in minorities:
+        missing = [s for s in seeds if (m, s) not in imb]
+        if missing:
+            raise ValueError(f"minority {m!r} has no run for seeds {missing}; run seeds: {seeds}")
+    splits: list[Any] = list(split_seeds) if protocol == "paper" else [None]
+    if protocol == "paper" and not splits:
+        raise ValueError("split_seeds must not be empty for protocol 'paper'")
+    y_test = _as_numpy(bal[seeds[0]].features["test_labels"], np.int64)
+    n = y_test.size
+    S, P, R = len(seeds), len(splits), len(minorities)
+    y00 = np.zeros((S, P, k, k)); y01 = np.zeros((R, S, P, k, k)); y11 = np.zeros((R, S, P, k, k))
+    pred00 = -np.ones((S, P, n), dtype=np.int64); pred01 = -np.ones((R, S, P, n), dtype=np.int64)
+    chosen: dict[str, list[float]] = {c: [] for c in CONDITIONS}
+    n_eval = []
+    for si, s in enumerate(seeds):
+        xb = unit_normalise(bal[s].features[feature])
+        xi = {m: unit_normalise(imb[(m, s)].features[feature]) for m in minorities}
+        if protocol == "clean":
+            ytr = _as_numpy(bal[s].features["train_labels"], np.int64)
+            pool = np.ones(ytr.size, dtype=bool)
+            if max_train_per_class:
+                rng = np.random.default_rng([head_seed, s, 7])
+                pool = np.zeros(ytr.size, dtype=bool)
+                for c in range(k):
+                    idx = np.flatnonzero(ytr == c)
+                    pool[rng.choice(idx, size=min(idx.size, max_train_per_class), replace=False)] = True
+            xbt = unit_normalise(_as_numpy(bal[s].features[train_feature])[pool])
+            m00, c00 = fit_probe(xbt, ytr[pool], probe)
+            p = predict(m00, xb)
+            y00[si, 0], pred00[si, 0] = confusion(y_test, p, k), p
+            chosen["y00"].append(c00)
+            n_eval.append(n / k)
+            for r, m in enumerate(minorities):
+                run = imb[(m, s)]
+                xt = unit_normalise(_as_numpy(run.features[train_feature])[pool])
+                m01, c01 = fit_probe(xt, ytr[pool], probe)
+                p = predict(m01, xi[m])
+                y01[r, si, 0], pred01[r, si, 0] = confusion(y_test, p, k), p
+                if "train_in_cl" in run.features:
+                    keep = _as_numpy(run.features["train_in_cl"], bool)[pool]
+                else:
+                    keep = undersample_mask(ytr[pool], classes.index(m), ratio, np.random.default_rng([head_seed, s, r]))
+                m11, c11 = fit_probe(xt[keep], ytr[pool][keep], probe)
+                y11[r, si, 0] = confusion(y_test, predict(m11, xi[m]), k)
+                chosen["y01"].append(c01); chosen["y11"].append(c11)
+            continue
+        for pi, sp in enumerate(splits):
+            tr, te = train_test_split(np.arange(n), test_size=test_size, random_state=sp)
+            n_eval.append(te.size / k)
+            m00, c00 = fit_probe(xb[tr], y_test[tr], probe)
+            p = predict(m00, xb[te])
+            y00[si, pi] = confusion(y_test[te], p, k)
+            pred00[si, pi, te] = p
+            chosen["y00"].append(c00)
+            for r, m in enumerate(minorities):
+                m01, c01 = fit_probe(xi[m][tr], y_test[tr], probe)
+                p = predict(m01, xi[m][te])
+                y01[r, si, pi] = confusion(y_test[te], p, k)
+                pred01[r, si, pi, te] = p
+                keep = undersample_mask(y_test[tr], classes.index(m), ratio,
+                                        np.random.default_rng([head_seed, s, int(sp), r]))
+                m11, c11 = fit_probe(xi[m][tr][keep], y_test[tr][keep], probe)
+                y11[r, si, pi] = confusion(y_test[te], predict(m11, xi[m][te]), k)
+                chosen["y01"].append(c01); chosen["y11"].append(c11)
+    return MediationRuns(protocol, classes, minorities, seeds, splits, ratio, y00, y01, y11, pred00, pred01, y_test,
+                         float(np.mean(n_eval)), chosen, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Estimates and uncertainty
+# --------------------------------------------------------------------------------------------------------------
+
+EFFECTS = ("TE", "NIE", "NDE")
+
+
+def _frames(arrs: dict[str, np.ndarray], mr: MediationRuns) -> dict[str, pd.DataFrame]:
+    return {n: pd.DataFrame(a, index=pd.Index(mr.minorities, name="minority"),
+                            columns=pd.Index(mr.classes, name="predicted")) for n, a in arrs.items()}
+
+
+def effect_matrices(mr: MediationRuns) -> dict[str, pd.DataFrame]:
+    """TE, NIE, NDE as (R, K) DataFrames (row i from the minority-i models), averaged over seeds and splits."""
+    rows = mr.rows()
+    return _frames(effects(*(rows[c].mean(axis=(1, 2)) for c in CONDITIONS)), mr)
+
+
+def effect_paper_sd(mr: MediationRuns, n_eval_per_class: float | None = None) -> dict[str, pd.DataFrame]:
+    """The paper's "±" (as coded in the official repository), reproduced only to compare with its figures:
+
+        sd(condition) = std over all (model seed x split seed) replicates (ddof = 0) / sqrt(n_eval_per_class)
+        sd(effect a - b) = sqrt(sd_a^2 + sd_b^2)
+
+    with n_eval_per_class = 1000 x 0.25 = 250 in the paper (default: the evaluated count per class of ``mr``).
+    It is neither std / sqrt(#replicates) nor a binomial standard error.
+    """
+    n = mr.n_eval_per_class if n_eval_per_class is None else n_eval_per_class
+    rows = mr.rows()
+    sd = {c: rows[c].reshape(rows[c].shape[0], -1, rows[c].shape[-1]).std(axis=1) / np.sqrt(n) for c in CONDITIONS}
+    q = lambda a, b: np.sqrt(sd[a] ** 2 + sd[b] ** 2)  # noqa: E731
+    return _frames({"TE": q("y11", "y00"), "NIE": q("y01", "y00"), "NDE": q("y11", "y01")}, mr)
+
+
+def _boot_indices(S: int, P: int, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    si = rng.integers(0, S, size=(n_boot, S))
+    pi = rng.integers(0, P, size=(n_boot, S, P))
+    return si, pi
+
+
+def effect_bootstrap(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.95,
+                     seed: int | None = 0) -> dict[str, dict[str, pd.DataFrame]]:
+    """Two-stage percentile bootstrap: model seeds drawn with replacement, then split seeds within each drawn seed.
+
+    The three conditions share the drawn (seed, split) pairs, so every effect is a paired difference.
+    Returns {effect: {"estimate", "lo", "hi", "se"}} of (R, K) DataFrames. With one seed and one split the
+    interval collapses to the estimate.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must lie in (0, 1)")
+    if n_boot < 2:
+        raise ValueError(f"n_boot={n_boot} must be >= 2")
+    rows = mr.rows()
+    R, S, P, K = rows["y00"].shape
+    si, pi = _boot_indices(S, P, n_boot, np.random.default_rng(seed))
+    means = {}
+    for c in CONDITIONS:
+        g = rows[c][:, si[:, :, None], pi, :]  # (R, B, S, P, K)
+        means[c] = g.mean(axis=(2, 3))  # (R, B, K)
+    boot = effects(means["y00"], means["y01"], means["y11"])
+    est = effect_matrices(mr)
+    a = (1 - level) / 2
+    out = {}
+    for e in EFFECTS:
+        f = _frames({"lo": np.quantile(boot[e], a, axis=1), "hi": np.quantile(boot[e], 1 - a, axis=1),
+                     "se": boot[e].std(axis=1, ddof=1)}, mr)
+        out[e] = {"estimate": est[e], **f}
+    return out
+
+
+def diagonal_summary(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.95, seed: int | None = 0) -> pd.DataFrame:
+    """The minority's own accuracy change and the share the representation carries.
+
+    Per minority i: TE_ii, NIE_ii, NDE_ii and share = NIE_ii / TE_ii; plus a row "mean" with the means of the
+    diagonals and share = mean NIE_ii / mean TE_ii (the paper's summary). Percentile CIs (``*_lo``, ``*_hi``) from
+    the same two-stage bootstrap as :func:`effect_bootstrap`.
+    """
+    rows = mr.rows()
+    R, S, P, K = rows["y00"].shape
+    idx = [mr.classes.index(m) for m in mr.minorities]
+    si, pi = _boot_indices(S, P, n_boot, np.random.default_rng(seed))
+
+    def diag(stat_rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        e = effects(*(stat_rows[c] for c in CONDITIONS))  # (..., R, K)
+        d = {n: np.stack([e[n][..., r, i] for r, i in enumerate(idx)], axis=-1) for n in EFFECTS}  # (..., R)
+        d = {n: np.concatenate([v, v.mean(axis=-1, keepdims=True)], axis=-1) for n, v in d.items()}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d["share"] = d["NIE"] / d["TE"]
+        return d
+
+    point = diag({c: rows[c].mean(axis=(1, 2)) for c in CONDITIONS})
+    boot = diag({c: np.moveaxis(rows[c][:, si[:, :, None], pi, :].mean(axis=(2, 3)), 1, 0) for c in CONDITIONS})
+    a = (1 - level) / 2
+    out = pd.DataFrame(index=pd.Index([*mr.minorities, "mean"], name="minority"))
+    for n in (*EFFECTS, "share"):
+        out[n] = point[n]
+        out[f"{n}_lo"] = np.nanquantile(boot[n], a, axis=0)
+        out[f"{n}_hi"] = np.nanquantile(boot[n], 1 - a, axis=0)
+    return out
+
+
+def long_effects(boot: dict[str, dict[str, pd.DataFrame]], paper: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """{effect: {estimate, lo, hi}} -> long table effect, minority, predicted, value, lo, hi[, paper] for charts."""
+    parts = []
+    for e, d in boot.items():
+        t = d["estimate"].stack().rename("value").reset_index()
+        t.columns = ["minority", "predicted", "value"]
+        t["lo"], t["hi"] = d["lo"].stack().to_numpy(), d["hi"].stack().to_numpy()
+        t.insert(0, "effect", e)
+        if paper is not None and e in paper:
+            p = paper[e]
+            t["paper"] = [p.loc[m, c] if (m in p.index and c in p.columns) else np.nan
+                          for m, c in zip(t.minority, t.predicted)]
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-sample regression mediation cross-check (pingouin)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def collapse_score(features: Any, labels: Any, minority_label: int, toward_label: int,
+                   num_classes: int | None = None) -> np.ndarray:
+    """Per minority test image x: cos(u(x), centroid of ``toward``) - cos(u(x), centroid of its own class).
+
+    Centroids are the class means of the unit-normalised features of the same model. features (N, d), labels (N,)
+    -> (n_minority,) in the order of the minority's samples. Larger = closer to the class it collapses toward.
+    """
+    u = unit_normalise(features)
+    y = _as_numpy(labels, np.int64)
+    mu = class_means(u, y, num_classes)
+    ct = mu[toward_label] / np.linalg.norm(mu[toward_label])
+    co = mu[minority_label] / np.linalg.norm(mu[minority_label])
+    um = u[y == minority_label]
+    return um @ ct - um @ co
+
+
+def mediation_crosscheck(results: Iterable[Any], mr: MediationRuns, minority: str, toward: str, *,
+                         feature: str = "test_backbone", n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Regression-based mediation (``pingouin.mediation_analysis``) on a scalar mediator, per test image.
+
+    Samples: the minority's evaluated test images, once under the balanced representation (X = 0) and once under
+    the representation learned with the minority underrepresented (X = 1), pooled over model seeds and split
+    seeds; both with a probe trained on balanced data (conditions y00 and y01, i.e. the NIE contrast).
+    M = :func:`collapse_score` toward ``toward`` in that model; Y = 1 if the image is misclassified.
+
+    Returns:
+        dict: indirect, indirect_lo, indirect_hi, indirect_p, direct, total, n (samples), table (pingouin's
+        DataFrame).
+    """
+    import pingouin as pg
+
+    for name, v in (("minority", minority), ("toward", toward)):
+        if v not in mr.classes:
+            raise ValueError(f"{name}={v!r} is not a class; valid: {mr.classes}")
+    if minority not in mr.minorities:
+        raise ValueError(f"minority={minority!r} was not run; valid: {mr.minorities}")
+    if minority == toward:
+        raise ValueError(f"toward={toward!r} must differ from minority")
+    bal, imb = _index_runs(results, mr.classes)
+    i, j, r = mr.classes.index(minority), mr.classes.index(toward), mr.minorities.index(minority)
+    y = mr.test_labels
+    k = len(mr.classes)
+    frames = []
+    for si, s in enumerate(mr.seeds):
+        m0 = collapse_score(bal[s].features[feature], y, i, j, k)
+        m1 = collapse_score(imb[(minority, s)].features[feature], y, i, j, k)
+        for pi in range(len(mr.splits)):
+            p0, p1 = mr.pred00[si, pi][y == i], mr.pred01[r, si, pi][y == i]
+            ev0, ev1 = p0 >= 0, p1 >= 0
+            frames.append(pd.DataFrame({"X": 0.0, "M": m0[ev0], "Y": (p0[ev0] != i).astype(float)}))
+            frames.append(pd.DataFrame({"X": 1.0, "M": m1[ev1], "Y": (p1[ev1] != i).astype(float)}))
+    data = pd.concat(frames, ignore_index=True)
+    tab = pg.mediation_analysis(data=data, x="X", m="M", y="Y", n_boot=n_boot, seed=seed)
+    tab = tab.set_index("path")
+    pcol = "pval" if "pval" in tab.columns else [c for c in tab.columns if c.startswith("p")][0]
+    lo_col, hi_col = [c for c in tab.columns if c.startswith("CI")][:2]
+    ind = tab.loc["Indirect"]
+    return {"indirect": float(ind["coef"]), "indirect_lo": float(ind[lo_col]), "indirect_hi": float(ind[hi_col]),
+            "indirect_p": float(ind[pcol]), "direct": float(tab.loc["Direct", "coef"]),
+            "total": float(tab.loc["Total", "coef"]), "n": int(len(data)), "table": tab.reset_index()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Charts
+# --------------------------------------------------------------------------------------------------------------
+
+
+def effect_heatmap(table: pd.DataFrame, effect: str, *, title: str, order: Sequence[str] | None = None,
+                   rows: Sequence[str] | None = None):
+    """Diverging heatmap (centred at 0) of one effect from :func:`long_effects`; CI and paper value in tooltips."""
+    from rharm import charts
+
+    d = table[table.effect == effect]
+    if order is not None:
+        d = d[d.predicted.isin(order)]
+    if rows is not None:
+        d = d[d.minority.isin(rows)]
+    return charts.heatmap(d, x="predicted", y="minority", value="value", title=title,
+                          x_order=list(order) if order else None, y_order=list(rows) if rows else None, mid=0.0,
+                          fmt=".3f", tooltip=list(d.columns))
+
+
+def mediation_diagram(direct_label: str = "direct part (NDE = TE − NIE; paper: −rNDE)",
+                      indirect_label: str = "NIE"):
+    """The mediation DAG as an Altair chart: T -> M -> allocation harm (NIE) and T -> allocation harm (direct)."""
+    import altair as alt
+
+    nodes = pd.DataFrame({"name": ["T: minority underrepresented", "M: CL representation", "Y: allocation harm"],
+                          "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.0]})
+    edges = pd.DataFrame({"x": [0.0, 1.0, 0.0], "y": [0.0, 1.0, 0.0], "x2": [1.0, 2.0, 2.0], "y2": [1.0, 0.0, 0.0],
+                          "label": ["", indirect_label, direct_label], "lx": [0.5, 1.5, 1.0], "ly": [0.5, 0.5, -0.12],
+                          "path": ["indirect", "indirect", "direct"]})
+    sx, sy = alt.Scale(domain=[-0.5, 2.5]), alt.Scale(domain=[-0.3, 1.3])
+    noaxis = dict(axis=None)
+    lines = alt.Chart(edges).mark_rule(strokeWidth=2).encode(
+        x=alt.X("x:Q", scale=sx, **noaxis), y=alt.Y("y:Q", scale=sy, **noaxis), x2="x2", y2="y2",
+        color=alt.Color("path:N", legend=None))
+    arrow = alt.Chart(edges.assign(tx=lambda d: d.x + 0.8 * (d.x2 - d.x), ty=lambda d: d.y + 0.8 * (d.y2 - d.y))
+                      ).mark_point(shape="triangle", size=120, filled=True).encode(
+        x=alt.X("tx:Q", scale=sx), y=alt.Y("ty:Q", scale=sy), color=alt.Color("path:N", legend=None))
+    labels = alt.Chart(edges).mark_text(fontSize=12).encode(x=alt.X("lx:Q", scale=sx), y=alt.Y("ly:Q", scale=sy),
+                                                            text="label:N")
+    pts = alt.Chart(nodes).mark_circle(size=900, color="white", stroke="black").encode(
+        x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy))
+    names = alt.Chart(nodes).mark_text(dy=-28, fontSize=13, fontWeight="bold").encode(
+        x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy), text="name:N")
+    return alt.layer(lines, arrow, pts, names, labels).properties(width=560, height=240,
+                                                                  title="Causal mediation of allocation harm")

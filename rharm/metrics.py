@@ -1,0 +1,588 @@
+"""Representation harm: class cosines, the RH matrix, its uncertainty, tests and summaries.
+
+Book chapter: "Representation harm in SimCLR on CIFAR-10" (``notebooks/representation_harm.py``).
+
+Definitions (paper §2.1.2; research digest §3.1). For a model M with unit-normalised features u(x) = f(x)/||f(x)||
+and class means of the unit vectors mu_i = mean_{x in class i} u(x),
+
+    cos_M(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>          (self-pairs included when i = j)
+
+    RH(i, j)    = (1 - cos_{M_i}(i, j)) / (1 - cos_{M_bal}(i, j))
+
+where M_i was trained with class i underrepresented and M_bal on balanced data. Row i of an RH matrix comes from
+M_i only. RH(i, j) < 1: the minority class moved closer to class j (representation harm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MULTICOMP_METHODS = ("holm", "fdr_bh", "bonf", "none")
+
+
+def _as_numpy(x: Any, dtype=np.float64) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def unit_normalise(features: Any) -> np.ndarray:
+    """Rows divided by their L2 norm. (N, d) -> (N, d) float64; zero rows raise ValueError."""
+    x = _as_numpy(features)
+    if x.ndim != 2:
+        raise ValueError(f"features must be 2-D (N, d); got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("features contain an all-zero row; its direction (and cosine) is undefined")
+    return x / norms
+
+
+def _check_labels(labels: Any, n: int, num_classes: int | None) -> tuple[np.ndarray, int]:
+    y = _as_numpy(labels, dtype=np.int64).reshape(-1)
+    if y.shape[0] != n:
+        raise ValueError(f"labels has {y.shape[0]} entries but features has {n} rows; they must match")
+    if y.size and y.min() < 0:
+        raise ValueError(f"labels must be non-negative class indices; got min {y.min()}")
+    k = int(y.max()) + 1 if num_classes is None else int(num_classes)
+    if y.size and y.max() >= k:
+        raise ValueError(f"num_classes={num_classes} but labels contain {y.max()}; valid labels are 0..{k - 1}")
+    return y, k
+
+
+def class_means(features: Any, labels: Any, num_classes: int | None = None) -> np.ndarray:
+    """Means of the unit-normalised features per class. features (N, d), labels (N,) -> (K, d).
+
+    A class without samples raises ValueError (its cosines would be undefined).
+    """
+    u = unit_normalise(features)
+    y, k = _check_labels(labels, u.shape[0], num_classes)
+    counts = np.bincount(y, minlength=k)
+    if np.any(counts == 0):
+        raise ValueError(f"classes {np.flatnonzero(counts == 0).tolist()} have no samples; every class 0..{k - 1} needs one")
+    sums = np.zeros((k, u.shape[1]))
+    np.add.at(sums, y, u)
+    return sums / counts[:, None]
+
+
+def class_cosines(features: Any, labels: Any, num_classes: int | None = None) -> np.ndarray:
+    """Mean pairwise cosine between classes, self-pairs included.
+
+    cos(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>, computed in O(N d) from the class means of the
+    unit vectors (exactly equal to the brute-force all-pairs mean).
+
+    Args:
+        features: (N, d) array or tensor.
+        labels: (N,) integer class indices 0..K-1.
+        num_classes: K; default max(label) + 1.
+
+    Returns:
+        (K, K) float64, symmetric.
+    """
+    mu = class_means(features, labels, num_classes)
+    return mu @ mu.T
+
+
+def class_cosine_stats(features: Any, labels: Any, num_classes: int | None = None) -> dict[str, np.ndarray]:
+    """Mean, std and count of the individual pairwise cosines between classes (self-pairs included).
+
+    The std uses the second moment E[<u_a, u_b>^2] = sum(C_i * C_j) with C_i = mean_{a in i} u_a u_a^T (d x d), so
+    no N x N matrix is formed: O(N d^2).
+
+    Returns:
+        dict with ``mean`` (K, K), ``std`` (K, K) (population std over the n_i * n_j pairs), ``pairs`` (K, K)
+        = n_i * n_j, ``counts`` (K,).
+    """
+    u = unit_normalise(features)
+    y, k = _check_labels(labels, u.shape[0], num_classes)
+    mu = class_means(u, y, k)
+    counts = np.bincount(y, minlength=k)
+    second = np.stack([(u[y == c].T @ u[y == c]) / counts[c] for c in range(k)])  # (K, d, d)
+    flat = second.reshape(k, -1)
+    m2 = flat @ flat.T
+    mean = mu @ mu.T
+    var = np.clip(m2 - mean**2, 0.0, None)
+    return {"mean": mean, "std": np.sqrt(var), "pairs": np.outer(counts, counts).astype(float), "counts": counts}
+
+
+def representation_harm(cos_imbalanced: Any, cos_balanced: Any) -> np.ndarray:
+    """RH = (1 - cos_imbalanced) / (1 - cos_balanced), elementwise on arrays of equal shape.
+
+    RH < 1: the pair is closer (more collapsed) after underrepresentation. A balanced cosine of exactly 1 gives
+    inf/nan, as the ratio is undefined there.
+    """
+    a, b = _as_numpy(cos_imbalanced), _as_numpy(cos_balanced)
+    if a.shape != b.shape:
+        raise ValueError(f"cos_imbalanced shape {a.shape} and cos_balanced shape {b.shape} must be equal")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (1.0 - a) / (1.0 - b)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cosines over a grid of runs
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CosineRuns:
+    """Class-cosine matrices of a grid of runs, aligned by model seed.
+
+    Attributes:
+        classes: K class names; label k is ``classes[k]``.
+        seeds: S model seeds; index s of every array is ``seeds[s]``.
+        balanced: (S, K, K) cosines of the balanced models.
+        imbalanced: minority class name -> (S, K, K) cosines of the models with that class underrepresented.
+        balanced_pair_std: (S, K, K) std of the individual pairwise cosines of the balanced models (paper's ±).
+        pairs: (K, K) number of pairs n_i * n_j in the evaluation set.
+    """
+
+    classes: list[str]
+    seeds: list[int]
+    balanced: np.ndarray
+    imbalanced: dict[str, np.ndarray]
+    balanced_pair_std: np.ndarray | None = None
+    pairs: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k, s = len(self.classes), len(self.seeds)
+        if self.balanced.shape != (s, k, k):
+            raise ValueError(f"balanced has shape {self.balanced.shape}; expected (S, K, K) = {(s, k, k)}")
+        for name, arr in self.imbalanced.items():
+            if name not in self.classes:
+                raise ValueError(f"minority {name!r} is not a class; valid: {self.classes}")
+            if arr.shape != (s, k, k):
+                raise ValueError(f"imbalanced[{name!r}] has shape {arr.shape}; expected {(s, k, k)}")
+
+    @property
+    def minorities(self) -> list[str]:
+        """Minority classes run, in class-label order."""
+        return [c for c in self.classes if c in self.imbalanced]
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row i of the model with minority i and of the balanced model: two arrays (R, S, K) for R minorities."""
+        idx = [self.classes.index(m) for m in self.minorities]
+        imb = np.stack([self.imbalanced[m][:, i, :] for m, i in zip(self.minorities, idx)])
+        bal = np.stack([self.balanced[:, i, :] for i in idx])
+        return imb, bal
+
+    def relabel(self, permutation: Sequence[int]) -> "CosineRuns":
+        """The same runs with class k renamed to label permutation[k] (for invariance checks)."""
+        perm = np.asarray(permutation)
+        inv = np.argsort(perm)
+        classes = [self.classes[i] for i in inv]
+        take = lambda a: a[:, inv][:, :, inv]  # noqa: E731
+        return CosineRuns(classes, list(self.seeds), take(self.balanced),
+                          {m: take(a) for m, a in self.imbalanced.items()},
+                          None if self.balanced_pair_std is None else take(self.balanced_pair_std),
+                          None if self.pairs is None else self.pairs[inv][:, inv], dict(self.meta))
+
+
+def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label_key: str = "test_labels",
+                classes: Sequence[str] = CIFAR10_CLASSES) -> CosineRuns:
+    """Collect class cosines from run results (``rharm.experiment.RunResult`` or anything with ``minority``,
+    ``seed`` and ``features``).
+
+    Args:
+        results: runs; ``minority`` is a class name or None for balanced; ``features[feature]`` is (N, d) and
+            ``features[label_key]`` (N,).
+        feature: which saved feature to analyse (``test_backbone`` as the paper, or ``test_projection``).
+        classes: class names by label index.
+
+    Every minority must have been run with the same seeds as the balanced model (pairing by seed).
+    """
+    classes = list(classes)
+    k = len(classes)
+    bal: dict[int, np.ndarray] = {}
+    bal_std: dict[int, np.ndarray] = {}
+    imb: dict[str, dict[int, np.ndarray]] = {}
+    pairs = None
+    for r in results:
+        feats = r.features
+        if feature not in feats:
+            raise ValueError(f"feature={feature!r} is not saved in run {getattr(r, 'dir', '?')}; valid: {sorted(feats)}")
+        x, y = feats[feature], feats[label_key]
+        seed = int(r.seed)
+        if r.minority is None:
+            st = class_cosine_stats(x, y, k)
+            bal[seed], bal_std[seed], pairs = st["mean"], st["std"], st["pairs"]
+        else:
+            if r.minority not in classes:
+                raise ValueError(f"run minority {r.minority!r} is not a class; valid: {classes}")
+            imb.setdefault(r.minority, {})[seed] = class_cosines(x, y, k)
+    if not bal:
+        raise ValueError("results contain no balanced run (minority=None); RH needs one per seed")
+    seeds = sorted(bal)
+    for m, d in imb.items():
+        if sorted(d) != seeds:
+            raise ValueError(f"minority {m!r} was run with seeds {sorted(d)} but the balanced model with {seeds}; "
+                             "pairing needs the same seeds")
+    return CosineRuns(classes, seeds, np.stack([bal[s] for s in seeds]),
+                      {m: np.stack([imb[m][s] for s in seeds]) for m in classes if m in imb},
+                      np.stack([bal_std[s] for s in seeds]), pairs, {"feature": feature})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# RH matrix, the paper's ±, and our bootstrap
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _frame(values: np.ndarray, cr: CosineRuns) -> pd.DataFrame:
+    df = pd.DataFrame(values, index=pd.Index(cr.minorities, name="minority"), columns=pd.Index(cr.classes, name="other"))
+    return df
+
+
+def rh_matrix(cr: CosineRuns) -> pd.DataFrame:
+    """The paper's estimator: RH(i, j) = (1 - mean_s cos_{M_i,s}(i, j)) / (1 - mean_s cos_{M_bal,s}(i, j)).
+
+    Returns an (R, K) DataFrame: index = minority classes run, columns = all classes.
+    """
+    imb, bal = cr.rows()
+    return _frame(representation_harm(imb.mean(axis=1), bal.mean(axis=1)), cr)
+
+
+def rh_paper_sd(cr: CosineRuns) -> pd.DataFrame:
+    """The paper's "±" (as coded in the official repository), on the COSINE scale, not the ratio's:
+
+        sd(i, j) = sqrt( SD_seeds[cos_{M_i}(i, j)]^2 + mean_seeds[ SE_pairs(cos_{M_bal}(i, j)) ]^2 ),
+        SE_pairs = std of the n_i n_j individual pairwise cosines / sqrt(n_i n_j)
+
+    SD over seeds is the population std (ddof = 0, numpy's default). Reproduced only to compare with the
+    published figures; it is not a standard error of RH.
+    """
+    if cr.balanced_pair_std is None or cr.pairs is None:
+        raise ValueError("cr has no balanced_pair_std/pairs; build it with cosine_runs() to get the paper's sd")
+    imb, _ = cr.rows()
+    idx = [cr.classes.index(m) for m in cr.minorities]
+    se_pairs = cr.balanced_pair_std[:, idx, :] / np.sqrt(cr.pairs[idx, :])[None]  # (S, R, K)
+    sd = np.sqrt(imb.std(axis=1) ** 2 + se_pairs.mean(axis=0) ** 2)
+    return _frame(sd, cr)
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def rh_bootstrap(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, paired: bool = True,
+                 seed: int | None = 0) -> dict[str, pd.DataFrame]:
+    """Percentile bootstrap of the RH matrix over model seeds.
+
+    Each replicate draws S seeds with replacement. ``paired=True`` (default, common random numbers): the balanced
+    model of the same drawn seed is used in the denominator, so seed-level noise shared by the pair cancels.
+    ``paired=False``: balanced seeds are drawn independently.
+
+    Returns:
+        dict of (R, K) DataFrames: ``estimate`` (= :func:`rh_matrix`), ``lo``, ``hi`` (percentile CI at
+        ``level``), ``se`` (bootstrap std). With one seed the interval collapses to the estimate.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must lie in (0, 1)")
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot} must be >= 1")
+    imb, bal = cr.rows()
+    s = imb.shape[1]
+    rng = _rng(seed)
+    i1 = rng.integers(0, s, size=(n_boot, s))
+    i2 = i1 if paired else rng.integers(0, s, size=(n_boot, s))
+    num = 1.0 - imb[:, i1, :].mean(axis=2)  # (R, B, K)
+    den = 1.0 - bal[:, i2, :].mean(axis=2)
+    boot = num / den
+    a = (1 - level) / 2
+    est = rh_matrix(cr)
+    return {"estimate": est, "lo": _frame(np.quantile(boot, a, axis=1), cr),
+            "hi": _frame(np.quantile(boot, 1 - a, axis=1), cr), "se": _frame(boot.std(axis=1, ddof=1) if n_boot > 1
+                                                                            else np.zeros_like(est.values), cr)}
+
+
+def noise_floor(cr: CosineRuns) -> pd.DataFrame:
+    """RH between balanced models of different seeds: what RH looks like with no underrepresentation at all.
+
+    For every ordered pair of seeds (a, b), a != b, and every row i in the minority rows run and column j:
+    (1 - cos_{bal,a}(i, j)) / (1 - cos_{bal,b}(i, j)). This is the spread of a single-seed ratio; the seed-averaged
+    estimator's spread is smaller by about sqrt(S).
+
+    Returns:
+        long DataFrame with columns seed_a, seed_b, minority, other, rh (empty if fewer than 2 seeds).
+    """
+    rows = []
+    idx = [cr.classes.index(m) for m in cr.minorities] or list(range(len(cr.classes)))
+    for a in range(len(cr.seeds)):
+        for b in range(len(cr.seeds)):
+            if a == b:
+                continue
+            r = representation_harm(cr.balanced[a], cr.balanced[b])
+            for i in idx:
+                for j, c in enumerate(cr.classes):
+                    rows.append((cr.seeds[a], cr.seeds[b], cr.classes[i], c, float(r[i, j])))
+    return pd.DataFrame(rows, columns=["seed_a", "seed_b", "minority", "other", "rh"])
+
+
+def noise_floor_summary(cr: CosineRuns, level: float = 0.95, off_diagonal: bool = True) -> dict[str, float]:
+    """Quantiles of :func:`noise_floor` RH values: ``lo``, ``median``, ``hi`` (central ``level`` band), ``min``,
+    ``n`` (values used). NaNs if fewer than two seeds."""
+    nf = noise_floor(cr)
+    if off_diagonal and len(nf):
+        nf = nf[nf.minority != nf.other]
+    if not len(nf):
+        return {"lo": float("nan"), "median": float("nan"), "hi": float("nan"), "min": float("nan"), "n": 0}
+    v = nf.rh.to_numpy()
+    a = (1 - level) / 2
+    return {"lo": float(np.quantile(v, a)), "median": float(np.median(v)), "hi": float(np.quantile(v, 1 - a)),
+            "min": float(v.min()), "n": int(v.size)}
+
+
+def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05, include_diagonal: bool = False) -> pd.DataFrame:
+    """Per-cell one-sided test of RH < 1 with multiple-comparison control.
+
+    For cell (i, j) the paired per-seed log-ratio d_s = log(1 - cos_{M_i,s}(i, j)) - log(1 - cos_{M_bal,s}(i, j))
+    is tested with a one-sided one-sample t-test (``pingouin.ttest``, alternative "less", H0: mean d = 0) over the
+    S seeds; p-values over all tested cells are adjusted with ``pingouin.multicomp`` (``method`` = "holm",
+    "fdr_bh", "bonf" or "none").
+
+    Returns:
+        long DataFrame: minority, other, rh_seed_mean (exp of mean d), mean_log_ratio, t, dof, p, p_adj, reject.
+        Needs S >= 2 seeds (raises ValueError otherwise).
+    """
+    import pingouin as pg
+
+    if method not in MULTICOMP_METHODS:
+        raise ValueError(f"method={method!r} is not valid; choose one of {MULTICOMP_METHODS}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must lie in (0, 1)")
+    imb, bal = cr.rows()
+    if imb.shape[1] < 2:
+        raise ValueError(f"rh_test needs at least 2 seeds; got {imb.shape[1]}")
+    d = np.log1p(-imb) - np.log1p(-bal)  # (R, S, K)
+    rows = []
+    for r, m in enumerate(cr.minorities):
+        for j, c in enumerate(cr.classes):
+            if c == m and not include_diagonal:
+                continue
+            x = d[r, :, j]
+            if np.allclose(x, x[0]):  # zero variance: t undefined
+                t, p = (0.0, 0.5) if x[0] == 0 else (np.copysign(np.inf, x[0]), 0.0 if x[0] < 0 else 1.0)
+            else:
+                res = pg.ttest(x, 0.0, alternative="less")
+                t, p = float(res["T"].iloc[0]), float(res["p_val"].iloc[0] if "p_val" in res else res["p-val"].iloc[0])
+            rows.append((m, c, float(np.exp(x.mean())), float(x.mean()), t, x.size - 1, p))
+    out = pd.DataFrame(rows, columns=["minority", "other", "rh_seed_mean", "mean_log_ratio", "t", "dof", "p"])
+    if method == "none":
+        out["p_adj"], out["reject"] = out.p, out.p < alpha
+    else:
+        reject, p_adj = pg.multicomp(out.p.to_numpy(), alpha=alpha, method=method)
+        out["p_adj"], out["reject"] = p_adj, reject
+    return out
+
+
+def pair_specificity(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, seed: int | None = 0) -> pd.DataFrame:
+    """Is each minority's collapse concentrated on one class (as in the paper) or spread over all classes?
+
+    Per minority row i of :func:`rh_matrix`, over off-diagonal j:
+        most_collapsed  = argmin_j RH(i, j) (chosen on the full-sample estimate, then held fixed)
+        contrast        = median_{j != i} RH(i, j) - RH(i, most_collapsed)   (> 0: one class stands out)
+        share           = (1 - RH_min)_+ / sum_{j != i} (1 - RH(i, j))_+    (1: all collapse in one cell)
+    with a paired bootstrap over seeds for the contrast (percentile CI).
+
+    Returns:
+        DataFrame indexed by minority: most_collapsed, rh_min, rh_median_other, contrast, contrast_lo,
+        contrast_hi, share.
+    """
+    imb, bal = cr.rows()
+    s = imb.shape[1]
+    rng = _rng(seed)
+    idx = rng.integers(0, s, size=(n_boot, s))
+    boot = (1 - imb[:, idx, :].mean(axis=2)) / (1 - bal[:, idx, :].mean(axis=2))  # (R, B, K)
+    est = rh_matrix(cr)
+    a = (1 - level) / 2
+    rows = []
+    for r, m in enumerate(cr.minorities):
+        off = [j for j, c in enumerate(cr.classes) if c != m]
+        v = est.loc[m].to_numpy()[off]
+        jstar = off[int(np.argmin(v))]
+        contrast = np.median(v) - v.min()
+        bc = np.median(boot[r][:, off], axis=1) - boot[r][:, jstar]
+        pos = np.clip(1 - v, 0, None)
+        share = float(pos.max() / pos.sum()) if pos.sum() > 0 else float("nan")
+        rows.append((m, cr.classes[jstar], float(v.min()), float(np.median(v)), float(contrast),
+                     float(np.quantile(bc, a)), float(np.quantile(bc, 1 - a)), share))
+    return pd.DataFrame(rows, columns=["minority", "most_collapsed", "rh_min", "rh_median_other", "contrast",
+                                       "contrast_lo", "contrast_hi", "share"]).set_index("minority")
+
+
+def most_collapsed_table(estimate: pd.DataFrame, lo: pd.DataFrame, hi: pd.DataFrame,
+                         paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each minority row's most-collapsed other class (smallest off-diagonal RH) with its CI, beside the paper.
+
+    Args:
+        estimate, lo, hi: (R, K) DataFrames from :func:`rh_bootstrap`.
+        paper: the paper's RH matrix (``rharm.reference.matrix("simclr_100_rh")``), rows/columns by class name.
+
+    Returns:
+        DataFrame indexed by minority: ours_class, ours_rh, ours_lo, ours_hi and, with ``paper``, paper_class,
+        paper_rh (the paper's most-collapsed cell in that row) and paper_rh_same_cell (the paper's value in our cell).
+    """
+    rows = []
+    for m in estimate.index:
+        v = estimate.loc[m].drop(m)
+        j = v.idxmin()
+        row = {"minority": m, "ours_class": j, "ours_rh": v[j], "ours_lo": lo.loc[m, j], "ours_hi": hi.loc[m, j]}
+        if paper is not None and m in paper.index:
+            pv = paper.loc[m].drop(m)
+            row.update(paper_class=pv.idxmin(), paper_rh=pv.min(), paper_rh_same_cell=paper.loc[m, j])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("minority")
+
+
+def long_rh(estimate: pd.DataFrame, lo: pd.DataFrame | None = None, hi: pd.DataFrame | None = None,
+            paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """(R, K) RH frames -> long table minority, other, rh[, lo, hi][, paper] for charts and scatter plots."""
+    out = estimate.stack().rename("rh").reset_index()
+    out.columns = ["minority", "other", "rh"]
+    if lo is not None:
+        out["lo"] = lo.stack().to_numpy()
+        out["hi"] = hi.stack().to_numpy()
+    if paper is not None:
+        out["paper"] = [paper.loc[m, o] if (m in paper.index and o in paper.columns) else np.nan
+                        for m, o in zip(out.minority, out.other)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sanity anchor
+# --------------------------------------------------------------------------------------------------------------
+
+
+def linear_probe_accuracy(train_features: Any, train_labels: Any, test_features: Any, test_labels: Any, *,
+                          C: float = 0.1, max_iter: int = 200, normalise: bool = True) -> float:
+    """Top-1 test accuracy of a multinomial logistic-regression probe on frozen features.
+
+    The paper's monitor: sklearn ``LogisticRegression(C=0.1)`` trained on the balanced training set's backbone
+    features, scored on the test set. Features are L2-normalised first when ``normalise``.
+    train_features (N, d), train_labels (N,), test_features (M, d), test_labels (M,) -> accuracy in [0, 1].
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if C <= 0:
+        raise ValueError(f"C={C} must be > 0")
+    xtr, xte = (unit_normalise(train_features), unit_normalise(test_features)) if normalise else \
+        (_as_numpy(train_features), _as_numpy(test_features))
+    ytr, yte = _as_numpy(train_labels, np.int64), _as_numpy(test_labels, np.int64)
+    clf = LogisticRegression(C=C, max_iter=max_iter).fit(xtr, ytr)
+    return float((clf.predict(xte) == yte).mean())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Charts (plain Altair; the heatmap comes from rharm.charts)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def rh_heatmap(table: pd.DataFrame, *, title: str, value: str = "rh", order: Sequence[str] | None = None,
+               rows: Sequence[str] | None = None):
+    """Diverging heatmap of a long RH table (from :func:`long_rh` or ``rharm.reference.long``), centred at 1.
+
+    Rows = minority class, columns = other class; tooltips carry every column of ``table`` (CI, paper value).
+    """
+    from rharm import charts
+
+    tooltip = [c for c in table.columns]
+    return charts.heatmap(table, x="other", y="minority", value=value, title=title, x_order=list(order) if order else None,
+                          y_order=list(rows) if rows else None, mid=1.0, fmt=".3f", tooltip=tooltip)
+
+
+def ours_vs_paper_scatter(table: pd.DataFrame, *, title: str, x: str = "paper", y: str = "rh", lo: str | None = "lo",
+                          hi: str | None = "hi"):
+    """Scatter of our RH (y, with CI bars) against the paper's (x) per cell, with the identity line and RH = 1 rules.
+
+    ``table``: a long table with columns minority, other, ``x``, ``y`` (and ``lo``/``hi``); rows with NaN dropped.
+    """
+    import altair as alt
+
+    d = table.dropna(subset=[x, y]).copy()
+    d["cell"] = d.minority + " → " + d.other
+    d["diagonal"] = d.minority == d.other
+    lim = [float(min(d[x].min(), d[y].min(), (d[lo].min() if lo in d else 1))) - 0.02,
+           float(max(d[x].max(), d[y].max(), (d[hi].max() if hi in d else 1))) + 0.02]
+    base = alt.Chart(d)
+    pts = base.mark_circle(size=50).encode(
+        x=alt.X(f"{x}:Q", scale=alt.Scale(domain=lim), title="paper (SimCLR, ResNet-34, 1:100)"),
+        y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=lim), title="ours"),
+        color=alt.Color("diagonal:N", title="diagonal cell"),
+        tooltip=[c for c in ["cell", x, y, lo, hi] if c and c in d])
+    layers = [pts]
+    if lo in d and hi in d:
+        layers.insert(0, base.mark_rule(opacity=0.5).encode(x=f"{x}:Q", y=f"{lo}:Q", y2=f"{hi}:Q"))
+    ident = alt.Chart(pd.DataFrame({"v": lim})).mark_line(strokeDash=[4, 4], color="gray").encode(x="v:Q", y="v:Q")
+    one_x = alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(color="lightgray").encode(x="v:Q")
+    one_y = alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(color="lightgray").encode(y="v:Q")
+    return alt.layer(one_x, one_y, ident, *layers).properties(title=title, width=360, height=360)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Synthetic runs with a planted collapse (tests, and developing without trained models)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticRun:
+    """Stand-in for ``rharm.experiment.RunResult`` with the fields the metrics use."""
+
+    minority: str | None
+    seed: int
+    ratio: int
+    features: dict[str, np.ndarray]
+    dir: str = "<synthetic>"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def synthetic_runs(*, classes: Sequence[str] = CIFAR10_CLASSES, minorities: Sequence[str] = ("automobile",),
+                   collapse: dict[str, str] | None = None, strength: float = 0.5, seeds: Sequence[int] = (0, 1, 2),
+                   ratio: int = 100, n_test: int = 100, n_train: int = 200, dim: int = 32, spread: float = 1.0,
+                   model_noise: float = 0.05, seed_noise: float = 0.1) -> list[SyntheticRun]:
+    """Gaussian class clusters, with class ``m`` moved toward ``collapse[m]`` in the model where m is the minority.
+
+    Per seed s, class centres c_k (orthonormal, plus N(0, seed_noise^2) per seed) and the "images"' offsets
+    e_n ~ N(0, spread^2 / dim) are drawn once and shared by all models of that seed (the same test images); each
+    model adds its own N(0, model_noise^2 / dim) noise. In the model with minority m and target t = collapse[m],
+    class m's centre becomes (1 - strength) c_m + strength c_t. Minorities without a target get no change.
+
+    Returns:
+        list of :class:`SyntheticRun` (balanced first, then each minority), per seed; features ``test_backbone``
+        (K n_test, dim), ``test_labels``, ``train_backbone`` (K n_train, dim), ``train_labels`` and
+        ``train_in_cl`` (the minority kept at n_train // ratio).
+    """
+    collapse = dict(collapse or {})
+    classes = list(classes)
+    k = len(classes)
+    base = np.random.default_rng(12345)
+    if dim < k:
+        raise ValueError(f"dim={dim} must be >= the number of classes {k} (orthonormal class centres)")
+    centres0 = np.linalg.qr(base.normal(size=(dim, k)))[0].T  # (K, dim), orthonormal rows
+    out: list[SyntheticRun] = []
+    for s in seeds:
+        rng = np.random.default_rng(1000 + int(s))
+        centres = centres0 + seed_noise * rng.normal(size=(k, dim)) / np.sqrt(dim)
+        y_te = np.repeat(np.arange(k), n_test)
+        y_tr = np.repeat(np.arange(k), n_train)
+        e_te = spread * rng.normal(size=(y_te.size, dim)) / np.sqrt(dim)
+        e_tr = spread * rng.normal(size=(y_tr.size, dim)) / np.sqrt(dim)
+        for m in [None, *minorities]:
+            c = centres.copy()
+            mask = np.ones(y_tr.size, dtype=bool)
+            if m is not None:
+                i = classes.index(m)
+                if m in collapse:
+                    c[i] = (1 - strength) * c[i] + strength * c[classes.index(collapse[m])]
+                keep = np.random.default_rng(int(s)).choice(np.flatnonzero(y_tr == i), n_train // ratio, replace=False)
+                mask[y_tr == i] = False
+                mask[keep] = True
+            mrng = np.random.default_rng([int(s), 0 if m is None else 1 + classes.index(m)])
+            f_te = c[y_te] + e_te + model_noise * mrng.normal(size=e_te.shape) / np.sqrt(dim)
+            f_tr = c[y_tr] + e_tr + model_noise * mrng.normal(size=e_tr.shape) / np.sqrt(dim)
+            out.append(SyntheticRun(m, int(s), ratio, {
+                "test_backbone": f_te.astype(np.float32), "test_labels": y_te, "train_backbone": f_tr.astype(np.float32),
+                "train_labels": y_tr, "train_in_cl": mask}))
+    return out

@@ -1,0 +1,169 @@
+"""Backbones and heads for contrastive learning on 32x32 images (paper.md E1, E2).
+
+* :func:`build_backbone` - torchvision ResNet-18/34 adapted to CIFAR the way the official code does it (3x3 stride-1
+  ``conv1`` without bias, ``maxpool`` and ``fc`` replaced by identities; 512-d output), or ``small_cnn``, a fast
+  four-block CNN chosen for the CPU profile by the throughput measurements in ``notebooks/scale_study.py``.
+* :class:`ProjectionHead` - SimCLR's Linear-ReLU-Linear head (512 -> 2048 -> 128 in the paper).
+* :class:`SimSiamProjector` / :class:`SimSiamPredictor` - SimSiam's 2-layer BN projector and 2048 -> 512 -> 2048
+  predictor (paper.md E2).
+* :class:`ContrastiveModel` - backbone + head(s), the single module that training saves and restores.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BACKBONES = ("resnet18", "resnet34", "small_cnn")
+INITS = ("random", "imagenet")
+METHODS = ("simclr", "simsiam")
+
+#: Channel widths of the four blocks of ``small_cnn``; the last one is its ``out_dim``.
+SMALL_CNN_WIDTHS = (32, 64, 128, 256)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(choices)}")
+
+
+class SmallCNN(nn.Module):
+    """Four conv3x3-BN-ReLU blocks, 2x2 max-pooling after the first three, global average pooling.
+
+    Input (N, 3, 32, 32) float -> output (N, ``widths[-1]``). About 0.4M parameters with the default widths.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = SMALL_CNN_WIDTHS):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for k, c_out in enumerate(widths):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            if k < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c_in = c_out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+        self.out_dim = int(widths[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _cifar_resnet(name: str, init: str) -> nn.Module:
+    import torchvision
+
+    ctor = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34}[name]
+    if init == "imagenet":
+        weights = {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+                   "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1}[name]
+        try:
+            net = ctor(weights=weights)
+        except Exception as exc:  # urllib/HTTP/OSError when offline: name the cause and the fix
+            raise RuntimeError(
+                f"init='imagenet' needs torchvision's {weights} weights, which could not be loaded ({exc!r}). "
+                "Connect to the internet once (the file is cached under TORCH_HOME) or use init='random'."
+            ) from exc
+    else:
+        net = ctor(weights=None)
+    # CIFAR adaptation, as in the official code (paper.md E1): the ImageNet stem would shrink 32x32 inputs to 8x8.
+    # The replaced conv1 is freshly initialised even with ImageNet weights.
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    net.out_dim = 512
+    return net
+
+
+def build_backbone(name: str, *, init: str = "random") -> nn.Module:
+    """Build a feature extractor for (N, 3, 32, 32) float images in [0, 1] -> (N, ``out_dim``).
+
+    Args:
+        name: "resnet18" | "resnet34" (out_dim 512) | "small_cnn" (out_dim 256).
+        init: "random" or "imagenet" (torchvision IMAGENET1K_V1 weights for every layer except the replaced conv1;
+            the official SimCLR code does this for ResNet-34, paper.md E1). Needs a download; raises RuntimeError
+            with the reason when that fails. Not available for "small_cnn".
+    """
+    _check_choice("backbone", name, BACKBONES)
+    _check_choice("init", init, INITS)
+    if name == "small_cnn":
+        if init != "random":
+            raise ValueError(f"init={init!r} is not valid for backbone='small_cnn'; choose one of ['random']")
+        return SmallCNN()
+    return _cifar_resnet(name, init)
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR projection g(h) = W2 ReLU(W1 h): (N, in_dim) -> (N, out). Paper: 512 -> 2048 -> 128."""
+
+    def __init__(self, in_dim: int, hidden: int = 2048, out: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
+        self.out_dim = out
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class SimSiamProjector(nn.Module):
+    """SimSiam 2-layer projector: Linear-BN-ReLU-Linear-BN(affine=False), (N, in_dim) -> (N, dim). Paper: dim 2048."""
+
+    def __init__(self, in_dim: int, dim: int = 2048):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
+            nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False),
+        )
+        self.out_dim = dim
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class SimSiamPredictor(nn.Module):
+    """SimSiam predictor: Linear-BN-ReLU-Linear, (N, dim) -> (N, dim) through a bottleneck. Paper: 2048 -> 512 -> 2048."""
+
+    def __init__(self, dim: int = 2048, hidden: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ContrastiveModel(nn.Module):
+    """Backbone f plus projection g (and, for SimSiam, predictor q).
+
+    ``forward(x)`` returns ``(h, z)`` with h = f(x) (N, out_dim) and z = g(h) (N, proj_dim); ``predict(z)`` applies
+    the SimSiam predictor.
+    """
+
+    def __init__(self, method: str, backbone: str, *, init: str = "random", proj_hidden: int = 2048,
+                 proj_dim: int = 128, simsiam_dim: int = 2048, pred_hidden: int = 512):
+        super().__init__()
+        _check_choice("method", method, METHODS)
+        self.method = method
+        self.backbone = build_backbone(backbone, init=init)
+        d = self.backbone.out_dim
+        if method == "simclr":
+            self.projector = ProjectionHead(d, proj_hidden, proj_dim)
+            self.predictor = None
+        else:
+            self.projector = SimSiamProjector(d, simsiam_dim)
+            self.predictor = SimSiamPredictor(simsiam_dim, pred_hidden)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(x)
+        return h, self.projector(h)
+
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        if self.predictor is None:
+            raise RuntimeError("predict() exists only for method='simsiam'")
+        return self.predictor(z)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

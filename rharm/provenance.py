@@ -1,0 +1,89 @@
+"""The provenance block that ends every page: profile, parameters, commit, hardware, versions, wall time."""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata
+import json
+import subprocess
+import time
+from typing import Any
+
+from . import paths
+from .store import hardware
+
+LIBRARIES = (
+    "rharm", "torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "pingouin", "altair",
+    "sentence-transformers", "papermill", "jupytext", "jupyter-book",
+)
+
+
+def git_commit() -> str:
+    """The commit of the working tree, with ``+dirty`` when tracked files differ from it; ``unknown`` outside git."""
+    root = paths.repo_root()
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "rharm", "notebooks", "profiles.yml"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def versions(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    out = {}
+    for lib in libraries:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def record(P: Any) -> dict:
+    """A JSON-serialisable provenance record of a notebook run (``P`` from :func:`rharm.params.check`)."""
+    return {
+        "notebook": P.notebook,
+        "profile": P.profile,
+        "parameters": P.values,
+        "overrides": P.overrides,
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "versions": versions(),
+        "wall_time_s": round(time.time() - P.started, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def to_html(rec: dict) -> str:
+    hw = rec["hardware"]
+    device = hw["gpu"] or f"{hw['cpu']} ({hw['cpu_count']} cores, CPU only)"
+    minutes, seconds = divmod(rec["wall_time_s"], 60)
+    rows = [
+        ("profile", rec["profile"] + (" (with overrides)" if rec["overrides"] else "")),
+        ("parameters", json.dumps(rec["parameters"], sort_keys=False)),
+        ("git commit", rec["git_commit"]),
+        ("hardware", device),
+        ("wall time", f"{int(minutes)} min {seconds:.0f} s (whole notebook)"),
+        ("finished", rec["finished"]),
+        ("libraries", ", ".join(f"{k} {v}" for k, v in rec["versions"].items())),
+    ]
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td><code>{html.escape(str(v))}</code></td></tr>"
+        for k, v in rows
+    )
+    return f"<div class='rharm-provenance'><p><strong>Provenance of this page</strong></p><table>{body}</table></div>"
+
+
+def block(P: Any):
+    """Display the provenance block (call as the last cell of a notebook) and return the record."""
+    from IPython.display import HTML, display
+
+    rec = record(P)
+    display(HTML(to_html(rec)), metadata={"rharm_provenance": rec})
+    return None

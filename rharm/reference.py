@@ -1,0 +1,121 @@
+"""The paper's published numbers, read from ``rharm/resources/paper_reference.json``.
+
+Every value there was read from the text layer of a figure PDF committed in the official repository
+(smaityumich/CL-representation-harm, commit b7b7aa3); each entry names its file and panel. This module is the only
+way the package and the book reach those numbers, so none is ever typed by hand elsewhere.
+
+Matrices come back as :class:`pandas.DataFrame` with rows = minority (underrepresented) class and columns = other
+class (representation harm) or predicted class (TE, NIE, -rNDE), labelled with CIFAR-10 class names.
+
+Names (see :func:`names`): ``simclr_100_rh``, ``simclr_20_rh``, ``simsiam_100_rh``, ``bcl_100_rh``,
+``simclr_100_te``, ``simclr_100_nie``, ``simclr_100_te_6``, ``simclr_100_neg_rnde_6``, ``simclr_100_nie_6``,
+``simclr_20_te``, ``simclr_20_nie``, ``simclr_20_neg_rnde_6``, ``simsiam_100_te``, ``simsiam_100_nie``,
+``bcl_100_te``, ``bcl_100_nie`` (matrices) and ``other_settings_diagonal``, ``simclr_100_diagonal_mean`` (tables).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pandas as pd
+
+from rharm.paths import resources_dir
+
+_FILE = "paper_reference.json"
+_ORDERS = ("paper", "cifar10")
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> dict[str, Any]:
+    with open(resources_dir() / _FILE, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Names of the stored entries; ``kind`` = ``"matrix"`` or ``"table"`` filters them."""
+    if kind not in (None, "matrix", "table"):
+        raise ValueError(f"kind={kind!r} is not valid; choose None, 'matrix' or 'table'")
+    return [k for k, v in _load()["entries"].items() if kind is None or v["kind"] == kind]
+
+
+def class_order(order: str = "paper") -> list[str]:
+    """Class names in the paper's plot order (``"paper"``) or CIFAR-10's label order (``"cifar10"``)."""
+    if order == "paper":
+        return list(_load()["class_order"])
+    if order == "cifar10":
+        return list(_load()["cifar10_label_order"])
+    raise ValueError(f"order={order!r} is not valid; choose one of {_ORDERS}")
+
+
+def _entry(name: str) -> dict[str, Any]:
+    entries = _load()["entries"]
+    if name not in entries:
+        raise KeyError(f"name={name!r} is not a stored reference entry; valid names: {sorted(entries)}")
+    return entries[name]
+
+
+def _frame(name: str, field: str, order: str) -> pd.DataFrame:
+    e = _entry(name)
+    df = pd.DataFrame(e[field], index=e["rows"], columns=e["columns"], dtype=float)
+    if e["kind"] == "matrix":
+        df.index.name = "minority"
+        df.columns.name = "predicted" if e["quantity"] != "RH" else "other"
+        if order == "cifar10":
+            keep = [c for c in class_order("cifar10") if c in df.index]
+            df = df.loc[keep, keep]
+        elif order != "paper":
+            raise ValueError(f"order={order!r} is not valid; choose one of {_ORDERS}")
+    return df
+
+
+def matrix(name: str, order: str = "paper") -> pd.DataFrame:
+    """The published values of entry ``name``.
+
+    Args:
+        name: an entry name (see :func:`names`).
+        order: ``"paper"`` (the figures' class order) or ``"cifar10"`` (CIFAR-10 label order).
+
+    Returns:
+        DataFrame, (K, K) for matrices (K = 10 or 6; index = minority class, columns = other/predicted class), or
+        the stored table for ``kind == "table"`` entries.
+    """
+    return _frame(name, "values", order)
+
+
+def sd(name: str, order: str = "paper") -> pd.DataFrame:
+    """The published "±" of a matrix entry, same shape and labels as :func:`matrix`.
+
+    For RH this is the paper's cosine-scale sd (not propagated to the ratio); for TE/NIE it is the std over
+    replicates times 1/sqrt(250), combined in quadrature (see :func:`info` ``["sd_formula"]``).
+    """
+    if _entry(name)["kind"] != "matrix":
+        raise ValueError(f"name={name!r} is a table without sd; choose a matrix: {names('matrix')}")
+    return _frame(name, "sd", order)
+
+
+def source(name: str) -> dict[str, str]:
+    """Where entry ``name`` was read: repository, commit, file, panel and how it was extracted."""
+    return dict(_entry(name)["source"])
+
+
+def source_text(name: str) -> str:
+    """One line naming the source of ``name``, for captions."""
+    s = source(name)
+    panel = f", {s['panel']}" if s.get("panel") else ""
+    return f"{s['repository'].rsplit('/', 2)[-2]}/{s['repository'].rsplit('/', 1)[-1]}@{s['commit']}: {s['file']}{panel}"
+
+
+def info(name: str) -> dict[str, Any]:
+    """Metadata of entry ``name`` (quantity, method, ratio, panel, sd formula), without the numbers."""
+    return {k: v for k, v in _entry(name).items() if k not in ("values", "sd")}
+
+
+def long(name: str, order: str = "paper") -> pd.DataFrame:
+    """Entry ``name`` as a long table with columns ``minority``, ``other``, ``value``, ``sd`` (for charts)."""
+    v = matrix(name, order).stack().rename("value")
+    s = sd(name, order).stack().rename("sd")
+    out = pd.concat([v, s], axis=1).reset_index()
+    out.columns = ["minority", "other", "value", "sd"]
+    return out

@@ -1,0 +1,42 @@
+"""Sphinx extension: serve vega-embed from the book itself, so Altair charts draw with no network.
+
+Listed in ``_config.yml`` under ``sphinx.extra_extensions``. At build time it asks vl-convert for its JavaScript
+bundle of vega, vega-lite and vega-embed (shipped inside the ``vl-convert-python`` wheel, so nothing is downloaded),
+wraps it in a function scope so its top-level names cannot clash with Sphinx's own globals, exposes only
+``window.rharmVegaEmbed``, writes it to ``_static/`` and adds it to every page. :mod:`rharm.charts` emits the
+matching ``<div>`` and call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import altair as alt
+
+BUNDLE_NAME = "rharm-vega-embed.js"
+
+
+def vega_bundle() -> str:
+    """vl-convert's bundle for Altair's Vega-Lite version, wrapped so it only defines ``window.rharmVegaEmbed``."""
+    import vl_convert
+
+    major_minor = ".".join(alt.SCHEMA_VERSION.split(".")[:2])
+    bundle = vl_convert.javascript_bundle("window.rharmVegaEmbed = vegaEmbed;", vl_version=major_minor)
+    return "/* vega-embed bundle from vl-convert, wrapped by rharm.sphinx_vega */\n(function () {\n" + bundle + "\n})();\n"
+
+
+def _write_bundle(app, exc) -> None:
+    if exc is not None or app.builder.format != "html":
+        return
+    target = Path(app.outdir) / "_static" / BUNDLE_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(vega_bundle())
+    os.replace(tmp, target)
+
+
+def setup(app):
+    app.add_js_file(BUNDLE_NAME)
+    app.connect("build-finished", _write_bundle)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,515 @@
+"""Contrastive training (SimCLR, SimSiam) on an in-memory uint8 image tensor, with exact resume.
+
+One :class:`TrainConfig` holds every setting (paper.md E1 for SimCLR, E2 for SimSiam) and is validated before any
+training starts. :func:`train` draws batches with seeded :class:`torch.Generator` objects, makes two augmented views
+per image with :func:`rharm.augment.augment_batch`, and writes atomic checkpoints that hold everything needed to
+continue bit-for-bit: model, optimiser, step, the augmentation generator and the global RNG states. Each epoch's
+batch order is a function of ``(seed, epoch)`` alone, so a run resumed mid-epoch sees the same batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import losses, models
+
+SCHEDULES = ("cosine", "official")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+AUGMENTS = ("simclr", "simsiam")
+#: Final learning rate as a fraction of the initial one (the official get_lr's lr_min = 1e-3, paper.md E1).
+LR_FINAL_FRACTION = 1e-3
+
+_DEFAULT_LR = {"simclr": 0.6, "simsiam": 0.06}
+_DEFAULT_WD = {"simclr": 1e-6, "simsiam": 5e-4}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of one contrastive training run. ``None`` means "the paper's value for ``method``".
+
+    method: "simclr" | "simsiam".  backbone: see :data:`rharm.models.BACKBONES`.  init: "random" | "imagenet".
+    epochs, batch_size (drop_last=True; must not exceed the training-set size).
+    lr: 0.6 SimCLR (= 0.3 x 512/256) / 0.06 SimSiam.  momentum 0.9, nesterov (True for SimCLR as in the code).
+    weight_decay: 1e-6 SimCLR / 5e-4 SimSiam.  temperature, clamp: NT-Xent settings (see :func:`rharm.losses.nt_xent`).
+    schedule: "cosine" - per-step cosine from lr to lr*1e-3;
+              "official" - the official code's LambdaLR quirk: the multiplier itself runs from lr to 1e-3, so the
+              effective lr runs from lr*lr to lr*1e-3 (0.36 -> 6e-4 for lr 0.6; paper.md E1).
+    augment: "simclr" | "simsiam" (AugmentSpec of :mod:`rharm.augment`; None = the method's own).
+    knn_every: run the k-NN monitor every this many epochs (0 = never; the last epoch is always included).
+    knn_k: neighbours of the monitor (200, cosine-weighted).
+    checkpoint_every: write a checkpoint every this many steps (0 = only at epoch ends and at a stop).
+    seed: drives initialisation, batch order and augmentation (common random numbers across conditions).
+    amp: "auto" (bf16 on CUDA when supported, else fp16 on CUDA, off on CPU) | "off" | "bf16" | "fp16".
+    deterministic: torch.use_deterministic_algorithms(True) during training (needed for exact resume on GPU).
+    """
+
+    method: str = "simclr"
+    backbone: str = "resnet18"
+    init: str = "random"
+    epochs: int = 1
+    batch_size: int = 512
+    lr: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float | None = None
+    temperature: float = 0.5
+    clamp: bool = False
+    schedule: str = "cosine"
+    augment: str | None = None
+    knn_every: int = 0
+    knn_k: int = 200
+    checkpoint_every: int = 0
+    seed: int = 0
+    amp: str = "auto"
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field, its value and what is allowed."""
+
+        def choice(name, allowed):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"TrainConfig.{name}={value!r} is not valid; choose one of {list(allowed)}")
+
+        def integer(name, lo, hi=None):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (
+                    hi is not None and value > hi):
+                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                raise ValueError(f"TrainConfig.{name}={value!r} is not valid; it must be an integer {rng}")
+
+        def real(name, lo, hi=None, open_lo=False):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = ok and (value > lo if open_lo else value >= lo) and (hi is None or value <= hi)
+            if not ok:
+                rng = ("> " if open_lo else ">= ") + str(lo) + ("" if hi is None else f" and <= {hi}")
+                raise ValueError(f"TrainConfig.{name}={value!r} is not valid; it must be a finite number {rng}")
+
+        choice("method", models.METHODS)
+        choice("backbone", models.BACKBONES)
+        choice("init", models.INITS)
+        if self.backbone == "small_cnn" and self.init != "random":
+            raise ValueError(f"TrainConfig.init={self.init!r} is not valid for backbone='small_cnn'; choose ['random']")
+        choice("schedule", SCHEDULES)
+        choice("amp", AMP_MODES)
+        if self.augment is not None:
+            choice("augment", AUGMENTS)
+        integer("epochs", 1)
+        integer("batch_size", 2)
+        integer("knn_every", 0)
+        integer("knn_k", 1)
+        integer("checkpoint_every", 0)
+        integer("seed", 0, 2**63 - 1)
+        if self.lr is not None:
+            real("lr", 0.0, open_lo=True)
+        if self.weight_decay is not None:
+            real("weight_decay", 0.0)
+        real("momentum", 0.0, 1.0)
+        real("temperature", 0.0, open_lo=True)
+        for name in ("nesterov", "clamp", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid; choose True or False")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("TrainConfig.nesterov=True is not valid with momentum=0; set momentum > 0 or nesterov=False")
+
+    @property
+    def resolved_lr(self) -> float:
+        return float(self.lr if self.lr is not None else _DEFAULT_LR[self.method])
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        return float(self.weight_decay if self.weight_decay is not None else _DEFAULT_WD[self.method])
+
+    @property
+    def resolved_augment(self) -> str:
+        return self.augment if self.augment is not None else self.method
+
+    def to_dict(self) -> dict:
+        """Plain-data form with the method defaults filled in (for the result store and checkpoints)."""
+        d = dataclasses.asdict(self)
+        d.update(lr=self.resolved_lr, weight_decay=self.resolved_weight_decay, augment=self.resolved_augment)
+        return d
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+    r"""Learning rate of optimiser step ``step`` (0-based) of ``total_steps``.
+
+    cosine:   :math:`\eta_t = \eta_{min} + \tfrac12(\eta - \eta_{min})(1 + \cos(\pi t / T))`, :math:`\eta_{min} = 10^{-3}\eta`.
+    official: :math:`\eta_t = \eta \cdot [10^{-3} + \tfrac12(\eta - 10^{-3})(1 + \cos(\pi t / T))]` (LambdaLR multiplies
+    the base lr by get_lr(t, T, eta, 1e-3); paper.md E1).
+    """
+    lr = config.resolved_lr
+    c = 0.5 * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+    if config.schedule == "cosine":
+        lo = lr * LR_FINAL_FRACTION
+        return lo + (lr - lo) * c
+    return lr * (LR_FINAL_FRACTION + (lr - LR_FINAL_FRACTION) * c)
+
+
+def _augment_spec(name: str):
+    from . import augment
+
+    return {"simclr": augment.SIMCLR, "simsiam": augment.SIMSIAM}[name]
+
+
+def _to_float(images: torch.Tensor, spec) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> float in [0, 1], normalised with the spec's mean/std when it has them (SimSiam)."""
+    from . import augment
+
+    if hasattr(augment, "to_float"):
+        return augment.to_float(images, spec)
+    x = images.float() / 255.0
+    mean = getattr(spec, "mean", None)
+    std = getattr(spec, "std", None)
+    if mean is not None and std is not None:
+        x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    return x
+
+
+def _epoch_order(seed: int, epoch: int, ids: torch.Tensor) -> torch.Tensor:
+    """The batch order of one epoch: positions sorted by a random priority per sample id, drawn from (seed, epoch).
+
+    It depends on (seed, epoch, ids) only, so resuming mid-epoch replays it; and two runs with the same seed whose
+    training sets share ids (the balanced and an underrepresented run) visit their common images in the same
+    relative order (common random numbers).
+    """
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1))
+    priority = torch.rand(int(ids.max()) + 1, generator=g, dtype=torch.float64)
+    return torch.argsort(priority[ids], stable=True)
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    mode = config.amp
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "auto":
+        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def _loss(model: models.ContrastiveModel, config: TrainConfig, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    # one forward over both views: BatchNorm sees 2N samples, as in the official SimCLR code
+    n = v1.shape[0]
+    _, z = model(torch.cat([v1, v2], dim=0))
+    z1, z2 = z[:n], z[n:]
+    if config.method == "simclr":
+        return losses.nt_xent(z1, z2, config.temperature, clamp=config.clamp)
+    return losses.simsiam_loss(model.predict(z1), model.predict(z2), z1, z2)
+
+
+@torch.no_grad()
+def extract_features(model: models.ContrastiveModel, images: torch.Tensor, batch_size: int = 1024,
+                     device: str | torch.device = "cpu", augment: str | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of un-augmented images, in eval mode.
+
+    images: uint8 (N, 3, 32, 32). Returns ``(backbone (N, out_dim), projection (N, proj_dim))`` as float32 on CPU;
+    projection is the SimCLR head output (128-d) or the SimSiam projector output (2048-d, the features the paper
+    analyses for SimSiam, paper.md E2). Inputs are scaled to [0, 1] and, for the SimSiam spec, normalised with
+    its mean/std, exactly as the training views are.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be uint8 (N, 3, H, W); got {images.dtype} {tuple(images.shape)}")
+    spec = _augment_spec(augment if augment is not None else model.method)
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    hs, zs = [], []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            x = _to_float(images[start:start + batch_size], spec).to(device)
+            h, z = model(x)
+            hs.append(h.float().cpu())
+            zs.append(z.float().cpu())
+    finally:
+        model.train(was_training)
+    if not hs:
+        return torch.zeros(0, model.backbone.out_dim), torch.zeros(0, model.projector.out_dim)
+    return torch.cat(hs), torch.cat(zs)
+
+
+def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 test_labels: torch.Tensor, k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> float:
+    r"""Cosine-weighted k-NN accuracy (Wu et al. 2018 monitor): each of the k nearest training features (cosine
+    similarity s) votes for its label with weight exp(s / temperature).
+
+    train_features (M, d), train_labels (M,) int, test_features (N, d), test_labels (N,) -> accuracy in [0, 1].
+    """
+    k = min(k, train_features.shape[0])
+    a = F.normalize(train_features.float(), dim=1)
+    b = F.normalize(test_features.float(), dim=1)
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    correct = 0
+    for start in range(0, b.shape[0], chunk):
+        sim = b[start:start + chunk] @ a.t()
+        s, idx = sim.topk(k, dim=1)
+        votes = torch.zeros(sim.shape[0], n_classes)
+        votes.scatter_add_(1, train_labels[idx].long(), (s / temperature).exp())
+        correct += int((votes.argmax(1) == test_labels[start:start + chunk].long()).sum())
+    return correct / max(b.shape[0], 1)
+
+
+@dataclass
+class TrainResult:
+    """The trained model and its history (lists are per step or per epoch; see :func:`train`)."""
+
+    model: models.ContrastiveModel
+    history: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "augment_generator": gen.get_state(),
+        "torch_global": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]), "numpy_has_gauss": int(np_state[3]), "numpy_gauss": float(np_state[4]),
+        "python": torch.tensor(py_state[1], dtype=torch.int64), "python_version": int(py_state[0]),
+        "python_gauss": py_state[2],
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(gen: torch.Generator, st: dict) -> None:
+    gen.set_state(st["augment_generator"])
+    torch.set_rng_state(st["torch_global"])
+    np.random.set_state(("MT19937", st["numpy_keys"].numpy().astype(np.uint32), st["numpy_pos"],
+                         st["numpy_has_gauss"], st["numpy_gauss"]))
+    random.setstate((st["python_version"], tuple(int(v) for v in st["python"].tolist()), st["python_gauss"]))
+    if st["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(path: str | Path, model, optimizer, step: int, gen: torch.Generator, config: TrainConfig,
+                    history: dict) -> None:
+    """Write a checkpoint atomically (loadable with ``torch.load(path, weights_only=True)``)."""
+    from .store import atomic_path
+
+    payload = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": {"step": int(step)},
+        "step": int(step), "rng": _rng_state(gen), "config": config.to_dict(), "history": history,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint without running code (``weights_only=True``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+          checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu", progress: bool = True,
+          knn_eval: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+          stop_after_steps: int | None = None, on_epoch_end: Callable[[int, dict], None] | None = None,
+          sample_ids: torch.Tensor | None = None) -> TrainResult:
+    """Train a contrastive model from scratch or, when ``checkpoint_path`` exists, resume it exactly.
+
+    Args:
+        config: validated :class:`TrainConfig`.
+        images: uint8 (N, 3, 32, 32), the contrastive training set (in memory; N >= batch_size).
+        labels: (N,) ints; unused by the loss, kept for the record and validated for length.
+        checkpoint_path: resume from it if it exists; write it (atomically) at each epoch end, every
+            ``config.checkpoint_every`` steps, and when stopping early.
+        knn_eval: ``(train_images, train_labels, test_images, test_labels)`` for the k-NN monitor (uint8 images).
+        stop_after_steps: stop after this many optimiser steps in total (for interruption tests).
+        on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
+        sample_ids: (N,) distinct non-negative ints naming each image (e.g. its index in the data set); batch
+            order is drawn per id, so runs that share images share their order (default: 0..N-1).
+    Returns: :class:`TrainResult` with ``history`` = {"loss": [per step], "lr": [per step], "knn": [{"epoch",
+        "accuracy"}], "throughput": [{"epoch", "images_per_s"}], "steps": int, "steps_per_epoch": int,
+        "finished": bool}.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be a uint8 tensor (N, 3, H, W); got "
+                         f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
+    n = images.shape[0]
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels has length {len(labels)} but images has {n} rows")
+    if config.batch_size > n:
+        raise ValueError(f"TrainConfig.batch_size={config.batch_size} is not valid for {n} training images "
+                         f"(drop_last=True would give zero steps); choose a batch_size <= {n}")
+    if stop_after_steps is not None and (not isinstance(stop_after_steps, int) or stop_after_steps < 0):
+        raise ValueError(f"stop_after_steps={stop_after_steps!r} is not valid; use None or an integer >= 0")
+    if sample_ids is None:
+        ids = torch.arange(n)
+    else:
+        ids = torch.as_tensor(sample_ids, dtype=torch.int64)
+        if ids.shape != (n,) or (n and int(ids.min()) < 0) or torch.unique(ids).numel() != n:
+            raise ValueError(f"sample_ids must be {n} distinct non-negative integers, one per image")
+    device = torch.device(device)
+    spec = _augment_spec(config.resolved_augment)
+    from . import augment as augment_mod
+
+    steps_per_epoch = n // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    try:
+        # initialisation is a function of the seed alone: the same seed gives the same initial weights in every
+        # condition (common random numbers)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        random.seed(config.seed)
+        model = models.ContrastiveModel(config.method, config.backbone, init=config.init).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(config, 0, total_steps), momentum=config.momentum,
+                                    nesterov=config.nesterov, weight_decay=config.resolved_weight_decay)
+        gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # augmentation draws, on the device
+        history: dict[str, Any] = {"loss": [], "lr": [], "knn": [], "throughput": [], "steps": 0,
+                                   "steps_per_epoch": steps_per_epoch, "finished": False}
+        step = 0
+        if checkpoint_path is not None and Path(checkpoint_path).exists():
+            ck = load_checkpoint(checkpoint_path)
+            if ck["config"] != config.to_dict():
+                raise ValueError(f"checkpoint {checkpoint_path} was written by a different TrainConfig: "
+                                 f"{ck['config']} != {config.to_dict()}")
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            step = int(ck["step"])
+            history = ck["history"]
+            _set_rng_state(gen, ck["rng"])
+
+        dtype = _autocast(config, device)
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total_steps, initial=step, unit="step", desc=f"{config.method}/{config.backbone}")
+        model.train()
+        epoch_t0, epoch_images = time.perf_counter(), 0
+        while step < total_steps:
+            if stop_after_steps is not None and step >= stop_after_steps:
+                break
+            epoch, pos = divmod(step, steps_per_epoch)
+            order = _epoch_order(config.seed, epoch, ids)
+            idx = order[pos * config.batch_size:(pos + 1) * config.batch_size]
+            batch = images[idx].to(device, non_blocking=True)
+            v1 = augment_mod.augment_batch(batch, spec, gen)
+            v2 = augment_mod.augment_batch(batch, spec, gen)
+            lr = lr_at(config, step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            if dtype is not None:
+                with torch.autocast(device_type=device.type, dtype=dtype):
+                    loss = _loss(model, config, v1, v2)
+            else:
+                loss = _loss(model, config, v1, v2)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step} (lr {lr:.3g}); lower TrainConfig.lr")
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            step += 1
+            epoch_images += idx.numel()
+            history["loss"].append(float(loss.detach()))
+            history["lr"].append(lr)
+            history["steps"] = step
+            if bar is not None:
+                rate = epoch_images / max(time.perf_counter() - epoch_t0, 1e-9)
+                bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", img_s=f"{rate:.0f}")
+                bar.update(1)
+            end_of_epoch = step % steps_per_epoch == 0
+            if end_of_epoch:
+                done_epoch = step // steps_per_epoch
+                dt = time.perf_counter() - epoch_t0
+                history["throughput"].append({"epoch": done_epoch, "images_per_s": epoch_images / max(dt, 1e-9)})
+                epoch_t0, epoch_images = time.perf_counter(), 0
+                if knn_eval is not None and config.knn_every and (
+                        done_epoch % config.knn_every == 0 or done_epoch == config.epochs):
+                    tr_x, tr_y, te_x, te_y = knn_eval
+                    tr_h, _ = extract_features(model, tr_x, device=device, augment=config.resolved_augment)
+                    te_h, _ = extract_features(model, te_x, device=device, augment=config.resolved_augment)
+                    acc = knn_accuracy(tr_h, torch.as_tensor(tr_y), te_h, torch.as_tensor(te_y), k=config.knn_k)
+                    history["knn"].append({"epoch": done_epoch, "accuracy": acc})
+                    epoch_t0 = time.perf_counter()  # do not charge the monitor to throughput
+                if on_epoch_end is not None:
+                    on_epoch_end(done_epoch, history)
+            periodic = config.checkpoint_every and step % config.checkpoint_every == 0
+            if checkpoint_path is not None and (end_of_epoch or periodic):
+                save_checkpoint(checkpoint_path, model, optimizer, step, gen, config, history)
+        history["finished"] = step >= total_steps
+        if checkpoint_path is not None and not history["finished"]:
+            save_checkpoint(checkpoint_path, model, optimizer, step, gen, config, history)
+        if bar is not None:
+            bar.close()
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+    return TrainResult(model=model, history=history, config=config.to_dict())
+
+
+def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method: str = "simclr",
+                       device: str | torch.device = "cpu", seed: int = 0) -> dict:
+    """Time ``steps`` training steps (after one warm-up step) on random uint8 images.
+
+    Returns {"backbone", "batch_size", "images_per_s" (training images per second, two views each, augmentation
+    included), "augment_images_per_s" (the two views alone), "step_s" (seconds per step), "parameters"}.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} is not valid; it must be an integer >= 1")
+    config = TrainConfig(method=method, backbone=backbone, batch_size=batch_size, epochs=1, seed=seed)
+    device = torch.device(device)
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
+    from . import augment as augment_mod
+
+    spec = _augment_spec(config.resolved_augment)
+    torch.manual_seed(seed)
+    model = models.ContrastiveModel(method, backbone).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def step():
+        v1, v2 = augment_mod.augment_batch(images, spec, gen), augment_mod.augment_batch(images, spec, gen)
+        opt.zero_grad(set_to_none=True)
+        _loss(model, config, v1, v2).backward()
+        opt.step()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    step_s = (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        augment_mod.augment_batch(images, spec, gen), augment_mod.augment_batch(images, spec, gen)
+    sync()
+    aug_s = (time.perf_counter() - t0) / steps
+    return {"backbone": backbone, "batch_size": batch_size, "images_per_s": batch_size / step_s,
+            "augment_images_per_s": batch_size / aug_s, "step_s": step_s,
+            "parameters": models.count_parameters(model.backbone)}
