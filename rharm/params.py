@@ -242,7 +242,33 @@ def check(notebook: str, namespace: dict, path: str | Path | None = None) -> Par
     from . import charts
 
     charts.enable()
-    return Params(notebook=notebook, profile=profile, values=values, overrides=overrides)
+    P = Params(notebook=notebook, profile=profile, values=values, overrides=overrides)
+    _announce(P)
+    return P
+
+
+PROFILE_NOTES = {
+    "smoke": "a seconds-long plumbing check: its numbers carry no scientific weight",
+    "cpu": "the default: the best science that fits about half an hour on a 2-core CPU",
+    "gpu": "the paper's scale",
+}
+
+
+def _announce(P: Params) -> None:
+    """Inside a kernel, show which profile produced every figure on this page."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    extra = f" with overrides <code>{P.overrides}</code>" if P.overrides else ""
+    display(HTML(
+        f"<div class='rharm-profile admonition note'><p>Every number and figure on this page comes from the "
+        f"<strong>{P.profile}</strong> profile{extra} ({PROFILE_NOTES.get(P.profile, '')}). "
+        "The full parameters, hardware and wall time are at the end of the page.</p></div>"
+    ))
 
 
 def parse_cli_value(text: str) -> Any:

@@ -165,7 +165,7 @@ def _binomial_ok(hits: torch.Tensor, p: float) -> bool:
 
 
 def test_flip_jitter_gray_rates_and_factor_ranges():
-    n = 20000
+    n = 10000
     for spec in (SIMCLR, AugmentSpec(flip_p=0.1, jitter_p=0.3, gray_p=0.6, jitter=(0.9, 1.5, 0.2, 0.5))):
         p = sample_params(n, spec, _gen(21))
         assert _binomial_ok(p["flip"], spec.flip_p)
@@ -179,13 +179,13 @@ def test_flip_jitter_gray_rates_and_factor_ranges():
         order = p["jitter_order"]
         assert torch.equal(order.sort(dim=1).values, torch.arange(4).expand(n, 4))
         first = torch.bincount(order[:, 0], minlength=4).float() / n
-        assert (first - 0.25).abs().max() < 0.02
+        assert (first - 0.25).abs().max() < 0.025
     # Jitter is applied to roughly jitter_p of the images and changes them; with jitter_p=0 nothing changes.
     x = _images(400, seed=3)
-    no_jitter = AugmentSpec(**{**SIMCLR.__dict__, "jitter_p": 0.0, "gray_p": 0.0})
     p = sample_params(400, SIMCLR, _gen(4))
-    p["gray"][:] = False
-    changed = (apply_params(x, p, SIMCLR) - apply_params(x, p, no_jitter)).flatten(1).abs().amax(1) > 1e-4
+    p_off = {**p, "jitter": torch.zeros_like(p["jitter"])}
+    changed = (apply_params(x, p, SIMCLR) - apply_params(x, p_off, SIMCLR)).flatten(1).abs().amax(1) > 1e-4
+    assert _binomial_ok(p["jitter"], SIMCLR.jitter_p)
     assert torch.equal(changed, p["jitter"])
 
 
