@@ -14,8 +14,8 @@ and so how the augmentation stream is consumed. The draw of the kept minority im
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
+import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,14 +33,14 @@ TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momen
 #: Data settings of a grid.
 DATA_KEYS = ("minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
 #: Execution settings that do not change results (not part of the cache key).
-RUN_KEYS = ("device", "progress", "feature_batch_size")
+RUN_KEYS = ("device", "progress", "feature_batch_size", "threads")
 
 _DEFAULTS: dict[str, Any] = {
     "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
     "momentum": 0.9, "nesterov": True, "weight_decay": None, "temperature": 0.5, "clamp": False,
     "schedule": "cosine", "augment": None, "minority_classes": [], "ratio": 100, "seeds": [0],
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
-    "feature_batch_size": 1024,
+    "feature_batch_size": 1024, "threads": 0,
 }
 
 
@@ -91,6 +91,9 @@ def _validate(grid: Mapping[str, Any]) -> dict:
                          f"use ratio <= {npc}")
     if g["data_source"] not in data.SOURCES:
         raise ValueError(f"data_source={g['data_source']!r} is not valid; choose one of {list(data.SOURCES)}")
+    th = g["threads"]
+    if isinstance(th, bool) or not isinstance(th, int) or th < 0:
+        raise ValueError(f"threads={th!r} is not valid; it must be an integer >= 0 (0 = leave torch's setting)")
     if g["device"] != "auto":
         try:
             torch.device(g["device"])
@@ -132,11 +135,14 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.lru_cache(maxsize=2)
 def _load_split(split: str, source: str) -> data.CIFAR10Data:
+    # kept in memory across the runs of a grid (a split is 150 MB at most)
     return data.load_cifar10(split, source=source)
 
 
 def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
+    cpu0 = time.process_time()
     tr = _load_split("train", cfg["data_source"])
     te = _load_split("test", cfg["data_source"])
     pool = data.per_class_subset(tr.labels, cfg["n_per_class"], cfg["pool_seed"])
@@ -166,7 +172,10 @@ def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
     if ckpt.exists():
         ckpt.unlink()
     imgs = [t["images_per_s"] for t in result.history["throughput"]]
+    # process CPU seconds: with one torch thread this is close to the wall time on an otherwise idle core, so it
+    # measures the cost of a run on a shared machine better than the wall time does
     return {"data_source": tr.source, "device": str(device), "n_train": int(len(kept)),
+            "cpu_time_s": round(time.process_time() - cpu0, 3), "threads": torch.get_num_threads(),
             "images_per_s": float(np.median(imgs)) if imgs else None, "final_loss": result.history["loss"][-1]}
 
 
@@ -176,7 +185,18 @@ def run_one(grid: Mapping[str, Any], minority: str | None, seed: int) -> RunResu
     if minority is not None and minority not in data.CIFAR10_CLASSES:
         raise ValueError(f"minority={minority!r} is not valid; choose None or one of {list(data.CIFAR10_CLASSES)}")
     cfg = run_config(g, minority, seed)
-    folder = store.cached(KIND, cfg, lambda out: _compute(cfg, g, out), code=_code())
+
+    def compute(out: Path) -> dict:
+        prev = torch.get_num_threads()
+        if g["threads"]:
+            # on a shared 2-core machine one thread per process avoids OpenMP oversubscription (3x faster there)
+            torch.set_num_threads(int(g["threads"]))
+        try:
+            return _compute(cfg, g, out)
+        finally:
+            torch.set_num_threads(prev)
+
+    folder = store.cached(KIND, cfg, compute, code=_code())
     return RunResult(minority=minority, seed=int(seed), ratio=cfg["ratio"], dir=folder,
                      features=store.load_tensors(folder / "features.pt"),
                      history=store.load_json(folder / "history.json"), meta=store.load_meta(folder))
@@ -189,7 +209,8 @@ def run_grid(grid: Mapping[str, Any]) -> list[RunResult]:
     training - method, backbone, init, epochs, batch_size, lr, momentum, nesterov, weight_decay, temperature,
     clamp, schedule, augment (see :class:`rharm.train.TrainConfig`); data - minority_classes (class names),
     ratio (1:ratio kept), seeds, n_per_class (per-class pool, 5000 = full train set), data_source ("auto" |
-    "jpeg" | "torchvision"), pool_seed; execution - device ("auto"), progress, feature_batch_size.
+    "jpeg" | "torchvision"), pool_seed; execution (not part of the cache key) - device ("auto"), progress,
+    feature_batch_size, threads (torch threads while training; 0 = leave as is).
 
     Every value is validated before any training. Each run is cached with
     ``rharm.store.cached("simclr_run", run_config(...), ..., code=[train, models, losses, augment, data])``; a killed
@@ -203,3 +224,89 @@ def grid_from_params(P) -> dict:
     """Build a grid from notebook parameters (``P.values`` or a dict): every grid key present is taken over."""
     values = P.values if hasattr(P, "values") and not isinstance(P, Mapping) else P
     return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items() if k in _DEFAULTS}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The CPU scale study (notebooks/scale_study.py): throughput and paired effect-versus-noise comparisons
+# --------------------------------------------------------------------------------------------------------------
+
+
+def throughput_table(backbones, batch_sizes, steps: int = 2, *, warmup: int = 1, threads: int = 0,
+                     device: str = "cpu"):
+    """Training throughput (images/s, augmentation included) for every backbone x batch size, as a DataFrame with
+    columns backbone, batch_size, images_per_s, augment_images_per_s, step_s, parameters, threads."""
+    import pandas as pd
+
+    prev = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        rows = [{**train.measure_throughput(b, int(bs), steps, warmup=warmup, device=device),
+                 "threads": torch.get_num_threads()} for b in backbones for bs in batch_sizes]
+    finally:
+        torch.set_num_threads(prev)
+    return pd.DataFrame(rows)
+
+
+def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbone"):
+    r"""Paired representation harm of one minority class against the noise floor, per seed and other class.
+
+    For seed s, with cos from :func:`rharm.metrics.class_cosines` on the test features,
+    ``effect``: :math:`RH_s(i, j) = (1 - \cos_{M_i^s}(i, j)) / (1 - \cos_{M_{bal}^s}(i, j))` (same seed: common
+    random numbers); ``noise floor``: the same ratio between two *balanced* models of different seeds s' != s,
+    :math:`(1 - \cos_{M_{bal}^{s'}}(i, j)) / (1 - \cos_{M_{bal}^s}(i, j))`, i.e. what RH looks like with no
+    underrepresentation at all. Returns a long DataFrame: kind, seed, other_class, rh, log_rh (j != i only).
+    """
+    import pandas as pd
+
+    from . import metrics
+
+    i = data.class_index(minority)
+    bal = {r.seed: r for r in runs if r.minority is None}
+    imb = {r.seed: r for r in runs if r.minority == minority}
+    if not imb or not set(imb) <= set(bal):
+        raise ValueError(f"runs must hold the balanced and the minority={minority!r} model for the same seeds; "
+                         f"got balanced seeds {sorted(bal)}, minority seeds {sorted(imb)}")
+
+    def cos(r):
+        f = r.features
+        return metrics.class_cosines(f[feature].numpy(), f["test_labels"].numpy(), len(data.CIFAR10_CLASSES))
+
+    cb = {s: cos(r) for s, r in bal.items()}
+    rows = []
+    for s, r in imb.items():
+        rh = (1 - cos(r)[i]) / (1 - cb[s][i])
+        rows += [("effect", s, j, rh[j]) for j in range(len(rh)) if j != i]
+    for s in cb:
+        for s2 in cb:
+            if s2 != s:
+                rh = (1 - cb[s2][i]) / (1 - cb[s][i])
+                rows += [("noise floor", s, j, rh[j]) for j in range(len(rh)) if j != i]
+    df = pd.DataFrame(rows, columns=["kind", "seed", "j", "rh"])
+    df["other_class"] = [data.CIFAR10_CLASSES[j] for j in df["j"]]
+    df["log_rh"] = np.log(df["rh"].astype(float))
+    return df.drop(columns="j")
+
+
+def paired_summary(df, partner: str) -> dict:
+    """Summary of :func:`paired_rh` for one partner class j: mean effect RH(i, j) over seeds, its seed sd, the noise
+    floor's sd of log RH over all pairs (j' != i), and the signal-to-noise ratio |mean log RH(i, j)| / noise sd."""
+    eff = df[(df.kind == "effect") & (df.other_class == partner)]["log_rh"]
+    noise = df[df.kind == "noise floor"]["log_rh"]
+    noise_sd = float(np.sqrt(np.mean(noise ** 2))) if len(noise) else float("nan")  # RMS: its centre is 0 (RH=1)
+    return {"rh_mean": float(np.exp(eff.mean())), "log_rh_sd_seeds": float(eff.std(ddof=1)) if len(eff) > 1 else float("nan"),
+            "noise_log_rms": noise_sd, "snr": float(abs(eff.mean()) / noise_sd) if noise_sd > 0 else float("nan"),
+            "n_seeds": int(len(eff))}
+
+
+def paired_chart(df, *, title: str):
+    """Strip chart of log RH per other class: the paired effect (one dot per seed) against the noise floor."""
+    import altair as alt
+
+    return alt.Chart(df).mark_circle(size=60, opacity=0.8).encode(
+        x=alt.X("other_class:N", title="other class j", sort=list(data.CIFAR10_CLASSES)),
+        y=alt.Y("log_rh:Q", title="log RH(i, j)  (< 0: i moved toward j)"),
+        color=alt.Color("kind:N", title=None),
+        xOffset="kind:N",
+        tooltip=["kind", "seed", "other_class", alt.Tooltip("rh:Q", format=".3f")],
+    ).properties(title=title, width=420, height=220)

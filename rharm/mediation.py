@@ -29,6 +29,7 @@ Features are L2-normalised first, as the paper does.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -557,3 +558,46 @@ def mediation_diagram(direct_label: str = "direct part (NDE = TE − NIE; paper:
         x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy), text="name:N")
     return alt.layer(lines, arrow, pts, names, labels).properties(width=560, height=240,
                                                                   title="Causal mediation of allocation harm")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Result store
+# --------------------------------------------------------------------------------------------------------------
+
+KIND = "mediation"
+
+
+def cached_mediation_runs(results: Sequence[Any], **kwargs: Any) -> MediationRuns:
+    """:func:`mediation_runs`, cached in the result store (kind ``"mediation"``).
+
+    The key holds the store folders of the runs (``r.dir``, themselves content-addressed), the keyword arguments and
+    the source of this module and :mod:`rharm.metrics`, so a change of any input recomputes and nothing else does.
+    """
+    from rharm import metrics, store
+
+    results = list(results)
+    probe = kwargs.get("probe", ProbeConfig())
+    cfg = {"runs": sorted(f"{r.minority}|{r.seed}|{getattr(r, 'dir', '')}" for r in results),
+           **{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in kwargs.items() if k != "probe"},
+           "probe": {"c_grid": list(probe.c_grid), "folds": probe.folds, "max_iter": probe.max_iter, "tol": probe.tol,
+                     "warm_start": probe.warm_start}}
+    holder: dict[str, MediationRuns] = {}
+
+    def compute(out):
+        mr = mediation_runs(results, **kwargs)
+        holder["mr"] = mr
+        store.save_tensors(out / "confusions.pt", mr.to_arrays())
+        store.save_json(out / "index.json", {"protocol": mr.protocol, "classes": mr.classes,
+                                             "minorities": mr.minorities, "seeds": mr.seeds, "splits": mr.splits,
+                                             "ratio": mr.ratio, "n_eval_per_class": mr.n_eval_per_class,
+                                             "chosen_c": mr.chosen_c, "seconds": mr.seconds})
+        return {"seconds": mr.seconds}
+
+    folder = store.cached(KIND, cfg, compute, code=[metrics, sys.modules[__name__]])
+    if "mr" in holder:
+        return holder["mr"]
+    a = {k: v.numpy() for k, v in store.load_tensors(folder / "confusions.pt").items()}
+    i = store.load_json(folder / "index.json")
+    return MediationRuns(i["protocol"], i["classes"], i["minorities"], i["seeds"], i["splits"], i["ratio"], a["y00"],
+                         a["y01"], a["y11"], a["pred00"], a["pred01"], a["test_labels"], i["n_eval_per_class"],
+                         i["chosen_c"], i["seconds"])

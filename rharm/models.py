@@ -19,7 +19,7 @@ INITS = ("random", "imagenet")
 METHODS = ("simclr", "simsiam")
 
 #: Channel widths of the four blocks of ``small_cnn``; the last one is its ``out_dim``.
-SMALL_CNN_WIDTHS = (32, 64, 128, 256)
+SMALL_CNN_WIDTHS = (16, 32, 64, 128)
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -30,7 +30,7 @@ def _check_choice(name: str, value, choices) -> None:
 class SmallCNN(nn.Module):
     """Four conv3x3-BN-ReLU blocks, 2x2 max-pooling after the first three, global average pooling.
 
-    Input (N, 3, 32, 32) float -> output (N, ``widths[-1]``). About 0.4M parameters with the default widths.
+    Input (N, 3, 32, 32) float -> output (N, ``widths[-1]``). About 0.1M parameters with the default widths (out_dim 128).
     """
 
     def __init__(self, widths: tuple[int, ...] = SMALL_CNN_WIDTHS):
@@ -79,7 +79,7 @@ def build_backbone(name: str, *, init: str = "random") -> nn.Module:
     """Build a feature extractor for (N, 3, 32, 32) float images in [0, 1] -> (N, ``out_dim``).
 
     Args:
-        name: "resnet18" | "resnet34" (out_dim 512) | "small_cnn" (out_dim 256).
+        name: "resnet18" | "resnet34" (out_dim 512) | "small_cnn" (out_dim 128).
         init: "random" or "imagenet" (torchvision IMAGENET1K_V1 weights for every layer except the replaced conv1;
             the official SimCLR code does this for ResNet-34, paper.md E1). Needs a download; raises RuntimeError
             with the reason when that fails. Not available for "small_cnn".

@@ -468,8 +468,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
 
 
 def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method: str = "simclr",
-                       device: str | torch.device = "cpu", seed: int = 0) -> dict:
-    """Time ``steps`` training steps (after one warm-up step) on random uint8 images.
+                       device: str | torch.device = "cpu", seed: int = 0, warmup: int = 1) -> dict:
+    """Time ``steps`` training steps (after ``warmup`` untimed steps) on random uint8 images.
 
     Returns {"backbone", "batch_size", "images_per_s" (training images per second, two views each, augmentation
     included), "augment_images_per_s" (the two views alone), "step_s" (seconds per step), "parameters"}.
@@ -498,7 +498,8 @@ def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    step()
+    for _ in range(warmup):
+        step()
     sync()
     t0 = time.perf_counter()
     for _ in range(steps):

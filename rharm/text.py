@@ -1,0 +1,395 @@
+"""The text arm: representation and allocation harm of SimCSE when one (profession, gender) group is rare.
+
+OUR RECONSTRUCTION. The paper's text code and its text metric ("GRH", its section 2.2.2) were not released; what is
+here is the team's own design (digest section 3.4), not the paper's definition:
+
+* each run trains SimCSE (:mod:`rharm.simcse`) on a CL-training split in which every group has the same number of
+  sentences (balanced) or one group is kept at 1:ratio (underrepresented), and embeds a held-out evaluation split
+  that keeps every group;
+* group-level representation harm uses the image metric on group means (:mod:`rharm.metrics`):
+  ``RH(g, h) = (1 - cos_imb(g, h)) / (1 - cos_bal(g, h))``; below 1 the minority moved closer to h;
+* the two coordinates of our text metric for a minority g = (o, s):
+  ``x = RH(g, (o, s'))`` (collapse toward the same profession, other gender) and
+  ``y = RH(g, (o*, s))`` (collapse toward the same gender of the nearest other profession o*, nearest by the
+  balanced model's cosine); the plane splits at 1 on each axis;
+* allocation: a logistic-regression profession probe on the evaluation embeddings, accuracy by group, and
+  TE / NIE / NDE with :func:`rharm.mediation.effects`.
+
+Chapter: ``notebooks/text_harm.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import simcse, store, textdata
+
+SOURCES = ("bug", "biasbios")
+
+
+@dataclass(frozen=True)
+class TextRun:
+    """One trained-and-embedded SimCSE run.
+
+    Attributes:
+        minority: the underrepresented group, or None for the balanced run.
+        seed: seeds the split, the training order, dropout and the augmentation.
+        dir: the result folder in the store.
+        embeddings: (n_eval, d) float32 evaluation embeddings.
+        groups: (n_eval,) group name of each evaluation sentence.
+        loss: (steps,) SimCSE loss per step.
+        drift: mean cosine between embeddings before and after training (on up to 256 evaluation sentences).
+    """
+
+    minority: str | None
+    seed: int
+    dir: Path
+    embeddings: np.ndarray
+    groups: np.ndarray
+    loss: np.ndarray
+    drift: float
+    steps_per_s: float
+
+
+@lru_cache(maxsize=2)
+def _frame(source: str, path: str, variant: str, corpus: str) -> pd.DataFrame:
+    if source == "bug":
+        return textdata.load_bug(variant, corpus)
+    return textdata.load_biasbios(path)
+
+
+def load_slice(data: Mapping[str, Any]) -> pd.DataFrame:
+    """The labelled sentences a data config names (``source``, ``path``, ``variant``, ``corpus``, ``professions``)."""
+    source = data["source"]
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} is not valid; choose one of {list(SOURCES)}")
+    if source == "biasbios" and not data.get("path"):
+        raise ValueError("source='biasbios' needs path= pointing at a LabHC/bias_in_bios file or folder")
+    frame = _frame(source, str(data.get("path") or ""), data.get("variant", "full"), data.get("corpus", "wikipedia"))
+    return textdata.text_slice(frame, data["professions"])
+
+
+def data_config(*, source: str = "bug", path: str = "", variant: str = "full", corpus: str = "wikipedia",
+                n_professions: int = 10, professions: Sequence[str] | None = None, cl_fraction: float = 0.5,
+                n_train_per_group: int = 100, n_eval_per_group: int = 120) -> dict:
+    """A validated, JSON-plain data config; ``professions`` defaults to the n best supported by both genders."""
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} is not valid; choose one of {list(SOURCES)}")
+    frame = _frame(source, str(path), variant, corpus) if source == "bug" or path else None
+    if frame is None:
+        raise ValueError("source='biasbios' needs path= pointing at a LabHC/bias_in_bios file or folder")
+    if professions:
+        present = sorted(set(frame["profession"]))
+        bad = [p for p in professions if p not in present]
+        if bad:
+            raise ValueError(f"professions={bad!r} are not in the data; valid: {present}")
+        chosen = list(professions)
+    else:
+        chosen = textdata.select_professions(frame, n_professions)
+    return {"source": source, "path": str(path), "variant": variant, "corpus": corpus, "professions": chosen,
+            "cl_fraction": float(cl_fraction), "n_train_per_group": int(n_train_per_group),
+            "n_eval_per_group": int(n_eval_per_group)}
+
+
+def train_config(*, model: str = simcse.OFFLINE_MINILM, pooling: str = "model", max_length: int = 32,
+                 batch_size: int = 32, steps: int = 40, lr: float = 1e-4, temperature: float = 0.05,
+                 augmentation: str = "token_deletion", deletion_prob: float = 0.2, reinit_layers: int = 0) -> dict:
+    """A validated, JSON-plain SimCSE training config."""
+    simcse.validate_training(steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
+                             augmentation=augmentation, deletion_prob=deletion_prob)
+    if pooling not in simcse.POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not valid; choose one of {list(simcse.POOLINGS)}")
+    return {"model": model, "pooling": pooling, "max_length": int(max_length), "batch_size": int(batch_size),
+            "steps": int(steps), "lr": float(lr), "temperature": float(temperature), "augmentation": augmentation,
+            "deletion_prob": float(deletion_prob), "reinit_layers": int(reinit_layers)}
+
+
+def run_simcse(data: Mapping[str, Any], train: Mapping[str, Any], *, minority: str | None, ratio: int,
+               seed: int) -> TextRun:
+    """Train (or load from the store) one SimCSE run and embed its evaluation split.
+
+    The store key covers the data and training configs, the minority, the ratio (1 for balanced runs), the seed and
+    the source of :mod:`rharm.textdata`, :mod:`rharm.simcse` and this module. The folder holds ``split.pt``
+    (``cl_train`` and ``eval`` indices into :func:`load_slice`), ``embeddings.pt`` and ``history.json``.
+    """
+    frame = load_slice(data)
+    groups = frame["group"].to_numpy(dtype=object)
+    groups_present = sorted(set(groups.tolist()))
+    if minority is not None and minority not in groups_present:
+        raise ValueError(f"minority={minority!r} is not a group of the data; valid: {groups_present}")
+    ratio = 1 if minority is None else int(ratio)
+    split_args = dict(cl_fraction=data["cl_fraction"], n_train_per_group=data["n_train_per_group"],
+                      n_eval_per_group=data["n_eval_per_group"], seed=seed)
+    split = textdata.underrepresented_split(groups, minority=minority, ratio=ratio, **split_args)  # validates now
+    config = {"data": dict(data), "train": dict(train), "minority": minority, "ratio": ratio, "seed": int(seed)}
+
+    def compute(tmp: Path) -> dict:
+        texts = frame["text"].tolist()
+        encoder = simcse.load_encoder(train["model"], pooling=train["pooling"], max_length=train["max_length"],
+                                      reinit_layers=train["reinit_layers"], seed=seed)
+        probe = [texts[i] for i in split["eval"][:256]]
+        before = simcse.encode(encoder, probe)
+        history = simcse.train_simcse(
+            encoder, [texts[i] for i in split["cl_train"]], steps=train["steps"], batch_size=train["batch_size"],
+            lr=train["lr"], temperature=train["temperature"], augmentation=train["augmentation"],
+            deletion_prob=train["deletion_prob"], seed=seed)
+        after = simcse.encode(encoder, probe)
+        emb = simcse.encode(encoder, [texts[i] for i in split["eval"]])
+        store.save_tensors(tmp / "split.pt", {k: v for k, v in split.items()})
+        store.save_tensors(tmp / "embeddings.pt", {"eval": emb})
+        history["drift"] = simcse.mean_cosine(before, after)
+        store.save_json(tmp / "history.json", history)
+        return {"steps_per_s": history["steps_per_s"], "drift": history["drift"]}
+
+    folder = store.cached("text_simcse", config, compute, code=[textdata, simcse, run_simcse])
+    saved = store.load_tensors(folder / "split.pt")
+    history = store.load_json(folder / "history.json")
+    return TextRun(minority=minority, seed=int(seed), dir=folder,
+                   embeddings=store.load_tensors(folder / "embeddings.pt")["eval"].numpy(),
+                   groups=groups[saved["eval"].numpy()], loss=np.asarray(history["loss"], dtype=float),
+                   drift=float(history["drift"]), steps_per_s=float(history["steps_per_s"]))
+
+
+# --- representation harm ------------------------------------------------------------------------------------
+
+
+def group_cosines(run: TextRun, group_order: Sequence[str]) -> np.ndarray:
+    """(K, K) mean pairwise cosine between the groups' unit-normalised evaluation embeddings (section 3.1)."""
+    from . import metrics
+
+    index = {g: k for k, g in enumerate(group_order)}
+    missing = sorted(set(run.groups.tolist()) - set(index))
+    if missing:
+        raise ValueError(f"group_order lacks groups {missing} present in the run")
+    labels = np.array([index[g] for g in run.groups], dtype=np.int64)
+    return np.asarray(metrics.class_cosines(run.embeddings, labels, len(group_order)), dtype=float)
+
+
+def harm_coordinates(cos_imb: np.ndarray, cos_bal: np.ndarray, group_order: Sequence[str],
+                     minority: str) -> dict:
+    """Our reconstruction of the text metric: the minority's RH toward two kinds of neighbour.
+
+    With ``RH(g, h) = (1 - cos_imb(g, h)) / (1 - cos_bal(g, h))`` (rharm.metrics.representation_harm) and the
+    minority g = (o, s):
+
+    * ``other_gender`` = RH(g, (o, s')) - collapse toward the same profession of the other gender;
+    * ``nearest_profession`` = RH(g, (o*, s)) with o* = argmax over o' != o of cos_bal(g, (o', s)) - collapse
+      toward the same gender of the nearest other profession (nearest in the balanced model).
+
+    Values below 1 mean the minority moved closer (harm); the plane of the two splits at 1.
+
+    Args:
+        cos_imb, cos_bal: (K, K) group cosines of the underrepresented and the balanced model.
+    Returns a dict with both coordinates, ``nearest`` (the group o*|s), ``other`` (o|s') and ``row`` (K,) RH row.
+    """
+    from . import metrics
+
+    order = list(group_order)
+    if minority not in order:
+        raise ValueError(f"minority={minority!r} is not in group_order; valid: {order}")
+    k = len(order)
+    if np.shape(cos_imb) != (k, k) or np.shape(cos_bal) != (k, k):
+        raise ValueError(f"cos_imb and cos_bal must be ({k}, {k}); got {np.shape(cos_imb)} and {np.shape(cos_bal)}")
+    profession, gender = textdata.split_group(minority)
+    other_gender = [g for g in textdata.GENDERS if g != gender]
+    other = textdata.group_name(profession, other_gender[0])
+    i = order.index(minority)
+    candidates = [j for j, g in enumerate(order)
+                  if textdata.split_group(g)[1] == gender and textdata.split_group(g)[0] != profession]
+    if other not in order or not candidates:
+        raise ValueError(f"group_order needs {other!r} and another profession of gender {gender!r}")
+    nearest = max(candidates, key=lambda j: cos_bal[i, j])
+    row = np.asarray(metrics.representation_harm(np.asarray(cos_imb)[i], np.asarray(cos_bal)[i]), dtype=float)
+    return {"other_gender": float(row[order.index(other)]), "nearest_profession": float(row[nearest]),
+            "other": other, "nearest": order[nearest], "row": row}
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t interval over seeds; (mean, nan, nan) with fewer than two values."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def harm_table(pairs: Sequence[tuple[TextRun, TextRun]], group_order: Sequence[str], minority: str) -> pd.DataFrame:
+    """Per-seed RH of the minority toward every group, from paired (balanced, underrepresented) runs of one seed.
+
+    Also adds the noise floor: RH computed between the balanced model of seed k+1 (as "underrepresented") and that
+    of seed k, which shows how far from 1 RH strays with no treatment at all.
+
+    Returns a long frame: seed, group, rh, kind (``"paired"`` or ``"noise_floor"``).
+    """
+    order = list(group_order)
+    from . import metrics
+
+    i = order.index(minority)
+    rows = []
+    bal_cos = [group_cosines(b, order) for b, _ in pairs]
+    for (bal, imb), cb in zip(pairs, bal_cos):
+        rh = metrics.representation_harm(group_cosines(imb, order)[i], cb[i])
+        rows += [{"seed": bal.seed, "group": g, "rh": float(v), "kind": "paired"} for g, v in zip(order, rh)]
+    for k in range(len(pairs) - 1):
+        rh = metrics.representation_harm(bal_cos[k + 1][i], bal_cos[k][i])
+        rows += [{"seed": pairs[k][0].seed, "group": g, "rh": float(v),
+                  "kind": "noise_floor"} for g, v in zip(order, rh)]
+    return pd.DataFrame(rows)
+
+
+def summarise(table: pd.DataFrame, by: Sequence[str], value: str, level: float = 0.95) -> pd.DataFrame:
+    """Mean and t-interval over seeds of ``value`` for each combination of ``by``: columns mean, lo, hi, n."""
+    out = []
+    for key, sub in table.groupby(list(by), sort=False):
+        mean, lo, hi = t_interval(sub[value].to_numpy(), level)
+        key = key if isinstance(key, tuple) else (key,)
+        out.append({**dict(zip(by, key)), "mean": mean, "lo": lo, "hi": hi, "n": len(sub)})
+    return pd.DataFrame(out)
+
+
+# --- allocation harm ------------------------------------------------------------------------------------------
+
+
+def probe_split(groups: np.ndarray, *, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of evaluation sentences into probe-training and probe-test indices, stratified by group."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(groups))
+    tr, te = train_test_split(idx, test_size=test_size, random_state=seed, stratify=groups)
+    return np.sort(tr), np.sort(te)
+
+
+def accuracy_by_group(emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.ndarray, y_test: np.ndarray,
+                      groups_test: np.ndarray, group_order: Sequence[str], *, C: float = 1.0) -> np.ndarray:
+    """Fit a multinomial logistic regression on L2-normalised embeddings; (K,) test accuracy per group."""
+    from sklearn.linear_model import LogisticRegression
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    clf = LogisticRegression(C=C, max_iter=2000).fit(unit(emb_train), y_train)
+    correct = clf.predict(unit(emb_test)) == y_test
+    return np.array([correct[groups_test == g].mean() if np.any(groups_test == g) else np.nan
+                     for g in group_order])
+
+
+def allocation_effects(bal: TextRun, imb: TextRun, group_order: Sequence[str], *, minority: str, ratio: int,
+                       test_size: float = 0.25, seed: int = 0, C: float = 1.0) -> dict:
+    """Profession-probe accuracy by group under three conditions, and TE / NIE / NDE (rharm.mediation.effects).
+
+    * ``y00``: balanced SimCSE, probe trained on all probe-training sentences;
+    * ``y01``: underrepresented SimCSE, same probe data (the representation alone changes);
+    * ``y11``: underrepresented SimCSE, probe data with the minority also kept at 1:ratio (seeded).
+
+    TE = y11 - y00, NIE = y01 - y00, NDE = TE - NIE. Both runs must share the evaluation split (same seed).
+    Returns ``{"y00", "y01", "y11", "TE", "NIE", "NDE"}``, each (K,) over ``group_order``.
+    """
+    from . import mediation
+
+    if not np.array_equal(bal.groups, imb.groups):
+        raise ValueError("bal and imb must share their evaluation split (train them with the same seed and data)")
+    groups = bal.groups
+    professions = np.array([textdata.split_group(g)[0] for g in groups])
+    tr, te = probe_split(groups, test_size=test_size, seed=seed)
+    rng = np.random.default_rng(seed)
+    minority_tr = tr[groups[tr] == minority]
+    keep_minority = rng.permutation(minority_tr)[:max(1, len(minority_tr) // ratio)]
+    tr_imb = np.sort(np.concatenate([tr[groups[tr] != minority], keep_minority]))
+    out = {}
+    for name, run, train_idx in (("y00", bal, tr), ("y01", imb, tr), ("y11", imb, tr_imb)):
+        out[name] = accuracy_by_group(run.embeddings[train_idx], professions[train_idx], run.embeddings[te],
+                                      professions[te], groups[te], group_order, C=C)
+    eff = mediation.effects(out["y00"], out["y01"], out["y11"])
+    out.update({k: np.asarray(eff[k], dtype=float) for k in ("TE", "NIE", "NDE")})
+    return out
+
+
+# --- charts ---------------------------------------------------------------------------------------------------
+
+
+def loss_chart(curves: pd.DataFrame, *, title: str):
+    """Loss per step (columns step, loss, run) on a log y axis."""
+    import altair as alt
+
+    return alt.Chart(curves, title=title).mark_line(point=False).encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("loss:Q", title="SimCSE loss (MNRL)", scale=alt.Scale(type="log")),
+        color=alt.Color("run:N", title="run"),
+        tooltip=["run", "step", alt.Tooltip("loss:Q", format=".2e")],
+    ).properties(width=420, height=240)
+
+
+def harm_plane_chart(points: pd.DataFrame, summary: pd.DataFrame | None = None, *, title: str):
+    """Our reconstructed text-metric plane: x = RH toward the same profession's other gender, y = RH toward the
+    nearest profession of the same gender; rules at 1; per-seed points and (optionally) the mean with its interval.
+
+    ``points``: columns seed, other_gender, nearest_profession. ``summary``: one row with x, x_lo, x_hi, y, y_lo,
+    y_hi.
+    """
+    import altair as alt
+
+    vals = np.concatenate([points[["other_gender", "nearest_profession"]].to_numpy().ravel(), [1.0]])
+    if summary is not None:
+        vals = np.concatenate([vals, summary[["x_lo", "x_hi", "y_lo", "y_hi"]].to_numpy().ravel()])
+    vals = vals[np.isfinite(vals)]
+    pad = max(0.02, 0.15 * (vals.max() - vals.min()))
+    dom = [float(vals.min() - pad), float(vals.max() + pad)]
+    x = alt.X("other_gender:Q", title="RH toward same profession, other gender", scale=alt.Scale(domain=dom))
+    y = alt.Y("nearest_profession:Q", title="RH toward nearest profession, same gender", scale=alt.Scale(domain=dom))
+    base = alt.Chart(points).mark_point(filled=True, size=60, opacity=0.7).encode(
+        x=x, y=y, tooltip=["seed", alt.Tooltip("other_gender:Q", format=".3f"),
+                           alt.Tooltip("nearest_profession:Q", format=".3f")])
+    one = pd.DataFrame({"v": [1.0]})
+    layers = [alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(x="v:Q"),
+              alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(y="v:Q")]
+    labels = pd.DataFrame({
+        "x": [dom[0], dom[1], dom[0], dom[1]], "y": [dom[0], dom[0], dom[1], dom[1]],
+        "align": ["left", "right", "left", "right"],
+        "text": ["collapse toward both", "toward nearest profession only", "toward other gender only",
+                 "no collapse"]})
+    for _, r in labels.iterrows():
+        layers.append(alt.Chart(pd.DataFrame([r])).mark_text(
+            align=r["align"], baseline="bottom" if r["y"] == dom[0] else "top", dx=4 if r["align"] == "left" else -4,
+            color="gray", fontSize=10).encode(x=alt.X("x:Q", scale=alt.Scale(domain=dom)),
+                                              y=alt.Y("y:Q", scale=alt.Scale(domain=dom)), text="text:N"))
+    layers.append(base)
+    if summary is not None:
+        s = alt.Chart(summary)
+        layers += [
+            s.mark_rule(color="black").encode(x=alt.X("x_lo:Q", scale=alt.Scale(domain=dom)), x2="x_hi:Q",
+                                              y=alt.Y("y:Q", scale=alt.Scale(domain=dom))),
+            s.mark_rule(color="black").encode(y=alt.Y("y_lo:Q", scale=alt.Scale(domain=dom)), y2="y_hi:Q",
+                                              x=alt.X("x:Q", scale=alt.Scale(domain=dom))),
+            s.mark_point(shape="diamond", size=120, color="black", filled=True).encode(
+                x=alt.X("x:Q", scale=alt.Scale(domain=dom)), y=alt.Y("y:Q", scale=alt.Scale(domain=dom))),
+        ]
+    return alt.layer(*layers, title=title).properties(width=360, height=360)
+
+
+def interval_chart(summary: pd.DataFrame, *, category: str, title: str, x_title: str, reference: float | None = None,
+                   color: str | None = None):
+    """Mean with interval per category (columns ``category``, mean, lo, hi; optional ``color``), reference rule."""
+    import altair as alt
+
+    order = list(dict.fromkeys(summary[category]))
+    y = alt.Y(f"{category}:N", sort=order, title=None)
+    enc = {"color": alt.Color(f"{color}:N")} if color else {}
+    base = alt.Chart(summary)
+    layers = [base.mark_rule().encode(x=alt.X("lo:Q", title=x_title), x2="hi:Q", y=y, **enc),
+              base.mark_point(filled=True, size=50).encode(
+                  x="mean:Q", y=y, tooltip=[category, alt.Tooltip("mean:Q", format=".3f"),
+                                            alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
+                  **enc)]
+    if reference is not None:
+        layers.append(alt.Chart(pd.DataFrame({"v": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
+                      .encode(x="v:Q"))
+    return alt.layer(*layers, title=title).properties(width=380)

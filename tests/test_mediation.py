@@ -1,0 +1,152 @@
+"""Known-answer tests for rharm.mediation (allocation harm and its mediation)."""
+
+import numpy as np
+import pytest
+
+from rharm import mediation as D
+from rharm import metrics as M
+
+FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=300)
+
+
+def _runs(**kw):
+    base = dict(minorities=("automobile", "cat"), collapse={"automobile": "truck"}, seeds=(0, 1), n_test=80,
+                n_train=40, dim=16, spread=1.4, strength=0.7, ratio=10)
+    base.update(kw)
+    return M.synthetic_runs(**base)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    runs = _runs()
+    return runs, D.mediation_runs(runs, protocol="paper", ratio=10, split_seeds=(0, 1), probe=FAST)
+
+
+def test_effects_are_additive_to_machine_precision():
+    rng = np.random.default_rng(0)
+    a, b, c = rng.random((3, 4, 5, 5))
+    e = D.effects(a, b, c)
+    np.testing.assert_array_equal(e["TE"], e["NIE"] + e["NDE"])
+    np.testing.assert_allclose(e["NDE"], c - b, atol=1e-15)
+    with pytest.raises(ValueError, match="equal shapes"):
+        D.effects(a, b, c[:, :4])
+
+
+def test_identical_representations_give_zero_nie():
+    runs = _runs()
+    bal = {r.seed: r for r in runs if r.minority is None}
+    for r in runs:
+        if r.minority is not None:
+            f = dict(bal[r.seed].features)
+            f["train_in_cl"] = r.features["train_in_cl"]
+            r.features = f
+    for protocol in ("paper", "clean"):
+        mr = D.mediation_runs(runs, protocol=protocol, ratio=10, split_seeds=(0,), probe=FAST)
+        e = D.effect_matrices(mr)
+        np.testing.assert_array_equal(e["NIE"].to_numpy(), 0.0)
+        assert (np.diag(e["TE"].loc[:, e["TE"].index].to_numpy()) < 0).all()  # the imbalanced head still harms
+
+
+def test_planted_collapse_gives_positive_nie_in_that_cell(planted):
+    _, mr = planted
+    e = D.effect_matrices(mr)
+    nie = e["NIE"]
+    assert nie.loc["automobile", "automobile"] < -0.1
+    off = nie.loc["automobile"].drop("automobile")
+    assert off.idxmax() == "truck" and off["truck"] > 0.1
+    assert (off.drop("truck").abs() < off["truck"] / 3).all()  # sampling noise elsewhere (~20 images per cell)
+    assert nie.loc["cat"].abs().max() < off["truck"] / 3  # nothing planted for cat
+    boot = D.effect_bootstrap(mr, n_boot=300)
+    assert boot["NIE"]["lo"].loc["automobile", "truck"] > 0
+    np.testing.assert_allclose(boot["TE"]["estimate"].to_numpy(), (e["NIE"] + e["NDE"]).to_numpy(), atol=1e-15)
+    summ = D.diagonal_summary(mr, n_boot=300)
+    assert 0 < summ.loc["automobile", "share"] < 1
+    assert summ.loc["mean", "TE"] == pytest.approx(np.mean([e["TE"].loc[m, m] for m in mr.minorities]))
+
+
+def test_effects_invariant_to_relabelling_classes():
+    runs = _runs(seeds=(0,))
+    perm = np.random.default_rng(4).permutation(10)
+    names = [None] * 10
+    for old, new in enumerate(perm):
+        names[new] = M.CIFAR10_CLASSES[old]
+    relabelled = []
+    for r in runs:
+        f = dict(r.features)
+        f["test_labels"], f["train_labels"] = perm[f["test_labels"]], perm[f["train_labels"]]
+        relabelled.append(M.SyntheticRun(r.minority, r.seed, r.ratio, f))
+    a = D.effect_matrices(D.mediation_runs(runs, ratio=10, split_seeds=(0,), probe=FAST))
+    b = D.effect_matrices(D.mediation_runs(relabelled, ratio=10, split_seeds=(0,), probe=FAST, classes=names))
+    for k in D.EFFECTS:
+        np.testing.assert_allclose(a[k].to_numpy(), b[k].loc[a[k].index, a[k].columns].to_numpy(), atol=1e-12)
+
+
+def test_paper_sd_matches_a_hand_computation(planted):
+    _, mr = planted
+    sd = D.effect_paper_sd(mr, n_eval_per_class=250)
+    r, i = mr.minorities.index("automobile"), mr.classes.index("automobile")
+    j = mr.classes.index("truck")
+    a = [mr.y00[s, p, i, j] for s in range(2) for p in range(2)]
+    b = [mr.y01[r, s, p, i, j] for s in range(2) for p in range(2)]
+    hand = np.sqrt((np.std(a) / np.sqrt(250)) ** 2 + (np.std(b) / np.sqrt(250)) ** 2)
+    assert sd["NIE"].loc["automobile", "truck"] == pytest.approx(hand, rel=1e-12)
+
+
+def test_bootstrap_with_one_replicate_collapses_to_the_estimate():
+    runs = _runs(seeds=(0,), minorities=("automobile",))
+    mr = D.mediation_runs(runs, ratio=10, split_seeds=(3,), probe=FAST)
+    b = D.effect_bootstrap(mr, n_boot=20)
+    np.testing.assert_allclose(b["NIE"]["lo"].to_numpy(), b["NIE"]["estimate"].to_numpy())
+    np.testing.assert_allclose(b["NIE"]["hi"].to_numpy(), b["NIE"]["estimate"].to_numpy())
+
+
+def test_cv_probe_matches_sklearn_gridsearch():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    f = _runs(seeds=(0,), minorities=())[0].features
+    x, y = M.unit_normalise(f["test_backbone"]), f["test_labels"]
+    cfg = D.ProbeConfig(c_grid=(1.0, 0.1, 0.01), folds=3, max_iter=500, tol=1e-8)
+    model, c = D.fit_probe(x, y, cfg)
+    gs = GridSearchCV(LogisticRegression(max_iter=500, tol=1e-8), {"C": [1.0, 0.1, 0.01]}, cv=3).fit(x, y)
+    assert c == gs.best_params_["C"]
+    np.testing.assert_allclose(model[0], gs.best_estimator_.coef_, atol=1e-4)
+    assert (D.predict(model, x) == gs.predict(x)).mean() == 1.0
+
+
+def test_undersample_mask_keeps_n_over_ratio():
+    y = np.repeat(np.arange(3), 50)
+    m = D.undersample_mask(y, 1, 10, np.random.default_rng(0))
+    assert m[y == 1].sum() == 5 and m[y != 1].all()
+    m2 = D.undersample_mask(y, 1, 10, np.random.default_rng(0))
+    np.testing.assert_array_equal(m, m2)  # seeded
+
+
+def test_crosscheck_finds_an_indirect_effect(planted):
+    runs, mr = planted
+    out = D.mediation_crosscheck(runs, mr, "automobile", "truck", n_boot=200)
+    assert out["indirect"] > 0 and out["indirect_lo"] > 0
+    assert out["n"] == 2 * int((mr.pred00[:, :, mr.test_labels == 1] >= 0).sum())
+    with pytest.raises(ValueError, match="toward"):
+        D.mediation_crosscheck(runs, mr, "automobile", "automobile")
+
+
+def test_validation_and_store_roundtrip(tmp_path, monkeypatch):
+    runs = _runs(seeds=(0,), minorities=("automobile",))
+    with pytest.raises(ValueError, match="protocol"):
+        D.mediation_runs(runs, protocol="official")
+    with pytest.raises(ValueError, match="c_grid"):
+        D.ProbeConfig(c_grid=(0.0,))
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path))
+    a = D.cached_mediation_runs(runs, ratio=10, split_seeds=[0], probe=FAST)
+    b = D.cached_mediation_runs(runs, ratio=10, split_seeds=[0], probe=FAST)
+    np.testing.assert_array_equal(a.y11, b.y11)
+    assert b.minorities == ["automobile"] and len(list((tmp_path / "mediation").iterdir())) == 1
+
+
+def test_charts_build(planted):
+    _, mr = planted
+    t = D.long_effects(D.effect_bootstrap(mr, n_boot=50))
+    assert set(t.effect) == {"TE", "NIE", "NDE"}
+    assert D.effect_heatmap(t, "NIE", title="NIE").to_dict()
+    assert D.mediation_diagram().to_dict()["title"] == "Causal mediation of allocation harm"

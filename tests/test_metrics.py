@@ -1,0 +1,212 @@
+"""Known-answer tests for rharm.metrics (representation harm)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rharm import metrics as M
+
+MINS = ("automobile", "horse", "cat")
+COLLAPSE = {"automobile": "truck", "horse": "deer"}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    runs = M.synthetic_runs(minorities=MINS, collapse=COLLAPSE, seeds=(0, 1, 2, 3), n_test=60, dim=16)
+    return runs, M.cosine_runs(runs)
+
+
+def test_class_cosines_equals_brute_force_all_pairs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 7)) + 0.3
+    y = rng.integers(0, 4, size=90)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    g = u @ u.T
+    brute = np.array([[g[y == i][:, y == j].mean() for j in range(4)] for i in range(4)])
+    brute_sd = np.array([[g[y == i][:, y == j].std() for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(M.class_cosines(x, y), brute, atol=1e-12)
+    np.testing.assert_allclose(M.class_cosines(torch.tensor(x, dtype=torch.float32), torch.tensor(y)), brute, atol=1e-6)
+    st = M.class_cosine_stats(x, y)
+    np.testing.assert_allclose(st["std"], brute_sd, atol=1e-7)
+    np.testing.assert_array_equal(st["pairs"], np.outer(np.bincount(y), np.bincount(y)))
+
+
+def test_class_cosines_rejects_bad_input():
+    x = np.ones((5, 3))
+    with pytest.raises(ValueError, match="labels"):
+        M.class_cosines(x, [0, 1, 0])
+    with pytest.raises(ValueError, match="no samples"):
+        M.class_cosines(x, [0, 0, 0, 2, 2])
+    with pytest.raises(ValueError, match="num_classes"):
+        M.class_cosines(x, [0, 1, 2, 3, 4], num_classes=3)
+
+
+def test_identical_representations_give_rh_one():
+    runs = M.synthetic_runs(minorities=("automobile", "ship"), seeds=(0, 1), n_test=30, dim=12)
+    bal = {r.seed: r for r in runs if r.minority is None}
+    for r in runs:  # the "imbalanced" models are the balanced ones
+        r.features = dict(bal[r.seed].features)
+    cr = M.cosine_runs(runs)
+    np.testing.assert_allclose(M.rh_matrix(cr).to_numpy(), 1.0, atol=1e-12)
+    b = M.rh_bootstrap(cr, n_boot=50)
+    np.testing.assert_allclose(b["lo"].to_numpy(), 1.0, atol=1e-12)
+    np.testing.assert_allclose(b["hi"].to_numpy(), 1.0, atol=1e-12)
+
+
+def test_planted_collapse_is_found_in_exactly_that_cell(planted):
+    _, cr = planted
+    rh = M.rh_matrix(cr)
+    for m, t in COLLAPSE.items():
+        off = rh.loc[m].drop(m)
+        assert off.idxmin() == t
+        assert off[t] < 0.85
+        assert (off.drop(t) > 0.95).all()
+    assert (rh.loc["cat"].drop("cat") > 0.95).all()  # no collapse planted for cat
+    test = M.rh_test(cr, method="holm")
+    rejected = set(map(tuple, test.loc[test.reject, ["minority", "other"]].to_numpy()))
+    assert rejected == set(COLLAPSE.items())
+    spec = M.pair_specificity(cr, n_boot=200)
+    for m, t in COLLAPSE.items():
+        assert spec.loc[m, "most_collapsed"] == t
+        assert spec.loc[m, "contrast_lo"] > 0.1
+    assert spec.loc["cat", "contrast_hi"] < 0.05
+
+
+def test_rh_is_invariant_to_relabelling_classes(planted):
+    _, cr = planted
+    perm = np.random.default_rng(3).permutation(len(cr.classes))
+    cr2 = cr.relabel(perm)
+    assert cr2.classes != cr.classes
+    a = M.rh_matrix(cr)
+    b = M.rh_matrix(cr2).loc[a.index, a.columns]
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-12)
+    pa, pb = M.rh_paper_sd(cr), M.rh_paper_sd(cr2).loc[a.index, a.columns]
+    np.testing.assert_allclose(pa.to_numpy(), pb.to_numpy(), atol=1e-12)
+
+
+def test_relabelled_features_give_the_same_rh():
+    runs = M.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, seeds=(0, 1), n_test=30, dim=12)
+    perm = np.random.default_rng(1).permutation(10)
+    names = [None] * 10
+    for old, new in enumerate(perm):
+        names[new] = M.CIFAR10_CLASSES[old]
+    relabelled = []
+    for r in runs:
+        f = dict(r.features)
+        f["test_labels"] = perm[np.asarray(f["test_labels"])]
+        relabelled.append(M.SyntheticRun(r.minority, r.seed, r.ratio, f))
+    a = M.rh_matrix(M.cosine_runs(runs))
+    b = M.rh_matrix(M.cosine_runs(relabelled, classes=names)).loc[a.index, a.columns]
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-12)
+
+
+def _stack(bal, imb, classes=("a", "b", "c")):
+    return M.CosineRuns(list(classes), list(range(bal.shape[0])), bal, imb)
+
+
+def test_bootstrap_ci_covers_the_truth_in_a_simple_case():
+    # true RH(a, b) = (1 - 0.3) / (1 - 0.1); per-seed cosines are the truth plus independent noise
+    rng = np.random.default_rng(0)
+    truth = 0.7 / 0.9
+    hits, n_rep, s = 0, 150, 12
+    for _ in range(n_rep):
+        bal = np.full((s, 3, 3), 0.1) + 0.03 * rng.normal(size=(s, 3, 3))
+        imb = np.full((s, 3, 3), 0.3) + 0.03 * rng.normal(size=(s, 3, 3))
+        b = M.rh_bootstrap(_stack(bal, {"a": imb}), n_boot=400, paired=False, seed=int(rng.integers(1 << 30)))
+        hits += b["lo"].loc["a", "b"] <= truth <= b["hi"].loc["a", "b"]
+    assert 0.85 <= hits / n_rep <= 1.0
+
+
+def test_paired_bootstrap_is_narrower_with_shared_seed_noise():
+    rng = np.random.default_rng(1)
+    shared = 0.1 * rng.normal(size=(8, 3, 3))
+    bal = 0.1 + shared
+    imb = 0.3 + shared + 0.005 * rng.normal(size=(8, 3, 3))
+    cr = _stack(bal, {"a": imb})
+    p, u = M.rh_bootstrap(cr, n_boot=500, paired=True), M.rh_bootstrap(cr, n_boot=500, paired=False)
+    assert (p["hi"] - p["lo"]).loc["a", "b"] < 0.5 * (u["hi"] - u["lo"]).loc["a", "b"]
+
+
+def test_paper_sd_matches_a_hand_computation():
+    rng = np.random.default_rng(2)
+    classes = ["p", "q"]
+    runs = []
+    for s in (5, 6):
+        for m in (None, "p"):
+            x = rng.normal(size=(8, 3)) + 1.0
+            runs.append(M.SyntheticRun(m, s, 100, {"test_backbone": x, "test_labels": np.array([0, 0, 0, 1, 1, 1, 1, 1])}))
+    cr = M.cosine_runs(runs, classes=classes)
+    sd = M.rh_paper_sd(cr)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    imb_cos, se = [], []
+    for s in (5, 6):
+        ri = next(r for r in runs if r.seed == s and r.minority == "p")
+        rb = next(r for r in runs if r.seed == s and r.minority is None)
+        ui, ub = unit(ri.features["test_backbone"]), unit(rb.features["test_backbone"])
+        imb_cos.append([np.mean([ui[a] @ ui[b] for a in range(3) for b in range(3)]),
+                        np.mean([ui[a] @ ui[b] for a in range(3) for b in range(3, 8)])])
+        pair = [[ub[a] @ ub[b] for a in range(3) for b in range(3)], [ub[a] @ ub[b] for a in range(3) for b in range(3, 8)]]
+        se.append([np.std(pair[0]) / np.sqrt(9), np.std(pair[1]) / np.sqrt(15)])
+    hand = np.sqrt(np.std(imb_cos, axis=0) ** 2 + np.mean(se, axis=0) ** 2)
+    np.testing.assert_allclose(sd.loc["p"].to_numpy(), hand, atol=1e-10)
+
+
+def test_noise_floor_is_one_for_identical_balanced_seeds():
+    bal = np.repeat((0.2 + 0.1 * np.eye(3))[None], 3, axis=0)
+    cr = _stack(bal, {"a": bal.copy()})
+    nf = M.noise_floor(cr)
+    assert len(nf) == 3 * 2 * 3
+    np.testing.assert_allclose(nf.rh.to_numpy(), 1.0)
+    s = M.noise_floor_summary(cr)
+    assert s["lo"] == pytest.approx(1.0) and s["hi"] == pytest.approx(1.0)
+
+
+def test_validation_errors_name_the_parameter(planted):
+    runs, cr = planted
+    with pytest.raises(ValueError, match="method"):
+        M.rh_test(cr, method="bh")
+    with pytest.raises(ValueError, match="level"):
+        M.rh_bootstrap(cr, level=1.5)
+    with pytest.raises(ValueError, match="feature"):
+        M.cosine_runs(runs, feature="nope")
+    with pytest.raises(ValueError, match="seeds"):
+        M.cosine_runs([r for r in runs if not (r.minority == "horse" and r.seed == 2)])
+    single = _stack(np.zeros((1, 3, 3)), {"a": np.zeros((1, 3, 3))})
+    with pytest.raises(ValueError, match="2 seeds"):
+        M.rh_test(single)
+
+
+def test_most_collapsed_table_against_reference():
+    from rharm import reference
+
+    paper = reference.matrix("simclr_100_rh")
+    t = M.most_collapsed_table(paper, paper, paper, paper)
+    assert t.loc["automobile", "ours_class"] == "truck"
+    assert (t.ours_rh == t.paper_rh).all()
+    long = M.long_rh(paper, paper, paper, paper)
+    assert len(long) == 100 and (long.rh == long.paper).all()
+
+
+def test_linear_probe_separates_clusters():
+    runs = M.synthetic_runs(minorities=(), seeds=(0,), n_test=40, n_train=40, dim=16, spread=0.5)
+    f = runs[0].features
+    acc = M.linear_probe_accuracy(f["train_backbone"], f["train_labels"], f["test_backbone"], f["test_labels"])
+    assert acc > 0.9
+    chance = M.linear_probe_accuracy(f["train_backbone"], np.random.default_rng(0).permutation(f["train_labels"]),
+                                     f["test_backbone"], f["test_labels"])
+    assert chance < 0.4
+
+
+def test_charts_build():
+    from rharm import reference
+
+    long = reference.long("simclr_100_rh").rename(columns={"value": "rh"})
+    ch = M.rh_heatmap(long, title="t", order=reference.class_order())
+    assert ch.to_dict()["title"] == "t"
+    sc = M.ours_vs_paper_scatter(long.assign(paper=long.rh), title="s")
+    assert sc.to_dict()
+    assert isinstance(pd.DataFrame(M.noise_floor(M.CosineRuns(["a"], [0], np.zeros((1, 1, 1)), {}))), pd.DataFrame)

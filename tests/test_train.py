@@ -1,0 +1,154 @@
+import math
+
+import pytest
+import torch
+
+from rharm import train
+from rharm.train import TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny tensors: one thread avoids OpenMP oversubscription on a shared 2-core machine (several times faster)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+def patterns(n):
+    """n gratings of different orientation and frequency: structure that survives crops and colour jitter."""
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    out = []
+    for i in range(n):
+        ang, f = math.pi * i / n, 0.3 + 0.15 * (i % 3)
+        v = torch.sin(f * (xx * math.cos(ang) + yy * math.sin(ang)))
+        out.append(((v + 1) * 127.5).round().to(torch.uint8).expand(3, 32, 32))
+    return torch.stack(out)
+
+
+def images(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+
+
+def tiny(**kw):
+    base = dict(backbone="small_cnn", epochs=2, batch_size=8, lr=0.05, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_fit_decreases_loss():
+    res = train.train(tiny(epochs=20, batch_size=16, lr=0.3), patterns(16), progress=False)
+    loss = res.history["loss"]
+    assert len(loss) == 20 and all(math.isfinite(v) for v in loss)
+    assert sum(loss[-5:]) / 5 < sum(loss[:5]) / 5 - 0.1
+
+
+def test_history_fields_and_schedule():
+    cfg = tiny(epochs=2)
+    res = train.train(cfg, images(24), progress=False)
+    h = res.history
+    assert h["steps"] == 6 and h["steps_per_epoch"] == 3 and h["finished"]
+    assert len(h["lr"]) == 6 and h["lr"][0] == pytest.approx(0.05) and h["lr"][-1] < h["lr"][0]
+    assert [t["epoch"] for t in h["throughput"]] == [1, 2] and all(t["images_per_s"] > 0 for t in h["throughput"])
+
+
+def test_lr_schedules():
+    cos = TrainConfig(lr=0.6)
+    off = TrainConfig(lr=0.6, schedule="official")
+    assert train.lr_at(cos, 0, 100) == pytest.approx(0.6)
+    assert train.lr_at(cos, 100, 100) == pytest.approx(0.6e-3)
+    # the official LambdaLR quirk: multiplier runs from lr to 1e-3, so lr*lr -> lr*1e-3 (paper.md E1)
+    assert train.lr_at(off, 0, 100) == pytest.approx(0.36)
+    assert train.lr_at(off, 100, 100) == pytest.approx(6e-4)
+    assert train.lr_at(cos, 50, 100) == pytest.approx(0.5 * (0.6 + 0.6e-3))
+
+
+def test_exact_resume_matches_uninterrupted_run(tmp_path):
+    x = images(24, seed=1)
+    cfg = tiny(epochs=2)  # 3 steps per epoch
+    full = train.train(cfg, x, progress=False)
+    ckpt = tmp_path / "run.pt"
+    part = train.train(cfg, x, checkpoint_path=ckpt, progress=False, stop_after_steps=4)  # stops mid-epoch 2
+    assert part.history["steps"] == 4 and not part.history["finished"]
+    torch.manual_seed(12345)  # disturb global RNG state: resume must restore it
+    resumed = train.train(cfg, x, checkpoint_path=ckpt, progress=False)
+    assert resumed.history["finished"] and resumed.history["loss"] == full.history["loss"]
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    train.train(tiny(epochs=1), images(16), checkpoint_path=ckpt, progress=False)
+    ck = torch.load(ckpt, weights_only=True)
+    assert ck["step"] == 2 and set(ck) >= {"model", "optimizer", "scheduler", "rng", "config", "history"}
+    assert ck["config"]["lr"] == 0.05
+
+
+def test_resume_rejects_other_config(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    train.train(tiny(epochs=1), images(16), checkpoint_path=ckpt, progress=False)
+    with pytest.raises(ValueError, match="different TrainConfig"):
+        train.train(tiny(epochs=1, lr=0.01), images(16), checkpoint_path=ckpt, progress=False)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(method="byol"), "method='byol'"),
+    (dict(backbone="vgg"), "backbone='vgg'"),
+    (dict(schedule="step"), "schedule='step'"),
+    (dict(lr=-1.0), "lr=-1.0"),
+    (dict(epochs=0), "epochs=0"),
+    (dict(temperature=0.0), "temperature=0.0"),
+    (dict(amp="fp8"), "amp='fp8'"),
+    (dict(clamp="yes"), "clamp='yes'"),
+    (dict(backbone="small_cnn", init="imagenet"), "init='imagenet'"),
+])
+def test_config_validation(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+
+
+def test_train_input_validation():
+    with pytest.raises(ValueError, match="batch_size=8"):
+        train.train(tiny(), images(5), progress=False)
+    with pytest.raises(ValueError, match="uint8"):
+        train.train(tiny(), images(16).float(), progress=False)
+
+
+def test_method_defaults():
+    assert TrainConfig(method="simclr").to_dict()["lr"] == 0.6
+    d = TrainConfig(method="simsiam").to_dict()
+    assert d["lr"] == 0.06 and d["weight_decay"] == 5e-4 and d["augment"] == "simsiam"
+
+
+def test_simsiam_runs_and_features():
+    res = train.train(tiny(method="simsiam", epochs=1), images(16), progress=False)
+    h, z = train.extract_features(res.model, images(5), batch_size=2)
+    assert h.shape == (5, 128) and z.shape == (5, 2048) and torch.isfinite(h).all()
+
+
+def test_knn_monitor_and_accuracy():
+    feats = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert train.knn_accuracy(feats, labels, feats, labels, k=2) == 1.0
+    assert train.knn_accuracy(feats, labels, feats, 1 - labels, k=2) == 0.0
+    x, y = images(16), torch.arange(16) % 2
+    res = train.train(tiny(epochs=2, knn_every=1, knn_k=3), x, y, knn_eval=(x, y, x[:8], y[:8]), progress=False)
+    assert [k["epoch"] for k in res.history["knn"]] == [1, 2]
+    assert all(0.0 <= k["accuracy"] <= 1.0 for k in res.history["knn"])
+
+
+def test_common_random_numbers_share_initialisation_and_order():
+    a = train.train(tiny(epochs=1), images(16), progress=False, stop_after_steps=0)
+    b = train.train(tiny(epochs=1), images(24), progress=False, stop_after_steps=0)
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+    ids = torch.arange(10)
+    full = train._epoch_order(5, 0, ids)
+    sub_ids = torch.tensor([0, 1, 2, 4, 6, 7, 9])
+    sub = train._epoch_order(5, 0, sub_ids)
+    assert sub_ids[sub].tolist() == [i for i in ids[full].tolist() if i in set(sub_ids.tolist())]
