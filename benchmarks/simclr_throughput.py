@@ -49,11 +49,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", choices=["cifar10", "synthetic"], default="cifar10",
                    help="CIFAR-10 train images (rharm.data.load_cifar10), or random uint8 images when no copy exists")
     p.add_argument("--n-images", type=int, default=10000, help="training images held by both pipelines")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads of the training process (0: torch's default); on a shared CPU, 1 "
+                        "can be several times faster than 2")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for name in ("batch", "steps", "rounds", "n_images"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not valid; it must be >= 1")
+    if args.threads < 0:
+        p.error(f"--threads={args.threads} is not valid; it must be >= 0")
     if args.workers < 0:
         p.error(f"--workers={args.workers} is not valid; it must be >= 0")
     if args.n_images < args.batch * args.steps:
@@ -153,6 +158,8 @@ def run_baseline(trainer: Trainer, loader, args, device) -> float:
 def main(argv=None) -> float:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     images = load_images(args.data, args.n_images, args.seed)
 

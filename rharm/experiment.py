@@ -37,7 +37,7 @@ RUN_KEYS = ("device", "progress", "feature_batch_size", "threads")
 
 _DEFAULTS: dict[str, Any] = {
     "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
-    "momentum": 0.9, "nesterov": True, "weight_decay": None, "temperature": 0.5, "clamp": False,
+    "momentum": 0.9, "nesterov": None, "weight_decay": None, "temperature": 0.5, "clamp": False,
     "schedule": "cosine", "augment": None, "minority_classes": [], "ratio": 100, "seeds": [0],
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
     "feature_batch_size": 1024, "threads": 0,
@@ -67,7 +67,7 @@ def _validate(grid: Mapping[str, Any]) -> dict:
     unknown = sorted(set(grid) - set(_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown grid key(s) {unknown}; valid keys: {sorted(_DEFAULTS)}")
-    g = {**_DEFAULTS, **{k: v for k, v in grid.items() if v is not None or k in ("lr", "weight_decay", "augment")}}
+    g = {**_DEFAULTS, **{k: v for k, v in grid.items() if v is not None}}
     mins = g["minority_classes"]
     if isinstance(mins, str) or not isinstance(mins, (list, tuple)):
         raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(data.CIFAR10_CLASSES)}")

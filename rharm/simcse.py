@@ -78,23 +78,36 @@ def load_encoder(model: str = OFFLINE_MINILM, *, pooling: str = "model", max_len
     path = resolve_model_path(model)
     if model == OFFLINE_MINILM:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the weight-loading bar would clutter every notebook cell
     seed_everything(seed)
     encoder = SentenceTransformer(path, device=device)
     encoder.max_seq_length = max_length
     if pooling != "model":
         pos = next(i for i, m in enumerate(encoder) if type(m).__name__ == "Pooling")
-        dim = encoder[pos].get_sentence_embedding_dimension() if hasattr(
-            encoder[pos], "get_sentence_embedding_dimension") else encoder.get_sentence_embedding_dimension()
-        encoder[pos] = models.Pooling(dim, pooling_mode=pooling)
+        dim = (encoder.get_embedding_dimension() if hasattr(encoder, "get_embedding_dimension")
+               else encoder.get_sentence_embedding_dimension())
+        encoder[pos] = Pooling(dim, pooling_mode=pooling)
     if reinit_layers:
+        import torch
+
         backbone = encoder[0].auto_model
         layers = backbone.encoder.layer
         if reinit_layers > len(layers):
             raise ValueError(f"reinit_layers={reinit_layers} is not valid; the model has {len(layers)} layers")
-        for layer in layers[-reinit_layers:]:
-            layer.apply(backbone._init_weights)
+        std = getattr(backbone.config, "initializer_range", 0.02)
+        with torch.no_grad():  # BERT's initialisation: N(0, std) weights, zero biases, unit LayerNorm
+            for module in layers[-reinit_layers:].modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(0.0, std)
+                    if module.bias is not None:
+                        module.bias.zero_()
+                elif isinstance(module, torch.nn.LayerNorm):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
     return encoder
 
 

@@ -1001,13 +1001,13 @@ def node_cosine_charts(results: dict, majority_size: int):
         rect = base.mark_rect().encode(
             color=alt.Color(
                 "mean cosine:Q",
-                scale=alt.Scale(scheme="redblue", domain=[-1, 1], domainMid=0, reverse=True),
+                scale=alt.Scale(scheme="redblue", domain=[-1, 1], domainMid=0),
             ),
             tooltip=["row block", "column block", alt.Tooltip("mean cosine:Q", format=".3f"), alt.Tooltip("sd:Q", format=".3f")],
         )
-        text = base.mark_text(fontSize=11).encode(text="label:N")
+        text = base.mark_text(fontSize=10).encode(text="label:N")
         panels.append(
-            (rect + text).properties(title=f"n = ({n1}, {majority_size}, {majority_size})", width=170, height=170)
+            (rect + text).properties(title=f"n = ({n1}, {majority_size}, {majority_size})", width=230, height=170)
         )
     return alt.hconcat(*panels).resolve_scale(color="shared")
 
@@ -1058,6 +1058,7 @@ def population_heatmap_charts(solutions: dict):
                 x_order=order,
                 y_order=order,
                 mid=0.0,
+                domain=[-1.0, 1.0],
                 fmt=".3f",
             )
         )

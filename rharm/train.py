@@ -39,7 +39,7 @@ class TrainConfig:
 
     method: "simclr" | "simsiam".  backbone: see :data:`rharm.models.BACKBONES`.  init: "random" | "imagenet".
     epochs, batch_size (drop_last=True; must not exceed the training-set size).
-    lr: 0.6 SimCLR (= 0.3 x 512/256) / 0.06 SimSiam.  momentum 0.9, nesterov (True for SimCLR as in the code).
+    lr: 0.6 SimCLR (= 0.3 x 512/256) / 0.06 SimSiam.  momentum 0.9.  nesterov: True SimCLR (its code) / False SimSiam.
     weight_decay: 1e-6 SimCLR / 5e-4 SimSiam.  temperature, clamp: NT-Xent settings (see :func:`rharm.losses.nt_xent`).
     schedule: "cosine" - per-step cosine from lr to lr*1e-3;
               "official" - the official code's LambdaLR quirk: the multiplier itself runs from lr to 1e-3, so the
@@ -60,7 +60,7 @@ class TrainConfig:
     batch_size: int = 512
     lr: float | None = None
     momentum: float = 0.9
-    nesterov: bool = True
+    nesterov: bool | None = None
     weight_decay: float | None = None
     temperature: float = 0.5
     clamp: bool = False
@@ -120,10 +120,12 @@ class TrainConfig:
             real("weight_decay", 0.0)
         real("momentum", 0.0, 1.0)
         real("temperature", 0.0, open_lo=True)
-        for name in ("nesterov", "clamp", "deterministic"):
+        if self.nesterov is not None and not isinstance(self.nesterov, bool):
+            raise ValueError(f"TrainConfig.nesterov={self.nesterov!r} is not valid; choose True, False or None")
+        for name in ("clamp", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid; choose True or False")
-        if self.nesterov and self.momentum == 0:
+        if self.resolved_nesterov and self.momentum == 0:
             raise ValueError("TrainConfig.nesterov=True is not valid with momentum=0; set momentum > 0 or nesterov=False")
 
     @property
@@ -135,13 +137,18 @@ class TrainConfig:
         return float(self.weight_decay if self.weight_decay is not None else _DEFAULT_WD[self.method])
 
     @property
+    def resolved_nesterov(self) -> bool:
+        return bool(self.nesterov if self.nesterov is not None else self.method == "simclr")
+
+    @property
     def resolved_augment(self) -> str:
         return self.augment if self.augment is not None else self.method
 
     def to_dict(self) -> dict:
         """Plain-data form with the method defaults filled in (for the result store and checkpoints)."""
         d = dataclasses.asdict(self)
-        d.update(lr=self.resolved_lr, weight_decay=self.resolved_weight_decay, augment=self.resolved_augment)
+        d.update(lr=self.resolved_lr, weight_decay=self.resolved_weight_decay, augment=self.resolved_augment,
+                 nesterov=self.resolved_nesterov)
         return d
 
 
@@ -377,7 +384,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         random.seed(config.seed)
         model = models.ContrastiveModel(config.method, config.backbone, init=config.init).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(config, 0, total_steps), momentum=config.momentum,
-                                    nesterov=config.nesterov, weight_decay=config.resolved_weight_decay)
+                                    nesterov=config.resolved_nesterov, weight_decay=config.resolved_weight_decay)
         gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # augmentation draws, on the device
         history: dict[str, Any] = {"loss": [], "lr": [], "knn": [], "throughput": [], "steps": 0,
                                    "steps_per_epoch": steps_per_epoch, "finished": False}

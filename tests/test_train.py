@@ -122,7 +122,10 @@ def test_train_input_validation():
 def test_method_defaults():
     assert TrainConfig(method="simclr").to_dict()["lr"] == 0.6
     d = TrainConfig(method="simsiam").to_dict()
-    assert d["lr"] == 0.06 and d["weight_decay"] == 5e-4 and d["augment"] == "simsiam"
+    assert d["lr"] == 0.06 and d["weight_decay"] == 5e-4 and d["augment"] == "simsiam" and d["nesterov"] is False
+    assert TrainConfig(method="simclr").to_dict()["nesterov"] is True
+    with pytest.raises(ValueError, match="nesterov=True"):
+        TrainConfig(nesterov=True, momentum=0.0)
 
 
 def test_simsiam_runs_and_features():

@@ -1,0 +1,364 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation: {extension: .py, format_name: percent}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+# ---
+
+# %% [markdown]
+# # Theory: contrastive learning on a stochastic block model
+#
+# The paper explains representation harm with a stochastic block model (SBM) used as the augmentation graph of
+# contrastive learning: nodes are data points, an edge joins two points that can be augmentations of each other,
+# and blocks are the classes. Its claim is a "representational neural collapse": at the optimum every block
+# shares one representation, and an underrepresented block's representation moves onto that of a majority block
+# it is connected to. This chapter rebuilds both simulations of the official code (a node-level one and a
+# population-level one), solves the population problem to verified convergence for two versions of its
+# objective, and derives where the minority's representation goes as its share $\pi_1$ vanishes.
+#
+# :::{note}
+# The paper's text, theorem and proofs are not public; the setup below is read from the official code
+# (`simulation/SBM.py`, `simulation/node2vec.py`). The limit derivation is ours.
+# :::
+
+# %% tags=["parameters"]
+profile = "cpu"
+alpha = None
+alphas = None
+pi1_values = None
+block_sizes_n1 = None
+majority_size = None
+node_dim = None
+pop_dim = None
+tau = None
+node_iters = None
+restarts = None
+tol = None
+seed = None
+heatmap_pi1 = None
+
+# %%
+import rharm.params
+
+P = rharm.params.check("theory", globals())
+
+# %%
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+from myst_nb import glue
+
+from rharm import theory
+
+A = theory.sbm_connectivity(alpha)
+glue("profile", Markdown(f"`{P.profile}`"), display=False)
+glue("alpha", alpha, display=False)
+glue("within", theory.WITHIN_BLOCK, display=False)
+glue("majority_size", majority_size, display=False)
+glue("n1_list", Markdown(", ".join(str(n) for n in block_sizes_n1)), display=False)
+glue("node_iters", node_iters, display=False)
+glue("node_dim", node_dim, display=False)
+glue("pop_dim", pop_dim, display=False)
+glue("tau", tau, display=False)
+glue("restarts", restarts, display=False)
+glue("tol", tol, display=False)
+glue("seed", seed, display=False)
+
+# %% [markdown]
+# **Scale of this page.** Profile {glue:md}`profile`; node level: blocks of sizes $(n_1, m, m)$ with
+# $n_1$ = {glue:md}`n1_list` and $m=$ {glue:text}`majority_size`, $d=$ {glue:text}`node_dim`,
+# {glue:text}`node_iters` gradient steps, $\alpha=$ {glue:text}`alpha:.2f`, seed {glue:text}`seed`; population
+# level: $d=$ {glue:text}`pop_dim`, $\tau=$ {glue:text}`tau:.2f`, {glue:text}`restarts` random starts per solve.
+# The `cpu` and `gpu` profiles use the official code's settings (the simulations are small); the official code ran
+# one start per setting, we run several to check that they agree. The `smoke` profile shrinks the graphs and steps
+# and its numbers are not meant to be read. Our SBM graphs are drawn with NumPy, not graspologic, so they are other
+# draws from the same distribution.
+#
+# ## The model
+#
+# Three blocks with connectivity
+#
+# $$A = \begin{pmatrix} a & \alpha & 0 \\ \alpha & a & 0 \\ 0 & 0 & a \end{pmatrix}, \qquad a = 0.95 :$$
+#
+# block 1 (the minority) is linked to block 2 with probability $\alpha$ and never to block 3.
+#
+# **Node level.** With unit vectors $v_1,\dots,v_N$, adjacency $G$ and degrees $\deg_i$, the official code
+# minimises
+#
+# $$L(V) = -\frac{1}{N\tau}\sum_i \Big\langle v_i, \frac{1}{\deg_i}\sum_j G_{ij} v_j\Big\rangle
+#          + \frac1N\sum_i \log\Big(\frac1N\sum_j e^{\langle v_i, v_j\rangle/\tau}\Big),$$
+#
+# a population InfoNCE loss: the positive of node $i$ is a random neighbour, the negatives are all nodes. We run
+# its projected gradient descent (step $10\,(k+1)^{-0.2}$, rows renormalised after each step). A node without
+# neighbours would make the official code divide by zero; ours gives it no positive term (the graphs here have
+# {glue:text}`isolated_total` such nodes).
+
+# %%
+node = {
+    n1: theory.cached_sbm_node_cosines(
+        [n1, majority_size, majority_size], A, dim=node_dim, tau=tau, iters=node_iters, seed=seed
+    )
+    for n1 in block_sizes_n1
+}
+n1_min = min(block_sizes_n1)
+isolated = sum(
+    int((theory.sample_sbm([n1, majority_size, majority_size], A, seed=seed).sum(axis=1) == 0).sum())
+    for n1 in block_sizes_n1
+)
+glue("isolated_total", isolated, display=False)
+glue("n1_min", n1_min, display=False)
+glue("node_cos12_min", float(node[n1_min][0][0, 1]), display=False)
+glue("node_cos13_min", float(node[n1_min][0][0, 2]), display=False)
+glue("node_within_min", float(min(np.nanmin(np.diag(m)) for m, _ in node.values())), display=False)
+theory.connectivity_chart(A, title=f"connectivity (α = {alpha:g})")
+
+# %%
+theory.node_cosine_charts(node, majority_size)
+
+# %% [markdown]
+# Each panel shows the mean cosine between node representations of two blocks, ± its standard deviation
+# (within a block over distinct pairs, between blocks over all pairs). With the smallest minority
+# ($n_1=$ {glue:text}`n1_min`) block 1 sits at cosine {glue:text}`node_cos12_min:.3f` to block 2 and
+# {glue:text}`node_cos13_min:.3f` to block 3. Nodes of one block point in nearly one direction (the smallest
+# within-block mean cosine is {glue:text}`node_within_min:.3f`; the spread is largest in the smallest block,
+# whose few nodes each see their own random set of neighbours): the collapse of a block onto one representation
+# that the population problem below takes for granted.
+#
+# :::{admonition} Fixed from the published figure
+# :class: tip
+# The committed `SBM-mean-cosine.pdf` titles its panels with powers of two that are not the sizes the code ran
+# ($n_1 \in \{256, 32, 4\}$ with majority blocks of 256), and its last panel draws the colours of the $n_1=32$
+# run under the annotations of the $n_1=4$ run. Here each panel's title gives the sizes that ran, and colours and
+# annotations come from the same run. We also leave the diagonal (self-cosine 1) out of the within-block
+# statistics, which the official code included.
+# :::
+#
+# ## The population problem
+#
+# If every node of block $k$ takes the value $h_k$ and the graph is replaced by its expectation, block $k$ holds a
+# share $\pi_k$ of the nodes and node $i$ of block $k$ has a neighbour in block $j$ with probability
+# $\pi_j A_{kj}/w_k$, $w_k=\sum_l A_{kl}\pi_l$. The node loss then becomes the **principled** population objective
+#
+# $$L(h) = -\frac1\tau\sum_{i}\pi_i\sum_j \frac{\pi_j A_{ij}}{w_i}\langle h_i,h_j\rangle
+#          + \sum_i \pi_i \log\sum_j \pi_j e^{\langle h_i,h_j\rangle/\tau}.$$
+#
+# The official `node2vec.py` keeps $\pi$ as a column, so its products scale rows by $\pi_i$ where columns should
+# be scaled by $\pi_j$; it minimises the **official** objective
+#
+# $$L_{\text{code}}(h) = -\frac1\tau\sum_{i}\frac{\pi_i^2}{w_i}\sum_j A_{ij}\langle h_i,h_j\rangle
+#          + \sum_i \pi_i \log\Big(\pi_i\sum_j e^{\langle h_i,h_j\rangle/\tau}\Big).$$
+#
+# The two agree when all blocks are equal. The check below evaluates the node loss of a block-constant
+# configuration on the expected graph and the two population objectives at the same $h$.
+
+# %%
+sizes_check = [8, 20, 36]
+pi_check = np.array(sizes_check) / sum(sizes_check)
+h_check = np.random.default_rng(seed).standard_normal((3, pop_dim))
+labels = np.repeat(np.arange(3), sizes_check)
+node_value = theory.node_loss(h_check[labels], theory.expected_graph(sizes_check, A), tau)
+glue("reduction_gap", float(abs(node_value - theory.population_objective(h_check, pi_check, A, tau, "principled"))),
+     display=False)
+glue("official_gap", float(abs(node_value - theory.population_objective(h_check, pi_check, A, tau, "official"))),
+     display=False)
+
+# %% [markdown]
+# At a random $h$ with block sizes (8, 20, 36) the node loss and the principled objective differ by
+# {glue:text}`reduction_gap:.1e` (rounding), the official objective by {glue:text}`official_gap:.3f`.
+#
+# We minimise both objectives over the product of spheres with L-BFGS (each block's step scaled by its mass,
+# finished by Newton steps) and call a solution converged when the Riemannian gradient per unit of block mass,
+# $\max_k \lVert \operatorname{grad}_{h_k} L\rVert/\pi_k$, is below {glue:text}`tol:.0e`. The gradient on $h_1$
+# is proportional to $\pi_1$, so an unscaled tolerance would accept an $h_1$ that has barely moved. We also rerun
+# the official code's own solver (projected gradient descent, step $0.2\,(k+1)^{-0.1}$, 1000 steps, one start).
+
+# %%
+sweep = theory.population_sweep(pi1_values, alphas, dim=pop_dim, tau=tau, restarts=restarts, seed=seed, tol=tol)
+official_gd = theory.population_sweep(pi1_values, alphas, solvers=("official_gd",), dim=pop_dim, tau=tau,
+                                      restarts=1, seed=seed, tol=tol)
+convergence = (
+    sweep.groupby("objective")
+    .agg(solves=("converged", "size"), all_converged=("converged", "all"),
+         worst_block_grad_norm=("block_grad_norm", "max"), worst_restart_spread=("spread", "max"))
+    .reset_index()
+)
+gd_check = (
+    official_gd.groupby("objective")
+    .agg(solves=("converged", "size"), converged=("converged", "sum"),
+         worst_block_grad_norm=("block_grad_norm", "max"))
+    .reset_index()
+)
+glue("n_solves", int(len(sweep)) * restarts, display=False)
+glue("all_converged", Markdown("all" if sweep["converged"].all() else "**not all**"), display=False)
+glue("worst_grad", float(sweep["block_grad_norm"].max()), display=False)
+glue("worst_spread", float(sweep["spread"].max()), display=False)
+glue("gd_unconverged", int((~official_gd["converged"]).sum()), display=False)
+glue("gd_total", int(len(official_gd)), display=False)
+convergence.style.format({"worst_block_grad_norm": "{:.1e}", "worst_restart_spread": "{:.1e}"})
+
+# %% [markdown]
+# Of {glue:text}`n_solves` solves (every $\alpha$, $\pi_1$, objective and start), {glue:md}`all_converged`
+# converged; the worst gradient norm is {glue:text}`worst_grad:.1e` and random starts agree on every cosine to
+# within {glue:text}`worst_spread:.1e`. The official solver stops short of that tolerance in
+# {glue:text}`gd_unconverged` of its {glue:text}`gd_total` runs:
+
+# %%
+gd_check.style.format({"worst_block_grad_norm": "{:.1e}"})
+
+# %% [markdown]
+# $\cos(h_1^\star, h_2^\star)$ by $\alpha$ (rows) and $\pi_1$ (columns), converged, for both objectives:
+
+# %%
+table = sweep.assign(alpha=sweep["alpha"].map("{:g}".format)).pivot_table(
+    index=["objective", "alpha"], columns="pi1", values="cos12"
+)
+table.columns = [f"π1={p:.4g}" for p in table.columns]
+table.style.format("{:.3f}")
+
+# %%
+theory.population_line_chart(sweep, pair="cos12") & theory.population_line_chart(sweep, pair="cos23")
+
+# %% [markdown]
+# What the official solver reached (the published `cosine_th.pdf` was made this way, on the official objective):
+
+# %%
+theory.population_line_chart(official_gd, pair="cos12", solver="official_gd")
+
+# %%
+heat_pi = theory.minority_proportions(heatmap_pi1)
+heat = {}
+for objective in theory.OBJECTIVES:
+    s = theory.population_restarts(heat_pi, A, restarts=restarts, dim=pop_dim, tau=tau, objective=objective,
+                                   seed=seed, tol=tol)
+    heat[f"{objective}, π1 = {heatmap_pi1:.4g}"] = s.best.cosines
+glue("heatmap_pi1", heatmap_pi1, display=False)
+theory.population_heatmap_charts(heat)
+
+# %% [markdown]
+# ## Node level against population level
+#
+# A node simulation with sizes $(n_1, m, m)$ corresponds to $\pi_1 = n_1/(n_1+2m)$. The table sets the node-level
+# mean cosines beside both population optima at that $\pi_1$.
+
+# %%
+comparison = theory.node_population_comparison(
+    {n1: mean for n1, (mean, _) in node.items()}, alpha, majority_size, restarts=restarts, dim=pop_dim, tau=tau,
+    seed=seed, tol=tol,
+)
+wide = comparison.pivot_table(index=["n1", "pi1", "pair"], columns="source", values="cosine")[
+    ["node", "principled", "official"]
+]
+gaps = {obj: float((wide[obj] - wide["node"]).abs().mean()) for obj in theory.OBJECTIVES}
+closer = min(gaps, key=gaps.get)
+glue("gap_principled", gaps["principled"], display=False)
+glue("gap_official", gaps["official"], display=False)
+glue("closer", Markdown(closer), display=False)
+wide.style.format("{:.3f}")
+
+# %%
+small = theory.minority_proportions(min(pi1_values))
+a_max = theory.sbm_connectivity(max(alphas))
+reached = {}
+for objective in theory.OBJECTIVES:
+    gd = theory.solve_population(small, a_max, dim=pop_dim, tau=tau, objective=objective, seed=seed,
+                                 solver="official_gd")
+    ok = theory.population_restarts(small, a_max, restarts=restarts, dim=pop_dim, tau=tau, objective=objective,
+                                    seed=seed, tol=tol)
+    reached[objective] = (float(gd.cosines[0, 1]), float(ok.best.cosines[0, 1]))
+glue("pi1_small", min(pi1_values), display=False)
+glue("alpha_max", max(alphas), display=False)
+glue("gd_official", reached["official"][0], display=False)
+glue("opt_official", reached["official"][1], display=False)
+glue("gd_principled", reached["principled"][0], display=False)
+glue("opt_principled", reached["principled"][1], display=False)
+collapsing = [obj for obj in theory.OBJECTIVES if reached[obj][1] > 0.99]
+# which converged objective does the published solver's curve (official GD on the official objective) follow?
+gd_curve = official_gd[official_gd["objective"] == "official"].set_index(["alpha", "pi1"])["cos12"]
+figure_gap = {
+    obj: float((sweep[sweep["objective"] == obj].set_index(["alpha", "pi1"])["cos12"] - gd_curve).abs().mean())
+    for obj in theory.OBJECTIVES
+}
+figure_objective = min(figure_gap, key=figure_gap.get)
+glue("figure_gap_official", figure_gap["official"], display=False)
+glue("figure_gap_principled", figure_gap["principled"], display=False)
+glue("figure_objective", Markdown(figure_objective), display=False)
+glue("node_objective_differs", Markdown("differs from" if figure_objective != closer else "is the same as"),
+     display=False)
+glue("collapsing", Markdown(" and ".join(f"the {c} objective" for c in collapsing) if collapsing else "neither objective"), display=False)
+
+# %% [markdown]
+# Averaged over block pairs and minority sizes, the node simulation differs from the principled optimum by
+# {glue:text}`gap_principled:.3f` and from the official one by {glue:text}`gap_official:.3f`: **the node
+# simulation agrees with the {glue:md}`closer` objective**, as it should, since that objective is the node loss
+# restricted to block-constant representations.
+#
+# At $\pi_1=$ {glue:text}`pi1_small:.4g` and $\alpha=$ {glue:text}`alpha_max:.2f`, the published figure's solver
+# reaches $\cos(h_1,h_2)=$ {glue:text}`gd_official:.3f` on the official objective, whose converged optimum is
+# {glue:text}`opt_official:.3f`; on the principled objective the same solver stops at
+# {glue:text}`gd_principled:.3f`, far from its optimum {glue:text}`opt_principled:.3f`. Full collapse
+# ($\cos > 0.99$) there is reached by {glue:md}`collapsing`. Over the whole grid of $\alpha$ and $\pi_1$, the
+# curve of the published solver lies on average {glue:text}`figure_gap_official:.3f` from the converged official
+# optimum and {glue:text}`figure_gap_principled:.3f` from the converged principled one: **the published figure
+# shows the {glue:md}`figure_objective` objective**, which {glue:md}`node_objective_differs` the objective the
+# node simulation agrees with.
+#
+# ## Where the minority goes as $\pi_1 \to 0$ (principled objective)
+#
+# Take $\pi = (\pi_1, \tfrac{1-\pi_1}{2}, \tfrac{1-\pi_1}{2})$ and expand $L$ in $\pi_1$.
+#
+# **Order 0.** Without block 1, blocks 2 and 3 are unconnected, equal halves:
+# $L_0 = -\tfrac1\tau + \log\big(\tfrac12 e^{1/\tau} + \tfrac12 e^{\langle h_2,h_3\rangle/\tau}\big)$, minimised by
+# $\langle h_2, h_3\rangle = -1$: the majority blocks become antipodal, $h_3^\star=-h_2^\star$.
+#
+# **Order 1.** $L = L_0 + \pi_1 F(h_1) + O(\pi_1^2)$ where $F$ collects every place $h_1$ appears: block 1's own
+# positive term (its neighbours are in block 2, since $\pi_1 a \ll \alpha/2$), block 2's positive term (a
+# fraction $\pi_1\alpha/w_2$ of block 2's neighbours are in block 1), block 1's own uniformity term, and block 1
+# as a negative in the normalisers of blocks 2 and 3. With $t=\langle h_1,h_2\rangle$ and $h_3=-h_2$,
+#
+# $$F(t) = -\Big(1+\frac{\alpha}{a}\Big)\frac t\tau + \log\cosh\frac t\tau + \frac{\cosh(t/\tau)}{\cosh(1/\tau)},
+# \qquad
+# F'(t) = \frac1\tau\Big[\tanh\frac t\tau + \frac{\sinh(t/\tau)}{\cosh(1/\tau)} - \Big(1+\frac\alpha a\Big)\Big].$$
+#
+# sympy differentiates the principled objective itself in $\pi_1$ at $\pi_1=0$ on this configuration and
+# confirms $F'$:
+
+# %%
+difference, F = theory.limit_symbolic_check()
+glue("sympy_difference", Markdown(f"${difference}$"), display=False)
+F
+
+# %% [markdown]
+# (the difference between sympy's derivative and the stated $F'$ simplifies to {glue:md}`sympy_difference`.)
+#
+# $F'$ increases in $t$ and $F'(-1)<0$, so the limit $t^\star = \lim_{\pi_1\to0}\cos(h_1^\star,h_2^\star)$ is the
+# root of $F'$ when $F'(1)>0$ and equals 1 otherwise:
+#
+# $$t^\star = 1 \iff 1+\frac{\alpha}{a} \ge 2\tanh\frac1\tau .$$
+#
+# - For $\alpha>0$ the pull towards block 2 has weight at least 1 however small $\pi_1$ is, while the pull towards
+#   block 3 is zero; so $h_1$ leans to $h_2$, and $\cos(h_1^\star,h_3^\star) = -t^\star$ is negative: the
+#   unconnected block is pushed away.
+# - Full collapse needs the pull to beat the push from the majorities' negatives. At $\tau=$
+#   {glue:text}`tau:.2f` this requires $\alpha \ge$ {glue:text}`alpha_threshold:.3f` (with $a=0.95$); below it
+#   the minority stops at a finite angle from block 2. The shortcut "the derivative in $\langle h_1,h_2\rangle$ is
+#   always negative" misses the last term of $F$, block 1 acting as a negative for the majority blocks.
+#
+# The table checks the limit against the solver at $\pi_1=10^{-6}$:
+
+# %%
+alpha_threshold = theory.WITHIN_BLOCK * (2 * np.tanh(1 / tau) - 1)
+glue("alpha_threshold", float(alpha_threshold), display=False)
+limits = theory.limit_check(alphas, tau=tau, pi1=1e-6, dim=pop_dim, seed=seed)
+glue("limit_worst", float(limits["abs_diff"].max()), display=False)
+limits.style.format({c: "{:.4f}" for c in ["limit_cos12", "cos12", "cos13", "cos23"]} | {"abs_diff": "{:.1e}"})
+
+# %% [markdown]
+# The limit from $F'$ and the solved optimum agree to {glue:text}`limit_worst:.1e` for every $\alpha$. So under the
+# principled objective the minority's representation moves towards the majority block it is connected to, and
+# away from the block it is not connected to, monotonically as $\pi_1$ shrinks (see the line plots); it merges
+# with it completely only when the connection is strong enough (or the temperature high enough).
+
+# %%
+import rharm.provenance
+
+rharm.provenance.block(P)
