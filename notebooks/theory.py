@@ -324,7 +324,7 @@ glue("collapsing", Markdown(" and ".join(f"the {c} objective" for c in collapsin
 
 # %%
 difference, F = theory.limit_symbolic_check()
-glue("sympy_difference", Markdown(f"${difference}$"), display=False)
+glue("sympy_difference", Markdown(f"`{difference}`"), display=False)
 F
 
 # %% [markdown]

@@ -97,7 +97,8 @@ def heatmap(
         span = float((df[value] - mid).abs().max()) or 1.0
         scale = alt.Scale(scheme=scheme, domainMid=mid, domain=list(domain or [mid - span, mid + span]))
     else:
-        scale = alt.Scale(scheme=scheme if scheme != "redblue" else "viridis", domain=list(domain) if domain else None)
+        scheme = scheme if scheme != "redblue" else "viridis"
+        scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
     tips = list(tooltip) if tooltip is not None else [x, y, alt.Tooltip(value, format=fmt)]
     base = alt.Chart(df).encode(
         x=alt.X(f"{x}:N", sort=list(x_order) if x_order is not None else None, title=x),

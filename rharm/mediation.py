@@ -42,6 +42,7 @@ from rharm.metrics import CIFAR10_CLASSES, _as_numpy, class_means, unit_normalis
 
 PROTOCOLS = ("paper", "clean")
 CONDITIONS = ("y00", "y01", "y11")
+SOLVERS = ("torch", "sklearn")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -85,6 +86,10 @@ class ProbeConfig:
     previous solution. The objective is strictly convex, so this changes only the iterations needed (up to the
     solver tolerance ``tol``), not the optimum. Folds are ``StratifiedKFold(folds)`` without shuffling and ties in
     CV accuracy go to the first C of ``c_grid``, as sklearn's GridSearchCV does.
+
+    ``solver``: ``"torch"`` (default) minimises the same objective as sklearn's lbfgs LogisticRegression by
+    full-batch L-BFGS in torch, several times faster on our shared CPUs (tests check it reaches sklearn's
+    solution); ``"sklearn"`` calls sklearn itself. ``tol`` is the gradient tolerance (torch) or sklearn's ``tol``.
     """
 
     c_grid: tuple[float, ...] = (1.0, 0.1, 0.01)
@@ -92,6 +97,7 @@ class ProbeConfig:
     max_iter: int = 200
     tol: float = 1e-4
     warm_start: bool = True
+    solver: str = "torch"
 
     def __post_init__(self) -> None:
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
@@ -100,6 +106,35 @@ class ProbeConfig:
             raise ValueError(f"folds={self.folds} must be >= 1 (1 = no CV, use c_grid[0])")
         if self.max_iter < 1:
             raise ValueError(f"max_iter={self.max_iter} must be >= 1")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver={self.solver!r} is not valid; choose one of {SOLVERS}")
+
+
+def _lr_torch(x: np.ndarray, y: np.ndarray, c: float, cfg: ProbeConfig, init: tuple | None,
+              classes: np.ndarray) -> tuple:
+    """Multinomial logistic regression by full-batch L-BFGS in torch (float64), the objective sklearn minimises:
+    sum_n CE(W x_n + b, y_n) + ||W||^2 / (2 C), intercept b unpenalised."""
+    import torch
+
+    k = classes.size
+    X = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+    Y = torch.from_numpy(np.searchsorted(classes, y))
+    W = torch.zeros(x.shape[1], k, dtype=torch.float64)
+    b = torch.zeros(k, dtype=torch.float64)
+    if init is not None:
+        W, b = torch.from_numpy(init[0].T.copy()), torch.from_numpy(init[1].copy())
+    W.requires_grad_(True); b.requires_grad_(True)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=cfg.max_iter, tolerance_grad=cfg.tol, tolerance_change=1e-12,
+                            history_size=10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(X @ W + b, Y, reduction="sum") + (W * W).sum() / (2 * c)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return (W.detach().numpy().T.copy(), b.detach().numpy().copy(), classes)
 
 
 def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig) -> list[Any]:
@@ -108,8 +143,13 @@ def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig
 
     order = sorted(range(len(cs)), key=lambda k: cs[k])  # strongest regularisation (smallest C) first
     models: list[Any] = [None] * len(cs)
-    clf = None
+    classes = np.unique(y)
+    clf, prev = None, None
     for k in order:
+        if cfg.solver == "torch":
+            prev = _lr_torch(x, y, cs[k], cfg, prev if cfg.warm_start else None, classes)
+            models[k] = prev
+            continue
         if clf is None or not cfg.warm_start:
             clf = LogisticRegression(C=cs[k], max_iter=cfg.max_iter, tol=cfg.tol, warm_start=cfg.warm_start)
         else:
@@ -580,7 +620,7 @@ def cached_mediation_runs(results: Sequence[Any], **kwargs: Any) -> MediationRun
     cfg = {"runs": sorted(f"{r.minority}|{r.seed}|{getattr(r, 'dir', '')}" for r in results),
            **{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in kwargs.items() if k != "probe"},
            "probe": {"c_grid": list(probe.c_grid), "folds": probe.folds, "max_iter": probe.max_iter, "tol": probe.tol,
-                     "warm_start": probe.warm_start}}
+                     "warm_start": probe.warm_start, "solver": probe.solver}}
     holder: dict[str, MediationRuns] = {}
 
     def compute(out):

@@ -327,7 +327,9 @@ def solve_population(
         ``"lbfgs"`` (default): L-BFGS on unconstrained rows ``u_k`` with ``h_k = u_k/||u_k||``. Each round starts
         with ``||u_k|| = sqrt(pi_k / max pi)``: the gradient in ``u_k`` is the Riemannian gradient divided by
         ``||u_k||``, so this rescales each block's step by its mass (a diagonal preconditioner: the gradient on
-        ``h_k`` scales with ``pi_k``). Rounds repeat until ``block_grad_norm <= tol`` or ``max_rounds``.
+        ``h_k`` scales with ``pi_k``). When L-BFGS's line search stalls (objective values equal to rounding) the
+        round ends with Riemannian Newton steps (:func:`_newton_polish`). Rounds repeat until
+        ``block_grad_norm <= tol`` or ``max_rounds``.
         ``"official_gd"``: the official ``node2vec.py`` solver, reproduced to show what the published figure
         reached: projected gradient descent, ``lr_k = official_lr * (k + 1)^(-0.1)``, ``official_iters`` steps,
         rows renormalised after each step. It is not expected to converge for small ``pi_1``; ``converged``

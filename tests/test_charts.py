@@ -48,3 +48,8 @@ def test_sphinx_bundle_defines_only_the_wrapped_entry_point():
     js = sphinx_vega.vega_bundle()
     assert js.lstrip().startswith("/*") and "(function () {" in js and "window.rharmVegaEmbed=" in js.replace(" ", "")
     assert len(js) > 100_000  # the whole vega stack is inlined, nothing fetched
+
+
+def test_sequential_heatmap_without_domain_validates():
+    chart = charts.heatmap(_df(), "col", "row", "rh", title="RH")
+    assert chart.to_dict()["layer"][0]["encoding"]["color"]["scale"] == {"scheme": "viridis"}
