@@ -117,7 +117,8 @@ def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
     return {
         "train": tc,
         "minority": minority,
-        "ratio": None if minority is None else g["ratio"],  # the balanced model is shared across ratios
+        # the balanced model is shared across ratios; 100.0 and 100 name the same run
+        "ratio": None if minority is None else (int(g["ratio"]) if float(g["ratio"]).is_integer() else float(g["ratio"])),
         "seed": int(seed),
         "n_per_class": int(g["n_per_class"]),
         "pool_seed": int(g["pool_seed"]),

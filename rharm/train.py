@@ -409,11 +409,13 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             bar = tqdm(total=total_steps, initial=step, unit="step", desc=f"{config.method}/{config.backbone}")
         model.train()
         epoch_t0, epoch_images = time.perf_counter(), 0
+        order_epoch, order = -1, ids
         while step < total_steps:
             if stop_after_steps is not None and step >= stop_after_steps:
                 break
             epoch, pos = divmod(step, steps_per_epoch)
-            order = _epoch_order(config.seed, epoch, ids)
+            if epoch != order_epoch:
+                order_epoch, order = epoch, _epoch_order(config.seed, epoch, ids)
             idx = order[pos * config.batch_size:(pos + 1) * config.batch_size]
             batch = images[idx].to(device, non_blocking=True)
             v1 = augment_mod.augment_batch(batch, spec, gen)

