@@ -150,10 +150,25 @@ def run(
                            f"executed copy: {failed}\n{err}") from err
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp_dest = dest.with_name(f".{dest.name}.tmp")
-    shutil.copy2(executed, tmp_dest)
+    _hide_parameter_cells(executed, tmp_dest)
     os.replace(tmp_dest, dest)
     _record_timing(profile, name, overrides, time.time() - start)
     return dest
+
+
+def _hide_parameter_cells(src: Path, dest: Path) -> None:
+    """Copy an executed notebook, tagging its parameter cells ``remove-cell`` for the book.
+
+    The values are not lost: the provenance block at the end of every page lists the resolved parameters.
+    """
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, dest)
 
 
 def _record_timing(profile: str, name: str, overrides: Mapping[str, Any], seconds: float) -> None:
@@ -263,6 +278,7 @@ def render_page(executed: str | os.PathLike) -> Path:
     for item in paths.book_dir().iterdir():
         if item.name.startswith("_") and item.name not in ("_toc.yml", "_build") and item.is_dir():
             shutil.copytree(item, staging / item.name)  # static assets the config refers to
+    shutil.copy2(paths.repo_root() / "_config.yml", staging / "_config.yml")  # the page may live outside the repo
     shutil.copy2(executed, staging / "page.ipynb")
     (staging / "_toc.yml").write_text("format: jb-book\nroot: page\n")
     out = staging / "out"
