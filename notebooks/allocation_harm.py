@@ -84,7 +84,7 @@ mediation.mediation_diagram()
 # balanced labels.
 
 # %%
-results = experiment.run_grid(experiment.grid_from_params(P))  # the same grid as the previous chapter: cached
+results = experiment.run_grid({**experiment.grid_from_params(P), "progress": False})  # the same grid as the previous chapter: cached
 probe = mediation.ProbeConfig(c_grid=tuple(probe_c_grid), folds=probe_cv_folds, max_iter=probe_max_iter)
 t0 = time.perf_counter()
 runs_by_protocol = {

@@ -59,7 +59,7 @@ from myst_nb import glue
 
 from rharm import experiment, metrics, reference
 
-results = experiment.run_grid(experiment.grid_from_params(P))
+results = experiment.run_grid({**experiment.grid_from_params(P), "progress": False})
 balanced = [r for r in results if r.minority is None]
 meta0 = balanced[0].meta
 extra = meta0.get("extra", {})

@@ -98,6 +98,15 @@ def specs(notebook: str, path: str | Path | None = None) -> dict[str, Spec]:
                 f"profiles.yml: {notebook}.{name} needs a type among {', '.join(TYPES)}, got {raw!r}"
             )
         rng = raw.get("range")
+        if rng is not None:
+            try:
+                lo, hi = (float(v) for v in rng)
+            except (TypeError, ValueError):
+                raise ParameterError(
+                    f"profiles.yml: {notebook}.{name}.range must be two numbers [lo, hi], got {rng!r} "
+                    "(YAML reads 1.0e6 as a string: write 1.0e+6)"
+                ) from None
+            rng = (lo, hi)
         choices = raw.get("choices")
         out[name] = Spec(
             name=name,
