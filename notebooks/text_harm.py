@@ -146,6 +146,9 @@ text.loss_chart(curves, title="SimCSE loss per step")
 # before and after training is {glue:text}`drift:.4f` (1 means unchanged). The comparison run (original recipe) goes
 # from {glue:text}`signal_loss_start:.3g` to {glue:text}`signal_loss_end:.3g` with a before/after cosine of
 # {glue:text}`signal_drift:.4f`. Training ran at {glue:text}`steps_per_s:.2f` steps per second.
+# The before/after cosine measures movement, not learning: Adam moves every weight by about the learning rate per
+# step whatever the size of its gradient, so embeddings drift even when the loss carries almost no signal. The loss
+# curve is the evidence of learning.
 
 # %% [markdown]
 # ## Representation harm toward every group
