@@ -30,7 +30,7 @@ smoke-book: setup
 
 # render the committed pages exactly as a fresh clone would, strict
 check-book: setup
-	$(BIN)/jupyter-book build book -W -n --keep-going
+	$(BIN)/jupyter-book build book -W --keep-going
 
 clean:
 	rm -rf _build runs

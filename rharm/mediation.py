@@ -18,12 +18,14 @@ conditions are estimated (research digest §3.2):
 Row i of each matrix comes from the models with minority i (as for representation harm). Diagonal entries are
 changes in the minority's accuracy (negative = harm); off-diagonal entries are changes in P(predict j | true i).
 
-Probe protocols:
+Probe protocols::
+
     "paper"  75/25 split of the TEST features (split seeds, default {0, 1}); multinomial logistic regression with
              3-fold CV over C in {1, 0.1, 0.01}; confusion on the 25%. The imbalanced probe keeps n_i // ratio of
              the minority in the probe's 75% (seeded here; unseeded in the official code).
     "clean"  probe trained on TRAINING-set features (the balanced pool, or the images the imbalanced CL run saw,
              with the minority at the same ratio) and evaluated on the whole test set.
+
 Features are L2-normalised first, as the paper does.
 """
 

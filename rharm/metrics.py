@@ -381,10 +381,12 @@ def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05, includ
 def pair_specificity(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, seed: int | None = 0) -> pd.DataFrame:
     """Is each minority's collapse concentrated on one class (as in the paper) or spread over all classes?
 
-    Per minority row i of :func:`rh_matrix`, over off-diagonal j:
+    Per minority row i of :func:`rh_matrix`, over off-diagonal j::
+
         most_collapsed  = argmin_j RH(i, j) (chosen on the full-sample estimate, then held fixed)
         contrast        = median_{j != i} RH(i, j) - RH(i, most_collapsed)   (> 0: one class stands out)
         share           = (1 - RH_min)_+ / sum_{j != i} (1 - RH(i, j))_+    (1: all collapse in one cell)
+
     with a paired bootstrap over seeds for the contrast (percentile CI).
 
     Returns:
