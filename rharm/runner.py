@@ -157,9 +157,10 @@ def run(
 
 
 def _hide_parameter_cells(src: Path, dest: Path) -> None:
-    """Copy an executed notebook, tagging its parameter cells ``remove-cell`` for the book.
+    """Copy an executed notebook for the book: parameter cells ``remove-cell``, other code cells ``hide-input``.
 
-    The values are not lost: the provenance block at the end of every page lists the resolved parameters.
+    Nothing is lost: the provenance block at the end of every page lists the resolved parameters, and every code
+    cell's source stays one click away (``hide-input`` folds it).
     """
     import nbformat
 
@@ -168,6 +169,8 @@ def _hide_parameter_cells(src: Path, dest: Path) -> None:
         tags = cell.metadata.get("tags", [])
         if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
+        elif cell.cell_type == "code" and not {"remove-cell", "remove-input", "hide-input", "show-input"} & set(tags):
+            cell.metadata["tags"] = [*tags, "hide-input"]
     nbformat.write(nb, dest)
 
 
