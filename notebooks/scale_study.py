@@ -170,4 +170,4 @@ experiment.paired_chart(df, title=f"log RH({minority}, j): underrepresented vs b
 # :::
 
 # %%
-provenance.block(P)
+rharm.provenance.block(P)

@@ -124,6 +124,8 @@ def run(
     is_page = output is None and not overrides
     if dest.exists() and not is_page and not force:
         raise RunError(f"{dest} exists; pass force=True (--force) to replace it, or choose another output")
+    # progress bars are noise in a book page (and tqdm's notebook widget cannot render in static HTML)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     work = paths.repo_root() / "_build" / "exec" / profile
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

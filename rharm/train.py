@@ -37,20 +37,22 @@ _DEFAULT_WD = {"simclr": 1e-6, "simsiam": 5e-4}
 class TrainConfig:
     """Every setting of one contrastive training run. ``None`` means "the paper's value for ``method``".
 
-    method: "simclr" | "simsiam".  backbone: see :data:`rharm.models.BACKBONES`.  init: "random" | "imagenet".
-    epochs, batch_size (drop_last=True; must not exceed the training-set size).
-    lr: 0.6 SimCLR (= 0.3 x 512/256) / 0.06 SimSiam.  momentum 0.9.  nesterov: True SimCLR (its code) / False SimSiam.
-    weight_decay: 1e-6 SimCLR / 5e-4 SimSiam.  temperature, clamp: NT-Xent settings (see :func:`rharm.losses.nt_xent`).
-    schedule: "cosine" - per-step cosine from lr to lr*1e-3;
-              "official" - the official code's LambdaLR quirk: the multiplier itself runs from lr to 1e-3, so the
-              effective lr runs from lr*lr to lr*1e-3 (0.36 -> 6e-4 for lr 0.6; paper.md E1).
-    augment: "simclr" | "simsiam" (AugmentSpec of :mod:`rharm.augment`; None = the method's own).
-    knn_every: run the k-NN monitor every this many epochs (0 = never; the last epoch is always included).
-    knn_k: neighbours of the monitor (200, cosine-weighted).
-    checkpoint_every: write a checkpoint every this many steps (0 = only at epoch ends and at a stop).
-    seed: drives initialisation, batch order and augmentation (common random numbers across conditions).
-    amp: "auto" (bf16 on CUDA when supported, else fp16 on CUDA, off on CPU) | "off" | "bf16" | "fp16".
-    deterministic: torch.use_deterministic_algorithms(True) during training (needed for exact resume on GPU).
+    Fields::
+
+        method: "simclr" | "simsiam".  backbone: see :data:`rharm.models.BACKBONES`.  init: "random" | "imagenet".
+        epochs, batch_size (drop_last=True; must not exceed the training-set size).
+        lr: 0.6 SimCLR (= 0.3 x 512/256) / 0.06 SimSiam.  momentum 0.9.  nesterov: True SimCLR (its code) / False SimSiam.
+        weight_decay: 1e-6 SimCLR / 5e-4 SimSiam.  temperature, clamp: NT-Xent settings (see :func:`rharm.losses.nt_xent`).
+        schedule: "cosine" - per-step cosine from lr to lr*1e-3;
+                  "official" - the official code's LambdaLR quirk: the multiplier itself runs from lr to 1e-3, so the
+                  effective lr runs from lr*lr to lr*1e-3 (0.36 -> 6e-4 for lr 0.6; paper.md E1).
+        augment: "simclr" | "simsiam" (AugmentSpec of :mod:`rharm.augment`; None = the method's own).
+        knn_every: run the k-NN monitor every this many epochs (0 = never; the last epoch is always included).
+        knn_k: neighbours of the monitor (200, cosine-weighted).
+        checkpoint_every: write a checkpoint every this many steps (0 = only at epoch ends and at a stop).
+        seed: drives initialisation, batch order and augmentation (common random numbers across conditions).
+        amp: "auto" (bf16 on CUDA when supported, else fp16 on CUDA, off on CPU) | "off" | "bf16" | "fp16".
+        deterministic: torch.use_deterministic_algorithms(True) during training (needed for exact resume on GPU).
     """
 
     method: str = "simclr"
