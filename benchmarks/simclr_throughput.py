@@ -53,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch intra-op threads of the training process (0: torch's default); on a shared CPU, 1 "
                         "can be several times faster than 2")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the settings, device and per-round numbers to this JSON file")
     args = p.parse_args(argv)
     for name in ("batch", "steps", "rounds", "n_images"):
         if getattr(args, name) < 1:
@@ -182,6 +183,7 @@ def main(argv=None) -> float:
         print(f"gpu: {torch.cuda.get_device_name(device)}", flush=True)
 
     ratios = []
+    rounds = []
     for r in range(args.rounds + 1):
         first_ours = r % 2 == 0
         if first_ours:
@@ -194,7 +196,25 @@ def main(argv=None) -> float:
         print(f"{label}: ours {o:.1f} img/s, baseline {b:.1f} img/s, ratio {o / b:.3f}", flush=True)
         if r > 0:
             ratios.append(o / b)
+            rounds.append({"round": r, "ours_img_s": o, "baseline_img_s": b, "ratio": o / b})
     ratio = statistics.median(ratios)
+    if args.json:
+        import json
+        import platform
+
+        cpu = platform.processor()
+        try:
+            cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        record = {
+            "settings": {k: v for k, v in vars(args).items() if k != "json"},
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu} (CPU)",
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "rounds": rounds, "ratio_median": ratio,
+        }
+        with open(args.json, "w") as fh:
+            json.dump(record, fh, indent=2)
     print(f"ratio: {ratio:.3f}")
     return ratio
 
