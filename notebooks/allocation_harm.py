@@ -41,6 +41,7 @@ seeds = None
 n_per_class = None
 data_source = None
 threads = None
+workers = None
 feature = None
 n_boot = None
 ci_level = None

@@ -42,6 +42,7 @@ seeds = None
 n_per_class = None
 data_source = None
 threads = None
+workers = None
 throughput_backbones = None
 throughput_batch_sizes = None
 throughput_steps = None

@@ -33,14 +33,14 @@ TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momen
 #: Data settings of a grid.
 DATA_KEYS = ("minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
 #: Execution settings that do not change results (not part of the cache key).
-RUN_KEYS = ("device", "progress", "feature_batch_size", "threads")
+RUN_KEYS = ("device", "progress", "feature_batch_size", "threads", "workers")
 
 _DEFAULTS: dict[str, Any] = {
     "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
     "momentum": 0.9, "nesterov": None, "weight_decay": None, "temperature": 0.5, "clamp": False,
     "schedule": "cosine", "augment": None, "minority_classes": [], "ratio": 100, "seeds": [0],
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
-    "feature_batch_size": 1024, "threads": 0,
+    "feature_batch_size": 1024, "threads": 0, "workers": 1,
 }
 
 
@@ -94,6 +94,9 @@ def _validate(grid: Mapping[str, Any]) -> dict:
     th = g["threads"]
     if isinstance(th, bool) or not isinstance(th, int) or th < 0:
         raise ValueError(f"threads={th!r} is not valid; it must be an integer >= 0 (0 = leave torch's setting)")
+    w = g["workers"]
+    if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+        raise ValueError(f"workers={w!r} is not valid; it must be an integer >= 1 (runs trained in parallel processes)")
     if g["device"] != "auto":
         try:
             torch.device(g["device"])
@@ -211,14 +214,44 @@ def run_grid(grid: Mapping[str, Any]) -> list[RunResult]:
     clamp, schedule, augment (see :class:`rharm.train.TrainConfig`); data - minority_classes (class names),
     ratio (1:ratio kept), seeds, n_per_class (per-class pool, 5000 = full train set), data_source ("auto" |
     "jpeg" | "torchvision"), pool_seed; execution (not part of the cache key) - device ("auto"), progress,
-    feature_batch_size, threads (torch threads while training; 0 = leave as is).
+    feature_batch_size, threads (torch threads while training; 0 = leave as is), workers (runs trained at once in
+    separate processes; 1 = serial).
 
     Every value is validated before any training. Each run is cached with
     ``rharm.store.cached("simclr_run", run_config(...), ..., code=[train, models, losses, augment, data])``; a killed
     run resumes from its checkpoint. Returns RunResults ordered seed-major: for each seed, balanced then minorities.
     """
     g = _validate(grid)
-    return [run_one(g, m, s) for s in g["seeds"] for m in [None, *g["minority_classes"]]]
+    todo = [(m, s) for s in g["seeds"] for m in [None, *g["minority_classes"]]]
+    if g["workers"] > 1:
+        _train_missing_in_parallel(g, todo)
+    return [run_one(g, m, s) for m, s in todo]
+
+
+def _train_only(grid: Mapping[str, Any], minority: str | None, seed: int) -> str:
+    return str(run_one(grid, minority, seed).dir)
+
+
+def _train_missing_in_parallel(g: Mapping[str, Any], todo: list) -> None:
+    """Train the runs of ``todo`` that are not in the store yet in ``g["workers"]`` spawned processes.
+
+    Each process writes its run to the store (atomically, as always); the caller then loads every run from the store,
+    so results are identical to a serial execution. On a 2-core CPU, two one-thread processes use both cores, where
+    one process with two threads spends much of its time synchronising small convolutions.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    missing = [(m, s) for m, s in todo
+               if not store.is_complete(store.result_dir(KIND, run_config(g, m, s), _code()))]
+    if len(missing) < 2:
+        return
+    child = {**g, "workers": 1, "progress": False}
+    ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
+    with ProcessPoolExecutor(max_workers=min(g["workers"], len(missing)), mp_context=ctx) as pool:
+        futures = [pool.submit(_train_only, child, m, s) for m, s in missing]
+        for fut in futures:
+            fut.result()
 
 
 def grid_from_params(P) -> dict:
