@@ -100,6 +100,7 @@ glue("ah_probe_minutes", probe_seconds / 60, display=False)
 glue("ah_wall_minutes", (time.perf_counter() - t0) / 60, display=False)
 glue("ah_backbone", backbone, display=False)
 glue("ah_epochs", epochs, display=False)
+glue("ah_data", results[0].meta.get("extra", {}).get("data_source", "CIFAR-10 (source not recorded)"), display=False)
 glue("ah_n_per_class", n_per_class, display=False)
 glue("ah_ratio", ratio, display=False)
 glue("ah_n_seeds", len(seeds), display=False)
@@ -115,7 +116,7 @@ glue("ah_max_iter", probe_max_iter, display=False)
 # ## Scale and protocols
 #
 # Profile **{glue:text}`ah_profile`**: the representations of the previous chapter ({glue:text}`ah_backbone`,
-# {glue:text}`ah_epochs` epochs, {glue:text}`ah_n_per_class` images per class of CIFAR-10 (JPEG copy), minorities
+# {glue:text}`ah_epochs` epochs, {glue:text}`ah_n_per_class` images per class of {glue:text}`ah_data`, minorities
 # {glue:text}`ah_minorities` at 1:{glue:text}`ah_ratio`, {glue:text}`ah_n_seeds` seeds); probes are fitted for the
 # minorities {glue:text}`ah_mediation_minorities`, because they dominate this chapter's cost. The paper used ResNet-34
 # for 500 epochs, all ten minorities and 10 seeds. Fitting the probes took {glue:text}`ah_probe_minutes:.1f`

@@ -66,7 +66,7 @@ meta0 = balanced[0].meta
 extra = meta0.get("extra", {})
 hardware = meta0.get("hardware", {})
 train_minutes = sum(r.meta.get("wall_time_s", 0.0) for r in results) / 60
-data_name = "CIFAR-10 (JPEG copy)" if extra.get("data_source", "jpeg") == "jpeg" else "CIFAR-10"
+data_name = extra.get("data_source", "CIFAR-10 (source not recorded)")  # e.g. "CIFAR-10 (JPEG copy)"
 glue("rh_backbone", backbone, display=False)
 glue("rh_epochs", epochs, display=False)
 glue("rh_n_per_class", n_per_class, display=False)
@@ -76,7 +76,8 @@ glue("rh_n_seeds", len(seeds), display=False)
 glue("rh_n_minorities", len(minority_classes), display=False)
 glue("rh_minorities", ", ".join(minority_classes), display=False)
 glue("rh_data", data_name, display=False)
-glue("rh_hardware", hardware.get("gpu") or f"{hardware.get('cpu', '?')}, {hardware.get('torch_threads', '?')} torch threads",
+glue("rh_workers", workers, display=False)
+glue("rh_hardware", hardware.get("gpu") or f"{hardware.get('cpu', '?')}, {extra.get('threads', '?')} torch thread(s) per run",
      display=False)
 glue("rh_train_minutes", train_minutes, display=False)
 glue("rh_profile", P.profile, display=False)
@@ -88,7 +89,8 @@ glue("rh_profile", P.profile, display=False)
 # {glue:text}`rh_epochs` epochs on {glue:text}`rh_n_per_class` training images per class of
 # {glue:text}`rh_data`; each minority class ({glue:text}`rh_minorities`) keeps {glue:text}`rh_kept` images
 # (1:{glue:text}`rh_ratio`); {glue:text}`rh_n_seeds` seeds per model; the models took
-# {glue:text}`rh_train_minutes:.1f` minutes of training in all (hardware: {glue:text}`rh_hardware`).
+# {glue:text}`rh_train_minutes:.1f` minutes of training summed over runs, {glue:text}`rh_workers` run(s) at a time
+# (hardware: {glue:text}`rh_hardware`).
 # The paper used ResNet-34 for 500 epochs on all 5,000 images per class of the lossless CIFAR-10, every class as a
 # minority, 10 seeds. The `cpu` profile is far smaller because it must run on two CPU cores; its numbers test the
 # pipeline and show how much of the effect such a small model shows, not the paper's values. The `gpu` profile
