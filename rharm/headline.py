@@ -1,0 +1,69 @@
+"""Every chapter's headline numbers as data: ``book/<profile>/<chapter>.json`` beside the page.
+
+A chapter collects the values it glues into its prose into one dict and calls :func:`write` once, so a reader, a
+test or another paper can use them without parsing HTML. A run with parameter overrides (a variant) never writes
+into ``book/``: its file goes to ``runs/<chapter>/<profile>-<overrides>.json``, beside the variant notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import paths
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars/arrays, pandas frames and NaN (as null) converted."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a DataFrame: a list of records
+        return [_plain(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return None if not math.isfinite(v) else v
+    return value
+
+
+def path_for(notebook: str, profile: str, overrides: Mapping[str, Any] | None = None) -> Path:
+    """Where :func:`write` puts a chapter's headline numbers."""
+    if overrides:
+        parts = [f"{k}={v}" for k, v in sorted(overrides.items())]
+        slug = re.sub(r"[^A-Za-z0-9=,._-]+", "-", "_".join(parts))[:120] or "default"
+        return paths.repo_root() / "runs" / notebook / f"{profile}-{slug}.json"
+    return paths.repo_root() / "book" / profile / f"{notebook}.json"
+
+
+def write(P: Any, values: Mapping[str, Any]) -> Path:
+    """Write ``values`` (the chapter's headline numbers) with the run's profile and overrides; return the path.
+
+    ``P`` is the notebook's :class:`rharm.params.Params`. The file holds ``{"chapter", "profile", "overrides",
+    "values"}``; it is written atomically.
+    """
+    from .store import atomic_path
+
+    out = path_for(P.notebook, P.profile, P.overrides)
+    doc = {"chapter": P.notebook, "profile": P.profile, "overrides": _plain(dict(P.overrides)),
+           "values": _plain(dict(values))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    return out
+
+
+def read(notebook: str, profile: str) -> dict:
+    """The headline numbers a chapter wrote for a profile (``values`` of its JSON file)."""
+    return json.loads(path_for(notebook, profile).read_text())["values"]
