@@ -53,3 +53,82 @@ def test_sphinx_bundle_defines_only_the_wrapped_entry_point():
 def test_sequential_heatmap_without_domain_validates():
     chart = charts.heatmap(_df(), "col", "row", "rh", title="RH")
     assert chart.to_dict()["layer"][0]["encoding"]["color"]["scale"] == {"scheme": "viridis"}
+
+
+def _wide(n=10):
+    classes = [f"class{i}" for i in range(n)]
+    return pd.DataFrame([{"row": a, "col": b, "v": (i - j) / 10} for i, a in enumerate(classes[:6])
+                         for j, b in enumerate(classes)]), classes
+
+
+def test_heatmap_fits_the_column_however_many_columns():
+    df, classes = _wide(10)
+    for n in (3, 10, 40):
+        d = pd.DataFrame([{"row": "r", "col": f"c{i}", "v": float(i)} for i in range(n)])
+        chart = charts.heatmap(d, "col", "row", "v", title="t", mid=0.0)
+        assert charts.estimated_width(chart) <= charts.CONTENT_WIDTH, n
+
+
+def test_compare_heatmaps_share_one_colour_domain_and_fit():
+    df, classes = _wide(10)
+    ours = df.assign(v=df.v * 0.1)  # a 10x smaller effect must not get the same colours as the paper's
+    chart = charts.compare_heatmaps([(ours, "ours"), (df, "paper")], "col", "row", "v", mid=0.0, legend="effect",
+                                    x_order=classes)
+    spec = chart.to_dict()
+    assert spec["resolve"]["scale"]["color"] == "shared"
+    doms = [json.dumps(s) for s in _color_scales(spec)]
+    assert len(doms) == 2 and doms[0] == doms[1]
+    assert _color_scales(spec)[0]["domain"] == pytest.approx([-0.9, 0.9])
+    assert charts.estimated_width(chart) <= charts.CONTENT_WIDTH
+
+
+def _color_scales(node):
+    out = []
+    if isinstance(node, dict):
+        enc = node.get("encoding", {})
+        if isinstance(enc.get("color"), dict) and "scale" in enc["color"]:
+            out.append(enc["color"]["scale"])
+        for v in node.values():
+            out.extend(_color_scales(v))
+    elif isinstance(node, list):
+        for v in node:
+            out.extend(_color_scales(v))
+    return out
+
+
+def test_panels_stack_when_side_by_side_would_overflow():
+    small = [charts.line(pd.DataFrame({"x": [1, 2], "y": [1, 2]}), "x", "y", title=str(i), width=150) for i in range(2)]
+    assert "hconcat" in charts.panels(small).to_dict()
+    big = [charts.line(pd.DataFrame({"x": [1, 2], "y": [1, 2]}), "x", "y", title=str(i), width=400) for i in range(3)]
+    spec = charts.panels(big).to_dict()
+    assert "vconcat" in spec and charts.estimated_width(spec) <= charts.CONTENT_WIDTH
+
+
+def test_line_legend_below_plot():
+    df = pd.DataFrame({"pi1": [0.1, 0.2], "cos": [0.1, 0.5], "alpha": ["0.1", "0.1"]})
+    enc = charts.line(df, "pi1", "cos", "alpha", title="t").to_dict()["encoding"]
+    assert enc["color"]["legend"]["orient"] == "bottom"
+
+
+def test_scatter_axes_start_at_the_data_not_zero():
+    df = pd.DataFrame({"paper": [0.8, 0.9, 1.0], "rh": [0.95, 0.97, 1.02]})
+    spec = charts.scatter_vs(df, "paper", "rh", title="t", x_title="paper", y_title="ours", null=1.0).to_dict()
+    scales = [l["encoding"]["x"]["scale"] for l in spec["layer"] if "x" in l["encoding"] and "scale" in l["encoding"]["x"]]
+    assert scales and all(s["domain"] == scales[0]["domain"] for s in scales)
+    lo, hi = scales[0]["domain"]
+    assert 0.7 < lo < 0.8 and 1.02 < hi < 1.1 and scales[0]["zero"] is False
+
+
+def test_diverging_domain_is_symmetric_about_the_null():
+    assert charts.diverging_domain([0.9, 1.05], 1.0) == pytest.approx([0.9, 1.1])
+    assert charts.diverging_domain([float("nan")], 0.0) == [-1.0, 1.0]
+
+
+def test_renderer_lets_the_svg_shrink_with_its_container():
+    html = charts._render(charts.heatmap(_df(), "col", "row", "rh", title="RH", mid=1.0).to_dict())["text/html"]
+    assert "max-width:100%" in html
+
+
+def test_fmt_sig_never_prints_negative_zero():
+    assert charts.fmt_sig(-0.00001, 2) == "-0.000010"
+    assert charts.fmt_sig(2.6781, 3) == "2.68" and charts.fmt_sig(0.0) == "0"

@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rharm import tables
+
+
+def _df():
+    return pd.DataFrame({"TE": [-0.123456, -0.00001, np.nan], "n": [1200, 3, 40], "ok": [True, False, True]},
+                        index=pd.Index(["cat", "dog", "mean"], name="minority"))
+
+
+def test_significant_digits_no_negative_zero_and_nan_dash():
+    t = tables.show(_df(), index="minority")
+    assert list(t.text.columns) == ["minority", "TE", "n", "ok"]
+    assert t.text["TE"].tolist() == ["-0.123", "0", "–"]
+    assert t.text["n"].tolist() == ["1,200", "3", "40"] and t.text["ok"].tolist() == ["yes", "no", "yes"]
+
+
+def test_index_dropped_unless_named_and_units_in_header():
+    t = tables.show(_df(), units={"TE": "accuracy"}, rename={"TE": "total effect"})
+    assert list(t.text.columns) == ["total effect (accuracy)", "n", "ok"]
+    html = t.to_html()
+    assert "padding" in html and "<th" in html and "minority" not in html
+
+
+def test_column_decimals_follow_magnitude():
+    assert tables.column_decimals(pd.Series([2.678, 1.2]), 3) == 2
+    assert tables.column_decimals(pd.Series([0.0123, 0.001]), 2) == 3
+    assert tables.column_decimals(pd.Series([1234.5]), 3) == 0
+
+
+def test_bad_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="units names \\['nope'\\]"):
+        tables.show(_df(), units={"nope": "s"})
+    with pytest.raises(ValueError, match="digits=0"):
+        tables.show(_df(), digits=0)
+
+
+def test_plural():
+    assert tables.plural(1, "seed") == "1 seed" and tables.plural(3, "seed") == "3 seeds"
+    assert tables.plural(2, "split seed") == "2 split seeds"
