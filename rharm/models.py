@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -50,22 +53,53 @@ class SmallCNN(nn.Module):
         return self.net(x)
 
 
-def _cifar_resnet(name: str, init: str) -> nn.Module:
+#: Environment variable naming a local torchvision ImageNet weights file, or a folder that holds it.
+IMAGENET_WEIGHTS_ENV = "RHARM_IMAGENET_WEIGHTS"
+#: torchvision's IMAGENET1K_V1 file names (the last part of each weights URL, which torchvision caches under
+#: ``$TORCH_HOME/hub/checkpoints``); source: torchvision.models.ResNet18_Weights / ResNet34_Weights.
+IMAGENET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth"}
+
+
+def imagenet_weights_file(name: str, weights_path: str | os.PathLike | None = None) -> Path:
+    """The local ImageNet weights file of backbone ``name``; nothing is downloaded.
+
+    Looked up in this order: ``weights_path`` (a file, or a folder holding :data:`IMAGENET_FILES` [name]); the
+    environment variable :data:`IMAGENET_WEIGHTS_ENV` (file or folder); torch's hub cache
+    ``$TORCH_HOME/hub/checkpoints/`` (where an earlier online torchvision call left it). Raises FileNotFoundError
+    naming every place looked at and the file to put there.
+    """
+    _check_choice("backbone", name, tuple(IMAGENET_FILES))
+    fname = IMAGENET_FILES[name]
+    candidates: list[Path] = []
+    for given in (weights_path, os.environ.get(IMAGENET_WEIGHTS_ENV) or None):
+        if given is not None:
+            p = Path(given).expanduser()
+            candidates.append(p / fname if p.is_dir() else p)
+    candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / fname)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        f"init='imagenet' needs torchvision's ImageNet weights for {name} ({fname}) as a local file; none found at "
+        f"{[str(c) for c in candidates]}. Put the file (torchvision IMAGENET1K_V1, downloadable from "
+        f"https://download.pytorch.org/models/{fname}) in one of those places, or set {IMAGENET_WEIGHTS_ENV}=<file "
+        "or folder>, or use init='random' (the gpu profile's default).")
+
+
+def _cifar_resnet(name: str, init: str, weights_path: str | os.PathLike | None = None) -> nn.Module:
     import torchvision
 
     ctor = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34}[name]
+    net = ctor(weights=None)
     if init == "imagenet":
-        weights = {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-                   "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1}[name]
+        # read from a local file only: a run-time download fails on offline GPU machines (and would be a hidden
+        # network dependency); weights_only=True, since the file comes from outside this repository
+        path = imagenet_weights_file(name, weights_path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         try:
-            net = ctor(weights=weights)
-        except Exception as exc:  # urllib/HTTP/OSError when offline: name the cause and the fix
-            raise RuntimeError(
-                f"init='imagenet' needs torchvision's {weights} weights, which could not be loaded ({exc!r}). "
-                "Connect to the internet once (the file is cached under TORCH_HOME) or use init='random'."
-            ) from exc
-    else:
-        net = ctor(weights=None)
+            net.load_state_dict(state)
+        except (RuntimeError, KeyError) as exc:
+            raise ValueError(f"{path} is not a torchvision {name} state dict ({exc})") from exc
     # CIFAR adaptation, as in the official code (paper.md E1): the ImageNet stem would shrink 32x32 inputs to 8x8.
     # The replaced conv1 is freshly initialised even with ImageNet weights.
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -75,14 +109,16 @@ def _cifar_resnet(name: str, init: str) -> nn.Module:
     return net
 
 
-def build_backbone(name: str, *, init: str = "random") -> nn.Module:
+def build_backbone(name: str, *, init: str = "random", weights_path: str | os.PathLike | None = None) -> nn.Module:
     """Build a feature extractor for (N, 3, 32, 32) float images in [0, 1] -> (N, ``out_dim``).
 
     Args:
         name: "resnet18" | "resnet34" (out_dim 512) | "small_cnn" (out_dim 128).
         init: "random" or "imagenet" (torchvision IMAGENET1K_V1 weights for every layer except the replaced conv1;
-            the official SimCLR code does this for ResNet-34, paper.md E1). Needs a download; raises RuntimeError
-            with the reason when that fails. Not available for "small_cnn".
+            the official SimCLR code does this for ResNet-34, paper.md E1). The weights are read from a local file
+            (:func:`imagenet_weights_file`), never downloaded. Not available for "small_cnn".
+        weights_path: the ImageNet weights file or its folder (default: ``$RHARM_IMAGENET_WEIGHTS``, then torch's
+            hub cache).
     """
     _check_choice("backbone", name, BACKBONES)
     _check_choice("init", init, INITS)
@@ -90,7 +126,7 @@ def build_backbone(name: str, *, init: str = "random") -> nn.Module:
         if init != "random":
             raise ValueError(f"init={init!r} is not valid for backbone='small_cnn'; choose one of ['random']")
         return SmallCNN()
-    return _cifar_resnet(name, init)
+    return _cifar_resnet(name, init, weights_path)
 
 
 class ProjectionHead(nn.Module):
@@ -167,3 +203,40 @@ class ContrastiveModel(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def forward_macs(module: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
+    """Multiply-accumulates of one forward pass per sample, counting Conv2d and Linear layers (the rest - BN, ReLU,
+    pooling, additions - is under 1% for these networks). Measured by running the module once on zeros of
+    ``input_shape`` (N, C, H, W) on the CPU with forward hooks; the result is divided by N."""
+    total = 0
+
+    def hook(mod, inputs, output):
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+            total += output.numel() * k
+        elif isinstance(mod, nn.Linear):
+            total += output.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(input_shape))
+    finally:
+        module.train(was_training)
+        for h in handles:
+            h.remove()
+    return int(total // input_shape[0])
+
+
+def training_flops_per_view(backbone: str, method: str = "simclr") -> float:
+    """FLOP of one training image-view (forward + backward) of ``ContrastiveModel(method, backbone)`` at 32x32.
+
+    2 FLOP per multiply-accumulate; backward ~ 2x forward (gradients for inputs and for weights), so 6 x MACs -
+    the usual estimate (Kaplan et al. 2020, arXiv 2001.08361). CIFAR ResNet-18: ~3.3 GFLOP, ResNet-34: ~7.0 GFLOP.
+    """
+    model = ContrastiveModel(method, backbone)
+    return 6.0 * forward_macs(model)

@@ -5,6 +5,13 @@ training starts. :func:`train` draws batches with seeded :class:`torch.Generator
 per image with :func:`rharm.augment.augment_batch`, and writes atomic checkpoints that hold everything needed to
 continue bit-for-bit: model, optimiser, step, the augmentation generator and the global RNG states. Each epoch's
 batch order is a function of ``(seed, epoch)`` alone, so a run resumed mid-epoch sees the same batches.
+
+The GPU path: the whole uint8 training set is moved to the device once; batches are indexed and augmented there; the
+model runs in the resolved precision (:func:`resolve_precision`: bf16 autocast on CUDA by default, fp32 on the CPU),
+channels_last on CUDA, optionally under ``torch.compile``; the step loop makes no host synchronisation (losses stay
+on the device and are checked for finiteness once per epoch). ``deterministic=True`` (the default, for CPU tests and
+exact resume) turns on ``torch.use_deterministic_algorithms``; with ``False`` cuDNN may benchmark and pick the fastest
+(non-deterministic) kernels, the gpu profile's choice.
 """
 
 from __future__ import annotations
@@ -24,8 +31,13 @@ import torch.nn.functional as F
 from . import losses, models
 
 SCHEDULES = ("cosine", "official")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
-AUGMENTS = ("simclr", "simsiam")
+#: Numerical precision of training: "auto" = bf16 autocast on CUDA when supported (fp16 with loss scaling
+#: otherwise), fp32 on the CPU; "fp32" = no autocast; "bf16" / "fp16" = autocast to that type (fp16: CUDA only).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: The environment setting cuBLAS needs for deterministic results on CUDA (NVIDIA cuBLAS docs, "Results
+#: reproducibility"); read when the process creates its first cuBLAS handle.
+CUBLAS_WORKSPACE = ":4096:8"
+AUGMENTS = ("simclr", "simsiam", "simclr_grey")
 #: Final learning rate as a fraction of the initial one (the official get_lr's lr_min = 1e-3, paper.md E1).
 LR_FINAL_FRACTION = 1e-3
 
@@ -46,13 +58,18 @@ class TrainConfig:
         schedule: "cosine" - per-step cosine from lr to lr*1e-3;
                   "official" - the official code's LambdaLR quirk: the multiplier itself runs from lr to 1e-3, so the
                   effective lr runs from lr*lr to lr*1e-3 (0.36 -> 6e-4 for lr 0.6; paper.md E1).
-        augment: "simclr" | "simsiam" (AugmentSpec of :mod:`rharm.augment`; None = the method's own).
+        augment: "simclr" | "simsiam" | "simclr_grey" (AugmentSpec of :mod:`rharm.augment`; None = the method's own).
         knn_every: run the k-NN monitor every this many epochs (0 = never; the last epoch is always included).
         knn_k: neighbours of the monitor (200, cosine-weighted).
-        checkpoint_every: write a checkpoint every this many steps (0 = only at epoch ends and at a stop).
+        checkpoint_every: write the checkpoint (one file, replaced atomically: only the last is kept) every this
+            many epochs; 0 = only when stopping early. A ResNet-34 checkpoint is ~175 MB, so the gpu profile writes
+            every 25 epochs instead of every epoch.
         seed: drives initialisation, batch order and augmentation (common random numbers across conditions).
-        amp: "auto" (bf16 on CUDA when supported, else fp16 on CUDA, off on CPU) | "off" | "bf16" | "fp16".
-        deterministic: torch.use_deterministic_algorithms(True) during training (needed for exact resume on GPU).
+        precision: see :data:`PRECISIONS` and :func:`resolve_precision`.
+        deterministic: torch.use_deterministic_algorithms(True) during training (CPU tests, exact resume; on CUDA
+            it needs CUBLAS_WORKSPACE_CONFIG set, see :data:`CUBLAS_WORKSPACE`). False: cuDNN benchmark mode, faster
+            on a GPU, and results are not bit-reproducible.
+        compile: run the model's forward under ``torch.compile`` (CUDA; the first steps pay the compilation).
     """
 
     method: str = "simclr"
@@ -70,10 +87,11 @@ class TrainConfig:
     augment: str | None = None
     knn_every: int = 0
     knn_k: int = 200
-    checkpoint_every: int = 0
+    checkpoint_every: int = 1
     seed: int = 0
-    amp: str = "auto"
+    precision: str = "auto"
     deterministic: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,7 +125,7 @@ class TrainConfig:
         if self.backbone == "small_cnn" and self.init != "random":
             raise ValueError(f"TrainConfig.init={self.init!r} is not valid for backbone='small_cnn'; choose ['random']")
         choice("schedule", SCHEDULES)
-        choice("amp", AMP_MODES)
+        choice("precision", PRECISIONS)
         if self.augment is not None:
             choice("augment", AUGMENTS)
         integer("epochs", 1)
@@ -124,7 +142,7 @@ class TrainConfig:
         real("temperature", 0.0, open_lo=True)
         if self.nesterov is not None and not isinstance(self.nesterov, bool):
             raise ValueError(f"TrainConfig.nesterov={self.nesterov!r} is not valid; choose True, False or None")
-        for name in ("clamp", "deterministic"):
+        for name in ("clamp", "deterministic", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid; choose True or False")
         if self.resolved_nesterov and self.momentum == 0:
@@ -172,7 +190,7 @@ def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
 def _augment_spec(name: str):
     from . import augment
 
-    return {"simclr": augment.SIMCLR, "simsiam": augment.SIMSIAM}[name]
+    return augment.SPECS[name]
 
 
 def _to_float(images: torch.Tensor, spec) -> torch.Tensor:
@@ -201,19 +219,47 @@ def _epoch_order(seed: int, epoch: int, ids: torch.Tensor) -> torch.Tensor:
     return torch.argsort(priority[ids], stable=True)
 
 
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The precision a run actually uses: "fp32", "bf16" or "fp16" (what the result store keys on).
+
+    "auto" is bf16 on a CUDA device that supports it, fp16 on an older CUDA device, fp32 elsewhere. fp16 needs CUDA
+    (its loss scaler); asking for it on another device raises ValueError.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not valid; choose one of {list(PRECISIONS)}")
+    device = torch.device(device)
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision='fp16' is not valid on device {str(device)!r}; choose 'fp32' or 'bf16' there")
+    return precision
+
+
+_AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def _autocast(config: TrainConfig, device: torch.device):
-    mode = config.amp
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "auto":
-        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return torch.bfloat16 if mode == "bf16" else torch.float16
+    return _AUTOCAST_DTYPES[resolve_precision(config.precision, device)]
 
 
-def _loss(model: models.ContrastiveModel, config: TrainConfig, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
-    # one forward over both views: BatchNorm sees 2N samples, as in the official SimCLR code
+def check_determinism_environment(device: str | torch.device) -> None:
+    """Raise RuntimeError unless deterministic CUDA training is possible in this process (CUBLAS_WORKSPACE_CONFIG)."""
+    import os
+
+    if torch.device(device).type == "cuda" and os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (":4096:8", ":16:8"):
+        raise RuntimeError(
+            "deterministic=True on CUDA needs the environment variable CUBLAS_WORKSPACE_CONFIG=:4096:8 (or :16:8) "
+            "set before the process starts (cuBLAS reads it once); set it, or use deterministic=False")
+
+
+def _loss(model: models.ContrastiveModel, config: TrainConfig, v1: torch.Tensor, v2: torch.Tensor,
+          forward: Callable | None = None) -> torch.Tensor:
+    # one forward over both views: BatchNorm sees 2N samples, as in the official SimCLR code. ``forward`` is the
+    # model or its torch.compile wrapper (same parameters).
     n = v1.shape[0]
-    _, z = model(torch.cat([v1, v2], dim=0))
+    _, z = (forward or model)(torch.cat([v1, v2], dim=0))
     z1, z2 = z[:n], z[n:]
     if config.method == "simclr":
         return losses.nt_xent(z1, z2, config.temperature, clamp=config.clamp)
@@ -335,10 +381,11 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
 
     Args:
         config: validated :class:`TrainConfig`.
-        images: uint8 (N, 3, 32, 32), the contrastive training set (in memory; N >= batch_size).
+        images: uint8 (N, 3, 32, 32), the contrastive training set (N >= batch_size); moved to ``device`` once.
         labels: (N,) ints; unused by the loss, kept for the record and validated for length.
-        checkpoint_path: resume from it if it exists; write it (atomically) at each epoch end, every
-            ``config.checkpoint_every`` steps, and when stopping early.
+        checkpoint_path: resume from it if it exists; write it (atomically, replacing the previous one) every
+            ``config.checkpoint_every`` epochs and when stopping early.
+        device: "cpu", "cuda", "cuda:k" or a torch.device.
         knn_eval: ``(train_images, train_labels, test_images, test_labels)`` for the k-NN monitor (uint8 images).
         stop_after_steps: stop after this many optimiser steps in total (for interruption tests).
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
@@ -346,7 +393,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             order is drawn per id, so runs that share images share their order (default: 0..N-1).
     Returns: :class:`TrainResult` with ``history`` = {"loss": [per step], "lr": [per step], "knn": [{"epoch",
         "accuracy"}], "throughput": [{"epoch", "images_per_s"}], "steps": int, "steps_per_epoch": int,
-        "finished": bool}.
+        "finished": bool} and ``config`` = ``config.to_dict()`` plus "device" and "resolved_precision".
+    Raises FloatingPointError when a loss is not finite (checked once per epoch and at a stop, so the step loop
+    never waits for the device); no checkpoint is written from such a state.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -369,15 +418,25 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         if ids.shape != (n,) or (n and int(ids.min()) < 0) or torch.unique(ids).numel() != n:
             raise ValueError(f"sample_ids must be {n} distinct non-negative integers, one per image")
     device = torch.device(device)
+    precision = resolve_precision(config.precision, device)  # raises before any work for fp16 off CUDA
+    if config.deterministic:
+        check_determinism_environment(device)
     spec = _augment_spec(config.resolved_augment)
     from . import augment as augment_mod
 
     steps_per_epoch = n // config.batch_size
     total_steps = steps_per_epoch * config.epochs
+    cuda = device.type == "cuda"
 
+    # process-wide switches are set for the duration of the run and restored after it
     prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
     if config.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        # warn_only on CUDA: a few backward kernels (adaptive average pooling) have no deterministic version
+        torch.use_deterministic_algorithms(True, warn_only=cuda)
+    elif cuda:
+        torch.backends.cudnn.benchmark = True
     try:
         # initialisation is a function of the seed alone: the same seed gives the same initial weights in every
         # condition (common random numbers)
@@ -385,6 +444,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
         model = models.ContrastiveModel(config.method, config.backbone, init=config.init).to(device)
+        memory_format = torch.channels_last if cuda else torch.contiguous_format
+        if cuda:
+            model = model.to(memory_format=memory_format)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(config, 0, total_steps), momentum=config.momentum,
                                     nesterov=config.resolved_nesterov, weight_decay=config.resolved_weight_decay)
         gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # augmentation draws, on the device
@@ -402,8 +464,11 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             history = ck["history"]
             _set_rng_state(gen, ck["rng"])
 
-        dtype = _autocast(config, device)
+        dtype = _AUTOCAST_DTYPES[precision]
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        forward = torch.compile(model) if config.compile else model
+        images_dev = images.to(device)  # the whole uint8 training set on the device (150 MB for CIFAR-10)
+        ids_dev = ids.to(device)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -411,28 +476,40 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             bar = tqdm(total=total_steps, initial=step, unit="step", desc=f"{config.method}/{config.backbone}")
         model.train()
         epoch_t0, epoch_images = time.perf_counter(), 0
-        order_epoch, order = -1, ids
+        order_epoch, order = -1, ids_dev
+        pending: list[torch.Tensor] = []  # this epoch's losses, still on the device
+
+        def flush() -> None:
+            # one host synchronisation per epoch: move the pending losses over and check them
+            if not pending:
+                return
+            values = torch.stack(pending).float().cpu()
+            start = len(history["loss"])
+            pending.clear()
+            bad = (~torch.isfinite(values)).nonzero()
+            if len(bad):
+                k = int(bad[0])
+                raise FloatingPointError(f"loss became {float(values[k])} at step {start + k} "
+                                         f"(lr {history['lr'][start + k]:.3g}); lower TrainConfig.lr")
+            history["loss"].extend(values.tolist())
+
         while step < total_steps:
             if stop_after_steps is not None and step >= stop_after_steps:
                 break
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
-                order_epoch, order = epoch, _epoch_order(config.seed, epoch, ids)
-            idx = order[pos * config.batch_size:(pos + 1) * config.batch_size]
-            batch = images[idx].to(device, non_blocking=True)
+                order_epoch, order = epoch, _epoch_order(config.seed, epoch, ids).to(device)
+            batch = images_dev[order[pos * config.batch_size:(pos + 1) * config.batch_size]]
             v1 = augment_mod.augment_batch(batch, spec, gen)
             v2 = augment_mod.augment_batch(batch, spec, gen)
+            if cuda:
+                v1, v2 = v1.contiguous(memory_format=memory_format), v2.contiguous(memory_format=memory_format)
             lr = lr_at(config, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            if dtype is not None:
-                with torch.autocast(device_type=device.type, dtype=dtype):
-                    loss = _loss(model, config, v1, v2)
-            else:
-                loss = _loss(model, config, v1, v2)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step} (lr {lr:.3g}); lower TrainConfig.lr")
+            with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+                loss = _loss(model, config, v1, v2, forward)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -441,19 +518,20 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
                 loss.backward()
                 optimizer.step()
             step += 1
-            epoch_images += idx.numel()
-            history["loss"].append(float(loss.detach()))
+            epoch_images += config.batch_size
+            pending.append(loss.detach())
             history["lr"].append(lr)
             history["steps"] = step
             if bar is not None:
-                rate = epoch_images / max(time.perf_counter() - epoch_t0, 1e-9)
-                bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", img_s=f"{rate:.0f}")
                 bar.update(1)
             end_of_epoch = step % steps_per_epoch == 0
             if end_of_epoch:
+                flush()
                 done_epoch = step // steps_per_epoch
                 dt = time.perf_counter() - epoch_t0
                 history["throughput"].append({"epoch": done_epoch, "images_per_s": epoch_images / max(dt, 1e-9)})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", img_s=f"{epoch_images / max(dt, 1e-9):.0f}")
                 epoch_t0, epoch_images = time.perf_counter(), 0
                 if knn_eval is not None and config.knn_every and (
                         done_epoch % config.knn_every == 0 or done_epoch == config.epochs):
@@ -465,30 +543,41 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
                     epoch_t0 = time.perf_counter()  # do not charge the monitor to throughput
                 if on_epoch_end is not None:
                     on_epoch_end(done_epoch, history)
-            periodic = config.checkpoint_every and step % config.checkpoint_every == 0
-            if checkpoint_path is not None and (end_of_epoch or periodic):
-                save_checkpoint(checkpoint_path, model, optimizer, step, gen, config, history)
+                periodic = config.checkpoint_every and done_epoch % config.checkpoint_every == 0
+                if checkpoint_path is not None and (periodic or step == total_steps):
+                    save_checkpoint(checkpoint_path, model, optimizer, step, gen, config, history)
+        flush()
         history["finished"] = step >= total_steps
         if checkpoint_path is not None and not history["finished"]:
             save_checkpoint(checkpoint_path, model, optimizer, step, gen, config, history)
         if bar is not None:
             bar.close()
     finally:
-        torch.use_deterministic_algorithms(prev_det)
-    return TrainResult(model=model, history=history, config=config.to_dict())
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+    if cuda:
+        model = model.to(memory_format=torch.contiguous_format)
+    return TrainResult(model=model, history=history,
+                       config={**config.to_dict(), "device": device.type, "resolved_precision": precision})
 
 
 def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method: str = "simclr",
-                       device: str | torch.device = "cpu", seed: int = 0, warmup: int = 1) -> dict:
-    """Time ``steps`` training steps (after ``warmup`` untimed steps) on random uint8 images.
+                       device: str | torch.device = "cpu", seed: int = 0, warmup: int = 1, precision: str = "auto",
+                       compile: bool = False) -> dict:
+    """Time ``steps`` training steps (after ``warmup`` untimed steps) on random uint8 images held on the device.
 
-    Returns {"backbone", "batch_size", "images_per_s" (training images per second, two views each, augmentation
-    included), "augment_images_per_s" (the two views alone), "step_s" (seconds per step), "parameters"}.
+    The step is :func:`train`'s (same precision, channels_last on CUDA, optional ``torch.compile``).
+    Returns {"backbone", "batch_size", "device", "precision", "images_per_s" (training images per second, two views
+    each, augmentation included), "augment_images_per_s" (the two views alone), "step_s" (seconds per step),
+    "parameters", "flop_per_view" (:func:`rharm.models.training_flops_per_view`), "tflop_s" (achieved)}.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} is not valid; it must be an integer >= 1")
-    config = TrainConfig(method=method, backbone=backbone, batch_size=batch_size, epochs=1, seed=seed)
+    config = TrainConfig(method=method, backbone=backbone, batch_size=batch_size, epochs=1, seed=seed,
+                         precision=precision, compile=compile)
     device = torch.device(device)
+    resolved = resolve_precision(precision, device)
+    dtype = _AUTOCAST_DTYPES[resolved]
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
     from . import augment as augment_mod
@@ -496,18 +585,30 @@ def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method
     spec = _augment_spec(config.resolved_augment)
     torch.manual_seed(seed)
     model = models.ContrastiveModel(method, backbone).to(device)
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    forward = torch.compile(model) if compile else model
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def step():
         v1, v2 = augment_mod.augment_batch(images, spec, gen), augment_mod.augment_batch(images, spec, gen)
+        v1, v2 = v1.contiguous(memory_format=fmt), v2.contiguous(memory_format=fmt)
         opt.zero_grad(set_to_none=True)
-        _loss(model, config, v1, v2).backward()
-        opt.step()
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+            loss = _loss(model, config, v1, v2, forward)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
 
     def sync():
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
 
     for _ in range(warmup):
         step()
@@ -522,6 +623,8 @@ def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method
         augment_mod.augment_batch(images, spec, gen), augment_mod.augment_batch(images, spec, gen)
     sync()
     aug_s = (time.perf_counter() - t0) / steps
-    return {"backbone": backbone, "batch_size": batch_size, "images_per_s": batch_size / step_s,
-            "augment_images_per_s": batch_size / aug_s, "step_s": step_s,
-            "parameters": models.count_parameters(model.backbone)}
+    flop = models.training_flops_per_view(backbone, method)
+    return {"backbone": backbone, "batch_size": batch_size, "device": device.type, "precision": resolved,
+            "images_per_s": batch_size / step_s, "augment_images_per_s": batch_size / aug_s, "step_s": step_s,
+            "parameters": models.count_parameters(model.backbone), "flop_per_view": flop,
+            "tflop_s": 2 * batch_size * flop / step_s / 1e12}

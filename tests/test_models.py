@@ -36,15 +36,55 @@ def test_bad_names_raise():
         models.ContrastiveModel("byol", "small_cnn")
 
 
-def test_imagenet_init_offline_error_is_clear(monkeypatch):
-    import torchvision
+def _no_network(monkeypatch):
+    import urllib.request
 
     def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
+        raise AssertionError("init='imagenet' must not touch the network")
 
-    monkeypatch.setattr(torchvision.models, "resnet18", offline)
-    with pytest.raises(RuntimeError, match="init='random'"):
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+
+
+def test_imagenet_init_without_weights_file_names_where_to_put_it(monkeypatch, tmp_path):
+    _no_network(monkeypatch)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(models.IMAGENET_WEIGHTS_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=r"resnet18-f37072fd\.pth.*RHARM_IMAGENET_WEIGHTS"):
         models.build_backbone("resnet18", init="imagenet")
+    with pytest.raises(FileNotFoundError, match="init='random'"):
+        models.ContrastiveModel("simclr", "resnet34", init="imagenet")
+
+
+def test_imagenet_init_reads_a_local_file_offline(monkeypatch, tmp_path):
+    import torchvision
+
+    _no_network(monkeypatch)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(1)
+    fake = torchvision.models.resnet18(weights=None).state_dict()  # stands in for the ImageNet file
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    torch.save(fake, folder / models.IMAGENET_FILES["resnet18"])
+    monkeypatch.setenv(models.IMAGENET_WEIGHTS_ENV, str(folder))  # a folder holding the file
+    net = models.build_backbone("resnet18", init="imagenet")
+    assert torch.equal(net.layer1[0].conv1.weight, fake["layer1.0.conv1.weight"])
+    assert torch.equal(net.bn1.running_mean, fake["bn1.running_mean"])
+    assert net.conv1.kernel_size == (3, 3)  # the CIFAR stem is still fresh
+    monkeypatch.delenv(models.IMAGENET_WEIGHTS_ENV)
+    net = models.build_backbone("resnet18", init="imagenet", weights_path=folder / models.IMAGENET_FILES["resnet18"])
+    assert torch.equal(net.layer4[1].conv2.weight, fake["layer4.1.conv2.weight"])
+    # the wrong architecture's file is refused with the path in the message
+    with pytest.raises(ValueError, match="not a torchvision resnet34 state dict"):
+        models.build_backbone("resnet34", init="imagenet", weights_path=folder / models.IMAGENET_FILES["resnet18"])
+
+
+def test_training_flops_per_view():
+    # ResNet-18 on 32x32: 0.56 GMAC forward (conv layers), 6 FLOP per MAC forward + backward -> ~3.3 GFLOP
+    assert models.training_flops_per_view("resnet18") == pytest.approx(3.34e9, rel=0.02)
+    assert 2.0 < models.training_flops_per_view("resnet34") / models.training_flops_per_view("resnet18") < 2.2
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert models.forward_macs(conv, (2, 3, 4, 4)) == 8 * 4 * 4 * 27
 
 
 def test_heads():

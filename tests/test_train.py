@@ -103,7 +103,8 @@ def test_resume_rejects_other_config(tmp_path):
     (dict(lr=-1.0), "lr=-1.0"),
     (dict(epochs=0), "epochs=0"),
     (dict(temperature=0.0), "temperature=0.0"),
-    (dict(amp="fp8"), "amp='fp8'"),
+    (dict(precision="fp8"), "precision='fp8'"),
+    (dict(compile="yes"), "compile='yes'"),
     (dict(clamp="yes"), "clamp='yes'"),
     (dict(backbone="small_cnn", init="imagenet"), "init='imagenet'"),
 ])
