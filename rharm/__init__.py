@@ -5,3 +5,13 @@ The companion package of the rharm compendium, which reproduces and extends Mait
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # rharm.audit(...) without importing numpy/pandas at `import rharm`; the module rharm.audit is itself
+    # callable (it calls rharm.audit.audit), so the name means the same whether or not the submodule was imported
+    if name == "audit":
+        import importlib
+
+        return importlib.import_module(".audit", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,9 @@ by a reference encoder (n, d_ref), :func:`audit` returns an :class:`AuditReport`
   difference;
 * a neural-collapse measure beside RH: the class-distance normalised variance of Galanti, Gyorgy and Hutter (ICLR
   2022), CDNV(i, j) = (Var_i + Var_j) / (2 ||m_i - m_j||^2) on the raw features (m_i the class mean, Var_i the mean
-  squared distance to it), and the within/between variance ratio tr(S_W) / tr(S_B). Smaller: more collapsed.
+  squared distance to it), and the within/between variance ratio tr(S_W) / tr(S_B). Small values are neural
+  collapse in its own sense (each class tight around its mean, far from the others: separable); a pair whose CDNV
+  grows toward or above 1 is two groups merging, the collapse RH is about.
 
 **Bootstrap.** Items are resampled with replacement within each class (class sizes fixed), jointly for the encoder
 and the reference (a paired bootstrap over items). To stream, each replicate's multinomial draw of n_k items of
@@ -33,8 +35,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -102,10 +106,13 @@ class _NpySource(_Source):
     one chunk, not the pages of the whole file."""
 
     def __init__(self, name: str, path: Path):
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
-            self.offset = f.tell()
+        try:  # reads the header only; no page of data is touched
+            mm = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            raise AuditError(f"{name}={str(path)!r} is not a plain numeric .npy array: {err}") from err
+        shape, dtype, self.offset = mm.shape, mm.dtype, mm.offset
+        fortran = len(shape) == 2 and mm.flags.f_contiguous and not mm.flags.c_contiguous
+        del mm
         if len(shape) != 2:
             raise AuditError(f"{name}={str(path)!r} holds an array of shape {shape}; it must be 2-D (n, d)")
         if fortran:
@@ -712,8 +719,6 @@ def add_cli(sub) -> None:
 
 def run_cli(args) -> int:
     """Execute ``rharm audit`` from parsed arguments; returns the exit code (2 on bad input, nothing written)."""
-    import sys
-
     try:
         if (args.embeddings is None) == (args.texts is None):
             raise AuditError("give exactly one of --embeddings (precomputed) or --texts (encode with --model)")
@@ -747,3 +752,13 @@ def run_cli(args) -> int:
         return 2
     print(f"audit: {out / 'audit.json'}\nreport: {out / 'report.html'}")
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``rharm.audit(...)`` is :func:`audit`, also after ``import rharm.audit`` binds the module to that name."""
+
+    def __call__(self, *args, **kwargs) -> AuditReport:
+        return audit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -145,16 +145,18 @@ def render_html(report: "AuditReport") -> str:
                  "nearest group (by cosine distance in the audited encoder).</p>" + _table(probe))
     col = report.collapse
     cd = col["cdnv"]
-    nn = np.nanmin(np.where(np.isnan(cd), np.inf, cd), axis=1)
-    coll = pd.DataFrame({"class": names, "within_variance": col["within_variance"], "cdnv_to_nearest": nn})
+    worst = np.nanmax(np.where(np.isnan(cd), -np.inf, cd), axis=1)
+    coll = pd.DataFrame({"class": names, "within_variance": col["within_variance"], "cdnv_max": worst,
+                         "cdnv_max_with": [names[j] for j in np.nanargmax(np.where(np.isnan(cd), -np.inf, cd), 1)]})
     text = f"within/between variance ratio {col['within_between_ratio']:.3f}"
     if report.has_reference:
         rc = report.reference_collapse["cdnv"]
-        coll["reference_cdnv_to_nearest"] = np.nanmin(np.where(np.isnan(rc), np.inf, rc), axis=1)
+        coll["reference_cdnv_max"] = np.nanmax(np.where(np.isnan(rc), -np.inf, rc), axis=1)
         text += f" (reference {report.reference_collapse['within_between_ratio']:.3f})"
     parts.append("<h2>Collapse (neural-collapse measures)</h2><p class='note'>CDNV(i, j) = (Var_i + Var_j) / "
                  "(2‖m_i − m_j‖²) on raw features (Galanti et al., ICLR 2022): small values mean classes are tight "
-                 f"relative to their separation. {text}.</p>" + _table(coll))
+                 "relative to their separation (neural collapse); <code>cdnv_max</code>, each group's largest value "
+                 f"and the group it is with, points at pairs that merge. {text}.</p>" + _table(coll))
     body = "\n".join(parts)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>rharm audit</title>"
             f"<style>{STYLE}</style><script>{vega_bundle()}</script></head><body>{body}</body></html>\n")

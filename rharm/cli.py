@@ -8,6 +8,7 @@ Examples::
     rharm book --profile smoke --strict                 # what CI builds
     rharm params theory                                 # the parameters, their constraints and profile values
     rharm sync [--check]                                # regenerate / check the paired notebooks/*.ipynb
+    rharm audit --embeddings E.npy --labels L.txt [--reference R.npy] --out DIR   # audit an encoder
 """
 
 from __future__ import annotations
@@ -45,11 +46,19 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sync", help="regenerate the paired notebooks/*.ipynb from the .py sources")
     s.add_argument("--check", action="store_true", help="exit 1 if any paired notebook drifted")
+
+    from . import audit as audit_mod  # light: heavy imports happen inside its functions
+
+    audit_mod.add_cli(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "audit":  # reports its own bad input (exit 2), writes nothing on error
+        from . import audit as audit_mod
+
+        return audit_mod.run_cli(args)
     try:
         if args.command == "run":
             overrides = {}
@@ -79,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     except (params_mod.ParameterError, runner.RunError) as err:
         print(f"rharm: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept and how to resume, no traceback
+        print(runner.interrupted_message(sys.argv[1:] if argv is None else argv), file=sys.stderr)
+        return 130
+    except OSError as err:  # a full disk: one line with how much was needed where; other OS errors propagate
+        message = runner.disk_full_message(err)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,165 @@
+"""rharm.audit: known answers, bad input, the CLI and the report page."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rharm
+from rharm import audit as A
+from rharm import cli
+
+
+def _clusters(k=4, per=60, d=12, seed=0, collapse=None, strength=0.7, noise=1.0):
+    """Gaussian groups around random centres; ``collapse=(i, j)`` moves group i's centre toward j's."""
+    rng = np.random.default_rng(seed)
+    centres = 2.0 * np.random.default_rng(99).normal(size=(k, d))
+    if collapse is not None:
+        i, j = collapse
+        centres[i] = (1 - strength) * centres[i] + strength * centres[j]
+    y = np.repeat(np.arange(k), per)
+    return centres[y] + noise * rng.normal(size=(y.size, d)), y
+
+
+def test_identical_embeddings_and_reference_give_rh_one_with_intervals_at_one():
+    x, y = _clusters()
+    r = A.audit(x, y, reference=x.copy(), n_boot=50, probe_folds=3)
+    assert np.allclose(r.rh, 1.0)
+    assert np.allclose(r.rh_ci_low, 1.0) and np.allclose(r.rh_ci_high, 1.0)
+    assert not r.ranking.excludes_1.any()
+    assert np.allclose(r.probe.accuracy_difference, 0.0)
+
+
+def test_planted_collapse_is_below_one_excludes_one_and_ranked_first():
+    ref, y = _clusters(seed=1)
+    emb, _ = _clusters(seed=2, collapse=(0, 2), d=20)  # another encoder: other dimension, same items
+    r = A.audit(emb, np.array(["a", "b", "c", "d"])[y], reference=ref, n_boot=200, probe_folds=3)
+    a, c = r.classes.index("a"), r.classes.index("c")
+    assert r.rh[a, c] < 1 and r.rh_ci_high[a, c] < 1
+    top = r.ranking.iloc[0]
+    assert {top.class_a, top.class_b} == {"a", "c"} and top.excludes_1
+    assert r.meta["d"] == 20 and r.meta["d_reference"] == 12
+
+
+def test_streamed_cosine_distance_equals_the_pairwise_definition_for_any_chunking(tmp_path):
+    x, y = _clusters(k=5, per=37, d=9, seed=3)
+    brute = A.class_cosine_distance_pairwise(x, y)
+    np.save(tmp_path / "e.npy", x.astype(np.float32))
+    for src, chunk in ((x, 16384), (x, 7), (tmp_path / "e.npy", 11)):
+        r = A.audit(src, y, n_boot=0, probe_folds=2, chunk_rows=chunk)
+        tol = 1e-12 if src is x else 1e-6  # the file holds float32
+        assert np.allclose(r.cosine_distance, brute, atol=tol, rtol=0)
+    assert np.allclose(A.class_cosine_distance(x, y), brute, atol=1e-12)
+
+
+def test_bootstrap_is_seeded_and_interval_covers_the_estimate():
+    x, y = _clusters(seed=4)
+    r1 = A.audit(x, y, n_boot=80, seed=5, probe_folds=2)
+    r2 = A.audit(x, y, n_boot=80, seed=5, probe_folds=2)
+    assert np.array_equal(r1.cosine_distance_ci_low, r2.cosine_distance_ci_low)
+    assert (r1.cosine_distance_ci_low <= r1.cosine_distance + 1e-9).all()
+    assert (r1.cosine_distance_ci_high >= r1.cosine_distance - 1e-9).all()
+    assert (r1.cosine_distance_ci_high > r1.cosine_distance_ci_low).any()
+
+
+def test_collapse_measure_is_largest_for_the_merging_pair():
+    x, y = _clusters(seed=6, collapse=(1, 3), strength=0.8)
+    r = A.audit(x, y, n_boot=0, probe_folds=2)
+    cd = r.collapse["cdnv"]
+    assert np.nanargmax(cd[1]) == 3 and np.nanargmax(cd[3]) == 1
+    assert r.probe.loc[1, "nearest"] == 3
+
+
+@pytest.mark.parametrize("case, message", [
+    ("labels_rows", "labels has 59 entries but embeddings has 60 rows"),
+    ("ref_rows", "reference has 59 rows but embeddings has 60"),
+    ("nan", "embeddings has NaN or inf in rows [3, 17]"),
+    ("inf_ref", "reference has NaN or inf in rows [5]"),
+    ("zero", "embeddings has all-zero rows [8]"),
+    ("singleton", "classes ['z'] have fewer than 2 members"),
+    ("n_boot", "n_boot=-1 is not valid"),
+])
+def test_bad_input_raises_a_clear_message(case, message):
+    x, y = _clusters(k=2, per=30)
+    y = np.array(["p", "q"])[y].astype(object)
+    ref = x.copy()
+    kw = {}
+    if case == "labels_rows":
+        y = y[:-1]
+    elif case == "ref_rows":
+        ref = ref[:-1]
+    elif case == "nan":
+        x[3, 1], x[17, 0] = np.nan, np.inf
+    elif case == "inf_ref":
+        ref[5, 2] = -np.inf
+    elif case == "zero":
+        x[8] = 0.0
+    elif case == "singleton":
+        y[0] = "z"
+    elif case == "n_boot":
+        kw["n_boot"] = -1
+    with pytest.raises(A.AuditError) as err:
+        A.audit(x, y, reference=ref, probe_folds=2, **kw)
+    assert message in str(err.value)
+
+
+def test_tables_with_label_and_id_columns_align_the_reference(tmp_path):
+    x, y = _clusters(k=3, per=20, d=4, seed=7)
+    cols = [f"e{i}" for i in range(4)]
+    emb = pd.DataFrame(x, columns=cols).assign(group=np.array(["u", "v", "w"])[y], item=np.arange(60))
+    ref = emb.sample(frac=1.0, random_state=0)  # same items, another order
+    emb.to_csv(tmp_path / "e.csv", index=False)
+    ref.drop(columns="group").to_parquet(tmp_path / "r.parquet")
+    r = A.audit(tmp_path / "e.csv", "group", reference=tmp_path / "r.parquet", id_column="item", n_boot=20,
+                probe_folds=2)
+    assert r.classes == ["u", "v", "w"] and np.allclose(r.rh, 1.0)
+    ref.iloc[:-1].to_parquet(tmp_path / "r2.parquet")
+    with pytest.raises(A.AuditError, match="not of the same items"):
+        A.audit(tmp_path / "e.csv", "group", reference=tmp_path / "r2.parquet", id_column="item", probe_folds=2)
+
+
+def test_rharm_audit_is_callable_lazily():
+    assert rharm.audit is A or callable(rharm.audit)
+    x, y = _clusters(k=2, per=10, d=3)
+    assert rharm.audit(x, y, n_boot=0, probe_folds=2).meta["n"] == 20
+
+
+def test_cli_writes_both_outputs_and_refuses_bad_input_without_writing(tmp_path, capsys):
+    x, y = _clusters(k=3, per=30, d=8, seed=8)
+    np.save(tmp_path / "e.npy", x.astype(np.float32))
+    np.save(tmp_path / "r.npy", _clusters(k=3, per=30, d=5, seed=9)[0])
+    (tmp_path / "labels.txt").write_text("\n".join(np.array(["x", "y", "z"])[y]) + "\n")
+    out = tmp_path / "out"
+    rc = cli.main(["audit", "--embeddings", str(tmp_path / "e.npy"), "--labels", str(tmp_path / "labels.txt"),
+                   "--reference", str(tmp_path / "r.npy"), "--n-boot", "30", "--probe-folds", "3", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads((out / "audit.json").read_text())
+    assert doc["classes"] == ["x", "y", "z"] and doc["n_per_class"] == [30, 30, 30]
+    for key in ("cosine_distance", "reference_cosine_distance", "rh", "rh_ci_low", "rh_ci_high"):
+        assert np.asarray(doc[key]).shape == (3, 3), key
+    assert {"accuracy", "reference_accuracy"} <= set(doc["probe"][0])
+    page = (out / "report.html").read_text()
+    assert page.count('class="rharm-vega"') == 4 and "cdn.jsdelivr" not in page
+    # a second run into the same folder is refused; bad input leaves no folder behind
+    assert cli.main(["audit", "--embeddings", str(tmp_path / "e.npy"), "--labels", str(tmp_path / "labels.txt"),
+                     "--out", str(out)]) == 2
+    np.save(tmp_path / "bad.npy", np.zeros((90, 8), np.float32))
+    rc = cli.main(["audit", "--embeddings", str(tmp_path / "bad.npy"), "--labels", str(tmp_path / "labels.txt"),
+                   "--out", str(tmp_path / "out2")])
+    assert rc == 2 and not (tmp_path / "out2").exists()
+    assert "all-zero rows [0, 1, 2" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_report_page_draws_offline_in_chromium(tmp_path):
+    from rharm import browser_check
+
+    chromium = browser_check.find_chromium()
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed")
+    x, y = _clusters(k=3, per=20, d=6, seed=10)
+    A.audit(x, y, reference=_clusters(k=3, per=20, d=6, seed=11)[0], n_boot=20, probe_folds=2).save(tmp_path / "o")
+    rep = browser_check.check_page(tmp_path / "o" / "report.html", chromium)
+    assert rep.charts == 4 and rep.ok, rep
