@@ -44,7 +44,7 @@ from rharm.metrics import CIFAR10_CLASSES, _as_numpy, class_means, unit_normalis
 
 PROTOCOLS = ("paper", "clean")
 CONDITIONS = ("y00", "y01", "y11")
-SOLVERS = ("torch", "sklearn")
+SOLVERS = ("auto", "torch", "sklearn")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -90,10 +90,11 @@ class ProbeConfig:
     (measured 103 s with vs 85 s without for one 3-fold x 3-C search, torch solver, shared 2-core machine). Folds are ``StratifiedKFold(folds)`` without shuffling and ties in
     CV accuracy go to the first C of ``c_grid``, as sklearn's GridSearchCV does.
 
-    ``solver``: ``"sklearn"`` (default, the paper's lbfgs ``LogisticRegression``) or ``"torch"``: the same
-    objective minimised by full-batch L-BFGS in torch (tests check it reaches sklearn's solution; useful on a GPU,
-    not faster on our CPUs: 85 s vs 74 s for the search above). ``tol`` is sklearn's ``tol`` or torch's gradient
-    tolerance.
+    ``solver``: ``"sklearn"`` (the paper's lbfgs ``LogisticRegression``), ``"torch"``: the same objective minimised
+    by :func:`rharm.probe.fit_multinomial` on ``device`` - a batched L-BFGS that fits every fold x C of the search
+    in one call (tests check it reaches sklearn's solution) - or ``"auto"`` (default): torch when the probe device
+    is CUDA, sklearn otherwise (not faster on our CPUs). ``tol`` is sklearn's ``tol``, the same max-abs gradient
+    criterion in torch. ``device``: "auto" (CUDA when available), "cpu", "cuda[:k]".
     """
 
     c_grid: tuple[float, ...] = (1.0, 0.1, 0.01)
@@ -101,7 +102,8 @@ class ProbeConfig:
     max_iter: int = 200
     tol: float = 1e-4
     warm_start: bool = False
-    solver: str = "sklearn"
+    solver: str = "auto"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
@@ -112,33 +114,32 @@ class ProbeConfig:
             raise ValueError(f"max_iter={self.max_iter} must be >= 1")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver={self.solver!r} is not valid; choose one of {SOLVERS}")
+        from rharm import probe as probe_mod
+
+        probe_mod.resolve_device(self.device)  # raises ValueError naming the device
+
+    @property
+    def resolved_device(self) -> str:
+        from rharm import probe as probe_mod
+
+        return probe_mod.resolve_device(self.device).type
+
+    @property
+    def resolved_solver(self) -> str:
+        if self.solver != "auto":
+            return self.solver
+        return "torch" if self.resolved_device == "cuda" else "sklearn"
 
 
-def _lr_torch(x: np.ndarray, y: np.ndarray, c: float, cfg: ProbeConfig, init: tuple | None,
-              classes: np.ndarray) -> tuple:
-    """Multinomial logistic regression by full-batch L-BFGS in torch (float64), the objective sklearn minimises:
-    sum_n CE(W x_n + b, y_n) + ||W||^2 / (2 C), intercept b unpenalised."""
-    import torch
+def _lr_torch(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig, classes: np.ndarray,
+              masks: np.ndarray | None = None) -> list[tuple]:
+    """Every (C, mask) problem at once with :func:`rharm.probe.fit_multinomial` on ``cfg.device``: the objective
+    sklearn minimises, (1/n) sum_n CE(W x_n + b, y_n) + ||W||^2 / (2 C n), intercept unpenalised."""
+    from rharm import probe as probe_mod
 
-    k = classes.size
-    X = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
-    Y = torch.from_numpy(np.searchsorted(classes, y))
-    W = torch.zeros(x.shape[1], k, dtype=torch.float64)
-    b = torch.zeros(k, dtype=torch.float64)
-    if init is not None:
-        W, b = torch.from_numpy(init[0].T.copy()), torch.from_numpy(init[1].copy())
-    W.requires_grad_(True); b.requires_grad_(True)
-    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=cfg.max_iter, tolerance_grad=cfg.tol, tolerance_change=1e-12,
-                            history_size=10, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(X @ W + b, Y, reduction="sum") + (W * W).sum() / (2 * c)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return (W.detach().numpy().T.copy(), b.detach().numpy().copy(), classes)
+    fit = probe_mod.fit_multinomial(x, y, list(cs), masks=masks, classes=classes, max_iter=cfg.max_iter, tol=cfg.tol,
+                                    device=cfg.device)
+    return [fit.model(b) for b in range(len(fit.coef))]
 
 
 def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig) -> list[Any]:
@@ -149,11 +150,9 @@ def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig
     models: list[Any] = [None] * len(cs)
     classes = np.unique(y)
     clf, prev = None, None
+    if cfg.resolved_solver == "torch":
+        return _lr_torch(x, y, cs, cfg, classes)  # the whole path in one batched fit (no warm start needed)
     for k in order:
-        if cfg.solver == "torch":
-            prev = _lr_torch(x, y, cs[k], cfg, prev if cfg.warm_start else None, classes)
-            models[k] = prev
-            continue
         if clf is None or not cfg.warm_start:
             clf = LogisticRegression(C=cs[k], max_iter=cfg.max_iter, tol=cfg.tol, warm_start=cfg.warm_start)
         else:
@@ -187,9 +186,19 @@ def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig = ProbeConfig()) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # tiny minority: fewer members than folds
             splits = list(StratifiedKFold(cfg.folds).split(x, y))
-        for tr, va in splits:
-            for k, m in enumerate(_lr_path(x[tr], y[tr], cs, cfg)):
-                scores[k] += (_predict(m, x[va]) == y[va]).mean() / len(splits)
+        if cfg.resolved_solver == "torch":
+            # every fold x C in one batched fit: row masks select each fold's training rows
+            masks = np.zeros((len(splits) * len(cs), len(y)), dtype=bool)
+            for f, (tr, _) in enumerate(splits):
+                masks[f * len(cs):(f + 1) * len(cs), tr] = True
+            fits = _lr_torch(x, y, cs * len(splits), cfg, np.unique(y), masks)
+            for f, (_, va) in enumerate(splits):
+                for k in range(len(cs)):
+                    scores[k] += (_predict(fits[f * len(cs) + k], x[va]) == y[va]).mean() / len(splits)
+        else:
+            for tr, va in splits:
+                for k, m in enumerate(_lr_path(x[tr], y[tr], cs, cfg)):
+                    scores[k] += (_predict(m, x[va]) == y[va]).mean() / len(splits)
         best = cs[int(np.argmax(scores))]  # first maximum = GridSearchCV's tie rule
     model = _lr_path(x, y, [best], cfg)[0]
     return model, best
@@ -624,7 +633,8 @@ def cached_mediation_runs(results: Sequence[Any], **kwargs: Any) -> MediationRun
     cfg = {"runs": sorted(f"{r.minority}|{r.seed}|{getattr(r, 'dir', '')}" for r in results),
            **{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in kwargs.items() if k != "probe"},
            "probe": {"c_grid": list(probe.c_grid), "folds": probe.folds, "max_iter": probe.max_iter, "tol": probe.tol,
-                     "warm_start": probe.warm_start, "solver": probe.solver}}
+                     "warm_start": probe.warm_start, "solver": probe.resolved_solver,
+                     "device": probe.resolved_device}}
     holder: dict[str, MediationRuns] = {}
 
     def compute(out):

@@ -459,20 +459,31 @@ def long_rh(estimate: pd.DataFrame, lo: pd.DataFrame | None = None, hi: pd.DataF
 
 
 def linear_probe_accuracy(train_features: Any, train_labels: Any, test_features: Any, test_labels: Any, *,
-                          C: float = 0.1, max_iter: int = 200, normalise: bool = True) -> float:
+                          C: float = 0.1, max_iter: int = 200, normalise: bool = True, solver: str = "auto",
+                          device: str = "auto") -> float:
     """Top-1 test accuracy of a multinomial logistic-regression probe on frozen features.
 
     The paper's monitor: sklearn ``LogisticRegression(C=0.1)`` trained on the balanced training set's backbone
     features, scored on the test set. Features are L2-normalised first when ``normalise``.
     train_features (N, d), train_labels (N,), test_features (M, d), test_labels (M,) -> accuracy in [0, 1].
+    ``solver``: "sklearn", "torch" (:func:`rharm.probe.fit_multinomial` on ``device``, the same objective) or
+    "auto" (torch when ``device`` resolves to CUDA, else sklearn).
     """
-    from sklearn.linear_model import LogisticRegression
+    from rharm import probe
 
     if C <= 0:
         raise ValueError(f"C={C} must be > 0")
+    if solver not in ("auto", "sklearn", "torch"):
+        raise ValueError(f"solver={solver!r} is not valid; choose one of ['auto', 'sklearn', 'torch']")
+    dev = probe.resolve_device(device)
     xtr, xte = (unit_normalise(train_features), unit_normalise(test_features)) if normalise else \
         (_as_numpy(train_features), _as_numpy(test_features))
     ytr, yte = _as_numpy(train_labels, np.int64), _as_numpy(test_labels, np.int64)
+    if solver == "torch" or (solver == "auto" and dev.type == "cuda"):
+        fit = probe.fit_multinomial(xtr, ytr, C, max_iter=max_iter, device=dev)
+        return probe.accuracy(fit, xte, yte)
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=C, max_iter=max_iter).fit(xtr, ytr)
     return float((clf.predict(xte) == yte).mean())
 
