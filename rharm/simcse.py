@@ -57,7 +57,7 @@ def seed_everything(seed: int) -> None:
 
 
 def load_encoder(model: str = OFFLINE_MINILM, *, pooling: str = "model", max_length: int = 32,
-                 reinit_layers: int = 0, seed: int = 0, device: str = "cpu"):
+                 reinit_layers: int = 0, seed: int = 0, device: str = "auto"):
     """A ``SentenceTransformer`` from any model name or path, with the chosen pooling and maximum length.
 
     Args:
@@ -68,6 +68,8 @@ def load_encoder(model: str = OFFLINE_MINILM, *, pooling: str = "model", max_len
         reinit_layers: re-initialise the top k transformer layers (a way to make a pretrained encoder learn again;
             BERT-style models only).
         seed: seeds the re-initialisation.
+        device: where the model lives and trains: "auto" (CUDA when available), "cpu", "cuda[:k]";
+            :func:`train_simcse` moves every tokenised batch there.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not valid; choose one of {list(POOLINGS)}")
@@ -75,6 +77,9 @@ def load_encoder(model: str = OFFLINE_MINILM, *, pooling: str = "model", max_len
         raise ValueError(f"max_length={max_length!r} is not valid; it must be an int >= 4")
     if not isinstance(reinit_layers, int) or reinit_layers < 0:
         raise ValueError(f"reinit_layers={reinit_layers!r} is not valid; it must be an int >= 0")
+    from rharm.probe import resolve_device
+
+    device = str(resolve_device(device))
     path = resolve_model_path(model)
     if model == OFFLINE_MINILM:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -182,7 +187,9 @@ def train_simcse(encoder, sentences: Sequence[str], *, steps: int, batch_size: i
         batch = [sentences[i] for i in order[cursor:cursor + batch_size]]
         cursor += batch_size
         view_a, view_b = make_views(batch, augmentation, deletion_prob, rng)
-        features = [encoder.preprocess(view_a), encoder.preprocess(view_b)]
+        # the tokenised batches go where the model is (sentence-transformers' fit does this; a bare loop must)
+        features = [_to_device(encoder.preprocess(view_a), encoder.device),
+                    _to_device(encoder.preprocess(view_b), encoder.device)]
         loss = loss_fn(features, None)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -191,6 +198,11 @@ def train_simcse(encoder, sentences: Sequence[str], *, steps: int, batch_size: i
     seconds = time.perf_counter() - start
     encoder.eval()
     return {"loss": losses, "seconds": seconds, "steps_per_s": steps / seconds if seconds > 0 else float("nan")}
+
+
+def _to_device(features: dict, device) -> dict:
+    """A tokenised batch (dict of tensors and other values) with every tensor moved to ``device``."""
+    return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in features.items()}
 
 
 def encode(encoder, sentences: Sequence[str], *, batch_size: int = 64):
