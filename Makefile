@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 
-.PHONY: setup book test smoke-book check-book clean
+.PHONY: setup book test smoke-book check-book fault-check clean
 
 $(BIN)/rharm: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ book: setup
 # (b) the test suite (fast tests; `-m slow` for the slow ones)
 test: setup
 	$(BIN)/python -m pytest -q
+
+# rerun every fault probe of issue 9 (bad input, damaged files, races, Ctrl-C, disk full, permissions); ~1 minute
+fault-check: setup
+	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider tests/test_faults.py
 
 # what CI builds: every chapter on the smoke profile, strict (warnings are errors)
 smoke-book: setup

@@ -15,10 +15,26 @@ A notebook's ``parameters`` cell sets ``profile = "cpu"`` and every other parame
 calls :func:`check`, which fills the ``None`` values from the chosen profile, validates every value and rejects
 unknown names *before* any computation, so ``papermill nb.ipynb out.ipynb -p alpha 2`` fails at once with a message
 naming the parameter, the value and what is allowed.
+
+A section may also list ``rules``: conditions that involve several parameters, named, each a Python expression over
+the parameter names with a message, checked with the values (so before any kernel starts in ``rharm run``)::
+
+    rules:
+      minority_keeps_an_image:
+        check: "ratio <= n_per_class"
+        message: "the minority class keeps n_per_class // ratio images: none at this ratio"
+
+Rules are a mapping, so YAML merge keys (``<<: *anchor``) share them between sections. Expressions may use the
+parameter names, literals, arithmetic, comparisons, ``and``/``or``/``not``, ``in``, indexing, comprehensions and
+``len``, ``min``, ``max``, ``all``, ``any``, ``set``, ``sum``, ``int``, ``float``; nothing else is evaluated.
+
+Numbers follow YAML 1.2 in ``profiles.yml`` and in ``-p`` values: ``1e-10`` is a float (YAML 1.1 reads it as a string).
 """
 
 from __future__ import annotations
 
+import ast
+import re
 import time
 import types
 from dataclasses import dataclass, field
@@ -35,6 +51,24 @@ PROFILES = ("smoke", "cpu", "gpu")
 DEFAULT_PROFILE = "cpu"
 # names IPython and papermill put into a kernel's namespace; never treated as parameters
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "P"}
+# the first line papermill writes into the cell it injects (papermill.translators: comment("Parameters"))
+_INJECTED_HEADER = "# Parameters"
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-10`` and ``1E5`` are numbers, not strings."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 numbers (see :class:`_Yaml12Loader`)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 class ParameterError(ValueError):
@@ -64,7 +98,7 @@ class Spec:
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> dict:
     with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
+        data = yaml_load(fh) or {}
     if not isinstance(data, dict):
         raise ParameterError(f"{path}: expected a mapping of notebook names")
     return {k: v for k, v in data.items() if not str(k).startswith("_")}
@@ -117,6 +151,74 @@ def specs(notebook: str, path: str | Path | None = None) -> dict[str, Spec]:
             min_len=int(raw.get("min_len", 0)),
         )
     return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A condition on several parameters of one notebook: ``check`` (an expression) must be true."""
+
+    name: str
+    check: str
+    message: str
+    names: tuple[str, ...]  # the parameters the expression reads, in order of appearance
+
+
+_RULE_CALLS = {"len": len, "min": min, "max": max, "all": all, "any": any, "set": set, "sum": sum, "int": int,
+               "float": float, "abs": abs}
+_RULE_NODES = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.BinOp,
+               ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Compare, ast.Eq, ast.NotEq, ast.Lt,
+               ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Name, ast.Load, ast.Store, ast.Constant,
+               ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.Set, ast.Call, ast.IfExp, ast.GeneratorExp,
+               ast.ListComp, ast.comprehension)
+
+
+def _compile_rule(notebook: str, name: str, raw: Any, declared: Mapping[str, Spec]) -> Rule:
+    where = f"profiles.yml: {notebook}.rules.{name}"
+    if not isinstance(raw, dict) or not isinstance(raw.get("check"), str) or not isinstance(raw.get("message"), str):
+        raise ParameterError(f"{where} needs 'check' (an expression) and 'message' (text), got {raw!r}")
+    try:
+        tree = ast.parse(raw["check"], mode="eval")
+    except SyntaxError as err:
+        raise ParameterError(f"{where}: check {raw['check']!r} is not an expression ({err.msg})") from None
+    bound = {n.id for c in ast.walk(tree) if isinstance(c, ast.comprehension) for n in ast.walk(c.target)
+             if isinstance(n, ast.Name)}
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, _RULE_NODES):
+            raise ParameterError(f"{where}: {type(node).__name__} is not allowed in a rule ({raw['check']!r})")
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _RULE_CALLS):
+            raise ParameterError(f"{where}: only {sorted(_RULE_CALLS)} may be called in a rule ({raw['check']!r})")
+        if isinstance(node, ast.Name) and node.id not in _RULE_CALLS and node.id not in bound:
+            if node.id not in declared:
+                raise ParameterError(f"{where}: {node.id!r} is not a parameter of {notebook!r} ({raw['check']!r})")
+            if node.id not in names:
+                names.append(node.id)
+    return Rule(name=name, check=raw["check"], message=raw["message"], names=tuple(names))
+
+
+def rules(notebook: str, path: str | Path | None = None) -> list[Rule]:
+    """The cross-parameter rules of ``notebook`` (``rules:`` in its profiles.yml section), compiled and checked."""
+    raw = _section(notebook, path).get("rules") or {}
+    if not isinstance(raw, dict):
+        raise ParameterError(f"profiles.yml: {notebook}.rules must be a mapping of rule names, got {type(raw).__name__}")
+    declared = specs(notebook, path)
+    return [_compile_rule(notebook, name, r, declared) for name, r in raw.items()]
+
+
+def check_rules(notebook: str, values: Mapping[str, Any], path: str | Path | None = None) -> None:
+    """Raise :class:`ParameterError` naming the parameters, their values and the rule when one does not hold."""
+    for rule in rules(notebook, path):
+        env = {"__builtins__": {}, **_RULE_CALLS, **{n: values[n] for n in rule.names}}
+        try:
+            ok = bool(eval(compile(rule.check, f"<rule {rule.name}>", "eval"), env))  # noqa: S307 - AST-checked
+        except Exception as err:  # e.g. an index into an empty list: the values do not satisfy the rule
+            ok, why = False, f" ({type(err).__name__}: {err})"
+        else:
+            why = ""
+        if not ok:
+            given = ", ".join(f"{n} = {values[n]!r}" for n in rule.names)
+            raise ParameterError(f"parameters {given} are not valid together: {rule.message} "
+                                 f"(rule {rule.name!r}: {rule.check}){why}")
 
 
 def profile_values(notebook: str, profile: str, path: str | Path | None = None) -> dict[str, Any]:
@@ -204,6 +306,7 @@ def resolve(notebook: str, given: Mapping[str, Any], path: str | Path | None = N
     for name, value in given.items():
         if name != "profile" and value is not None:
             values[name] = validate_value(spec[name], value)
+    check_rules(notebook, values, path)
     return profile, values
 
 
@@ -236,6 +339,28 @@ def _candidate_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _injected_names(namespace: Mapping[str, Any]) -> list[str]:
+    """Every name assigned in the cell papermill injected (found in the kernel's input history ``In``).
+
+    ``_candidate_names`` must skip ``_``-names and ``P`` (IPython's and this module's own); a name injected by
+    papermill is a parameter whatever it looks like, so it is read from the injected cell's source instead.
+    """
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return []
+    names: list[str] = []
+    for source in history:
+        if isinstance(source, str) and source.lstrip().startswith(_INJECTED_HEADER):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id not in names:
+                    names.append(node.id)
+    return names
+
+
 def check(notebook: str, namespace: dict, path: str | Path | None = None) -> Params:
     """Validate a notebook's parameters; call it in the first code cell with ``globals()``.
 
@@ -244,6 +369,8 @@ def check(notebook: str, namespace: dict, path: str | Path | None = None) -> Par
     into ``namespace`` and enables the offline chart renderer.
     """
     given = _candidate_names(namespace)
+    for name in _injected_names(namespace):  # e.g. papermill -p _x 1 or -p P 1: unknown, not silently ignored
+        given.setdefault(name, namespace.get(name))
     profile, values = resolve(notebook, given, path)
     overrides = {k: v for k, v in given.items() if k != "profile" and v is not None}
     namespace.update(values)
@@ -281,8 +408,8 @@ def _announce(P: Params) -> None:
 
 
 def parse_cli_value(text: str) -> Any:
-    """Parse a ``-p name value`` string the way papermill's ``-y`` does: YAML scalars and lists."""
+    """Parse a ``-p name value`` string as YAML scalars and lists, with YAML 1.2 numbers (``1e-10`` is a float)."""
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError:
         return text

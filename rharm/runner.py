@@ -9,10 +9,17 @@
 * :func:`book` executes every chapter of ``_toc.yml`` for a profile and runs ``jupyter-book build``. The ``cpu``
   profile's pages are the committed book (``jupyter-book build book`` renders them as they are); any other profile
   is built from a staging copy whose table of contents points at that profile's pages, into ``_build/<profile>``.
+* :func:`render_page` renders one executed notebook as a one-page book, in a temporary folder renamed into place;
+  it replaces only a page folder it created itself (marked by ``.rharm-page``) and never writes into ``book/``.
+
+Concurrent runs never share a file: each execution writes its own ``_build/exec/<profile>/<name>.<pid>.<random>``
+copy, and every final file is written to a unique temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -27,9 +34,10 @@ from typing import Any, Mapping
 import yaml
 
 from . import params as params_mod
-from . import paths
+from . import paths, store
 
 BOOK_PROFILE = "cpu"  # the profile whose pages the committed book shows
+PAGE_MARKER = ".rharm-page"  # in every folder render_page creates; a folder without it is never touched
 
 
 class RunError(RuntimeError):
@@ -128,34 +136,73 @@ def run(
     os.environ.setdefault("TQDM_DISABLE", "1")
     work = paths.repo_root() / "_build" / "exec" / profile
     work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        inp = Path(tmp) / f"{name}.ipynb"
-        inp.write_text(paired_text(src))
-        executed = work / f"{name}.ipynb"
-        start = time.time()
-        try:
-            papermill.execute_notebook(
-                str(inp),
-                str(executed),
-                parameters={"profile": profile, **overrides},
-                kernel_name="python3",
-                cwd=str(paths.repo_root()),
-                progress_bar=False,
-                log_output=log_output,
-            )
-        except Exception as err:  # papermill raises its own error types; keep the executed notebook for reading
-            failed = paths.repo_root() / "_build" / "failed" / f"{profile}-{name}.ipynb"
-            failed.parent.mkdir(parents=True, exist_ok=True)
-            if executed.exists():
-                shutil.copy2(executed, failed)
-            raise RunError(f"notebook {name} ({profile}) failed after {time.time() - start:.0f} s; "
-                           f"executed copy: {failed}\n{err}") from err
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dest = dest.with_name(f".{dest.name}.tmp")
-    _hide_parameter_cells(executed, tmp_dest)
-    os.replace(tmp_dest, dest)
+    # one file per execution: concurrent runs of the same notebook never write into each other's copy
+    fd, executed_name = tempfile.mkstemp(prefix=f"{name}.{os.getpid()}.", suffix=".ipynb", dir=work)
+    os.close(fd)
+    executed = Path(executed_name)
+    start = time.time()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            inp = Path(tmp) / f"{name}.ipynb"
+            inp.write_text(paired_text(src))
+            try:
+                papermill.execute_notebook(
+                    str(inp),
+                    str(executed),
+                    parameters={"profile": profile, **overrides},
+                    kernel_name="python3",
+                    cwd=str(paths.repo_root()),
+                    progress_bar=False,
+                    log_output=log_output,
+                    kernel_manager_class=_kernel_manager_class(executed.with_suffix(".kernel.log")),
+                )
+            except OSError as err:
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise store.disk_full_error(err.filename or executed, None, err) from err
+                raise
+            except Exception as err:  # papermill raises its own error types; keep the executed notebook for reading
+                failed = paths.repo_root() / "_build" / "failed" / f"{profile}-{name}.ipynb"
+                if executed.exists() and executed.stat().st_size:
+                    with store.atomic_path(failed) as tmp_failed:
+                        shutil.copy2(executed, tmp_failed)
+                raise RunError(f"notebook {name} ({profile}) failed after {time.time() - start:.0f} s: "
+                               f"{_summary(err)}; executed copy: {failed}") from err
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with store.atomic_path(dest) as tmp_dest:
+            store.guarded_write(dest, lambda: _hide_parameter_cells(executed, tmp_dest), executed.stat().st_size)
+    finally:
+        with contextlib.suppress(OSError):
+            executed.unlink()
+        log = executed.with_suffix(".kernel.log")
+        with contextlib.suppress(OSError):
+            if not log.stat().st_size:
+                log.unlink()
     _record_timing(profile, name, overrides, time.time() - start)
     return dest
+
+
+def _kernel_manager_class(log: Path):
+    """A kernel manager whose kernel process writes its own stderr (the kernel's logging, not cell output, which
+    reaches the notebook) to ``log``: on Ctrl-C a kernel torn down mid-message prints tracebacks that are noise."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if "stderr" in kw:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with open(log, "ab") as fh:  # the kernel process keeps its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": fh})
+
+    return _LoggedKernelManager
+
+
+def _summary(err: BaseException) -> str:
+    """One line for a failed execution: the cell and the error's type and message (the traceback is in the copy)."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename is not None:
+        return f"In [{getattr(err, 'exec_count', '?')}] raised {ename}: {evalue}"
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"
 
 
 def _hide_parameter_cells(src: Path, dest: Path) -> None:
@@ -176,12 +223,37 @@ def _hide_parameter_cells(src: Path, dest: Path) -> None:
     nbformat.write(nb, dest)
 
 
+@contextlib.contextmanager
+def _locked(lock: Path):
+    """An exclusive advisory lock on ``lock`` (POSIX ``flock``), so concurrent runs update a shared file in turn."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _record_timing(profile: str, name: str, overrides: Mapping[str, Any], seconds: float) -> None:
+    """Add this execution's wall time to ``_build/timings-<profile>.json`` (locked, atomic, corruption-tolerant)."""
     log = paths.repo_root() / "_build" / f"timings-{profile}.json"
-    data = json.loads(log.read_text()) if log.is_file() else {}
-    data[name if not overrides else f"{name} {_slug(overrides)}"] = round(seconds, 1)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(json.dumps(data, indent=2))
+    with _locked(log.with_name(f".{log.name}.lock")):
+        data: dict = {}
+        if log.is_file():
+            try:
+                data = json.loads(log.read_text())
+                if not isinstance(data, dict):
+                    raise ValueError(f"a {type(data).__name__}, not an object")
+            except (ValueError, UnicodeDecodeError) as err:
+                aside = log.with_name(f"{log.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+                os.replace(log, aside)
+                print(f"rharm: {log} was unreadable ({err}); moved to {aside}, starting a new one", file=sys.stderr)
+                data = {}
+        data[name if not overrides else f"{name} {_slug(overrides)}"] = round(seconds, 1)
+        store.save_json(log, data)
 
 
 def toc_chapters(toc: Path | None = None) -> list[str]:
@@ -273,22 +345,80 @@ def book(
     return build(profile, strict=strict)
 
 
-def render_page(executed: str | os.PathLike) -> Path:
-    """Render one executed notebook (e.g. a variant from :func:`run`) as a one-page book; return its index.html."""
+def page_dir(executed: str | os.PathLike) -> Path:
+    """Where :func:`render_page` puts the page of ``executed``: ``<name>-page/`` beside it, or, for a notebook in
+    ``book/`` (whose folders are the book's sources), ``_build/pages/<profile>/<name>-page/``."""
     executed = Path(executed).resolve()
-    staging = executed.parent / f"{executed.stem}-page"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    for item in paths.book_dir().iterdir():
-        if item.name.startswith("_") and item.name not in ("_toc.yml", "_build") and item.is_dir():
-            shutil.copytree(item, staging / item.name)  # static assets the config refers to
-    shutil.copy2(paths.repo_root() / "_config.yml", staging / "_config.yml")  # the page may live outside the repo
-    shutil.copy2(executed, staging / "page.ipynb")
-    (staging / "_toc.yml").write_text("format: jb-book\nroot: page\n")
-    out = staging / "out"
+    book = paths.book_dir().resolve()
+    if executed.is_relative_to(book):
+        rel = executed.relative_to(book)
+        return paths.repo_root() / "_build" / "pages" / rel.parent / f"{executed.stem}-page"
+    return executed.parent / f"{executed.stem}-page"
+
+
+def _build_one_page(staging: Path, out: Path) -> None:
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(staging), "--path-output", str(out)]
     proc = subprocess.run(cmd, cwd=paths.repo_root())
     if proc.returncode != 0:
         raise RunError(f"jupyter-book build failed ({' '.join(cmd)}), exit {proc.returncode}")
-    return out / "_build" / "html" / "index.html"
+
+
+def render_page(executed: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Render one executed notebook (e.g. a variant from :func:`run`) as a one-page book; return its index.html.
+
+    The page is built in a temporary folder beside ``dest`` (default :func:`page_dir`) and renamed into place when
+    complete. An existing ``dest`` is replaced only if an earlier :func:`render_page` made it (it holds
+    ``.rharm-page``); any other folder there is left untouched and :class:`RunError` says so.
+    """
+    executed = Path(executed).resolve()
+    final = Path(dest).resolve() if dest is not None else page_dir(executed)
+    if final.exists() and not (final / PAGE_MARKER).is_file():
+        raise RunError(f"{final} exists and was not made by rharm (it has no {PAGE_MARKER}); it is left untouched: "
+                       "move it away, or choose another place for the page")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        os.chmod(staging, store.dir_mode())  # mkdtemp makes 0700; the page folder gets what the umask gives
+        for item in paths.book_dir().iterdir():
+            if item.name.startswith("_") and item.name not in ("_toc.yml", "_build") and item.is_dir():
+                shutil.copytree(item, staging / item.name)  # static assets the config refers to
+        shutil.copy2(paths.repo_root() / "_config.yml", staging / "_config.yml")  # the page may live outside the repo
+        shutil.copy2(executed, staging / "page.ipynb")
+        (staging / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+        _build_one_page(staging, staging / "out")
+        (staging / PAGE_MARKER).write_text(f"rendered by rharm.runner.render_page from {executed}\n")
+        if final.exists():  # ours (checked above): swap, so a reader never sees a half-replaced page
+            old = final.with_name(f".{final.name}.{os.getpid()}.old")
+            os.rename(final, old)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                os.rename(old, final)  # put the previous page back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, final)  # fails (never merges) if another folder appeared there meanwhile
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final / "out" / "_build" / "html" / "index.html"
+
+
+def interrupted_message(argv: list[str]) -> str:
+    """The one line ``rharm`` prints on Ctrl-C: what was kept and the command that resumes."""
+    import shlex
+
+    return ("rharm: interrupted. Kept: every finished result in the store "
+            f"({paths.results_root()}) and every page as it was before this run (a page is replaced only by a "
+            "complete execution). Resume: run the same command again (rharm "
+            f"{shlex.join(argv)}): finished results are reused and an interrupted training run continues from its "
+            "last checkpoint.")
+
+
+def disk_full_message(err: BaseException) -> str | None:
+    """One line for an error caused by a full disk (how much was needed, where); None for any other error."""
+    if isinstance(err, store.DiskFullError):
+        return f"rharm: error: {err.strerror}"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"rharm: error: {store.disk_full_error(err.filename or paths.repo_root(), None, err).strerror}"
+    return None

@@ -110,12 +110,61 @@ def train_config(*, model: str = simcse.OFFLINE_MINILM, pooling: str = "model", 
             "deletion_prob": float(deletion_prob), "reinit_layers": int(reinit_layers)}
 
 
+def _code() -> list:
+    # every rharm module this one imports, transitively, this module included: an edit never reuses a stored run
+    return store.code_closure(__name__)
+
+
+def content_sha256(path: str | Path) -> str | None:
+    """sha256 of a file's bytes, or of every file under a folder (relative names and bytes, ``__pycache__`` and
+    hidden files left out); None when ``path`` is not on disk (e.g. a model hub name)."""
+    if not path:
+        return None
+    path = Path(path).expanduser()
+    if path.is_file():
+        files = [(path.name, path)]
+    elif path.is_dir():
+        files = [(p.relative_to(path).as_posix(), p) for p in sorted(path.rglob("*")) if p.is_file()
+                 and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(path).parts)]
+    else:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel, p in files:
+        st = p.stat()
+        h.update(rel.encode() + b"\0" + _file_sha256(str(p), st.st_size, st.st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the cache: an edit rehashes
+    return textdata.sha256_file(path)
+
+
+def run_config(data: Mapping[str, Any], train: Mapping[str, Any], *, minority: str | None, ratio: int,
+               seed: int) -> dict:
+    """The store key of one SimCSE run: the configs plus the *contents* of the data file and the model.
+
+    ``data["path"]`` (Bias in Bios) and ``train["model"]`` (a local folder, or the bundled MiniLM) are hashed by
+    content, so a file replaced under the same name never reuses a stored run; a hub model name is kept as a name.
+    """
+    data_sha = content_sha256(data.get("path") or "") if data.get("source") == "biasbios" else None
+    try:
+        model_path = simcse.resolve_model_path(train["model"])
+    except ValueError:
+        model_path = None
+    return {"data": dict(data), "train": dict(train), "minority": minority, "ratio": int(ratio), "seed": int(seed),
+            "data_sha256": data_sha, "model_sha256": content_sha256(model_path) if model_path else None}
+
+
 def run_simcse(data: Mapping[str, Any], train: Mapping[str, Any], *, minority: str | None, ratio: int,
                seed: int) -> TextRun:
     """Train (or load from the store) one SimCSE run and embed its evaluation split.
 
-    The store key covers the data and training configs, the minority, the ratio (1 for balanced runs), the seed and
-    the source of :mod:`rharm.textdata`, :mod:`rharm.simcse` and this module. The folder holds ``split.pt``
+    The store key is :func:`run_config` (the data and training configs, the contents of the data file and of the
+    model folder, the minority, the ratio (1 for balanced runs), the seed) with the source of every module this one
+    imports (:func:`rharm.store.code_closure`). The folder holds ``split.pt``
     (``cl_train`` and ``eval`` indices into :func:`load_slice`), ``embeddings.pt`` and ``history.json``.
     """
     frame = load_slice(data)
@@ -127,7 +176,7 @@ def run_simcse(data: Mapping[str, Any], train: Mapping[str, Any], *, minority: s
     split_args = dict(cl_fraction=data["cl_fraction"], n_train_per_group=data["n_train_per_group"],
                       n_eval_per_group=data["n_eval_per_group"], seed=seed)
     split = textdata.underrepresented_split(groups, minority=minority, ratio=ratio, **split_args)  # validates now
-    config = {"data": dict(data), "train": dict(train), "minority": minority, "ratio": ratio, "seed": int(seed)}
+    config = run_config(data, train, minority=minority, ratio=ratio, seed=seed)
 
     def compute(tmp: Path) -> dict:
         texts = frame["text"].tolist()
@@ -147,7 +196,7 @@ def run_simcse(data: Mapping[str, Any], train: Mapping[str, Any], *, minority: s
         store.save_json(tmp / "history.json", history)
         return {"steps_per_s": history["steps_per_s"], "drift": history["drift"]}
 
-    folder = store.cached("text_simcse", config, compute, code=[textdata, simcse, run_simcse])
+    folder = store.cached("text_simcse", config, compute, code=_code())
     saved = store.load_tensors(folder / "split.pt")
     history = store.load_json(folder / "history.json")
     return TextRun(minority=minority, seed=int(seed), dir=folder,

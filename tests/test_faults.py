@@ -1,0 +1,368 @@
+"""The fault probes of issue 9: each test reproduces one fault a careless or hostile user hit, and checks it is gone.
+
+Run them all with ``make fault-check`` (``pytest -m faults``). Most take milliseconds; the ones that execute a real
+kernel (plain papermill, concurrent runs, Ctrl-C) take a few seconds each.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rharm import cli, params, paths, runner, store
+
+pytestmark = pytest.mark.faults
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- data loss: render_page -----------------------------------------------------------------------------------
+
+def _fake_build(staging: Path, out: Path) -> None:
+    (out / "_build" / "html").mkdir(parents=True)
+    (out / "_build" / "html" / "index.html").write_text("<html>page</html>")
+
+
+def test_render_page_never_deletes_a_folder_it_did_not_create(project, monkeypatch):
+    monkeypatch.setattr(runner, "_build_one_page", _fake_build)
+    executed = project / "runs" / "X.ipynb"
+    executed.parent.mkdir(parents=True)
+    executed.write_text("{}")
+    mine = project / "runs" / "X-page"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    with pytest.raises(runner.RunError, match="not made by rharm.*left untouched"):
+        runner.render_page(executed)
+    assert (mine / "thesis.tex").read_text() == "months of work"
+    assert not [p for p in executed.parent.iterdir() if p.name.endswith(".tmp")]  # no staging left behind
+
+
+def test_render_page_replaces_its_own_page_through_a_rename(project, monkeypatch):
+    monkeypatch.setattr(runner, "_build_one_page", _fake_build)
+    executed = project / "runs" / "X.ipynb"
+    executed.parent.mkdir(parents=True)
+    executed.write_text("{}")
+    html = runner.render_page(executed)
+    assert html.read_text() == "<html>page</html>" and (html.parents[3] / runner.PAGE_MARKER).is_file()
+    (html.parents[3] / "stale.txt").write_text("from the first render")
+    html2 = runner.render_page(executed)  # ours: replaced as a whole
+    assert html2 == html and not (html.parents[3] / "stale.txt").exists()
+
+    def broken(staging, out):
+        raise runner.RunError("jupyter-book build failed")
+
+    monkeypatch.setattr(runner, "_build_one_page", broken)
+    with pytest.raises(runner.RunError):
+        runner.render_page(executed)
+    assert html.read_text() == "<html>page</html>"  # a failed render keeps the previous page
+
+
+def test_render_page_of_a_book_page_writes_nothing_into_book(project, monkeypatch):
+    monkeypatch.setattr(runner, "_build_one_page", _fake_build)
+    page = project / "book" / "cpu" / "demo.ipynb"
+    page.parent.mkdir(parents=True)
+    page.write_text("{}")
+    before = sorted(p.relative_to(project) for p in (project / "book").rglob("*"))
+    html = runner.render_page(page)
+    assert sorted(p.relative_to(project) for p in (project / "book").rglob("*")) == before
+    assert html.is_relative_to(project / "_build" / "pages" / "cpu")
+
+
+# ---- stale reuse ---------------------------------------------------------------------------------------------
+
+def test_experiment_fingerprint_covers_every_module_its_computation_imports():
+    from rharm import experiment
+
+    fingerprinted = {m.__name__ for m in experiment._code()}
+    assert "rharm.experiment" in fingerprinted  # the module that computes the saved features
+    imported = set(store.rharm_imports("rharm.experiment"))
+    assert imported - set(store.NOT_RESULT_SHAPING) <= fingerprinted
+    # and what a fresh interpreter actually loads for it (module-level imports)
+    loaded = subprocess.run([sys.executable, "-c", "import sys, rharm.experiment; "
+                             "print(' '.join(m for m in sys.modules if m.startswith('rharm.')))"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert set(loaded) - set(store.NOT_RESULT_SHAPING) <= fingerprinted, loaded
+
+
+def test_text_fingerprint_covers_every_module_it_imports():
+    from rharm import text
+
+    fingerprinted = {m.__name__ for m in text._code()}
+    assert {"rharm.text", "rharm.textdata", "rharm.simcse"} <= fingerprinted
+    assert set(store.rharm_imports("rharm.text")) - set(store.NOT_RESULT_SHAPING) <= fingerprinted
+
+
+def test_editing_a_fingerprinted_module_changes_the_key(tmp_path, monkeypatch):
+    mod = tmp_path / "faultmod_a.py"
+    mod.write_text("def f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = importlib.import_module("faultmod_a")
+    before = store.key("run", {"p": 1}, [m])
+    mod.write_text("def f():\n    return 2  # edited\n")
+    assert store.key("run", {"p": 1}, [m]) != before
+
+
+def test_auto_data_source_is_hashed_resolved(tmp_path, monkeypatch):
+    from rharm import data, experiment
+
+    g = experiment._validate({"backbone": "small_cnn", "epochs": 1, "batch_size": 8, "n_per_class": 2,
+                              "data_source": "auto", "minority_classes": ["cat"], "ratio": 2})
+    monkeypatch.setenv("RHARM_DATA_ROOT", str(tmp_path))
+    (tmp_path / data.JPEG_ARCHIVE).write_bytes(b"x")
+    jpeg = experiment.run_config(g, None, 0)
+    assert jpeg["data_source"] == "jpeg"
+    (tmp_path / data.JPEG_ARCHIVE).unlink()
+    (tmp_path / data.TORCHVISION_FOLDER).mkdir()
+    lossless = experiment.run_config(g, None, 0)
+    assert lossless["data_source"] == "torchvision"
+    assert store.key("simclr_run", jpeg) != store.key("simclr_run", lossless)  # a JPEG result is never reused
+    assert experiment.run_config({**g, "data_source": "torchvision"}, None, 0) == lossless
+
+
+def test_text_paths_are_hashed_by_content(tmp_path):
+    from rharm import text
+
+    bios = tmp_path / "bios.csv"
+    bios.write_text("hard_text,profession,gender\nshe is a nurse,13,1\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"\x00" * 16)
+    data = {"source": "biasbios", "path": str(bios)}
+    train = {"model": str(model)}
+    a = text.run_config(data, train, minority=None, ratio=1, seed=0)
+    bios.write_text("hard_text,profession,gender\nhe is a nurse,13,0\n")  # same name, other contents
+    b = text.run_config(data, train, minority=None, ratio=1, seed=0)
+    (model / "weights.bin").write_bytes(b"\x01" * 16)
+    c = text.run_config(data, train, minority=None, ratio=1, seed=0)
+    assert len({store.key("text_simcse", x) for x in (a, b, c)}) == 3
+
+
+# ---- permanent failures: the store treats incomplete or unreadable results as absent ----------------------------
+
+def _features(d: Path) -> dict:
+    store.save_tensors(d / "features.pt", {"x": torch.arange(1000, dtype=torch.float32)})
+    return {}
+
+
+def test_result_without_meta_is_moved_aside_and_recomputed(tmp_path, capsys):
+    first = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    (first / "meta.json").unlink()  # e.g. copied by hand, or an old interrupted writer
+    again = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    assert again == first and store.problem(again) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meta.json is missing" in err[0] and "computing it again" in err[0]
+    assert len(list((tmp_path / "run" / store.BROKEN_DIR).iterdir())) == 1  # kept, not deleted
+
+
+def test_truncated_features_are_recomputed_not_loaded(tmp_path, capsys):
+    folder = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    f = folder / "features.pt"
+    f.write_bytes(f.read_bytes()[:100])
+    folder = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    assert torch.equal(store.load_tensors(folder / "features.pt")["x"], torch.arange(1000, dtype=torch.float32))
+    err = capsys.readouterr().err
+    assert "features.pt has 100 bytes" in err and err.count("\n") == 1
+    # same size, damaged bytes: caught by the sha256
+    data = bytearray(f.read_bytes())
+    data[-30] ^= 0xFF
+    f.write_bytes(bytes(data))
+    store._VERIFIED.clear()
+    store.cached("run", {"p": 1}, _features, root=tmp_path)
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_unreadable_tensor_file_names_the_file_and_the_remedy(tmp_path):
+    f = tmp_path / "features.pt"
+    store.save_tensors(f, {"x": torch.ones(100)})
+    f.write_bytes(f.read_bytes()[:50])
+    with pytest.raises(store.UnreadableFileError, match=r"features\.pt is unreadable.*truncated or damaged; delete"):
+        store.load_tensors(f)
+
+
+def _tiny_archive(path: Path) -> None:
+    from PIL import Image
+
+    with tarfile.open(path, "w:gz") as tar:
+        for split in ("train", "test"):
+            for k, cls in enumerate(("airplane", "cat")):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((32, 32, 3), 40 * k, dtype=np.uint8)).save(buf, format="JPEG")
+                info = tarfile.TarInfo(f"cifar10-jpg/{split}/{cls}/{k:04d}.jpg")
+                info.size = len(buf.getvalue())
+                tar.addfile(info, io.BytesIO(buf.getvalue()))
+
+
+def test_truncated_decoded_cache_is_decoded_again(tmp_path, monkeypatch, capsys):
+    from rharm import data
+
+    archive = tmp_path / data.JPEG_ARCHIVE
+    _tiny_archive(archive)
+    monkeypatch.setattr(data, "JPEG_SHA256", data.sha256_file(archive))
+    monkeypatch.setenv("RHARM_CACHE_ROOT", str(tmp_path / "cache"))
+    images, labels = data._load_jpeg(archive, "train")
+    cached = next((tmp_path / "cache").rglob("train-images.npy"))
+    cached.write_bytes(cached.read_bytes()[:200])
+    again, labels2 = data._load_jpeg(archive, "train")
+    assert np.array_equal(again, images) and np.array_equal(labels2, labels)
+    err = capsys.readouterr().err
+    assert "decoded cache" in err and "decoding" in err and err.count("\n") == 1
+    assert np.array_equal(np.load(cached), images)  # repaired on disk
+
+
+def test_corrupt_timings_file_does_not_break_later_runs(project, capsys):
+    log = project / "_build" / "timings-cpu.json"
+    log.parent.mkdir(parents=True)
+    log.write_text('{"theory": 12.')  # a write cut short
+    runner._record_timing("cpu", "demo", {}, 3.21)
+    assert json.loads(log.read_text()) == {"demo": 3.2}
+    assert "unreadable" in capsys.readouterr().err and list(log.parent.glob("timings-cpu.json.corrupt-*"))
+    runner._record_timing("cpu", "theory", {}, 1.0)
+    assert json.loads(log.read_text()) == {"demo": 3.2, "theory": 1.0}
+
+
+# ---- races ---------------------------------------------------------------------------------------------------
+
+def test_concurrent_runs_of_one_notebook_do_not_share_files(project, tmp_path):
+    env = {**os.environ, "RHARM_PROJECT_ROOT": str(project)}
+    procs = [subprocess.Popen([sys.executable, "-m", "rharm.cli", "run", "demo", "-p", "alpha", str(a),
+                               "--output", str(tmp_path / f"out{a}.ipynb")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in (0.25, 0.75)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    for a in (0.25, 0.75):
+        assert f"demo alpha={a}" in (tmp_path / f"out{a}.ipynb").read_text()
+    assert not list((project / "_build" / "exec").rglob("*.ipynb"))  # per-process copies are removed
+
+
+# ---- checks before computation ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("notebook, overrides, names", [
+    ("representation_harm", {"minority_classes": []}, ["'minority_classes' = []", "at least 1"]),
+    ("scale_study", {"partner_class": "automobile"}, ["partner_class = 'automobile'", "minority_classes = "]),
+    ("scale_study", {"ratio": 600}, ["ratio = 600", "n_per_class = 500"]),
+    ("representation_harm", {"batch_size": 4000, "n_per_class": 400},
+     ["batch_size = 4000", "n_per_class = 400", "ratio = 100"]),
+    ("allocation_harm", {"mediation_minorities": ["cat"]}, ["mediation_minorities = ['cat']"]),
+    ("throughput", {"batch": 512, "n_images": 256}, ["batch = 512", "n_images = 256"]),
+])
+def test_cross_parameter_rules_fire_before_any_kernel(notebook, overrides, names, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(params.ParameterError) as info:
+        runner.run(notebook, parameters=overrides, output=tmp_path / "out.ipynb")
+    for n in names:
+        assert n in str(info.value)
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+# ---- parsing -------------------------------------------------------------------------------------------------
+
+def test_cli_numbers_follow_yaml_1_2():
+    assert params.parse_cli_value("1e-10") == 1e-10
+    assert params.parse_cli_value("[1e-3, 2E2]") == [1e-3, 200.0]
+    _, values = params.resolve("theory", {"tol": params.parse_cli_value("1e-10")})
+    assert values["tol"] == 1e-10
+
+
+def test_plain_papermill_rejects_underscore_names_and_P(project, tmp_path):
+    import papermill
+
+    src = project / "notebooks" / "demo.ipynb"
+    src.write_text(runner.paired_text(project / "notebooks" / "demo.py"))
+    for name in ("_alpha", "P"):
+        with pytest.raises(papermill.PapermillExecutionError, match=f"unknown parameter.*'{name}'"):
+            papermill.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters={name: 0.3},
+                                       kernel_name="python3", progress_bar=False)
+
+
+# ---- unclear messages -----------------------------------------------------------------------------------------
+
+def test_offline_torchvision_download_is_one_line_and_goes_to_the_cache(tmp_path, monkeypatch):
+    import urllib.error
+
+    from rharm import data
+
+    monkeypatch.setenv("RHARM_CACHE_ROOT", str(tmp_path / "cache"))
+    roots = []
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            roots.append((root, download))
+            if download:
+                raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+            raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+
+    with pytest.raises(data.DownloadError) as info:
+        data._torchvision_download(Offline, train=True, root=tmp_path / "shared", title="CIFAR-10 (torchvision)")
+    msg = str(info.value)
+    assert "\n" not in msg and "Temporary failure in name resolution" in msg and "data_source='jpeg'" in msg
+    assert [r for r, dl in roots if dl] == [str(tmp_path / "cache" / "torchvision")]  # never the data root
+
+
+def test_disk_full_is_one_line_with_size_and_place(tmp_path, monkeypatch):
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f: real_save(obj, "/dev/full"))  # a real ENOSPC from torch
+    monkeypatch.setattr(store, "_free_bytes", lambda folder: 4096)
+    with pytest.raises(store.DiskFullError) as info:
+        store.save_tensors(tmp_path / "features.pt", {"x": torch.zeros(1 << 20)})
+    msg = str(info.value)
+    assert "\n" not in msg and "features.pt" in msg and "4.0 MB needed" in msg and "0.0 MB free" in msg
+    assert "basic_ios" not in msg.split("(")[0]
+    assert not list(tmp_path.iterdir())  # no partial file left
+
+
+def test_disk_full_cli_message(tmp_path, monkeypatch, capsys):
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "page.ipynb"))
+
+    monkeypatch.setattr(runner, "run", full)
+    assert cli.main(["run", "theory"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disk full writing" in err[0] and "page.ipynb" in err[0] and "free" in err[0]
+
+
+def test_ctrl_c_prints_one_line_saying_what_was_kept_and_how_to_resume(project):
+    nb = project / "notebooks" / "demo.py"
+    nb.write_text(nb.read_text() + "\n# %%\nimport time\ntime.sleep(60)\n")
+    env = {**os.environ, "RHARM_PROJECT_ROOT": str(project)}
+    proc = subprocess.Popen([sys.executable, "-m", "rharm.cli", "run", "demo", "--profile", "smoke"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((project / "_build" / "exec").rglob("demo.*.ipynb")):
+        time.sleep(0.2)
+    time.sleep(4)  # the kernel is executing cells
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("rharm: interrupted") and "Resume: run the same command again" in lines[-1]
+    assert not (project / "book" / "smoke" / "demo.ipynb").exists()
+
+
+# ---- permissions ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        store.save_json(tmp_path / "a.json", {"x": 1})
+        store.save_tensors(tmp_path / "t.pt", {"x": torch.ones(2)})
+        folder = store.cached("run", {"p": 1}, _features, root=tmp_path / "store")
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "a.json", tmp_path / "t.pt", folder / "features.pt", folder / "meta.json"):
+        assert f.stat().st_mode & 0o777 == mode, f
