@@ -36,7 +36,22 @@ def _write_bundle(app, exc) -> None:
     os.replace(tmp, target)
 
 
+def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated script entries: sphinx-thebe adds its ``const THEBE_JS_URL`` block once per environment read,
+    and a second copy is a console error ("already declared") on every page."""
+    seen, kept = set(), []
+    for js in context.get("script_files", []):
+        # the copies differ only in filename None vs "" (one from the registry, one from the builder)
+        key = (getattr(js, "filename", str(js)) or "", repr(sorted(getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(js)
+    if "script_files" in context:
+        context["script_files"] = kept
+
+
 def setup(app):
     app.add_js_file(BUNDLE_NAME)
     app.connect("build-finished", _write_bundle)
+    app.connect("html-page-context", _dedupe_scripts)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
