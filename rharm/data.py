@@ -129,10 +129,66 @@ def load_cifar10(split: str, *, source: str = "auto", root: str | Path | None = 
     return CIFAR10Data(torch.from_numpy(images), torch.from_numpy(labels), SOURCE_NAMES[source])
 
 
+class DownloadError(FileNotFoundError):
+    """A dataset is not on this machine and could not be downloaded (offline); the message is one line."""
+
+
+def _torchvision_download(dataset_cls, *, train: bool, root: Path | None = None, title: str | None = None):
+    """An instance of the torchvision dataset class ``dataset_cls`` (``CIFAR10``, ``FashionMNIST``, ...).
+
+    An existing copy under ``root`` (the data root) is read as it is; otherwise the copy in
+    ``paths.cache_root() / "torchvision"`` is used, downloaded there first when missing. Nothing is ever written into
+    the data root, which may be shared read-only. Offline, the download fails with a one-line :class:`DownloadError`
+    naming both folders and what to do instead, not a raw ``URLError``.
+    """
+    title = title or dataset_cls.__name__
+    cache = paths.cache_root() / "torchvision"
+    for folder in ([Path(root)] if root is not None else []) + [cache]:
+        try:
+            return dataset_cls(str(folder), train=train, download=False)
+        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+            continue
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        return dataset_cls(str(cache), train=train, download=True)
+    except (OSError, RuntimeError) as exc:  # URLError and socket errors are OSErrors
+        reason = getattr(exc, "reason", None) or exc
+        reason = str(reason).splitlines()[0] if str(reason) else type(exc).__name__
+        where = f"{root} or {cache}" if root is not None else str(cache)
+        raise DownloadError(f"{title} is not in {where}, and downloading it into {cache} failed ({reason}): connect "
+                            f"to the internet, or use a local copy (for CIFAR-10: data_source='jpeg' with "
+                            f"RHARM_DATA_ROOT pointing at the folder holding {JPEG_ARCHIVE})") from None
+
+
+def resolve_source(source: str, *, dataset: str = "cifar10", root: str | Path | None = None) -> str:
+    """The copy ``source="auto"`` will read, without loading it: ``"jpeg"``/``"idx"``/``"torchvision"``.
+
+    Used in store keys, so a result computed from the JPEG copy is never reused for the lossless original (or back).
+    Explicit sources are returned as given; ``"auto"`` stays ``"auto"`` when no copy is found (loading then fails).
+    """
+    if source != "auto":
+        return source
+    root = Path(root).expanduser() if root is not None else paths.data_root()
+    if dataset == "cifar10":
+        if (root / JPEG_ARCHIVE).is_file():
+            return "jpeg"
+        if (root / TORCHVISION_FOLDER).is_dir():
+            return "torchvision"
+        return source
+    finder = globals().get("_fashion_folder")  # Fashion-MNIST: IDX files first, then the torchvision cache
+    if dataset == "fashion_mnist" and finder is not None:
+        if finder(root) is not None:
+            return "idx"
+        if finder(paths.cache_root() / "torchvision" / "FashionMNIST" / "raw") is not None:
+            return "torchvision"
+    return source
+
+
 def _load_torchvision(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     import torchvision
 
-    ds = torchvision.datasets.CIFAR10(str(root), train=(split == "train"), download=True)
+    ds = _torchvision_download(torchvision.datasets.CIFAR10, train=(split == "train"), root=root,
+                               title="CIFAR-10 (torchvision)")
     images = np.ascontiguousarray(np.asarray(ds.data, dtype=np.uint8).transpose(0, 3, 1, 2))  # NHWC -> NCHW
     labels = np.asarray(ds.targets, dtype=np.int64)
     return images, labels
@@ -154,7 +210,16 @@ def _load_jpeg(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     folder = paths.cache_root() / "cifar10-jpg" / digest[:16]
     img_path, lab_path = folder / f"{split}-images.npy", folder / f"{split}-labels.npy"
     if img_path.is_file() and lab_path.is_file():
-        return np.load(img_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
+        try:
+            images, labels = np.load(img_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
+            if len(images) == len(labels) and images.shape[1:] == (3, 32, 32):
+                return images, labels
+            raise ValueError(f"shapes {images.shape} and {labels.shape}")
+        except (ValueError, OSError, EOFError) as err:  # truncated or damaged: the cache is re-creatable
+            import sys
+
+            print(f"rharm: decoded cache {folder} is unreadable ({type(err).__name__}: {str(err)[:120]}); decoding "
+                  f"{archive.name} again", file=sys.stderr, flush=True)
     images, labels = _decode_archive(archive, split)
     from rharm.store import atomic_path
 

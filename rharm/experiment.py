@@ -125,12 +125,14 @@ def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
         "seed": int(seed),
         "n_per_class": int(g["n_per_class"]),
         "pool_seed": int(g["pool_seed"]),
-        "data_source": g["data_source"],
+        "data_source": data.resolve_source(g["data_source"], dataset=g.get("dataset", "cifar10")),  # "auto" resolved
     }
 
 
 def _code() -> list:
-    return [train, models, losses, augment, data]
+    # every rharm module this one imports, transitively, this module included (rharm.store.code_closure): an edit to
+    # any code that shapes a run's features never reuses a stored result (tests/test_faults.py lists them)
+    return store.code_closure(__name__)
 
 
 def _device(name: str) -> torch.device:
