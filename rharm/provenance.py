@@ -59,6 +59,16 @@ def record(P: Any) -> dict:
     }
 
 
+def rebuild_command(rec: dict) -> str:
+    """The exact command that rebuilds this page: ``rharm run <notebook> --profile <p> [-p NAME VALUE ...]``."""
+    import shlex
+
+    parts = ["rharm", "run", rec["notebook"], "--profile", rec["profile"]]
+    for name, value in (rec.get("overrides") or {}).items():
+        parts += ["-p", name, value if isinstance(value, str) else json.dumps(value)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
 def to_html(rec: dict) -> str:
     hw = rec["hardware"]
     device = hw["gpu"] or f"{hw['cpu']} ({hw['cpu_count']} cores, CPU only)"
@@ -71,6 +81,7 @@ def to_html(rec: dict) -> str:
         ("wall time", f"{int(minutes)} min {seconds:.0f} s (whole notebook)"),
         ("finished", rec["finished"]),
         ("libraries", ", ".join(f"{k} {v}" for k, v in rec["versions"].items())),
+        ("rebuild this page", rebuild_command(rec)),
     ]
     body = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"

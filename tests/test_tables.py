@@ -40,3 +40,11 @@ def test_bad_arguments_name_the_parameter():
 def test_plural():
     assert tables.plural(1, "seed") == "1 seed" and tables.plural(3, "seed") == "3 seeds"
     assert tables.plural(2, "split seed") == "2 split seeds"
+
+
+def test_provenance_ends_with_the_command_that_rebuilds_the_page():
+    from rharm import provenance
+
+    rec = {"notebook": "theory", "profile": "cpu", "overrides": {"alpha": 0.2, "method": "simclr"}}
+    assert provenance.rebuild_command(rec) == "rharm run theory --profile cpu -p alpha 0.2 -p method simclr"
+    assert provenance.rebuild_command({**rec, "overrides": {}}) == "rharm run theory --profile cpu"
