@@ -222,8 +222,9 @@ def _epoch_order(seed: int, epoch: int, ids: torch.Tensor) -> torch.Tensor:
 def resolve_precision(precision: str, device: str | torch.device) -> str:
     """The precision a run actually uses: "fp32", "bf16" or "fp16" (what the result store keys on).
 
-    "auto" is bf16 on a CUDA device that supports it, fp16 on an older CUDA device, fp32 elsewhere. fp16 needs CUDA
-    (its loss scaler); asking for it on another device raises ValueError.
+    "auto" is bf16 on a CUDA device that supports it, fp16 on an older CUDA device, fp32 elsewhere (a CUDA device
+    named on a machine without CUDA, e.g. when planning or keying a GPU run, resolves to bf16, what every GPU since
+    NVIDIA Ampere supports). fp16 needs CUDA (its loss scaler); asking for it on another device raises ValueError.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not valid; choose one of {list(PRECISIONS)}")
@@ -231,7 +232,7 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     if precision == "auto":
         if device.type != "cuda":
             return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"precision='fp16' is not valid on device {str(device)!r}; choose 'fp32' or 'bf16' there")
     return precision

@@ -156,3 +156,71 @@ def test_common_random_numbers_share_initialisation_and_order():
     sub_ids = torch.tensor([0, 1, 2, 4, 6, 7, 9])
     sub = train._epoch_order(5, 0, sub_ids)
     assert sub_ids[sub].tolist() == [i for i in ids[full].tolist() if i in set(sub_ids.tolist())]
+
+
+def test_resolve_precision():
+    assert train.resolve_precision("auto", "cpu") == "fp32"
+    assert train.resolve_precision("bf16", "cpu") == "bf16"
+    assert train.resolve_precision("auto", "cuda") in ("bf16", "fp16")
+    with pytest.raises(ValueError, match="precision='fp16'.*'cpu'"):
+        train.resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision='half'"):
+        train.resolve_precision("half", "cpu")
+    with pytest.raises(ValueError, match="precision='fp16'"):  # refused before any work
+        train.train(tiny(precision="fp16"), images(16), progress=False)
+
+
+def test_store_key_holds_device_and_precision():
+    from rharm import experiment, store
+
+    grid = dict(backbone="small_cnn", epochs=1, batch_size=8, n_per_class=2, seeds=[0])
+    cpu = experiment.run_config(experiment._validate({**grid, "device": "cpu"}), None, 0)
+    gpu = experiment.run_config(experiment._validate({**grid, "device": "cuda"}), None, 0)
+    assert (cpu["device"], cpu["precision"]) == ("cpu", "fp32")
+    assert gpu["device"] == "cuda" and gpu["precision"] in ("bf16", "fp16")
+    # deterministic "auto": exact on the CPU, cuDNN benchmark on CUDA
+    assert cpu["train"]["deterministic"] is True and gpu["train"]["deterministic"] is False
+    assert store.key(experiment.KIND, cpu) != store.key(experiment.KIND, gpu)
+    fp32_gpu = experiment.run_config(experiment._validate({**grid, "device": "cuda", "precision": "fp32",
+                                                           "deterministic": False}), None, 0)
+    assert store.key(experiment.KIND, fp32_gpu) != store.key(experiment.KIND, gpu)
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        experiment._validate({**grid, "device": "cpu", "precision": "fp16"})
+
+
+def test_process_switches_are_restored():
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    train.train(tiny(epochs=1), images(16), progress=False)
+    train.train(tiny(epochs=1, deterministic=False), images(16), progress=False)
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
+
+
+def test_checkpoint_every_n_epochs_keeps_one_file(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    seen = {}
+
+    def look(epoch, history):
+        seen[epoch] = train.load_checkpoint(ckpt)["step"] if ckpt.exists() else None
+
+    train.train(tiny(epochs=5, checkpoint_every=2), images(16), checkpoint_path=ckpt, progress=False,
+                on_epoch_end=look)
+    # the callback runs before the epoch's checkpoint: epoch 3 sees the one written after epoch 2
+    assert seen == {1: None, 2: None, 3: 4, 4: 4, 5: 8}
+    assert train.load_checkpoint(ckpt)["step"] == 10  # the finished run's state
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+
+
+def test_non_finite_loss_stops_before_a_checkpoint(tmp_path, monkeypatch):
+    real = train.losses.nt_xent
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        calls["n"] += 1
+        out = real(*a, **k)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    monkeypatch.setattr(train.losses, "nt_xent", poisoned)
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(FloatingPointError, match="at step 2"):
+        train.train(tiny(epochs=2), images(16), checkpoint_path=ckpt, progress=False)
+    assert train.load_checkpoint(ckpt)["step"] == 2  # epoch 1's checkpoint; nothing written from the bad state
