@@ -570,9 +570,16 @@ def mediation_crosscheck(results: Iterable[Any], mr: MediationRuns, minority: st
 # --------------------------------------------------------------------------------------------------------------
 
 
+EFFECT_LEGEND = "change in P(predict j | true i): red < 0 = less often (on the diagonal: accuracy lost), blue > 0 = more"
+
+
 def effect_heatmap(table: pd.DataFrame, effect: str, *, title: str, order: Sequence[str] | None = None,
-                   rows: Sequence[str] | None = None):
-    """Diverging heatmap (centred at 0) of one effect from :func:`long_effects`; CI and paper value in tooltips."""
+                   rows: Sequence[str] | None = None, domain: Sequence[float] | None = None,
+                   width: int | None = None):
+    """Diverging heatmap (centred at 0) of one effect from :func:`long_effects`; CI and paper value in tooltips.
+
+    Pass one ``domain`` (``rharm.charts.diverging_domain`` of every panel) to heatmaps that are compared.
+    """
     from rharm import charts
 
     d = table[table.effect == effect]
@@ -582,7 +589,8 @@ def effect_heatmap(table: pd.DataFrame, effect: str, *, title: str, order: Seque
         d = d[d.minority.isin(rows)]
     return charts.heatmap(d, x="predicted", y="minority", value="value", title=title,
                           x_order=list(order) if order else None, y_order=list(rows) if rows else None, mid=0.0,
-                          fmt=".3f", tooltip=list(d.columns))
+                          fmt=".2f", tooltip=list(d.columns), domain=domain, width=width, legend=EFFECT_LEGEND,
+                          x_title="predicted class j", y_title="minority class i")
 
 
 def mediation_diagram(direct_label: str = "direct part (NDE = TE − NIE; paper: −rNDE)",
@@ -609,7 +617,7 @@ def mediation_diagram(direct_label: str = "direct part (NDE = TE − NIE; paper:
         x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy))
     names = alt.Chart(nodes).mark_text(dy=-28, fontSize=13, fontWeight="bold").encode(
         x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy), text="name:N")
-    return alt.layer(lines, arrow, pts, names, labels).properties(width=560, height=240,
+    return alt.layer(lines, arrow, pts, names, labels).properties(width=520, height=220,
                                                                   title="Causal mediation of allocation harm")
 
 

@@ -493,17 +493,22 @@ def linear_probe_accuracy(train_features: Any, train_labels: Any, test_features:
 # --------------------------------------------------------------------------------------------------------------
 
 
+RH_LEGEND = "RH: red < 1 = minority moved closer (harm), blue > 1 = apart"
+
+
 def rh_heatmap(table: pd.DataFrame, *, title: str, value: str = "rh", order: Sequence[str] | None = None,
-               rows: Sequence[str] | None = None):
+               rows: Sequence[str] | None = None, domain: Sequence[float] | None = None, width: int | None = None):
     """Diverging heatmap of a long RH table (from :func:`long_rh` or ``rharm.reference.long``), centred at 1.
 
     Rows = minority class, columns = other class; tooltips carry every column of ``table`` (CI, paper value).
+    Pass one ``domain`` (``rharm.charts.diverging_domain`` of every panel) to heatmaps that are compared.
     """
     from rharm import charts
 
     tooltip = [c for c in table.columns]
     return charts.heatmap(table, x="other", y="minority", value=value, title=title, x_order=list(order) if order else None,
-                          y_order=list(rows) if rows else None, mid=1.0, fmt=".3f", tooltip=tooltip)
+                          y_order=list(rows) if rows else None, mid=1.0, fmt=".2f", tooltip=tooltip, domain=domain,
+                          width=width, legend=RH_LEGEND, x_title="other class j", y_title="minority class i")
 
 
 def ours_vs_paper_scatter(table: pd.DataFrame, *, title: str, x: str = "paper", y: str = "rh", lo: str | None = "lo",
@@ -512,26 +517,16 @@ def ours_vs_paper_scatter(table: pd.DataFrame, *, title: str, x: str = "paper", 
 
     ``table``: a long table with columns minority, other, ``x``, ``y`` (and ``lo``/``hi``); rows with NaN dropped.
     """
-    import altair as alt
+    from rharm import charts
 
     d = table.dropna(subset=[x, y]).copy()
     d["cell"] = d.minority + " → " + d.other
-    d["diagonal"] = d.minority == d.other
-    lim = [float(min(d[x].min(), d[y].min(), (d[lo].min() if lo in d else 1))) - 0.02,
-           float(max(d[x].max(), d[y].max(), (d[hi].max() if hi in d else 1))) + 0.02]
-    base = alt.Chart(d)
-    pts = base.mark_circle(size=50).encode(
-        x=alt.X(f"{x}:Q", scale=alt.Scale(domain=lim), title="paper (SimCLR, ResNet-34, 1:100)"),
-        y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=lim), title="ours"),
-        color=alt.Color("diagonal:N", title="diagonal cell"),
-        tooltip=[c for c in ["cell", x, y, lo, hi] if c and c in d])
-    layers = [pts]
-    if lo in d and hi in d:
-        layers.insert(0, base.mark_rule(opacity=0.5).encode(x=f"{x}:Q", y=f"{lo}:Q", y2=f"{hi}:Q"))
-    ident = alt.Chart(pd.DataFrame({"v": lim})).mark_line(strokeDash=[4, 4], color="gray").encode(x="v:Q", y="v:Q")
-    one_x = alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(color="lightgray").encode(x="v:Q")
-    one_y = alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(color="lightgray").encode(y="v:Q")
-    return alt.layer(one_x, one_y, ident, *layers).properties(title=title, width=360, height=360)
+    d["cell kind"] = np.where(d.minority == d.other, "diagonal (i = j)", "off-diagonal")
+    have_ci = bool(lo and hi and lo in d and hi in d)
+    return charts.scatter_vs(d, x, y, title=title, x_title="paper's RH (SimCLR, ResNet-34, 1:100)",
+                             y_title="our RH", null=1.0, lo=lo if have_ci else None, hi=hi if have_ci else None,
+                             color="cell kind", legend="cell",
+                             tooltip=[c for c in ["cell", x, y, lo, hi] if c and c in d])
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -372,9 +372,9 @@ def loss_chart(curves: pd.DataFrame, *, title: str):
     return alt.Chart(curves, title=title).mark_line(point=False).encode(
         x=alt.X("step:Q", title="training step"),
         y=alt.Y("loss:Q", title="SimCSE loss (MNRL)", scale=alt.Scale(type="log")),
-        color=alt.Color("run:N", title="run"),
+        color=alt.Color("run:N", legend=alt.Legend(title="run", orient="bottom", direction="vertical", labelLimit=560)),
         tooltip=["run", "step", alt.Tooltip("loss:Q", format=".2e")],
-    ).properties(width=420, height=240)
+    ).properties(width=480, height=240)
 
 
 def harm_plane_chart(points: pd.DataFrame, summary: pd.DataFrame | None = None, *, title: str):
@@ -392,36 +392,35 @@ def harm_plane_chart(points: pd.DataFrame, summary: pd.DataFrame | None = None, 
     vals = vals[np.isfinite(vals)]
     pad = max(0.02, 0.15 * (vals.max() - vals.min()))
     dom = [float(vals.min() - pad), float(vals.max() + pad)]
-    x = alt.X("other_gender:Q", title="RH toward same profession, other gender", scale=alt.Scale(domain=dom))
-    y = alt.Y("nearest_profession:Q", title="RH toward nearest profession, same gender", scale=alt.Scale(domain=dom))
+    sc = alt.Scale(domain=dom, zero=False, nice=False)  # every layer names it: a layer without it would add 0
+    x = alt.X("other_gender:Q", title="RH toward same profession, other gender", scale=sc)
+    y = alt.Y("nearest_profession:Q", title="RH toward nearest profession, same gender", scale=sc)
     base = alt.Chart(points).mark_point(filled=True, size=60, opacity=0.7).encode(
         x=x, y=y, tooltip=["seed", alt.Tooltip("other_gender:Q", format=".3f"),
                            alt.Tooltip("nearest_profession:Q", format=".3f")])
     one = pd.DataFrame({"v": [1.0]})
-    layers = [alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(x="v:Q"),
-              alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(y="v:Q")]
+    layers = [alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.X("v:Q", scale=sc)),
+              alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.Y("v:Q", scale=sc))]
+    # quadrant names in the four corners, short enough that two fit side by side in the plot
     labels = pd.DataFrame({
         "x": [dom[0], dom[1], dom[0], dom[1]], "y": [dom[0], dom[0], dom[1], dom[1]],
         "align": ["left", "right", "left", "right"],
-        "text": ["collapse toward both", "toward nearest profession only", "toward other gender only",
-                 "no collapse"]})
+        "text": ["closer to both", "closer to nearest profession", "closer to other gender", "closer to neither"]})
     for _, r in labels.iterrows():
         layers.append(alt.Chart(pd.DataFrame([r])).mark_text(
             align=r["align"], baseline="bottom" if r["y"] == dom[0] else "top", dx=4 if r["align"] == "left" else -4,
-            color="gray", fontSize=10).encode(x=alt.X("x:Q", scale=alt.Scale(domain=dom)),
-                                              y=alt.Y("y:Q", scale=alt.Scale(domain=dom)), text="text:N"))
+            dy=-4 if r["y"] == dom[0] else 4, color="gray", fontSize=9).encode(
+                x=alt.X("x:Q", scale=sc), y=alt.Y("y:Q", scale=sc), text="text:N"))
     layers.append(base)
     if summary is not None:
         s = alt.Chart(summary)
         layers += [
-            s.mark_rule(color="black").encode(x=alt.X("x_lo:Q", scale=alt.Scale(domain=dom)), x2="x_hi:Q",
-                                              y=alt.Y("y:Q", scale=alt.Scale(domain=dom))),
-            s.mark_rule(color="black").encode(y=alt.Y("y_lo:Q", scale=alt.Scale(domain=dom)), y2="y_hi:Q",
-                                              x=alt.X("x:Q", scale=alt.Scale(domain=dom))),
+            s.mark_rule(color="black").encode(x=alt.X("x_lo:Q", scale=sc), x2="x_hi:Q", y=alt.Y("y:Q", scale=sc)),
+            s.mark_rule(color="black").encode(y=alt.Y("y_lo:Q", scale=sc), y2="y_hi:Q", x=alt.X("x:Q", scale=sc)),
             s.mark_point(shape="diamond", size=120, color="black", filled=True).encode(
-                x=alt.X("x:Q", scale=alt.Scale(domain=dom)), y=alt.Y("y:Q", scale=alt.Scale(domain=dom))),
+                x=alt.X("x:Q", scale=sc), y=alt.Y("y:Q", scale=sc)),
         ]
-    return alt.layer(*layers, title=title).properties(width=360, height=360)
+    return alt.layer(*layers, title=title).properties(width=380, height=380)
 
 
 def interval_chart(summary: pd.DataFrame, *, category: str, title: str, x_title: str, reference: float | None = None,
@@ -431,9 +430,9 @@ def interval_chart(summary: pd.DataFrame, *, category: str, title: str, x_title:
 
     order = list(dict.fromkeys(summary[category]))
     y = alt.Y(f"{category}:N", sort=order, title=None)
-    enc = {"color": alt.Color(f"{color}:N")} if color else {}
+    enc = {"color": alt.Color(f"{color}:N", legend=alt.Legend(title=None, orient="bottom", labelLimit=400))} if color else {}
     base = alt.Chart(summary)
-    layers = [base.mark_rule().encode(x=alt.X("lo:Q", title=x_title), x2="hi:Q", y=y, **enc),
+    layers = [base.mark_rule().encode(x=alt.X("lo:Q", title=x_title, scale=alt.Scale(zero=False)), x2="hi:Q", y=y, **enc),
               base.mark_point(filled=True, size=50).encode(
                   x="mean:Q", y=y, tooltip=[category, alt.Tooltip("mean:Q", format=".3f"),
                                             alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
@@ -441,4 +440,4 @@ def interval_chart(summary: pd.DataFrame, *, category: str, title: str, x_title:
     if reference is not None:
         layers.append(alt.Chart(pd.DataFrame({"v": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
                       .encode(x="v:Q"))
-    return alt.layer(*layers, title=title).properties(width=380)
+    return alt.layer(*layers, title=title).properties(width=440)

@@ -992,6 +992,8 @@ def node_cosine_charts(results: dict, majority_size: int):
     """
     import altair as alt
 
+    from rharm import charts
+
     panels = []
     for n1, (mean, std) in results.items():
         df = _matrix_frame(mean, std, value="mean cosine")
@@ -1004,14 +1006,15 @@ def node_cosine_charts(results: dict, majority_size: int):
             color=alt.Color(
                 "mean cosine:Q",
                 scale=alt.Scale(scheme="redblue", domain=[-1, 1], domainMid=0),
+                legend=alt.Legend(orient="bottom", title="mean cosine: red < 0 = opposed, blue > 0 = aligned"),
             ),
             tooltip=["row block", "column block", alt.Tooltip("mean cosine:Q", format=".3f"), alt.Tooltip("sd:Q", format=".3f")],
         )
         text = base.mark_text(fontSize=10).encode(text="label:N")
         panels.append(
-            (rect + text).properties(title=f"n = ({n1}, {majority_size}, {majority_size})", width=230, height=170)
+            (rect + text).properties(title=f"n = ({n1}, {majority_size}, {majority_size})", width=200, height=150)
         )
-    return alt.hconcat(*panels).resolve_scale(color="shared")
+    return charts.panels(panels, shared_color=True)
 
 
 def population_line_chart(sweep, *, pair: str = "cos12", solver: str = "lbfgs"):
@@ -1034,10 +1037,14 @@ def population_line_chart(sweep, *, pair: str = "cos12", solver: str = "lbfgs"):
             title=f"{names[pair]}, {obj} objective",
             log_x=True,
             tooltip=["alpha", "pi1", pair, "block_grad_norm", "spread"],
+            width=charts.plot_width(2),
+            x_title="minority share π1 (log scale)",
+            y_title=names[pair],
+            legend="α (link probability)",
         )
         for obj in df["objective"].unique()
     ]
-    return alt.hconcat(*panels)
+    return charts.panels(panels)
 
 
 def population_heatmap_charts(solutions: dict):
@@ -1061,7 +1068,9 @@ def population_heatmap_charts(solutions: dict):
                 y_order=order,
                 mid=0.0,
                 domain=[-1.0, 1.0],
-                fmt=".3f",
+                fmt=".2f",
+                width=150,
+                legend="cosine: red < 0 = opposed, blue > 0 = aligned",
             )
         )
-    return alt.hconcat(*panels)
+    return charts.panels(panels, shared_color=True)
