@@ -505,7 +505,7 @@ def _rank(rh: np.ndarray, lo: np.ndarray, hi: np.ndarray, d: np.ndarray, dref: n
 
 def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_column: str | None = None,
           id_column: str | None = None, classes: Sequence | None = None, n_boot: int = 200, level: float = 0.95,
-          probe_folds: int = 5, probe_C: float = 1.0, probe_max_items: int = 20000, seed: int = 0,
+          probe_folds: int = 5, probe_C: float = 1.0, probe_max_items: int = 5000, seed: int = 0,
           chunk_rows: int = DEFAULT_CHUNK_ROWS) -> AuditReport:
     """Audit an encoder's embeddings for representation and allocation harm across groups.
 
@@ -711,7 +711,7 @@ def add_cli(sub) -> None:
     a.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates over items (default 200)")
     a.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
     a.add_argument("--probe-folds", type=int, default=5)
-    a.add_argument("--probe-max-items", type=int, default=20000)
+    a.add_argument("--probe-max-items", type=int, default=5000)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder (written atomically; must be new or empty)")
     a.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
