@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from rharm import augment, losses, models
+from rharm import augment, losses, models, train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads of the training process (0: torch's default); on a shared CPU, 1 "
                         "can be several times faster than 2")
+    p.add_argument("--precision", choices=list(train.PRECISIONS), default="auto",
+                   help="training precision of both pipelines (auto: bf16 autocast on CUDA, fp32 on CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the settings, device and per-round numbers to this JSON file")
     args = p.parse_args(argv)
@@ -106,14 +108,28 @@ class TwoViewDataset(torch.utils.data.Dataset):
 class Trainer:
     """One SimCLR model + optimiser; ``step(v1, v2)`` is a full training step."""
 
-    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Module, device: torch.device):
-        self.net = torch.nn.Sequential(backbone, head).to(device)
+    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Module, device: torch.device,
+                 precision: str = "fp32"):
+        # channels_last on CUDA and the same autocast for both pipelines: only the data path differs
+        self.fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.net = torch.nn.Sequential(backbone, head).to(device).to(memory_format=self.fmt)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.6, momentum=0.9, nesterov=True, weight_decay=1e-6)
+        self.device_type = device.type
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
     def step(self, v1: torch.Tensor, v2: torch.Tensor) -> float:
-        z = self.net(torch.cat([v1, v2]))
-        z1, z2 = z.chunk(2)
-        loss = losses.nt_xent(z1, z2, temperature=0.5)
+        x = torch.cat([v1, v2]).contiguous(memory_format=self.fmt)
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
+            z = self.net(x)
+            z1, z2 = z.chunk(2)
+            loss = losses.nt_xent(z1, z2, temperature=0.5)
+        if self.scaler is not None:
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            return loss.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -166,8 +182,9 @@ def main(argv=None) -> float:
 
     backbone = models.build_backbone(args.model)
     head = models.ProjectionHead(backbone.out_dim)
-    ours = Trainer(copy.deepcopy(backbone), copy.deepcopy(head), device)
-    base = Trainer(backbone, head, device)
+    precision = train.resolve_precision(args.precision, device)
+    ours = Trainer(copy.deepcopy(backbone), copy.deepcopy(head), device, precision)
+    base = Trainer(backbone, head, device, precision)
 
     images_dev = images.to(device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -177,7 +194,7 @@ def main(argv=None) -> float:
         pin_memory=device.type == "cuda",
     )
     print(f"model={args.model} batch={args.batch} (x2 views) steps={args.steps} rounds={args.rounds} "
-          f"device={device} torch_threads={torch.get_num_threads()} baseline_workers={args.workers} "
+          f"device={device} precision={precision} torch_threads={torch.get_num_threads()} baseline_workers={args.workers} "
           f"torch={torch.__version__}", flush=True)
     if device.type == "cuda":
         print(f"gpu: {torch.cuda.get_device_name(device)}", flush=True)
@@ -208,7 +225,7 @@ def main(argv=None) -> float:
         except (OSError, StopIteration):
             pass
         record = {
-            "settings": {k: v for k, v in vars(args).items() if k != "json"},
+            "settings": {**{k: v for k, v in vars(args).items() if k != "json"}, "precision": precision},
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu} (CPU)",
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "rounds": rounds, "ratio_median": ratio,
