@@ -53,10 +53,25 @@ def record(P: Any) -> dict:
         "overrides": P.overrides,
         "git_commit": git_commit(),
         "hardware": hardware(),
+        "precision": precision_used(P.values),
         "versions": versions(),
         "wall_time_s": round(time.time() - P.started, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def precision_used(values: dict) -> str:
+    """The numerical precision the page's training ran in, resolved for this machine's device (fp32 on a CPU,
+    bf16 autocast on CUDA by default; rharm.train.resolve_precision), or the library defaults when the notebook
+    trains no contrastive model."""
+    if "precision" not in values:
+        return "library defaults (no mixed precision)"
+    import torch
+
+    from .train import resolve_precision
+
+    device = "cuda" if torch.cuda.is_available() and values.get("device", "auto") != "cpu" else "cpu"
+    return f"{resolve_precision(values['precision'], device)} on {device}"
 
 
 def rebuild_command(rec: dict) -> str:
@@ -78,6 +93,7 @@ def to_html(rec: dict) -> str:
         ("parameters", json.dumps(rec["parameters"], sort_keys=False)),
         ("git commit", rec["git_commit"]),
         ("hardware", device),
+        ("precision", rec.get("precision", "not recorded")),
         ("wall time", f"{int(minutes)} min {seconds:.0f} s (whole notebook)"),
         ("finished", rec["finished"]),
         ("libraries", ", ".join(f"{k} {v}" for k, v in rec["versions"].items())),
