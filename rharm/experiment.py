@@ -29,11 +29,11 @@ KIND = "simclr_run"
 
 #: Training settings a grid may set (passed to :class:`rharm.train.TrainConfig`).
 TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
-              "temperature", "clamp", "schedule", "augment")
+              "temperature", "clamp", "schedule", "augment", "precision", "deterministic")
 #: Data settings of a grid.
 DATA_KEYS = ("minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
 #: Execution settings that do not change results (not part of the cache key).
-RUN_KEYS = ("device", "progress", "feature_batch_size", "threads", "workers")
+RUN_KEYS = ("device", "progress", "feature_batch_size", "threads", "workers", "checkpoint_every")
 
 _DEFAULTS: dict[str, Any] = {
     "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
@@ -41,6 +41,8 @@ _DEFAULTS: dict[str, Any] = {
     "schedule": "cosine", "augment": None, "minority_classes": [], "ratio": 100, "seeds": [0],
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
     "feature_batch_size": 1024, "threads": 0, "workers": 1,
+    # deterministic "auto": True on the CPU (exact resume, tests), False on CUDA (cuDNN benchmark mode)
+    "precision": "auto", "deterministic": "auto", "checkpoint_every": 1,
 }
 
 
@@ -104,12 +106,15 @@ def _validate(grid: Mapping[str, Any]) -> dict:
             raise ValueError(f"device={g['device']!r} is not valid; use 'auto', 'cpu' or 'cuda[:k]'") from exc
     # building the TrainConfig validates every training setting before anything runs
     _train_config(g, seeds[0])
+    train.resolve_precision(g["precision"], _device(g["device"]))  # e.g. fp16 on a CPU: refused here
     return g
 
 
 def _train_config(g: Mapping[str, Any], seed: int) -> train.TrainConfig:
     kw = {k: g[k] for k in TRAIN_KEYS}
-    return train.TrainConfig(**kw, seed=int(seed), knn_every=0, amp="auto", deterministic=True)
+    if kw["deterministic"] == "auto":
+        kw["deterministic"] = _device(g["device"]).type != "cuda"
+    return train.TrainConfig(**kw, seed=int(seed), knn_every=0, checkpoint_every=g["checkpoint_every"])
 
 
 def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
@@ -117,8 +122,12 @@ def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
     tc = _train_config(g, seed).to_dict()
     for k in ("knn_every", "knn_k", "checkpoint_every"):
         tc.pop(k)
+    device = _device(g["device"])
     return {
         "train": tc,
+        # where and in what precision the run trains: a CPU fp32 run and a GPU bf16 run are different results
+        "device": device.type,
+        "precision": train.resolve_precision(tc["precision"], device),
         "minority": minority,
         # the balanced model is shared across ratios; 100.0 and 100 name the same run
         "ratio": None if minority is None else (int(g["ratio"]) if float(g["ratio"]).is_integer() else float(g["ratio"])),
@@ -268,9 +277,11 @@ def grid_from_params(P) -> dict:
 
 
 def throughput_table(backbones, batch_sizes, steps: int = 2, *, warmup: int = 1, threads: int = 0,
-                     device: str = "cpu"):
+                     device: str = "auto"):
     """Training throughput (images/s, augmentation included) for every backbone x batch size, as a DataFrame with
-    columns backbone, batch_size, images_per_s, augment_images_per_s, step_s, parameters, threads."""
+    columns backbone, batch_size, device, precision, images_per_s, augment_images_per_s, step_s, parameters,
+    flop_per_view, tflop_s, threads. ``device="auto"`` times on CUDA when there is one (precision "auto")."""
+    device = _device(device)
     import pandas as pd
 
     prev = torch.get_num_threads()
