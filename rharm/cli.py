@@ -8,6 +8,7 @@ Examples::
     rharm book --profile smoke --strict                 # what CI builds
     rharm params theory                                 # the parameters, their constraints and profile values
     rharm sync [--check]                                # regenerate / check the paired notebooks/*.ipynb
+    rharm plan --profile gpu [--images-per-s resnet34=5200]   # runs, FLOP, GPU-hours of a profile
     rharm audit --embeddings E.npy --labels L.txt [--reference R.npy] --out DIR   # audit an encoder
 """
 
@@ -44,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("notebook")
     pa.add_argument("--profile", default=params_mod.DEFAULT_PROFILE, choices=params_mod.PROFILES)
 
+    pl = sub.add_parser("plan", help="runs, FLOP and estimated GPU-hours of a profile's contrastive grid")
+    pl.add_argument("--profile", default="gpu", choices=params_mod.PROFILES)
+    pl.add_argument("--images-per-s", nargs="+", metavar="BACKBONE=N",
+                    help="measured training throughput (images/s, two views each), e.g. resnet34=5200; "
+                         "otherwise assumed from the FLOP (see --utilisation)")
+    pl.add_argument("--peak-tflops", type=float, default=989.0, help="device dense bf16 peak (H200: 989)")
+    pl.add_argument("--utilisation", type=float, default=0.25, help="assumed fraction of the peak (default 0.25)")
+
     s = sub.add_parser("sync", help="regenerate the paired notebooks/*.ipynb from the .py sources")
     s.add_argument("--check", action="store_true", help="exit 1 if any paired notebook drifted")
 
@@ -79,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             values = params_mod.profile_values(name, args.profile)
             for pname, spec in params_mod.specs(name).items():
                 print(f"{pname:24s} = {values[pname]!r:32s} {spec.describe()}  {spec.help}")
+        elif args.command == "plan":
+            from . import plan
+
+            try:
+                rows = plan.plan_table(args.profile, images_per_s=plan.parse_throughputs(args.images_per_s),
+                                       peak_tflops=args.peak_tflops, utilisation=args.utilisation)
+            except ValueError as err:
+                raise params_mod.ParameterError(str(err)) from err
+            print(plan.format_plan(args.profile, rows))
         elif args.command == "sync":
             drifted = runner.sync(check=args.check)
             for path in drifted:
