@@ -117,6 +117,12 @@ class AugmentSpec:
 SIMCLR = AugmentSpec()
 #: SimSiam's augmentation in the paper's code (paper.md E2): crop scale from 0.2, CIFAR normalisation.
 SIMSIAM = AugmentSpec(crop_scale=(0.2, 1.0), mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010))
+#: SimCLR's augmentation for greyscale images (Fashion-MNIST, stored as three equal channels): the same crop, flip and
+#: brightness/contrast jitter as :data:`SIMCLR`, without the colour-only steps (saturation, hue, random grayscale),
+#: which are identities on grey images anyway; keeping them out keeps the random draws meaningful.
+SIMCLR_GREY = AugmentSpec(jitter=(0.4, 0.4, 0.0, 0.0), gray_p=0.0)
+#: Every named augmentation (the ``augment`` training setting).
+SPECS = {"simclr": SIMCLR, "simsiam": SIMSIAM, "simclr_grey": SIMCLR_GREY}
 
 
 def _rand(n: int, generator: torch.Generator | None, device, *shape: int) -> torch.Tensor:

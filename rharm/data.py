@@ -60,18 +60,19 @@ class ChecksumError(ValueError):
     """A data file's sha256 differs from the expected one."""
 
 
-def class_index(name_or_index: str | int) -> int:
-    """The label of a CIFAR-10 class given its name ("cat") or its index (3); raises ValueError otherwise."""
+def class_index(name_or_index: str | int, classes: tuple[str, ...] = CIFAR10_CLASSES) -> int:
+    """The label of a class given its name ("cat") or its index (3) in ``classes`` (default CIFAR-10's);
+    raises ValueError otherwise."""
+    bad = ValueError(f"class={name_or_index!r} is not valid; use a name in {list(classes)} or an index "
+                     f"0-{len(classes) - 1}")
     if isinstance(name_or_index, (bool, np.bool_)):
-        raise ValueError(f"class={name_or_index!r} is not valid; use a name in {list(CIFAR10_CLASSES)} or an index 0-9")
+        raise bad
     if isinstance(name_or_index, (int, np.integer)):
-        if 0 <= int(name_or_index) < len(CIFAR10_CLASSES):
+        if 0 <= int(name_or_index) < len(classes):
             return int(name_or_index)
-    elif isinstance(name_or_index, str) and name_or_index in CIFAR10_CLASSES:
-        return CIFAR10_CLASSES.index(name_or_index)
-    raise ValueError(
-        f"class={name_or_index!r} is not valid; use a name in {list(CIFAR10_CLASSES)} or an index 0-9"
-    )
+    elif isinstance(name_or_index, str) and name_or_index in classes:
+        return classes.index(name_or_index)
+    raise bad
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -263,7 +264,8 @@ def _labels_array(labels) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def underrepresent(labels, minority: str | int | None, ratio: float, seed: int) -> np.ndarray:
+def underrepresent(labels, minority: str | int | None, ratio: float, seed: int,
+                   classes: tuple[str, ...] = CIFAR10_CLASSES) -> np.ndarray:
     """Indices kept when one class is underrepresented 1:``ratio`` (paper.md E1).
 
     The minority class keeps ``int(n_minority / ratio)`` of its images, drawn without replacement with
@@ -272,7 +274,7 @@ def underrepresent(labels, minority: str | int | None, ratio: float, seed: int) 
 
     Args:
         labels: int array or tensor (N,).
-        minority: class name, index, or None.
+        minority: class name (in ``classes``, default CIFAR-10's), index, or None.
         ratio: >= 1; 100 in the paper's main setting (50 of 5,000 images kept), 20 in the second one.
         seed: seed of the draw.
 
@@ -285,7 +287,7 @@ def underrepresent(labels, minority: str | int | None, ratio: float, seed: int) 
         raise ValueError(f"ratio={ratio!r} is not valid; it must be a finite number >= 1 (1:ratio kept)")
     if minority is None:
         return np.arange(len(y), dtype=np.int64)
-    c = class_index(minority)
+    c = class_index(minority, classes)
     members = np.flatnonzero(y == c)
     n_keep = int(len(members) / ratio)
     if n_keep < 1:
@@ -318,3 +320,216 @@ def per_class_subset(labels, n_per_class: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(y == c), size=n_per_class, replace=False) for c in classes]
     return np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fashion-MNIST, and one dataset interface over both image datasets
+# --------------------------------------------------------------------------------------------------------------
+
+#: Fashion-MNIST's classes in label order (Xiao, Rasul & Vollgraf 2017, github.com/zalandoresearch/fashion-mnist),
+#: written as identifiers so they can be parameter values.
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot",
+)
+FASHION_SOURCES = ("auto", "idx", "torchvision")
+#: The folder under the data root that holds the four IDX files (``.gz`` or decompressed).
+FASHION_FOLDER = "fashion-mnist"
+#: Where Debian's package ``dataset-fashion-mnist`` installs the same four files.
+FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+#: sha256 of each **decompressed** IDX file. Debian re-compresses the ``.gz`` files, so their bytes differ from the
+#: upstream downloads while the content is identical; the content is what is checked.
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+_FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+class ImageData(NamedTuple):
+    """One split of an image dataset, ready for the models: uint8 (N, 3, 32, 32), int64 labels (N,), source name."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    source: str
+
+
+class DatasetInfo(NamedTuple):
+    """What the experiments need to know about an image dataset.
+
+    name: the ``dataset`` parameter value. title: how pages name it. classes: class names in label order.
+    image_shape: (channels, height, width) as stored. train_per_class / test_per_class: images per class in the
+    official splits. sources: the ``data_source`` values it accepts.
+    """
+
+    name: str
+    title: str
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    train_per_class: int
+    test_per_class: int
+    sources: tuple[str, ...]
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[0]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10", CIFAR10_CLASSES, (3, 32, 32), 5000, 1000, SOURCES),
+    "fashion_mnist": DatasetInfo("fashion_mnist", "Fashion-MNIST", FASHION_MNIST_CLASSES, (1, 28, 28), 6000, 1000,
+                                 FASHION_SOURCES),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; ValueError naming the valid names otherwise."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset={name!r} is not valid; choose one of {list(DATASETS)}")
+    return DATASETS[name]
+
+
+def load_dataset(name: str, split: str, *, source: str = "auto", root: str | Path | None = None) -> ImageData:
+    """One split of ``name`` as model input: uint8 (N, 3, 32, 32), labels int64 (N,), and the source used.
+
+    CIFAR-10 is returned as stored (:func:`load_cifar10`). Fashion-MNIST's 28x28 greyscale images are padded with two
+    black pixels on every side to 32x32 (its background is black) and repeated over three channels, so that every
+    backbone and augmentation of the package applies unchanged; the augmentation used for it has no hue, saturation
+    or grayscale step (:data:`rharm.augment.SIMCLR_GREY`), so the three channels stay equal.
+    """
+    info = dataset_info(name)
+    if name == "cifar10":
+        d = load_cifar10(split, source=source, root=root)
+        return ImageData(d.images, d.labels, d.source)
+    images, labels, used = load_fashion_mnist(split, source=source, root=root)
+    x = torch.from_numpy(images)[:, None]
+    x = torch.nn.functional.pad(x, (2, 2, 2, 2)).expand(-1, 3, -1, -1).contiguous()
+    assert x.shape[1:] == (3, 32, 32) and info.channels == 1
+    return ImageData(x, torch.from_numpy(labels), used)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (``.gz`` or not) of unsigned bytes: the array with its stored shape.
+
+    The format (LeCun et al., yann.lecun.com/exdb/mnist): two zero bytes, a type byte (0x08 = ubyte), the number of
+    dimensions, one big-endian uint32 size per dimension, then the data. A short or inconsistent file raises
+    ValueError naming the file.
+    """
+    raw = _read_maybe_gz(Path(path))
+    return _parse_idx(raw, Path(path))
+
+
+def _read_maybe_gz(path: Path) -> bytes:
+    import gzip
+
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable gzip file ({exc}); the download is truncated or corrupt") from None
+    return data
+
+
+def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (its first bytes are {raw[:4]!r}, expected 00 00 08 <ndim>)")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: IDX data type 0x{raw[2]:02x} is not supported; only unsigned bytes (0x08)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim < 1 or len(raw) < header:
+        raise ValueError(f"{path}: IDX header is truncated ({len(raw)} bytes for {ndim} dimensions)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        raise ValueError(f"{path}: IDX payload has {len(raw) - header} bytes, the header says shape {shape} "
+                         f"({expected - header} bytes); the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def _fashion_candidates(root: Path) -> list[Path]:
+    return [root / FASHION_FOLDER, root, FASHION_DEBIAN]
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _fashion_folder(root: Path) -> Path | None:
+    """The first folder holding all four IDX files: ``<root>/fashion-mnist``, ``<root>``, Debian's location."""
+    for folder in _fashion_candidates(root):
+        if all(_find_idx(folder, stem) for stem in FASHION_SHA256):
+            return folder
+    return None
+
+
+def _fashion_help(root: Path) -> str:
+    return ("Get Fashion-MNIST in one of three ways: (1) put the four IDX files (train-images-idx3-ubyte.gz, "
+            "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, from "
+            f"github.com/zalandoresearch/fashion-mnist) in {root / FASHION_FOLDER} (or set RHARM_DATA_ROOT); "
+            "(2) on Debian, `apt-get install dataset-fashion-mnist` (installs them under "
+            f"{FASHION_DEBIAN}); (3) with internet access, data_source='torchvision' downloads them.")
+
+
+def load_fashion_mnist(split: str, *, source: str = "auto",
+                       root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """One Fashion-MNIST split: images uint8 (N, 28, 28), labels int64 (N,), and a description of the source.
+
+    Args:
+        split: "train" (60,000 images) or "test" (10,000).
+        source: "idx" (the four IDX files under ``<root>/fashion-mnist/``, ``<root>/`` or Debian's
+            ``/usr/share/datasets/fashion-mnist/``), "torchvision" (``torchvision.datasets.FashionMNIST`` with
+            ``download=True``, into the cache folder) or "auto" (the IDX files if found, else an existing
+            torchvision copy in the cache).
+        root: the data root; default :func:`rharm.paths.data_root` (env ``RHARM_DATA_ROOT``).
+
+    Every file's decompressed content is checked against :data:`FASHION_SHA256` before use; a mismatch raises
+    :class:`ChecksumError`, a missing copy FileNotFoundError naming the three ways to get one.
+    """
+    _check_choice("split", split, SPLITS)
+    _check_choice("data_source", source, FASHION_SOURCES)
+    root = Path(root).expanduser() if root is not None else paths.data_root()
+    folder = _fashion_folder(root) if source in ("auto", "idx") else None
+    tv_folder = paths.cache_root() / "torchvision" / "FashionMNIST" / "raw"
+    if folder is None and source == "auto" and _fashion_folder(tv_folder) is not None:
+        folder = tv_folder
+    if folder is None and source == "torchvision":
+        _torchvision_fashion(paths.cache_root() / "torchvision")
+        folder = _fashion_folder(tv_folder)
+    if folder is None:
+        looked = ", ".join(str(p) for p in _fashion_candidates(root))
+        raise FileNotFoundError(f"Fashion-MNIST not found (looked in {looked}). {_fashion_help(root)}")
+    img_stem, lab_stem = _FASHION_FILES[split]
+    arrays = []
+    for stem in (img_stem, lab_stem):
+        path = _find_idx(folder, stem)
+        raw = _read_maybe_gz(path)
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != FASHION_SHA256[stem]:
+            raise ChecksumError(f"{path}: decompressed sha256 {digest}, expected {FASHION_SHA256[stem]}: the file is "
+                                f"corrupt or not Fashion-MNIST. {_fashion_help(root)}")
+        arrays.append(_parse_idx(raw, path))
+    images, labels = arrays
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise ValueError(f"{folder}: Fashion-MNIST {split} images have shape {images.shape}, labels {labels.shape}")
+    where = "Debian dataset-fashion-mnist" if folder == FASHION_DEBIAN else (
+        "torchvision download" if folder == tv_folder else "IDX files")
+    return images, labels.astype(np.int64), f"Fashion-MNIST ({where})"
+
+
+def _torchvision_fashion(cache: Path) -> None:
+    """Download Fashion-MNIST with torchvision into ``cache`` (never into the data root)."""
+    import torchvision
+
+    try:
+        torchvision.datasets.FashionMNIST(str(cache), train=True, download=True)
+        torchvision.datasets.FashionMNIST(str(cache), train=False, download=True)
+    except OSError as exc:  # URLError is an OSError: offline
+        raise FileNotFoundError(f"data_source='torchvision' could not download Fashion-MNIST ({exc}). "
+                                f"{_fashion_help(paths.data_root())}") from None

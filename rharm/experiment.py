@@ -31,14 +31,14 @@ KIND = "simclr_run"
 TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
               "temperature", "clamp", "schedule", "augment", "precision", "deterministic")
 #: Data settings of a grid.
-DATA_KEYS = ("minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
+DATA_KEYS = ("dataset", "minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
 #: Execution settings that do not change results (not part of the cache key).
 RUN_KEYS = ("device", "progress", "feature_batch_size", "threads", "workers", "checkpoint_every")
 
 _DEFAULTS: dict[str, Any] = {
     "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
     "momentum": 0.9, "nesterov": None, "weight_decay": None, "temperature": 0.5, "clamp": False,
-    "schedule": "cosine", "augment": None, "minority_classes": [], "ratio": 100, "seeds": [0],
+    "schedule": "cosine", "augment": None, "dataset": "cifar10", "minority_classes": [], "ratio": 100, "seeds": [0],
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
     "feature_batch_size": 1024, "threads": 0, "workers": 1,
     # deterministic "auto": True on the CPU (exact resume, tests), False on CUDA (cuDNN benchmark mode)
@@ -70,12 +70,14 @@ def _validate(grid: Mapping[str, Any]) -> dict:
     if unknown:
         raise ValueError(f"unknown grid key(s) {unknown}; valid keys: {sorted(_DEFAULTS)}")
     g = {**_DEFAULTS, **{k: v for k, v in grid.items() if v is not None}}
+    info = data.dataset_info(g["dataset"])
     mins = g["minority_classes"]
     if isinstance(mins, str) or not isinstance(mins, (list, tuple)):
-        raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(data.CIFAR10_CLASSES)}")
+        raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(info.classes)}")
     for m in mins:
-        if m not in data.CIFAR10_CLASSES:
-            raise ValueError(f"minority_classes entry {m!r} is not valid; choose from {list(data.CIFAR10_CLASSES)}")
+        if m not in info.classes:
+            raise ValueError(f"minority_classes entry {m!r} is not valid for dataset={g['dataset']!r}; "
+                             f"choose from {list(info.classes)}")
     if len(set(mins)) != len(mins):
         raise ValueError(f"minority_classes={list(mins)!r} has repeats")
     seeds = g["seeds"]
@@ -86,13 +88,15 @@ def _validate(grid: Mapping[str, Any]) -> dict:
     if isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 1:
         raise ValueError(f"ratio={r!r} is not valid; it must be a number >= 1")
     npc = g["n_per_class"]
-    if isinstance(npc, bool) or not isinstance(npc, int) or not 1 <= npc <= 5000:
-        raise ValueError(f"n_per_class={npc!r} is not valid; it must be an integer in [1, 5000]")
+    if isinstance(npc, bool) or not isinstance(npc, int) or not 1 <= npc <= info.train_per_class:
+        raise ValueError(f"n_per_class={npc!r} is not valid for dataset={g['dataset']!r}; it must be an integer in "
+                         f"[1, {info.train_per_class}]")
     if mins and int(npc / r) < 1:
         raise ValueError(f"ratio={r!r} is not valid with n_per_class={npc}: the minority class would keep no image; "
                          f"use ratio <= {npc}")
-    if g["data_source"] not in data.SOURCES:
-        raise ValueError(f"data_source={g['data_source']!r} is not valid; choose one of {list(data.SOURCES)}")
+    if g["data_source"] not in info.sources:
+        raise ValueError(f"data_source={g['data_source']!r} is not valid for dataset={g['dataset']!r}; choose one "
+                         f"of {list(info.sources)}")
     th = g["threads"]
     if isinstance(th, bool) or not isinstance(th, int) or th < 0:
         raise ValueError(f"threads={th!r} is not valid; it must be an integer >= 0 (0 = leave torch's setting)")
@@ -132,6 +136,7 @@ def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
         # the balanced model is shared across ratios; 100.0 and 100 name the same run
         "ratio": None if minority is None else (int(g["ratio"]) if float(g["ratio"]).is_integer() else float(g["ratio"])),
         "seed": int(seed),
+        "dataset": g["dataset"],
         "n_per_class": int(g["n_per_class"]),
         "pool_seed": int(g["pool_seed"]),
         "data_source": data.resolve_source(g["data_source"], dataset=g.get("dataset", "cifar10")),  # "auto" resolved
@@ -151,18 +156,19 @@ def _device(name: str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_split(split: str, source: str) -> data.CIFAR10Data:
-    # kept in memory across the runs of a grid (a split is 150 MB at most)
-    return data.load_cifar10(split, source=source)
+def _load_split(dataset: str, split: str, source: str) -> data.ImageData:
+    # kept in memory across the runs of a grid (a split is 180 MB at most)
+    return data.load_dataset(dataset, split, source=source)
 
 
 def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
     cpu0 = time.process_time()
-    tr = _load_split("train", cfg["data_source"])
-    te = _load_split("test", cfg["data_source"])
+    tr = _load_split(cfg["dataset"], "train", cfg["data_source"])
+    te = _load_split(cfg["dataset"], "test", cfg["data_source"])
     pool = data.per_class_subset(tr.labels, cfg["n_per_class"], cfg["pool_seed"])
     pool_labels = tr.labels[torch.from_numpy(pool)]
-    kept_in_pool = data.underrepresent(pool_labels, cfg["minority"], cfg["ratio"] or 1, cfg["seed"])
+    kept_in_pool = data.underrepresent(pool_labels, cfg["minority"], cfg["ratio"] or 1, cfg["seed"],
+                                        data.dataset_info(cfg["dataset"]).classes)
     kept = pool[kept_in_pool]
     tc = _train_config(g, cfg["seed"])
     device = _device(g["device"])
@@ -197,8 +203,9 @@ def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
 def run_one(grid: Mapping[str, Any], minority: str | None, seed: int) -> RunResult:
     """Train (or fetch from the store) one model of the grid; see :func:`run_grid`."""
     g = _validate(grid)
-    if minority is not None and minority not in data.CIFAR10_CLASSES:
-        raise ValueError(f"minority={minority!r} is not valid; choose None or one of {list(data.CIFAR10_CLASSES)}")
+    classes = data.dataset_info(g["dataset"]).classes
+    if minority is not None and minority not in classes:
+        raise ValueError(f"minority={minority!r} is not valid; choose None or one of {list(classes)}")
     cfg = run_config(g, minority, seed)
 
     def compute(out: Path) -> dict:
@@ -295,7 +302,8 @@ def throughput_table(backbones, batch_sizes, steps: int = 2, *, warmup: int = 1,
     return pd.DataFrame(rows)
 
 
-def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbone"):
+def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbone",
+              classes: tuple[str, ...] = data.CIFAR10_CLASSES):
     r"""Paired representation harm of one minority class against the noise floor, per seed and other class.
 
     For seed s, with cos from :func:`rharm.metrics.class_cosines` on the test features,
@@ -308,7 +316,7 @@ def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbon
 
     from . import metrics
 
-    i = data.class_index(minority)
+    i = data.class_index(minority, classes)
     bal = {r.seed: r for r in runs if r.minority is None}
     imb = {r.seed: r for r in runs if r.minority == minority}
     if not imb or not set(imb) <= set(bal):
@@ -317,7 +325,7 @@ def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbon
 
     def cos(r):
         f = r.features
-        return metrics.class_cosines(f[feature].numpy(), f["test_labels"].numpy(), len(data.CIFAR10_CLASSES))
+        return metrics.class_cosines(f[feature].numpy(), f["test_labels"].numpy(), len(classes))
 
     cb = {s: cos(r) for s, r in bal.items()}
     rows = []
@@ -330,7 +338,7 @@ def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbon
                 rh = (1 - cb[s2][i]) / (1 - cb[s][i])
                 rows += [("noise floor", s, j, rh[j]) for j in range(len(rh)) if j != i]
     df = pd.DataFrame(rows, columns=["kind", "seed", "j", "rh"])
-    df["other_class"] = [data.CIFAR10_CLASSES[j] for j in df["j"]]
+    df["other_class"] = [classes[j] for j in df["j"]]
     df["log_rh"] = np.log(df["rh"].astype(float))
     return df.drop(columns="j")
 
@@ -357,3 +365,18 @@ def paired_chart(df, *, title: str):
         xOffset="kind:N",
         tooltip=["kind", "seed", "other_class", alt.Tooltip("rh:Q", format=".3f")],
     ).properties(title=title, width=420, height=220)
+
+
+def grid_runs(grid: Mapping[str, Any]) -> list[tuple[str | None, int, dict, Path]]:
+    """Every run of a grid, in :func:`run_grid`'s order (seed-major, balanced first), without training anything.
+
+    Returns ``[(minority, seed, config, dir)]``: ``config`` is the run's store key data (:func:`run_config`) and
+    ``dir`` its store folder (complete when :func:`rharm.store.is_complete`). The grid is validated first.
+    """
+    g = _validate(grid)
+    runs = []
+    for s in g["seeds"]:
+        for m in [None, *g["minority_classes"]]:
+            cfg = run_config(g, m, s)
+            runs.append((m, int(s), cfg, store.result_dir(KIND, cfg, _code())))
+    return runs

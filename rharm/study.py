@@ -1,0 +1,352 @@
+"""A pre-registered underrepresentation study: partner rule, primary tests, dose-response and the theory's curve.
+
+The Fashion-MNIST chapter (``notebooks/fashion_harm.py``) is built from these functions, in this order:
+
+1. :func:`preregister` fixes the hypotheses from the **balanced** models alone, before any underrepresented model
+   is trained. For every class i, its *partner* is the class nearest to it, j*(i) = argmin_{j != i} d(i, j), with
+   d(i, j) = 1 - cos(i, j) the class cosine distance of :func:`rharm.metrics.class_cosines` averaged over the
+   balanced seeds. Class i has *room to collapse* when d(i, j*) > d(i, i) (its partner is farther than its own
+   members are from each other; otherwise the two classes already overlap). The minorities are the ``n_close``
+   classes with room whose partner is nearest (smallest d(i, j*)); the control is the class with room whose nearest
+   class is farthest. Hypotheses: each minority's partner cell has RH < 1 (primary, one-sided, Holm over the
+   minorities' partner cells only) and stands out of its row (specificity); the control shows no pair-specific
+   collapse (its specificity contrast is not significant).
+2. :func:`primary_tests` tests them on paired seeds.
+3. :func:`theory_rh` / :func:`fit_alpha` map the experiment onto the three-block model of
+   :mod:`rharm.theory` (block 1 the minority, block 2 its partner, block 3 every other class) with one fitted
+   parameter, the minority-partner connection alpha, and predict RH at the other ratios and temperatures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 1. Pre-registration from the balanced models
+# --------------------------------------------------------------------------------------------------------------
+
+RULE = ("partner(i) = the class nearest to i (smallest 1 - cos) in the balanced models (mean over seeds); "
+        "room(i): 1 - cos(i, partner) > 1 - cos(i, i); minorities: the {n_close} classes with room whose partner "
+        "is nearest; control: the class with room whose nearest class is farthest")
+
+
+@dataclass
+class Preregistration:
+    """Hypotheses fixed from the balanced models (see the module docstring).
+
+    classes: K names. distance: (K, K) DataFrame of 1 - cos (mean over balanced seeds). table: one row per class
+    (nearest class, its distance, the within-class distance, room). minorities: the pre-registered minority classes,
+    nearest partner first. partners: minority (and control) -> partner. control: the control class.
+    """
+
+    classes: list[str]
+    distance: pd.DataFrame
+    table: pd.DataFrame
+    minorities: list[str]
+    partners: dict[str, str]
+    control: str
+    rule: str = ""
+    n_close: int = 3
+
+    @property
+    def all_minorities(self) -> list[str]:
+        """The pre-registered minorities followed by the control: every class whose underrepresented model is run."""
+        return [*self.minorities, self.control]
+
+    def hypotheses(self) -> pd.DataFrame:
+        rows = [{"minority": m, "partner": self.partners[m],
+                 "prediction": f"RH({m}, {self.partners[m]}) < 1, and lower than the rest of the row"}
+                for m in self.minorities]
+        rows.append({"minority": self.control, "partner": self.partners[self.control],
+                     "prediction": f"control: RH({self.control}, ·) shows no pair-specific collapse"})
+        return pd.DataFrame(rows)
+
+
+def balanced_distance(cr: metrics.CosineRuns) -> np.ndarray:
+    """(K, K) class cosine distance 1 - cos of the balanced models, averaged over seeds."""
+    return 1.0 - cr.balanced.mean(axis=0)
+
+
+def preregister(distance, classes: Sequence[str], n_close: int = 3) -> Preregistration:
+    """Apply the partner rule to a (K, K) distance matrix 1 - cos of the balanced models (see module docstring).
+
+    Raises ValueError when fewer than ``n_close + 1`` classes have room to collapse (no control would remain).
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    classes = list(classes)
+    k = len(classes)
+    if d.shape != (k, k) or not np.all(np.isfinite(d)):
+        raise ValueError(f"distance has shape {d.shape} (finite values needed); expected ({k}, {k}) for classes {classes}")
+    if isinstance(n_close, bool) or not isinstance(n_close, (int, np.integer)) or n_close < 1:
+        raise ValueError(f"n_close={n_close!r} is not valid; it must be an integer >= 1")
+    off = d + np.diag(np.full(k, np.inf))
+    nearest = off.argmin(axis=1)
+    rows = []
+    for i, c in enumerate(classes):
+        j = int(nearest[i])
+        rows.append({"class": c, "nearest": classes[j], "d_nearest": float(d[i, j]), "d_within": float(d[i, i]),
+                     "room": bool(d[i, j] > d[i, i])})
+    table = pd.DataFrame(rows)
+    room = table[table.room]
+    if len(room) < n_close + 1:
+        raise ValueError(f"only {len(room)} classes have room to collapse ({room['class'].tolist()}); the rule needs "
+                         f"n_close + 1 = {n_close + 1} (n_close minorities and a control); use a smaller n_close")
+    ordered = room.sort_values(["d_nearest", "class"], kind="stable")
+    minorities = ordered["class"].iloc[:n_close].tolist()
+    control = ordered["class"].iloc[-1]
+    partners = {r["class"]: r["nearest"] for _, r in table.iterrows() if r["class"] in [*minorities, control]}
+    table["role"] = ["minority" if c in minorities else "control" if c == control else "" for c in table["class"]]
+    return Preregistration(classes, pd.DataFrame(d, index=classes, columns=classes), table, minorities, partners,
+                           control, RULE.format(n_close=n_close), n_close)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 2. Paired tests of the pre-registered cells
+# --------------------------------------------------------------------------------------------------------------
+
+
+def seed_log_rh(cr: metrics.CosineRuns, minority: str) -> np.ndarray:
+    """(S, K) log RH(minority, j) per seed, each imbalanced model paired with the balanced model of its seed."""
+    i = cr.classes.index(minority)
+    imb = cr.imbalanced[minority][:, i, :]
+    bal = cr.balanced[:, i, :]
+    return np.log(1.0 - imb) - np.log(1.0 - bal)
+
+
+def holm(p: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error), in the input order."""
+    p = np.asarray(p, dtype=np.float64)
+    order = np.argsort(p)
+    m = len(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        adj[idx] = running
+    return adj
+
+
+def _one_sided_less(x: np.ndarray) -> float:
+    """p-value of a one-sample t-test of mean(x) < 0 (NaN with fewer than two values or no spread)."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 2 or np.allclose(x, x[0]):
+        return float("nan") if x.size < 2 else (0.0 if x[0] < 0 else 1.0)
+    return float(stats.ttest_1samp(x, 0.0, alternative="less").pvalue)
+
+
+def primary_tests(cr: metrics.CosineRuns, prereg: Preregistration, *, alpha: float = 0.05, n_boot: int = 2000,
+                  level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Test every pre-registered hypothesis on paired seeds.
+
+    For minority i and partner p, per seed s: log RH_s(i, p) (primary) and the specificity contrast
+    log RH_s(i, p) - mean_{j not in {i, p}} log RH_s(i, j) (the partner cell below the rest of its row). Both are
+    tested one-sided (mean < 0) with a t-test over seeds; Holm adjusts each family over the ``n_close``
+    pre-registered minorities only (the control is reported beside them, unadjusted, with the opposite
+    prediction). RH and its CI: the paper's estimator (ratio of seed-mean distances) with a paired percentile
+    bootstrap over seeds (:func:`rharm.metrics.rh_bootstrap`), so the interval stays positive.
+
+    Returns one row per minority (control last): minority, role, partner, rh, rh_lo, rh_hi, row_median_rh,
+    contrast (mean over seeds of the log contrast), p_rh, p_rh_holm, p_contrast, p_contrast_holm, held.
+    """
+    boot = metrics.rh_bootstrap(cr, n_boot=n_boot, level=level, paired=True, seed=seed)
+    rows = []
+    for m in prereg.all_minorities:
+        if m not in cr.imbalanced:
+            raise ValueError(f"no underrepresented runs for pre-registered minority {m!r}; run {prereg.all_minorities}")
+        p = prereg.partners[m]
+        i, j = cr.classes.index(m), cr.classes.index(p)
+        lr = seed_log_rh(cr, m)
+        rest = [c for c in range(len(cr.classes)) if c not in (i, j)]
+        contrast = lr[:, j] - lr[:, rest].mean(axis=1)
+        est = boot["estimate"].loc[m]
+        rows.append({"minority": m, "role": "control" if m == prereg.control else "minority", "partner": p,
+                     "rh": float(est[p]), "rh_lo": float(boot["lo"].loc[m, p]), "rh_hi": float(boot["hi"].loc[m, p]),
+                     "row_median_rh": float(np.median(est[[cr.classes[c] for c in rest]])),
+                     "contrast": float(contrast.mean()), "p_rh": _one_sided_less(lr[:, j]),
+                     "p_contrast": _one_sided_less(contrast)})
+    df = pd.DataFrame(rows)
+    is_min = df.role == "minority"
+    df["p_rh_holm"] = np.nan
+    df["p_contrast_holm"] = np.nan
+    df.loc[is_min, "p_rh_holm"] = holm(df.loc[is_min, "p_rh"].fillna(1.0))
+    df.loc[is_min, "p_contrast_holm"] = holm(df.loc[is_min, "p_contrast"].fillna(1.0))
+    held = []
+    for _, r in df.iterrows():
+        if r.role == "minority":
+            held.append(bool(r.p_rh_holm < alpha and r.p_contrast_holm < alpha))
+        else:  # the control's prediction holds when its partner cell does not stand out of its row
+            held.append(bool(not (r.p_contrast < alpha)))
+    df["held"] = held
+    return df
+
+
+def noise_floor_rows(cr: metrics.CosineRuns, rows: Sequence[str]) -> dict:
+    """RH between balanced models of different seeds in the given rows, off the diagonal (no underrepresentation):
+    ``min``, ``max``, ``lo``/``hi`` (2.5 and 97.5 percentiles) and ``n``. Single-seed ratios: wider than the
+    seed-averaged estimator's spread."""
+    nf = metrics.noise_floor(cr)
+    nf = nf[(nf.minority != nf.other) & nf.minority.isin(list(rows))]
+    v = nf.rh.to_numpy()
+    if not v.size:
+        return {"min": float("nan"), "max": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    return {"min": float(v.min()), "max": float(v.max()), "lo": float(np.quantile(v, 0.025)),
+            "hi": float(np.quantile(v, 0.975)), "n": int(v.size)}
+
+
+def geometric_ci(log_values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple:
+    """exp(mean) of per-seed log values and its percentile-bootstrap interval over seeds (positive by construction)."""
+    x = np.asarray(log_values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if x.size < 2:
+        v = float(np.exp(x.mean())) if x.size else float("nan")
+        return v, v, v
+    b = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.exp(x.mean())), float(np.exp(np.quantile(b, a))), float(np.exp(np.quantile(b, 1 - a)))
+
+
+def mean_ci(values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple:
+    """Mean over seeds and its percentile-bootstrap interval."""
+    x = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if x.size < 2:
+        v = float(x.mean()) if x.size else float("nan")
+        return v, v, v
+    b = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(x.mean()), float(np.quantile(b, a)), float(np.quantile(b, 1 - a))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3. The three-block theory, mapped onto the experiment with one fitted parameter
+# --------------------------------------------------------------------------------------------------------------
+
+
+def block_proportions(ratio: float, n_classes: int) -> np.ndarray:
+    """(pi_1, pi_2, pi_3) of the three-block model for one minority class kept at 1:ratio among ``n_classes``
+    equally large classes: block 1 the minority (1/ratio), block 2 its partner (1), block 3 the other
+    ``n_classes - 2`` classes together."""
+    if not ratio >= 1 or n_classes < 3:
+        raise ValueError(f"ratio={ratio!r}, n_classes={n_classes!r} are not valid; need ratio >= 1, n_classes >= 3")
+    w = np.array([1.0 / ratio, 1.0, n_classes - 2.0])
+    return w / w.sum()
+
+
+@dataclass
+class TheoryFit:
+    """alpha fitted so that the theory's RH at ``fit_ratio`` equals the observed one; ``predict`` gives RH elsewhere."""
+
+    alpha: float
+    fit_ratio: float
+    observed_at_fit: float
+    tau: float
+    n_classes: int
+    grid: pd.DataFrame = field(default_factory=pd.DataFrame)
+    at_bound: bool = False
+
+
+def _cos12(pi: np.ndarray, alpha: float, tau: float, dim: int) -> float:
+    from . import theory
+
+    a = theory.sbm_connectivity(float(alpha))
+    last = None
+    for seed in range(4):  # a failed convergence check is retried from another start
+        try:
+            return float(theory.population_cosines(pi, a, dim=dim, tau=tau, seed=seed)[0, 1])
+        except RuntimeError as exc:
+            last = exc
+    raise RuntimeError(f"population problem did not converge at alpha={alpha}, pi={pi.tolist()}, tau={tau}: {last}")
+
+
+def theory_rh(ratio: float, alpha: float, *, tau: float, n_classes: int, dim: int = 20) -> float:
+    """RH(minority, partner) the population optimum predicts: (1 - cos12 at 1:ratio) / (1 - cos12 balanced)."""
+    c_r = _cos12(block_proportions(ratio, n_classes), alpha, tau, dim)
+    c_1 = _cos12(block_proportions(1.0, n_classes), alpha, tau, dim)
+    if 1.0 - c_1 < 1e-9:  # the blocks already coincide in the balanced optimum: RH is undefined
+        return float("nan")
+    return float((1.0 - c_r) / (1.0 - c_1))
+
+
+def fit_alpha(observed_rh: float, fit_ratio: float, *, tau: float, n_classes: int,
+              alphas: Sequence[float] = tuple(np.round(np.linspace(0.0, 0.9, 19), 3)), dim: int = 20) -> TheoryFit:
+    """The one fitted parameter: alpha whose predicted RH at ``fit_ratio`` is closest to ``observed_rh``
+    (grid search, then linear interpolation in log RH between the two bracketing grid points)."""
+    rows = [{"alpha": float(a), "rh": theory_rh(fit_ratio, a, tau=tau, n_classes=n_classes, dim=dim)} for a in alphas]
+    grid = pd.DataFrame(rows)
+    grid = grid[np.isfinite(grid.rh) & (grid.rh > 0)].reset_index(drop=True)
+    if grid.empty or not observed_rh > 0:
+        raise ValueError(f"cannot fit alpha: observed_rh={observed_rh!r}, finite theory values {len(grid)}")
+    target = math.log(observed_rh)
+    lg = np.log(grid.rh.to_numpy())
+    best = int(np.argmin(np.abs(lg - target)))
+    alpha = float(grid.alpha.iloc[best])
+    # refine between neighbours that bracket the target
+    for k in (best - 1, best):
+        if 0 <= k < len(lg) - 1 and (lg[k] - target) * (lg[k + 1] - target) <= 0 and lg[k] != lg[k + 1]:
+            t = (target - lg[k]) / (lg[k + 1] - lg[k])
+            alpha = float(grid.alpha.iloc[k] + t * (grid.alpha.iloc[k + 1] - grid.alpha.iloc[k]))
+            break
+    at_bound = bool(target < lg.min() or target > lg.max())
+    return TheoryFit(alpha, float(fit_ratio), float(observed_rh), float(tau), int(n_classes), grid, at_bound)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 4. Sweeps: RH of one pre-registered cell and the minority's allocation effect along a ratio or temperature axis
+# --------------------------------------------------------------------------------------------------------------
+
+
+def cell_log_rh(balanced: Sequence, imbalanced: Sequence, minority: str, partner: str, classes: Sequence[str],
+                feature: str = "test_backbone") -> np.ndarray:
+    """(S,) per-seed log RH(minority, partner): each imbalanced run paired with the balanced run of its seed."""
+    cr = metrics.cosine_runs([*balanced, *imbalanced], feature=feature, classes=classes)
+    return seed_log_rh(cr, minority)[:, list(classes).index(partner)]
+
+
+def allocation_te(balanced: Sequence, imbalanced: Sequence, minority: str, ratio: int, classes: Sequence[str],
+                  probe_c: float = 1.0) -> np.ndarray:
+    """(S,) per-seed total allocation effect on the minority's own test accuracy, clean protocol
+    (:func:`rharm.mediation.mediation_runs`): Y(1, M(1)) - Y(0, M(0)) on the diagonal."""
+    from . import mediation
+
+    probe = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
+    mr = mediation.mediation_runs([*balanced, *imbalanced], protocol="clean", ratio=int(ratio), probe=probe,
+                                  classes=list(classes), minorities=[minority])
+    rows = mr.rows()  # condition -> (R, S, P, K)
+    i = list(classes).index(minority)
+    te = mediation.effects(rows["y00"], rows["y01"], rows["y11"])["TE"]
+    return te[0, :, :, i].mean(axis=1)
+
+
+def sweep_table(points: Sequence[dict], *, n_boot: int = 2000, level: float = 0.95) -> pd.DataFrame:
+    """One row per sweep point from dicts with ``x`` (ratio or temperature), ``log_rh`` (S,) and optionally ``te``
+    (S,) per-seed values: rh, rh_lo, rh_hi (geometric mean and percentile bootstrap over seeds), te, te_lo, te_hi,
+    n_seeds."""
+    rows = []
+    for p in points:
+        rh, lo, hi = geometric_ci(p["log_rh"], n_boot=n_boot, level=level)
+        row = {"x": p["x"], "rh": rh, "rh_lo": lo, "rh_hi": hi, "n_seeds": int(len(p["log_rh"]))}
+        if p.get("te") is not None:
+            row["te"], row["te_lo"], row["te_hi"] = mean_ci(p["te"], n_boot=n_boot, level=level)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def theory_prediction_error(table: pd.DataFrame, fit: TheoryFit, *, dim: int = 20) -> tuple[pd.DataFrame, float]:
+    """Add the theory's RH (``theory_rh``) at every ratio of a dose-response ``table`` (column ``x``) and return it
+    with the mean absolute error in RH over the ratios not used to fit (ratio 1, where both are 1, excluded)."""
+    t = table.copy()
+    t["theory_rh"] = [1.0 if x == 1 else theory_rh(x, fit.alpha, tau=fit.tau, n_classes=fit.n_classes, dim=dim)
+                      for x in t.x]
+    held_out = t[(t.x != fit.fit_ratio) & (t.x != 1)]
+    mae = float(np.mean(np.abs(held_out.rh - held_out.theory_rh))) if len(held_out) else float("nan")
+    return t, mae
