@@ -130,7 +130,8 @@ def render_html(report: "AuditReport") -> str:
                      + _chart_html(charts["ranking"]) + "</div>")
         tab = rk.head(20)[["class_a", "class_b", "rh", "ci_low", "ci_high", "cosine_distance",
                            "reference_cosine_distance", "excludes_1"]]
-        parts.append("<p class='note'>Top pairs (red: interval excludes 1).</p>" + _table(tab, harm_col="excludes_1"))
+        tab = tab.assign(below_1=tab.ci_high < 1)
+        parts.append("<p class='note'>Top pairs (red: interval entirely below 1).</p>" + _table(tab, harm_col="below_1"))
     else:
         parts.append(f"<h2>Finding</h2><p>No reference was given, so RH is not defined; the cosine distances and "
                      f"the probe below describe this encoder alone. Overall probe accuracy "
