@@ -524,12 +524,9 @@ def load_fashion_mnist(split: str, *, source: str = "auto",
 
 
 def _torchvision_fashion(cache: Path) -> None:
-    """Download Fashion-MNIST with torchvision into ``cache`` (never into the data root)."""
+    """Download Fashion-MNIST with torchvision into ``cache`` (never into the data root); offline, a one-line
+    :class:`DownloadError` from :func:`_torchvision_download`."""
     import torchvision
 
-    try:
-        torchvision.datasets.FashionMNIST(str(cache), train=True, download=True)
-        torchvision.datasets.FashionMNIST(str(cache), train=False, download=True)
-    except OSError as exc:  # URLError is an OSError: offline
-        raise FileNotFoundError(f"data_source='torchvision' could not download Fashion-MNIST ({exc}). "
-                                f"{_fashion_help(paths.data_root())}") from None
+    for train in (True, False):
+        _torchvision_download(torchvision.datasets.FashionMNIST, train=train, title="Fashion-MNIST (torchvision)")

@@ -142,7 +142,8 @@ def fake_torchvision(monkeypatch):
 
 def test_torchvision_source(tmp_path, fake_torchvision):
     out = load_cifar10("test", source="torchvision", root=tmp_path)
-    assert fake_torchvision.calls == [{"root": str(tmp_path), "train": False, "download": True}]
+    # an existing copy under the data root is read as it is: nothing is downloaded into (or written to) the data root
+    assert fake_torchvision.calls == [{"root": str(tmp_path), "train": False, "download": False}]
     assert out.source == "CIFAR-10 (torchvision)"
     assert out.images.shape == (2, 3, 32, 32) and out.images.dtype == torch.uint8
     assert out.labels.dtype == torch.int64 and out.labels.tolist() == [0, 1]

@@ -13,13 +13,14 @@ def fake_cifar(monkeypatch, tmp_path):
     monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
     calls = {"load": 0, "train": 0}
 
-    def load(split, source):
+    def load(dataset, split, source):
+        assert dataset == "cifar10"
         calls["load"] += 1
         per = 12 if split == "train" else 3
         g = torch.Generator().manual_seed(0 if split == "train" else 1)
         labels = torch.arange(10).repeat_interleave(per)
         imgs = torch.randint(0, 256, (10 * per, 3, 32, 32), dtype=torch.uint8, generator=g)
-        return data.CIFAR10Data(imgs, labels, "fake")
+        return data.ImageData(imgs, labels, "fake")
 
     real_train = train.train
 

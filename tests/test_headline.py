@@ -1,0 +1,35 @@
+"""Every chapter's headline numbers as data (rharm.headline)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rharm import headline, params, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_write_profile_page_and_variant(project):
+    P = params.Params(notebook="demo", profile="smoke", values={"alpha": 0.2})
+    out = headline.write(P, {"rh": np.float32(0.5), "n": np.int64(3), "nan": float("nan"),
+                             "table": pd.DataFrame({"a": [1, 2]}), "arr": np.array([1.0, 2.0])})
+    assert out == project / "book" / "smoke" / "demo.json"
+    doc = json.loads(out.read_text())
+    assert doc["values"] == {"rh": 0.5, "n": 3, "nan": None, "table": [{"a": 1}, {"a": 2}], "arr": [1.0, 2.0]}
+    assert headline.read("demo", "smoke")["n"] == 3
+    V = params.Params(notebook="demo", profile="smoke", values={"alpha": 0.3}, overrides={"alpha": 0.3})
+    variant = headline.write(V, {"rh": 1.0})
+    assert variant == project / "runs" / "demo" / "smoke-alpha=0.3.json"
+    assert json.loads(out.read_text())["values"]["n"] == 3  # the page's file is untouched by a variant
+
+
+@pytest.mark.parametrize("name", runner.toc_chapters())
+def test_every_chapter_writes_its_headline_numbers(name):
+    src = (ROOT / "notebooks" / f"{name}.py").read_text()
+    assert re.search(r"headline\.write\(P,", src), f"notebooks/{name}.py never calls rharm.headline.write(P, ...)"

@@ -1,0 +1,132 @@
+"""rharm.study: the pre-registration rule, the paired tests, and the theory mapping, on inputs with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rharm import metrics, study
+
+CLASSES = ["a", "b", "c", "d", "e", "f"]
+
+
+def _distance():
+    """a-b close (0.10) with small within spread; c-d overlapping (no room); e and f far from everything."""
+    d = np.full((6, 6), 0.8)
+    np.fill_diagonal(d, 0.05)
+    d[0, 1] = d[1, 0] = 0.10
+    d[2, 3] = d[3, 2] = 0.20
+    d[2, 2], d[3, 3] = 0.30, 0.25  # within > between: c and d already overlap
+    d[4, 5] = d[5, 4] = 0.50
+    d[4, 0] = d[0, 4] = 0.40
+    return d
+
+
+def test_rule_picks_nearest_partners_with_room_and_a_far_control():
+    pre = study.preregister(_distance(), CLASSES, n_close=2)
+    t = pre.table.set_index("class")
+    assert t.loc["a", "nearest"] == "b" and t.loc["b", "nearest"] == "a" and t.loc["e", "nearest"] == "a"
+    assert not t.loc["c", "room"] and not t.loc["d", "room"] and t.loc["a", "room"]
+    assert pre.minorities == ["a", "b"]  # smallest nearest distance among classes with room (tie broken by name)
+    assert pre.control == "f" and pre.partners["f"] == "e"  # f's nearest class (e, 0.5) is the farthest
+    assert pre.all_minorities == ["a", "b", "f"]
+    assert list(t.role) == ["minority", "minority", "", "", "", "control"]
+
+
+def test_rule_refuses_when_no_control_would_remain():
+    with pytest.raises(ValueError, match="only 4 classes have room.*n_close \\+ 1 = 5"):
+        study.preregister(_distance(), CLASSES, n_close=4)
+    with pytest.raises(ValueError, match="expected \\(6, 6\\)"):
+        study.preregister(np.zeros((5, 5)), CLASSES)
+    with pytest.raises(ValueError, match="n_close=0"):
+        study.preregister(_distance(), CLASSES, n_close=0)
+
+
+def test_rule_on_class_means():
+    """From synthetic class means: two nearby centres are each other's partners."""
+    rng = np.random.default_rng(0)
+    centres = np.linalg.qr(rng.normal(size=(16, 6)))[0].T
+    centres[1] = 0.8 * centres[0] + 0.6 * centres[1]  # b near a
+    x = np.repeat(centres, 50, axis=0) + 0.3 * rng.normal(size=(300, 16))
+    y = np.repeat(np.arange(6), 50)
+    d = 1 - metrics.class_cosines(x, y, 6)
+    pre = study.preregister(d, CLASSES, n_close=2)
+    assert set(pre.minorities) == {"a", "b"} and pre.partners["a"] == "b" and pre.partners["b"] == "a"
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, 0.04, 0.03, 0.20, 0.005])
+    assert np.allclose(study.holm(p), multipletests(p, method="holm")[1])
+
+
+def _runs(collapse, strength=0.6):
+    return metrics.synthetic_runs(classes=CLASSES, minorities=("a", "b", "f"), collapse=collapse,
+                                  strength=strength, seeds=range(5), dim=16, n_test=60, spread=0.6)
+
+
+def test_planted_collapse_is_confirmed_and_an_absent_one_is_not():
+    pre = study.preregister(_distance(), CLASSES, n_close=2)  # minorities a -> b, b -> a; control f
+    cr = metrics.cosine_runs(_runs({"a": "b"}), classes=CLASSES)
+    t = study.primary_tests(cr, pre, n_boot=300).set_index("minority")
+    assert t.loc["a", "held"] and t.loc["a", "rh"] < 0.8 and t.loc["a", "rh_hi"] < 1
+    assert t.loc["a", "p_rh_holm"] < 0.05 and t.loc["a", "contrast"] < 0
+    assert not t.loc["b", "held"]  # nothing planted for b
+    assert t.loc["f", "role"] == "control" and t.loc["f", "held"]  # no planted collapse of the control
+    assert np.isnan(t.loc["f", "p_rh_holm"])  # the control is not in the Holm family
+
+
+def test_control_prediction_fails_when_the_control_collapses():
+    pre = study.preregister(_distance(), CLASSES, n_close=2)
+    cr = metrics.cosine_runs(_runs({"f": "e"}), classes=CLASSES)
+    t = study.primary_tests(cr, pre, n_boot=300).set_index("minority")
+    assert not t.loc["f", "held"] and t.loc["f", "p_contrast"] < 0.05
+
+
+def test_seed_log_rh_is_paired_by_seed():
+    cr = metrics.cosine_runs(_runs({"a": "b"}), classes=CLASSES)
+    lr = study.seed_log_rh(cr, "a")
+    s = 3
+    expected = np.log((1 - cr.imbalanced["a"][s, 0, 1]) / (1 - cr.balanced[s, 0, 1]))
+    assert lr.shape == (5, 6) and lr[s, 1] == pytest.approx(expected)
+
+
+def test_noise_floor_rows_without_underrepresentation():
+    cr = metrics.cosine_runs(_runs({}), classes=CLASSES)
+    f = study.noise_floor_rows(cr, ["a"])
+    assert f["n"] == 5 * 4 * 5 and f["min"] <= f["lo"] <= 1 <= f["hi"] <= f["max"]
+
+
+def test_geometric_ci_is_positive_and_covers_the_estimate():
+    rng = np.random.default_rng(1)
+    x = np.log(0.5) + 0.8 * rng.normal(size=4)
+    est, lo, hi = study.geometric_ci(x, n_boot=500)
+    assert 0 < lo <= est <= hi and est == pytest.approx(np.exp(x.mean()))
+    t = study.sweep_table([{"x": 2, "log_rh": x, "te": np.array([-0.1, -0.2, -0.3, -0.2])}], n_boot=200)
+    assert t.te.iloc[0] == pytest.approx(-0.2) and t.te_lo.iloc[0] <= -0.2 <= t.te_hi.iloc[0]
+
+
+def test_block_proportions():
+    assert np.allclose(study.block_proportions(100, 10), np.array([0.01, 1, 8]) / 9.01)
+    assert np.allclose(study.block_proportions(1, 10), [0.1, 0.1, 0.8])
+    with pytest.raises(ValueError, match="ratio=0.5"):
+        study.block_proportions(0.5, 10)
+
+
+def test_theory_rh_is_one_when_balanced_and_the_fit_recovers_alpha():
+    assert study.theory_rh(1, 0.3, tau=0.5, n_classes=10, dim=10) == pytest.approx(1.0)
+    target = study.theory_rh(100, 0.47, tau=0.5, n_classes=10, dim=10)
+    assert 0 < target < 1
+    fit = study.fit_alpha(target, 100, tau=0.5, n_classes=10, dim=10)
+    assert fit.alpha == pytest.approx(0.47, abs=0.01) and not fit.at_bound
+    table, mae = study.theory_prediction_error(pd.DataFrame({"x": [1, 10, 100], "rh": [1.0, 0.5, target]}), fit,
+                                               dim=10)
+    assert table.theory_rh.iloc[0] == 1.0 and table.theory_rh.iloc[2] == pytest.approx(target, rel=0.05)
+    assert mae == pytest.approx(abs(0.5 - table.theory_rh.iloc[1]))
+
+
+def test_fit_reports_an_observation_outside_the_theory_range():
+    fit = study.fit_alpha(0.99, 100, tau=0.5, n_classes=10, dim=10, alphas=(0.0, 0.2, 0.4))
+    assert fit.at_bound
