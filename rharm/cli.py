@@ -9,6 +9,8 @@ Examples::
     rharm params theory                                 # the parameters, their constraints and profile values
     rharm sync [--check]                                # regenerate / check the paired notebooks/*.ipynb
     rharm plan --profile gpu [--images-per-s resnet34=5200]   # runs, FLOP, GPU-hours of a profile
+    rharm sweep representation_harm --profile gpu --executor slurm --dry-run   # grid runs as cluster jobs
+    rharm sweep --status                                # done / running / failed / missing per run
     rharm audit --embeddings E.npy --labels L.txt [--reference R.npy] --out DIR   # audit an encoder
 """
 
@@ -45,6 +47,28 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("notebook")
     pa.add_argument("--profile", default=params_mod.DEFAULT_PROFILE, choices=params_mod.PROFILES)
 
+    sw = sub.add_parser("sweep", help="train a notebook's missing grid runs as cluster jobs (SLURM or local)",
+                        description="Submit one submitit job per run of NOTEBOOK's grid that is not in the store. "
+                                    "Then `rharm run NOTEBOOK --profile P` builds the page without training. "
+                                    "`rharm sweep --status` reports every recorded sweep.")
+    sw.add_argument("notebook", nargs="?", help="name or path of a notebook with a grid (representation_harm, ...)")
+    sw.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="override a parameter; VALUE is parsed as YAML")
+    sw.add_argument("--profile", default=params_mod.DEFAULT_PROFILE, choices=params_mod.PROFILES)
+    sw.add_argument("--executor", default="local", choices=("local", "slurm"),
+                    help="slurm: one job array via sbatch; local: processes here (the command waits for them)")
+    sw.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's default)")
+    sw.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per job (default 0)")
+    sw.add_argument("--cpus-per-job", type=int, help="CPUs per job (default: the grid's threads, or 1)")
+    sw.add_argument("--mem-gb", type=float, help="memory per job in GB (default: the cluster's default)")
+    sw.add_argument("--timeout-min", type=int, default=60,
+                    help="time limit per job attempt; a job reaching it is requeued and resumes (default 60)")
+    sw.add_argument("--array-parallelism", type=int,
+                    help="jobs running at once (default: all on SLURM; the grid's workers locally)")
+    sw.add_argument("--dry-run", action="store_true", help="print the job table and estimated costs, submit nothing")
+    sw.add_argument("--status", action="store_true", help="done / running / failed / missing per run")
+    sw.add_argument("--wait", action="store_true", help="with --executor slurm: wait until every job has ended")
+
     pl = sub.add_parser("plan", help="runs, FLOP and estimated GPU-hours of a profile's contrastive grid")
     pl.add_argument("--profile", default="gpu", choices=params_mod.PROFILES)
     pl.add_argument("--images-per-s", nargs="+", metavar="BACKBONE=N",
@@ -60,6 +84,52 @@ def _parser() -> argparse.ArgumentParser:
 
     audit_mod.add_cli(sub)
     return p
+
+
+def _sweep(args) -> int:
+    """``rharm sweep``: plan, submit or report a sweep (see :mod:`rharm.sweep`)."""
+    import time
+
+    from . import sweep
+
+    overrides = {}
+    for name, value in args.parameter:
+        if name in overrides:
+            raise params_mod.ParameterError(f"parameter {name!r} given twice")
+        overrides[name] = params_mod.parse_cli_value(value)
+    if args.status:
+        plans = [sweep.plan(args.notebook, args.profile, overrides)] if args.notebook else sweep.known_sweeps()
+        if not plans:
+            print("no sweep recorded under the results root; start one with `rharm sweep NOTEBOOK --profile P`")
+        for p in plans:
+            print(sweep.format_status(p, sweep.status(p)))
+        return 0
+    if not args.notebook:
+        raise params_mod.ParameterError("rharm sweep needs a NOTEBOOK (or --status); notebooks with a grid: "
+                                        + ", ".join(sweep.grid_notebooks()))
+    p = sweep.plan(args.notebook, args.profile, overrides)
+    print(sweep.job_table(p))
+    if args.dry_run:
+        return 0
+    if not p.missing:
+        print(f"every run is in the store: `rharm run {p.notebook} --profile {p.profile}` trains nothing")
+        return 0
+    start = time.time()
+    sub = sweep.submit(p, executor=args.executor, slurm_partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,
+                       cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,
+                       array_parallelism=args.array_parallelism, mem_gb=args.mem_gb)
+    print(f"submitted {len(sub.jobs)} job(s) with the {args.executor} executor"
+          + (f", {len(sub.queued)} more as slots free" if sub.queued else "") + f"; job folder {p.folder / 'jobs'}")
+    if args.executor == "slurm" and not args.wait:
+        print(f"follow them with `rharm sweep {p.notebook} --profile {p.profile} --status`")
+        return 0
+    counts = sub.wait(echo=print)
+    print(f"sweep ended after {time.time() - start:.0f} s: " + ", ".join(f"{counts[s]} {s}" for s in sweep.STATES))
+    if counts["failed"] or counts["missing"]:
+        print(sweep.format_status(p, sweep.status(p)))
+        return 1
+    print(f"every run is in the store: `rharm run {p.notebook} --profile {p.profile}` builds the page without training")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             values = params_mod.profile_values(name, args.profile)
             for pname, spec in params_mod.specs(name).items():
                 print(f"{pname:24s} = {values[pname]!r:32s} {spec.describe()}  {spec.help}")
+        elif args.command == "sweep":
+            return _sweep(args)
         elif args.command == "plan":
             from . import plan
 
