@@ -20,6 +20,11 @@
 # where $\bar u_i^M$ is the mean of the unit vectors of class $i$ under model $M$. Row $i$ of the RH matrix comes
 # from the model trained with class $i$ underrepresented. $\mathrm{RH}(i, j) < 1$: class $i$ moved closer to class
 # $j$ (representation harm). The functions are in {mod}`rharm.metrics`; the paper's values in {mod}`rharm.reference`.
+#
+# :::{admonition} Finding
+# :class: important
+# {glue:md}`finding`
+# :::
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -61,7 +66,9 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from rharm import experiment, metrics, reference
+from IPython.display import Markdown
+
+from rharm import charts, experiment, metrics, reference, tables
 
 results = experiment.run_grid({**experiment.grid_from_params(P), "progress": False})
 balanced = [r for r in results if r.minority is None]
@@ -75,12 +82,16 @@ glue("rh_epochs", epochs, display=False)
 glue("rh_n_per_class", n_per_class, display=False)
 glue("rh_kept", n_per_class // ratio, display=False)
 glue("rh_ratio", ratio, display=False)
-glue("rh_n_seeds", len(seeds), display=False)
+glue("rh_n_seeds", tables.plural(len(seeds), "seed"), display=False)
+glue("rh_workers_text", tables.plural(int(workers or 1), "run"), display=False)
 glue("rh_n_minorities", len(minority_classes), display=False)
 glue("rh_minorities", ", ".join(minority_classes), display=False)
 glue("rh_data", data_name, display=False)
 glue("rh_workers", workers, display=False)
-glue("rh_hardware", hardware.get("gpu") or f"{hardware.get('cpu', '?')}, {extra.get('threads', '?')} torch thread(s) per run",
+_threads = extra.get("threads")
+glue("rh_hardware", hardware.get("gpu") or (f"{hardware.get('cpu', '?')}, "
+     + (tables.plural(int(_threads), "torch thread") if isinstance(_threads, int) else "torch threads not recorded")
+     + " per run"),
      display=False)
 glue("rh_train_minutes", train_minutes, display=False)
 glue("rh_profile", P.profile, display=False)
@@ -91,8 +102,8 @@ glue("rh_profile", P.profile, display=False)
 # Profile **{glue:text}`rh_profile`**: a {glue:text}`rh_backbone` backbone trained with SimCLR for
 # {glue:text}`rh_epochs` epochs on {glue:text}`rh_n_per_class` training images per class of
 # {glue:text}`rh_data`; each minority class ({glue:text}`rh_minorities`) keeps {glue:text}`rh_kept` images
-# (1:{glue:text}`rh_ratio`); {glue:text}`rh_n_seeds` seeds per model; the models took
-# {glue:text}`rh_train_minutes:.1f` minutes of training summed over runs, {glue:text}`rh_workers` run(s) at a time
+# (1:{glue:text}`rh_ratio`); {glue:text}`rh_n_seeds` per model; the models took
+# {glue:text}`rh_train_minutes:.1f` minutes of training summed over runs, {glue:text}`rh_workers_text` at a time
 # (hardware: {glue:text}`rh_hardware`).
 # The paper used ResNet-34 for 500 epochs on all 5,000 images per class of the lossless CIFAR-10, every class as a
 # minority, 10 seeds. The `cpu` profile is far smaller because it must run on two CPU cores; its numbers test the
@@ -109,20 +120,23 @@ rows = [c for c in order if c in cr.minorities]
 ours_long = metrics.long_rh(boot["estimate"], boot["lo"], boot["hi"], paper)
 paper_long = reference.long(paper_name).rename(columns={"value": "rh"})
 paper_long = paper_long[paper_long.minority.isin(rows)]
-alt.hconcat(
-    metrics.rh_heatmap(ours_long, title=f"Ours: RH ({backbone}, 1:{ratio}, {len(seeds)} seeds)", order=order, rows=rows),
+rh_domain = charts.diverging_domain(np.concatenate([ours_long.rh.to_numpy(), paper_long.rh.to_numpy()]), 1.0)
+charts.panels([
+    metrics.rh_heatmap(ours_long, title=f"Ours: RH ({backbone}, 1:{ratio}, {tables.plural(len(seeds), 'seed')})",
+                       order=order, rows=rows, domain=rh_domain),
     metrics.rh_heatmap(paper_long, title=f"Paper: RH (SimCLR ResNet-34, 1:{reference.info(paper_name)['ratio']})",
-                       order=order, rows=rows),
-).resolve_scale(color="independent")
+                       order=order, rows=rows, domain=rh_domain),
+], shared_color=True)
 
 # %% [markdown]
-# Left: our RH matrix, rows = minority class, columns = the other class, colour centred at 1 (blue below, red
-# above); the tooltip gives the bootstrap interval over seeds (paired with the balanced model of the same seed).
-# Right: the paper's values for the same rows (official repository, `RH_undersampling_100_full.pdf`; read through
-# {mod}`rharm.reference`).
+# Top: our RH matrix, rows = minority class $i$, columns = the other class $j$; bottom: the paper's values for the
+# same rows (official repository, `RH_undersampling_100_full.pdf`; read through {mod}`rharm.reference`). Both
+# panels share one colour scale centred at 1: red below 1 (the minority moved closer: harm), blue above, so the same
+# colour is the same RH in both. The tooltip gives our bootstrap interval over seeds (paired with the balanced model
+# of the same seed).
 
 # %%
-metrics.ours_vs_paper_scatter(ours_long, title="RH per cell: ours vs the paper")
+metrics.ours_vs_paper_scatter(ours_long, title="RH per cell: ours against the paper's")
 
 # %%
 r_cells = ours_long.dropna(subset=["paper"])
@@ -156,7 +170,9 @@ glue("rh_n_reject", n_reject, display=False)
 glue("rh_n_tests", n_tests, display=False)
 glue("rh_multicomp", multicomp, display=False)
 glue("rh_alpha", alpha, display=False)
-shown.round(4)
+tables.show(shown, caption="The cells with the smallest p-values, one row per (minority, other class): the mean "
+            "paired log-ratio over seeds (< 0: moved closer), its p-value and whether it survives the correction.",
+            digits=3) if len(shown) else Markdown("*(one seed: no test)*")
 
 # %% [markdown]
 # {glue:text}`rh_n_reject` of {glue:text}`rh_n_tests` cells have RH significantly below 1 at level
@@ -181,11 +197,12 @@ glue("rh_strongest_value", float(most.loc[strongest, "ours_rh"]), display=False)
 glue("rh_strongest_lo", float(most.loc[strongest, "ours_lo"]), display=False)
 glue("rh_strongest_hi", float(most.loc[strongest, "ours_hi"]), display=False)
 glue("rh_strongest_paper", float(most.loc[strongest, "paper_rh_same_cell"]), display=False)
-pd.DataFrame([floor]).round(3)
+tables.show(pd.DataFrame([floor]), caption="Noise floor: RH between two balanced models of different seeds "
+            "(off-diagonal cells); lo and hi bound its central band.")
 
 # %% [markdown]
 # Between balanced models, the central band of single-seed RH values is {glue:text}`rh_floor_lo:.3f` to
-# {glue:text}`rh_floor_hi:.3f` ({glue:text}`rh_floor_n` off-diagonal values; NaN with one seed). Our strongest
+# {glue:text}`rh_floor_hi:.3f` ({glue:text}`rh_floor_n` off-diagonal values; undefined with one seed). Our strongest
 # collapse is {glue:text}`rh_strongest_minority` → {glue:text}`rh_strongest_class` with RH
 # {glue:text}`rh_strongest_value:.3f` (interval {glue:text}`rh_strongest_lo:.3f` to
 # {glue:text}`rh_strongest_hi:.3f`); the paper reports {glue:text}`rh_strongest_paper:.3f` for that cell. A value
@@ -194,7 +211,8 @@ pd.DataFrame([floor]).round(3)
 # ## Most-collapsed class per minority, beside the paper
 
 # %%
-most.round(3)
+tables.show(most, index="minority", caption="One row per minority class: the class it moved closest to in our "
+            "models (RH, interval) and in the paper's, and the paper's RH for our cell.")
 
 # %% [markdown]
 # ## Is the collapse specific to one class?
@@ -214,7 +232,9 @@ glue("rh_contrast_first_lo", float(spec.contrast_lo.iloc[0]), display=False)
 glue("rh_contrast_first_hi", float(spec.contrast_hi.iloc[0]), display=False)
 glue("rh_contrast_first_paper", float(paper_spec.paper_contrast.iloc[0]), display=False)
 glue("rh_contrast_first_minority", spec.index[0], display=False)
-spec.join(paper_spec).round(3)
+tables.show(spec.join(paper_spec), index="minority", caption="One row per minority class: contrast (median minus "
+            "smallest off-diagonal RH, interval), the most-collapsed cell's share of the row's total (1 − RH)+, and "
+            "the paper's values.")
 
 # %% [markdown]
 # For {glue:text}`rh_contrast_first_minority`, the contrast is {glue:text}`rh_contrast_first:.3f`
@@ -233,7 +253,9 @@ accs = [metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["
 glue("rh_probe_acc", float(np.mean(accs)), display=False)
 glue("rh_probe_acc_min", float(np.min(accs)), display=False)
 glue("rh_probe_acc_max", float(np.max(accs)), display=False)
-pd.DataFrame({"seed": [r.seed for r in balanced], "linear_probe_accuracy": accs}).round(3)
+tables.show(pd.DataFrame({"seed": [r.seed for r in balanced], "linear_probe_accuracy": accs}),
+            caption="One row per seed: the balanced model's linear-probe test accuracy (chance 0.1).",
+            rename={"linear_probe_accuracy": "linear-probe accuracy"})
 
 # %% [markdown]
 # Mean linear-probe accuracy of the balanced models: {glue:text}`rh_probe_acc:.3f` (range
@@ -253,7 +275,40 @@ side = pd.DataFrame({
     "paper_formula_sd": [paper_sd.loc[m, most.loc[m, "ours_class"]] for m in most.index],
     "bootstrap_se": [boot["se"].loc[m, most.loc[m, "ours_class"]] for m in most.index],
 })
-side.round(4)
+tables.show(side, caption="One row per minority's most-collapsed cell: the paper's ± formula beside our "
+            "bootstrap standard error.", rename={"paper_formula_sd": "paper's formula (sd)",
+                                                "bootstrap_se": "bootstrap SE"})
+
+# %%
+import rharm.headline
+
+inside_floor = bool(floor["lo"] <= most.loc[strongest, "ours_rh"] <= floor["hi"]) if np.isfinite(floor["lo"]) else None
+if n_tests:
+    test_part = (f"{n_reject} of {n_tests} off-diagonal cells have RH significantly below 1 ({multicomp} correction, "
+                 f"level {alpha:g}, {tables.plural(len(seeds), 'seed')})")
+else:
+    test_part = "with one seed no cell can be tested"
+finding = (
+    f"At this scale ({backbone}, {tables.plural(epochs, 'epoch')}, {n_per_class:,} images per class), "
+    + (f"**no representation harm is detected**: {test_part}. " if n_tests and n_reject == 0 else f"{test_part}. ")
+    + f"Our strongest collapse is {strongest} → {most.loc[strongest, 'ours_class']} with RH "
+    f"{most.loc[strongest, 'ours_rh']:.3f}"
+    + (f" (interval {most.loc[strongest, 'ours_lo']:.3f} to {most.loc[strongest, 'ours_hi']:.3f})"
+       if len(seeds) > 1 else "")
+    + (f", inside the band that two balanced models of different seeds already produce ({floor['lo']:.2f} to "
+       f"{floor['hi']:.2f}). " if inside_floor else
+       ", outside the band that two balanced models produce. " if inside_floor is False else ". ")
+    + f"Our RH correlates with the paper's at r = {corr:.2f} over {len(r_cells)} shared cells "
+    f"(the paper: ResNet-34, 500 epochs, 5,000 images per class)."
+)
+glue("finding", Markdown(finding), display=False)
+rharm.headline.write(P, {"n_reject": n_reject, "n_tests": n_tests, "multicomp": multicomp, "alpha": alpha,
+                         "corr_all": corr, "corr_off_diagonal": corr_off, "n_cells": len(r_cells),
+                         "noise_floor_lo": floor["lo"], "noise_floor_hi": floor["hi"],
+                         "strongest_minority": strongest, "strongest_class": most.loc[strongest, "ours_class"],
+                         "strongest_rh": most.loc[strongest, "ours_rh"], "strongest_lo": most.loc[strongest, "ours_lo"],
+                         "strongest_hi": most.loc[strongest, "ours_hi"],
+                         "probe_accuracy_mean": float(np.mean(accs))})
 
 # %%
 import rharm.provenance
