@@ -11,8 +11,13 @@
 # :::{important}
 # **This chapter is our reconstruction, not a reproduction.** The paper studies Bias in Bios with a contrastive text
 # encoder and a text-specific harm metric ("GRH", its §2.2.2), but neither its text code nor that metric's definition
-# is public. The data, the encoder, the training recipe, the underrepresented group and both metrics below are the
-# team's own design; no number here should be read as the paper's.
+# is public. The data, the encoder, the training recipe, the underrepresented group and both metrics below are our
+# design; no number here should be read as the paper's.
+# :::
+#
+# :::{admonition} Finding
+# :class: important
+# {glue:md}`finding`
 # :::
 #
 # The question is the paper's: when one (profession, gender) group is rare in the contrastive training data, do its
@@ -56,7 +61,9 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from rharm import text, textdata
+from IPython.display import Markdown
+
+from rharm import tables, text, textdata
 
 data = text.data_config(source=source, path=biasbios_path, variant=bug_variant, corpus=corpus,
                         n_professions=n_professions, cl_fraction=cl_fraction, n_train_per_group=n_train_per_group,
@@ -73,8 +80,12 @@ glue("n_sentences", len(frame), display=False)
 glue("n_groups", len(group_order), display=False)
 glue("n_professions", len(data["professions"]), display=False)
 glue("smallest_group", int(counts["smaller"].min()), display=False)
-glue("minority_train", max(1, n_train_per_group // ratio), display=False)
-counts
+glue("minority_train", tables.plural(max(1, n_train_per_group // ratio), "sentence"), display=False)
+glue("minority", minority.replace("|", " (") + ")", display=False)
+glue("ratio", ratio, display=False)
+glue("n_train_per_group", n_train_per_group, display=False)
+tables.show(counts, index="profession", caption="One row per profession: the number of deduplicated sentences "
+            "whose pronoun is of each gender (the rarer and more frequent one).")
 
 # %% [markdown]
 # ## Data and scale
@@ -89,9 +100,9 @@ counts
 # has Bias in Bios sets `source = "biasbios"` and `biasbios_path`.
 #
 # **Split.** For each seed, every group is shuffled and cut into a contrastive-training pool and a held-out
-# evaluation pool. The balanced run trains on the same number of sentences from each group; the underrepresented run
-# keeps {glue:text}`minority_train` of them for the minority group (1:ratio; see the parameters in the provenance
-# block), a subset of the balanced run's. Embeddings, cosines and probes use only the held-out split, which keeps all
+# evaluation pool. The balanced run trains on {glue:text}`n_train_per_group` sentences from each group; the
+# underrepresented run keeps {glue:text}`minority_train` for the minority group, **{glue:text}`minority`**
+# (1:{glue:text}`ratio`), a subset of the balanced run's. Embeddings, cosines and probes use only the held-out split, which keeps all
 # groups; balanced and underrepresented runs of one seed share it.
 
 # %%
@@ -156,15 +167,34 @@ text.loss_chart(curves, title="SimCSE loss per step")
 # For each seed we compute the group cosines of the held-out embeddings (the mean pairwise cosine of unit vectors,
 # as for the images) and the minority row of
 # $\mathrm{RH}(g,h) = (1-\cos_{\text{imb}}(g,h)) / (1-\cos_{\text{bal}}(g,h))$, pairing each underrepresented model
-# with the balanced model of the same seed. Values below 1 mean the minority moved closer to $h$. Intervals are
-# Student-$t$ 95% intervals over seeds. The **noise floor** applies the same ratio to two *balanced* models of
-# consecutive seeds (which also differ in their held-out sentences, so it is a generous floor): it shows how far from
-# 1 RH strays with no underrepresentation at all.
+# with the balanced model of the same seed. Values below 1 mean the minority moved closer to $h$. RH is a ratio, so
+# its interval is computed on $\log \mathrm{RH}$ (Student-$t$, 95%, over seeds) and mapped back: the point is the
+# geometric mean and the interval stays positive. The **noise floor** applies the same ratio to two *balanced*
+# models of consecutive seeds (which also differ in their held-out sentences, so it is a generous floor): it shows
+# how far from 1 RH strays with no underrepresentation at all; with so few pairs it is drawn as the range of the
+# values observed (from the smallest to the largest), not an interval.
 
 # %%
 table = text.harm_table(runs, group_order, minority)
-summary = text.summarise(table, ["kind", "group"], "rh")
-summary["label"] = np.where(summary["kind"] == "paired", "underrepresented vs balanced", "noise floor (bal vs bal)")
+
+
+def log_summary(frame, by, value):
+    """Geometric mean and t-interval computed on log(value), mapped back (RH > 0, so the interval stays > 0)."""
+    s = text.summarise(frame.assign(_log=np.log(frame[value])), by, "_log")
+    s[["mean", "lo", "hi"]] = np.exp(s[["mean", "lo", "hi"]])
+    return s
+
+
+def range_summary(frame, by, value):
+    """Mean and the observed range (min to max): for a handful of values, where an interval means little."""
+    g = frame.groupby(list(by), sort=False)[value]
+    return pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max(), "n": g.size()}).reset_index()
+
+
+summary = pd.concat([log_summary(table[table["kind"] == "paired"], ["kind", "group"], "rh"),
+                     range_summary(table[table["kind"] != "paired"], ["kind", "group"], "rh")], ignore_index=True)
+summary["label"] = np.where(summary["kind"] == "paired", "underrepresented vs balanced (geometric mean, 95% interval)",
+                            "noise floor: balanced vs balanced (mean, range)")
 text.interval_chart(summary, category="group", color="label", reference=1.0, x_title="RH of the minority toward h",
                     title=f"RH of {minority} (1:{ratio}) toward each group")
 
@@ -184,8 +214,9 @@ for bal, imb in runs:
     coords.append({"seed": bal.seed, "other_gender": c["other_gender"],
                    "nearest_profession": c["nearest_profession"], "other": c["other"], "nearest": c["nearest"]})
 coords = pd.DataFrame(coords)
-x_mean, x_lo, x_hi = text.t_interval(coords["other_gender"])
-y_mean, y_lo, y_hi = text.t_interval(coords["nearest_profession"])
+# intervals on log RH, mapped back (geometric mean; positive bounds)
+x_mean, x_lo, x_hi = np.exp(text.t_interval(np.log(coords["other_gender"])))
+y_mean, y_lo, y_hi = np.exp(text.t_interval(np.log(coords["nearest_profession"])))
 plane_summary = pd.DataFrame([{"x": x_mean, "x_lo": x_lo, "x_hi": x_hi, "y": y_mean, "y_lo": y_lo, "y_hi": y_hi}])
 nearest_names = coords["nearest"].value_counts()
 glue("x_mean", x_mean, display=False)
@@ -197,19 +228,22 @@ glue("y_hi", y_hi, display=False)
 glue("other_group", coords["other"].iloc[0], display=False)
 glue("nearest_group", nearest_names.index[0], display=False)
 glue("nearest_share", f"{nearest_names.iloc[0]} of {len(coords)}", display=False)
-glue("n_seeds", len(seeds), display=False)
+glue("n_seeds", tables.plural(len(seeds), "seed"), display=False)
 text.harm_plane_chart(coords, plane_summary,
-                      title=f"Our reconstruction: where {minority} moves (seeds; mean with 95% t-interval)")
+                      title=f"Where {minority} moves (one point per seed; geometric mean, 95% interval)")
 
 # %% [markdown]
-# Over {glue:text}`n_seeds` seed(s), the minority's RH toward {glue:text}`other_group` (same profession, other
+# Over {glue:text}`n_seeds`, the minority's RH (geometric mean) toward {glue:text}`other_group` (same profession, other
 # gender) is {glue:text}`x_mean:.3f` (95% interval {glue:text}`x_lo:.3f` to {glue:text}`x_hi:.3f`), and toward the
 # nearest profession of the same gender ({glue:text}`nearest_group` in {glue:text}`nearest_share` seeds) it is
 # {glue:text}`y_mean:.3f` ({glue:text}`y_lo:.3f` to {glue:text}`y_hi:.3f`). An interval that contains 1, or that
 # lies within the noise floor above, is no evidence of harm at this scale.
 
 # %%
-coords
+tables.show(coords, caption="One row per seed: the minority's RH toward the same profession of the other gender and "
+            "toward the nearest profession of the same gender, and which groups those are.",
+            rename={"other_gender": "RH toward other gender", "nearest_profession": "RH toward nearest profession",
+                    "other": "other-gender group", "nearest": "nearest-profession group"})
 
 # %% [markdown]
 # ## Allocation harm
@@ -218,7 +252,9 @@ coords
 # fit on part of the held-out split and scored on the rest, by group, in three conditions: balanced encoder and
 # probe data ($Y(0,M(0))$), underrepresented encoder with the same probe data ($Y(0,M(1))$), and underrepresented
 # encoder with the minority also at 1:ratio in the probe data ($Y(1,M(1))$). TE $= Y(1,M(1)) - Y(0,M(0))$ and the
-# part carried by the representation, NIE $= Y(0,M(1)) - Y(0,M(0))$, follow the image chapter; NDE $=$ TE $-$ NIE.
+# part carried by the representation, NIE $= Y(0,M(1)) - Y(0,M(0))$, follow
+# [the image chapter on allocation harm](allocation_harm.ipynb); NDE $=$ TE $-$ NIE. Accuracy changes are
+# differences of proportions that can take either sign, so their intervals are Student-$t$ over seeds.
 
 # %%
 alloc_rows = []
@@ -256,10 +292,41 @@ text.interval_chart(alloc_summary[alloc_summary["quantity"] != "y00"], category=
 # - **Training:** a few dozen SimCSE steps per run on 2 CPU cores (the paper's recipe is unknown), with the top
 #   layers re-initialised and token-deletion views instead of dropout-only views so that MiniLM learns something;
 #   each run sees only a fraction of an epoch of the contrastive split.
-# - **Metric:** both the group-level RH and the two-coordinate plane are our reconstruction (digest §3.4), not the
-#   paper's GRH.
-# - **Uncertainty:** Student-$t$ intervals over paired seeds; with few seeds they are wide, and they ignore the
-#   sampling of held-out sentences within a seed.
+# - **Metric:** both the group-level RH and the two-coordinate plane are our reconstruction, not the paper's GRH
+#   (whose definition is not public).
+# - **Uncertainty:** Student-$t$ intervals over paired seeds (on log RH for ratios); with few seeds they are wide,
+#   and they ignore the sampling of held-out sentences within a seed.
+
+# %%
+import rharm.headline
+
+paired_rows = summary[summary["kind"] == "paired"]
+below_one = paired_rows[(paired_rows["hi"] < 1)]["group"].tolist()
+finding = (
+    f"With **{minority}** kept at 1:{ratio} in SimCSE training ({tables.plural(len(seeds), 'seed')}), "
+    + ("no group's RH interval lies below 1" if not below_one else
+       f"RH lies below 1 beyond seed noise toward {', '.join(below_one)}")
+    + f": toward the same profession of the other gender RH is {x_mean:.3f} ({x_lo:.3f} to {x_hi:.3f}), toward "
+    f"the nearest profession {y_mean:.3f} ({y_lo:.3f} to {y_hi:.3f}). "
+)
+te, nie = minority_effects.loc["TE", "mean"], minority_effects.loc["NIE", "mean"]
+finding += (
+    f"The downstream probe loses {-minority_effects.loc['TE', 'mean']:.3f} of the minority's accuracy "
+    f"(TE {minority_effects.loc['TE', 'mean']:.3f}), of which the representation carries NIE "
+    f"{minority_effects.loc['NIE', 'mean']:.3f} ({minority_effects.loc['NIE', 'lo']:.3f} to "
+    f"{minority_effects.loc['NIE', 'hi']:.3f}): "
+    + ("almost all of the loss is the probe's own." if abs(minority_effects.loc['NIE', 'mean'])
+       < 0.25 * abs(minority_effects.loc['TE', 'mean']) else "the representation carries a large part of it.")
+    if minority_effects.loc["TE", "mean"] < 0 else
+    f"The downstream probe's accuracy on the minority changes by TE {minority_effects.loc['TE', 'mean']:.3f}."
+)
+glue("finding", Markdown(finding), display=False)
+rharm.headline.write(P, {"minority": minority, "ratio": ratio, "n_seeds": len(seeds),
+                         "rh_other_gender": x_mean, "rh_other_gender_lo": x_lo, "rh_other_gender_hi": x_hi,
+                         "rh_nearest_profession": y_mean, "rh_nearest_lo": y_lo, "rh_nearest_hi": y_hi,
+                         "groups_rh_below_one": below_one,
+                         **{f"{q}_{k}": float(minority_effects.loc[q, k]) for q in ("y00", "TE", "NIE", "NDE")
+                            for k in ("mean", "lo", "hi")}})
 
 # %%
 import rharm.provenance
