@@ -380,3 +380,28 @@ def grid_runs(grid: Mapping[str, Any]) -> list[tuple[str | None, int, dict, Path
             cfg = run_config(g, m, s)
             runs.append((m, int(s), cfg, store.result_dir(KIND, cfg, _code())))
     return runs
+
+
+def init_features(grid: Mapping[str, Any], seed: int) -> dict:
+    """Features of the grid's model *before training* (the initial weights of ``seed``, as :func:`rharm.train.train`
+    draws them), on the same pool and test split as a trained run: ``test_backbone``, ``test_labels``,
+    ``train_backbone``, ``train_labels``. What a trained run's features are compared with to see what training
+    added."""
+    g = _validate(grid)
+    cfg = run_config(g, None, seed)
+    tr = _load_split(cfg["dataset"], "train", cfg["data_source"])
+    te = _load_split(cfg["dataset"], "test", cfg["data_source"])
+    pool = data.per_class_subset(tr.labels, cfg["n_per_class"], cfg["pool_seed"])
+    device = _device(g["device"])
+    tc = _train_config(g, seed)
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(tc.seed)
+        model = models.ContrastiveModel(tc.method, tc.backbone, init=tc.init).to(device)
+    finally:
+        torch.random.set_rng_state(state)
+    fb = int(g["feature_batch_size"])
+    te_h, _ = train.extract_features(model, te.images, fb, device)
+    tr_h, _ = train.extract_features(model, tr.images[torch.from_numpy(pool)], fb, device)
+    return {"test_backbone": te_h, "test_labels": te.labels, "train_backbone": tr_h,
+            "train_labels": tr.labels[torch.from_numpy(pool)]}

@@ -350,3 +350,13 @@ def theory_prediction_error(table: pd.DataFrame, fit: TheoryFit, *, dim: int = 2
     held_out = t[(t.x != fit.fit_ratio) & (t.x != 1)]
     mae = float(np.mean(np.abs(held_out.rh - held_out.theory_rh))) if len(held_out) else float("nan")
     return t, mae
+
+
+def separation(features, labels, num_classes: int) -> dict:
+    """How far apart the classes are in a representation: mean within-class cosine (the diagonal of
+    :func:`rharm.metrics.class_cosines`, self-pairs included), mean between-class cosine (off-diagonal), and their
+    gap. A gap near 0 means the classes are not separated, and RH is then a ratio of tiny, unstructured numbers."""
+    cos = metrics.class_cosines(features, labels, num_classes)
+    off = ~np.eye(num_classes, dtype=bool)
+    within, between = float(np.diag(cos).mean()), float(cos[off].mean())
+    return {"within": within, "between": between, "gap": within - between}
