@@ -57,6 +57,12 @@ import rharm.params
 P = rharm.params.check("text_harm", globals())
 
 # %%
+import warnings
+
+# tqdm (imported by sentence-transformers) warns that ipywidgets is absent in the page's kernel; its progress bars
+# are not shown on the page anyway
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 import numpy as np
 import pandas as pd
 from myst_nb import glue
@@ -300,21 +306,26 @@ text.interval_chart(alloc_summary[alloc_summary["quantity"] != "y00"], category=
 # %%
 import rharm.headline
 
+def _iv(lo, hi):
+    """' (lo to hi)' when the interval exists (two seeds or more), else nothing."""
+    return f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) and np.isfinite(hi) else ""
+
+
+minority_name = minority.replace("|", " (") + ")" if "|" in minority else minority
 paired_rows = summary[summary["kind"] == "paired"]
 below_one = paired_rows[(paired_rows["hi"] < 1)]["group"].tolist()
 finding = (
-    f"With **{minority}** kept at 1:{ratio} in SimCSE training ({tables.plural(len(seeds), 'seed')}), "
-    + ("no group's RH interval lies below 1" if not below_one else
-       f"RH lies below 1 beyond seed noise toward {', '.join(below_one)}")
-    + f": toward the same profession of the other gender RH is {x_mean:.3f} ({x_lo:.3f} to {x_hi:.3f}), toward "
-    f"the nearest profession {y_mean:.3f} ({y_lo:.3f} to {y_hi:.3f}). "
+    f"With **{minority_name}** kept at 1:{ratio} in SimCSE training ({tables.plural(len(seeds), 'seed')}), "
+    + (("no group's RH interval lies below 1" if len(seeds) > 1 else "no RH can be tested with one seed")
+       if not below_one else f"RH lies below 1 beyond seed noise toward {', '.join(below_one)}")
+    + f": toward the same profession of the other gender RH is {x_mean:.3f}{_iv(x_lo, x_hi)}, toward "
+    f"the nearest profession {y_mean:.3f}{_iv(y_lo, y_hi)}. "
 )
 te, nie = minority_effects.loc["TE", "mean"], minority_effects.loc["NIE", "mean"]
 finding += (
     f"The downstream probe loses {-minority_effects.loc['TE', 'mean']:.3f} of the minority's accuracy "
     f"(TE {minority_effects.loc['TE', 'mean']:.3f}), of which the representation carries NIE "
-    f"{minority_effects.loc['NIE', 'mean']:.3f} ({minority_effects.loc['NIE', 'lo']:.3f} to "
-    f"{minority_effects.loc['NIE', 'hi']:.3f}): "
+    f"{minority_effects.loc['NIE', 'mean']:.3f}{_iv(minority_effects.loc['NIE', 'lo'], minority_effects.loc['NIE', 'hi'])}: "
     + ("almost all of the loss is the probe's own." if abs(minority_effects.loc['NIE', 'mean'])
        < 0.25 * abs(minority_effects.loc['TE', 'mean']) else "the representation carries a large part of it.")
     if minority_effects.loc["TE", "mean"] < 0 else
