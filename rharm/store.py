@@ -1,8 +1,8 @@
 """A content-addressed store for expensive results.
 
 A result is a folder ``results_root()/<kind>/<key>/`` where ``key`` hashes the resolved configuration together with
-the source text of the code that produced it, so a changed parameter or a changed training loop never reuses a stale
-result. A result is computed in a temporary sibling folder and renamed into place only when complete, so a killed run
+the code that produced it (its source without comments and docstrings, :func:`code_text`), so a changed parameter or
+a changed training loop never reuses a stale result, and a documentation fix never recomputes one. A result is computed in a temporary sibling folder and renamed into place only when complete, so a killed run
 leaves nothing that a later run trusts. Every result folder carries ``config.json`` (the resolved configuration and
 the code fingerprint) and ``meta.json`` (wall time, hardware, creation time, and the size and sha256 of every file).
 A folder that is incomplete (no ``meta.json``) or whose files no longer match their recorded size and sha256 (a
@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from types import ModuleType
@@ -191,11 +192,43 @@ def code_closure(module: ModuleType | str, exclude: Sequence[str] = NOT_RESULT_S
             for n in rharm_imports(module) if n not in exclude]
 
 
+def _strip_docs(body: list[ast.stmt]) -> list[ast.stmt]:
+    """``body`` without its bare string statements (docstrings); an emptied body becomes ``pass``."""
+    kept = [s for s in body
+            if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str))]
+    return kept or [ast.Pass()]
+
+
+@functools.lru_cache(maxsize=256)
+def code_text(source: str) -> str:
+    """``source`` as Python code without comments, docstrings and layout: what an edit must change to change a result.
+
+    The source is parsed with :mod:`ast`, every bare string statement (a docstring, wherever it stands; it has no
+    effect when run) is removed and the tree is written back with :func:`ast.unparse`, which drops comments, blank
+    lines and formatting. Text that does not parse as Python (a lambda cut out of its line, a plain string) is
+    returned unchanged.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                setattr(node, field, _strip_docs(block))
+    return ast.unparse(tree)
+
+
 def code_fingerprint(code: Sequence[ModuleType | Callable | str] = ()) -> str:
-    """sha256 over the source text of ``code`` (modules or functions; strings are hashed as given)."""
+    """sha256 over the code of ``code`` (modules or functions; strings are hashed as given).
+
+    A module's or function's source is hashed as :func:`code_text` gives it, so editing a comment or a docstring
+    keeps every store key (a documentation fix never retrains) while any change to the code itself changes them.
+    """
     h = hashlib.sha256(f"rharm {__version__}".encode())
     for item in code:
-        text = item if isinstance(item, str) else inspect.getsource(item)
+        text = item if isinstance(item, str) else code_text(inspect.getsource(item))
         h.update(hashlib.sha256(text.encode()).digest())
     return h.hexdigest()
 

@@ -20,6 +20,53 @@ def test_key_depends_on_config_and_code():
     assert store.key("run", {"a": 1.0}) != store.key("run", {"a": 1.5})
 
 
+_MODULE = '''"""A result-shaping module."""
+
+SCALE = 2  # the factor
+
+
+def f(x):
+    """Twice ``x``."""
+    # why: the paper doubles
+    return SCALE * x
+
+
+class C:
+    """A class."""
+
+    def g(self):
+        """Only a docstring."""
+'''
+
+
+def _load(tmp_path, name, text):
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_key_ignores_docstrings_and_comments_but_not_code(tmp_path):
+    base = store.key("run", {"a": 1}, code=[_load(tmp_path, "m0", _MODULE)])
+    docs_edited = (_MODULE.replace("A result-shaping module.", "Reworded module doc, two\n\nparagraphs.")
+                   .replace("# why: the paper doubles", "# reworded comment\n    # and another line")
+                   .replace("Twice ``x``.", "Two times x.")
+                   .replace('"""Only a docstring."""', '"""Changed."""  # trailing comment'))
+    code_edited = [_MODULE.replace("SCALE = 2", "SCALE = 3"), _MODULE.replace("return SCALE * x", "return SCALE + x"),
+                   _MODULE.replace('"""Only a docstring."""', 'return 1')]
+    assert store.key("run", {"a": 1}, code=[_load(tmp_path, "m1", docs_edited)]) == base
+    for i, text in enumerate(code_edited):
+        assert store.key("run", {"a": 1}, code=[_load(tmp_path, f"m{i + 2}", text)]) != base
+    # a function is fingerprinted the same way
+    f0, f1 = _load(tmp_path, "n0", _MODULE).f, _load(tmp_path, "n1", docs_edited).f
+    f2 = _load(tmp_path, "n2", code_edited[1]).f
+    assert store.code_fingerprint([f0]) == store.code_fingerprint([f1]) != store.code_fingerprint([f2])
+
+
 def test_non_json_config_is_rejected():
     with pytest.raises(ValueError, match="JSON-serialisable"):
         store.key("run", {"a": object()})
