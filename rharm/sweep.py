@@ -252,11 +252,17 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def checkpoint_path(cfg: Mapping[str, Any]) -> Path:
+    """Where :func:`rharm.experiment.run_one` keeps the training checkpoint of the run with store config ``cfg``
+    (deleted once the run is in the store)."""
+    return store.result_dir("checkpoints", cfg, experiment._code()).with_suffix(".pt")
+
+
 def checkpoint_step(cfg: Mapping[str, Any]) -> int | None:
     """The training step saved in a run's checkpoint, or None when it has none (a fresh start)."""
     import torch
 
-    ckpt = store.result_dir("checkpoints", cfg, experiment._code()).with_suffix(".pt")
+    ckpt = checkpoint_path(cfg)
     if not ckpt.is_file():
         return None
     try:  # mmap: read the step without loading the weights
@@ -514,19 +520,20 @@ def _log_tail(p: Plan, job_id: str, n: int = 12) -> list[str]:
 def status_of(p: Plan, run: Run, queue: Mapping[str, str] | str | None = None, manifest: dict | None = None
               ) -> tuple[str, str | None, str]:
     """(state, job id, detail) of one run; see :func:`status`."""
-    if run.done:
-        man = manifest if manifest is not None else _load_manifest(p)
-        job = man["jobs"].get(run.key, {}).get("job_id")
-        return "done", job, ""
     man = manifest if manifest is not None else _load_manifest(p)
     entry = man["jobs"].get(run.key)
     if entry is None:
-        return "missing", None, ""
+        return ("done", None, "in the store before any sweep job") if run.done else ("missing", None, "")
     job_id, executor = str(entry["job_id"]), entry["executor"]
     starts = [a for a in _attempts(p, run) if a.get("event") == "start" and str(a.get("job_id")) == job_id]
     note = f"attempt {len(starts)}" if starts else "not started"
     if starts and starts[-1].get("resumed_from_step") is not None:
         note += f", resumed from step {starts[-1]['resumed_from_step']}"
+    if run.done:
+        wall = store.load_meta(run.dir).get("wall_time_s")
+        return "done", job_id, f"{len(starts)} attempt(s)" + (f", last {wall:.0f} s" if wall is not None else "") \
+            + (f", resumed from step {starts[-1]['resumed_from_step']}"
+               if len(starts) > 1 and starts[-1].get("resumed_from_step") is not None else "")
     if executor == "slurm":
         queue = _slurm_queue() if queue is None else queue
         if isinstance(queue, str):
