@@ -72,10 +72,11 @@ class Table:
                 f"<td style='{_TD.format(align='right' if num else 'left')}'>{html.escape(str(v))}</td>"
                 for v, num in zip(row, self.numeric)) + "</tr>"
             for row in self.text.itertuples(index=False))
-        cap = (f"<caption style='caption-side:top;text-align:left;padding-bottom:0.3em'>{html.escape(self.caption)}"
-               "</caption>") if self.caption else ""
-        return (f"<div class='rharm-table' style='max-width:100%;overflow-x:auto'><table style='{_CSS}'>{cap}"
-                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+        # the caption is a paragraph above the scrolling box, so it wraps at the column's width however wide the table
+        cap = (f"<p class='rharm-table-caption' style='margin:0.5em 0 0 0;font-size:0.9em'>"
+               f"{html.escape(self.caption)}</p>") if self.caption else ""
+        return (f"<div class='rharm-table'>{cap}<div style='max-width:100%;overflow-x:auto'><table style='{_CSS}'>"
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></div>")
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -95,6 +96,7 @@ def show(
     rename: Mapping[str, str] | None = None,
     index: str | None = None,
     columns: Sequence[str] | None = None,
+    scientific: Sequence[str] = (),
 ) -> Table:
     """Format ``df`` for a page (see the module docstring). ``columns`` selects and orders columns (after ``index``
     has become a column, before ``rename``); ``units`` maps a column to the unit shown in its header."""
@@ -110,7 +112,8 @@ def show(
         if missing:
             raise ValueError(f"columns={missing} not in the table; columns are {list(d.columns)}")
         d = d[list(columns)]
-    for name, mapping in (("decimals", decimals), ("units", units), ("rename", rename)):
+    for name, mapping in (("decimals", decimals), ("units", units), ("rename", rename),
+                          ("scientific", dict.fromkeys(scientific))):
         unknown = [c for c in (mapping or {}) if c not in d.columns]
         if unknown:
             raise ValueError(f"{name} names {unknown}, not columns of the table; columns are {list(d.columns)}")
@@ -122,6 +125,9 @@ def show(
             numeric.append(False)
         elif pd.api.types.is_integer_dtype(s):
             out[col] = s.map(lambda v: f"{int(v):,}")
+            numeric.append(True)
+        elif col in scientific:  # tolerances and gradient norms: 3.2e-09, not 0.0000000032
+            out[col] = s.map(lambda v: "–" if not np.isfinite(v) else f"{v:.{max(digits - 1, 0)}e}")
             numeric.append(True)
         elif pd.api.types.is_numeric_dtype(s):
             dec = (decimals or {}).get(col, column_decimals(s, digits))

@@ -48,3 +48,8 @@ def test_provenance_ends_with_the_command_that_rebuilds_the_page():
     rec = {"notebook": "theory", "profile": "cpu", "overrides": {"alpha": 0.2, "method": "simclr"}}
     assert provenance.rebuild_command(rec) == "rharm run theory --profile cpu -p alpha 0.2 -p method simclr"
     assert provenance.rebuild_command({**rec, "overrides": {}}) == "rharm run theory --profile cpu"
+
+
+def test_scientific_columns():
+    t = tables.show(pd.DataFrame({"grad": [3.2e-9, 1.1e-8]}), scientific=["grad"], digits=2)
+    assert t.text["grad"].tolist() == ["3.2e-09", "1.1e-08"]
