@@ -9,7 +9,7 @@ Part 1 times, in this process and on the same data (n items, d = 768, K groups),
 uses (class sums of unit vectors, chunk by chunk, no bootstrap), and reports their ratio; both results must agree.
 Part 2 writes float32 embeddings (n x 768) and a reference (n x 384, another encoder's dimension) to .npy files, then
 runs the full audit (bootstrap, probe) in a child process, which reports its wall time and peak resident memory
-(``ru_maxrss``). ``--json PATH`` writes the numbers.
+(``VmHWM`` of /proc/self/status: this process only; ``ru_maxrss`` can carry the parent's peak across fork/exec). ``--json PATH`` writes the numbers.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ labels = np.load(lab)
 t = time.perf_counter()
 r = A.audit(emb, labels, reference=ref, n_boot=n_boot)
 wall = time.perf_counter() - t
-print(json.dumps({"wall_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+print(json.dumps({"wall_s": wall, "peak_rss_mib": hwm, "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "seconds_stream": r.meta["seconds_stream"], "seconds_probe": r.meta["seconds_probe"],
                   "probe_items": r.meta["probe_items"], "top_pair": [str(r.ranking.class_a[0]), str(r.ranking.class_b[0])],
                   "top_rh": float(r.ranking.rh[0])}))
