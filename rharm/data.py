@@ -25,12 +25,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+# CIFAR10_CLASSES, ChecksumError and sha256_file are defined once in rharm.common and stay importable from here
 from rharm import paths
+from rharm.common import CIFAR10_CLASSES, ChecksumError, sha256_file
+from rharm.common import check_choice as _check_choice
 
-#: Class names in CIFAR-10's label order.
-CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
 SPLITS = ("train", "test")
 SOURCES = ("auto", "jpeg", "torchvision")
 
@@ -56,10 +55,6 @@ class CIFAR10Data(NamedTuple):
     source: str
 
 
-class ChecksumError(ValueError):
-    """A data file's sha256 differs from the expected one."""
-
-
 def class_index(name_or_index: str | int, classes: tuple[str, ...] = CIFAR10_CLASSES) -> int:
     """The label of a class given its name ("cat") or its index (3) in ``classes`` (default CIFAR-10's);
     raises ValueError otherwise."""
@@ -73,20 +68,6 @@ def class_index(name_or_index: str | int, classes: tuple[str, ...] = CIFAR10_CLA
     elif isinstance(name_or_index, str) and name_or_index in classes:
         return classes.index(name_or_index)
     raise bad
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(choices)}")
 
 
 def load_cifar10(split: str, *, source: str = "auto", root: str | Path | None = None) -> CIFAR10Data:

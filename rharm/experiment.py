@@ -332,11 +332,10 @@ def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbon
     for s, r in imb.items():
         rh = (1 - cos(r)[i]) / (1 - cb[s][i])
         rows += [("effect", s, j, rh[j]) for j in range(len(rh)) if j != i]
-    for s in cb:
-        for s2 in cb:
-            if s2 != s:
-                rh = (1 - cb[s2][i]) / (1 - cb[s][i])
-                rows += [("noise floor", s, j, rh[j]) for j in range(len(rh)) if j != i]
+    seeds = list(cb)
+    ratios = metrics.noise_floor_ratios([cb[s][i] for s in seeds], "all")  # (a, b, rh): seed a's model over b's
+    for a, b, rh in sorted(ratios, key=lambda t: (t[1], t[0])):  # rows grouped by the denominator seed
+        rows += [("noise floor", seeds[b], j, rh[j]) for j in range(len(rh)) if j != i]
     df = pd.DataFrame(rows, columns=["kind", "seed", "j", "rh"])
     df["other_class"] = [classes[j] for j in df["j"]]
     df["log_rh"] = np.log(df["rh"].astype(float))

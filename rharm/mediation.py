@@ -40,7 +40,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm.metrics import CIFAR10_CLASSES, _as_numpy, class_means, unit_normalise
+from rharm.metrics import CIFAR10_CLASSES, _as_numpy, bootstrap_indices, class_means, unit_normalise
 
 PROTOCOLS = ("paper", "clean")
 CONDITIONS = ("y00", "y01", "y11")
@@ -416,9 +416,8 @@ def effect_paper_sd(mr: MediationRuns, n_eval_per_class: float | None = None) ->
 
 
 def _boot_indices(S: int, P: int, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    si = rng.integers(0, S, size=(n_boot, S))
-    pi = rng.integers(0, P, size=(n_boot, S, P))
-    return si, pi
+    """Two-stage draws: model seeds (n_boot, S), then split seeds within each drawn seed (n_boot, S, P)."""
+    return bootstrap_indices(rng, S, (n_boot,)), bootstrap_indices(rng, P, (n_boot, S))
 
 
 def effect_bootstrap(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.95,

@@ -21,7 +21,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# CIFAR10_CLASSES is defined once in rharm.common; metrics.CIFAR10_CLASSES stays importable
+from .common import CIFAR10_CLASSES, check_choice
+
 MULTICOMP_METHODS = ("holm", "fdr_bh", "bonf", "none")
 
 
@@ -267,6 +269,15 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
+def bootstrap_indices(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Resampling with replacement: integer array of shape ``(*shape, n)``, each entry uniform on 0..n-1.
+
+    ``shape`` is ``(n_boot,)`` for one stage, ``(n_boot, S)`` for a second stage drawn within each of S first-stage
+    draws. The one draw every bootstrap in rharm uses (one ``rng.integers`` call, so a seed gives the same indices).
+    """
+    return rng.integers(0, n, size=(*shape, n))
+
+
 def rh_bootstrap(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, paired: bool = True,
                  seed: int | None = 0) -> dict[str, pd.DataFrame]:
     """Percentile bootstrap of the RH matrix over model seeds.
@@ -286,8 +297,8 @@ def rh_bootstrap(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, pai
     imb, bal = cr.rows()
     s = imb.shape[1]
     rng = _rng(seed)
-    i1 = rng.integers(0, s, size=(n_boot, s))
-    i2 = i1 if paired else rng.integers(0, s, size=(n_boot, s))
+    i1 = bootstrap_indices(rng, s, (n_boot,))
+    i2 = i1 if paired else bootstrap_indices(rng, s, (n_boot,))
     num = 1.0 - imb[:, i1, :].mean(axis=2)  # (R, B, K)
     den = 1.0 - bal[:, i2, :].mean(axis=2)
     boot = num / den
@@ -296,6 +307,28 @@ def rh_bootstrap(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, pai
     return {"estimate": est, "lo": _frame(np.quantile(boot, a, axis=1), cr),
             "hi": _frame(np.quantile(boot, 1 - a, axis=1), cr), "se": _frame(boot.std(axis=1, ddof=1) if n_boot > 1
                                                                             else np.zeros_like(est.values), cr)}
+
+
+#: which pairs of balanced seeds :func:`noise_floor_ratios` compares
+NOISE_FLOOR_PAIRINGS = ("all", "consecutive")
+
+
+def noise_floor_ratios(balanced: Sequence[Any], pairing: str = "all") -> list[tuple[int, int, np.ndarray]]:
+    """The noise floor: RH between two *balanced* models of different seeds, as if one were "underrepresented".
+
+    ``balanced[s]`` is the cosine matrix (or row) of the balanced model of seed index s. For each pair (a, b) of
+    seed indices it gives ``representation_harm(balanced[a], balanced[b])`` = (1 - cos_a) / (1 - cos_b): what RH
+    looks like with no underrepresentation at all. ``pairing="all"``: every ordered pair a != b (S(S-1) ratios);
+    ``"consecutive"``: (a, b) = (s + 1, s) for s = 0..S-2 (S-1 ratios, each seed used at most twice).
+
+    Returns:
+        list of (a, b, rh) with ``rh`` of the shape of ``balanced[s]``; empty with fewer than two seeds.
+    """
+    check_choice("pairing", pairing, NOISE_FLOOR_PAIRINGS)
+    n = len(balanced)
+    pairs = ([(a, b) for a in range(n) for b in range(n) if a != b] if pairing == "all"
+             else [(s + 1, s) for s in range(n - 1)])
+    return [(a, b, representation_harm(balanced[a], balanced[b])) for a, b in pairs]
 
 
 def noise_floor(cr: CosineRuns) -> pd.DataFrame:
@@ -310,14 +343,10 @@ def noise_floor(cr: CosineRuns) -> pd.DataFrame:
     """
     rows = []
     idx = [cr.classes.index(m) for m in cr.minorities] or list(range(len(cr.classes)))
-    for a in range(len(cr.seeds)):
-        for b in range(len(cr.seeds)):
-            if a == b:
-                continue
-            r = representation_harm(cr.balanced[a], cr.balanced[b])
-            for i in idx:
-                for j, c in enumerate(cr.classes):
-                    rows.append((cr.seeds[a], cr.seeds[b], cr.classes[i], c, float(r[i, j])))
+    for a, b, r in noise_floor_ratios(cr.balanced, "all"):
+        for i in idx:
+            for j, c in enumerate(cr.classes):
+                rows.append((cr.seeds[a], cr.seeds[b], cr.classes[i], c, float(r[i, j])))
     return pd.DataFrame(rows, columns=["seed_a", "seed_b", "minority", "other", "rh"])
 
 
@@ -396,7 +425,7 @@ def pair_specificity(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95,
     imb, bal = cr.rows()
     s = imb.shape[1]
     rng = _rng(seed)
-    idx = rng.integers(0, s, size=(n_boot, s))
+    idx = bootstrap_indices(rng, s, (n_boot,))
     boot = (1 - imb[:, idx, :].mean(axis=2)) / (1 - bal[:, idx, :].mean(axis=2))  # (R, B, K)
     est = rh_matrix(cr)
     a = (1 - level) / 2

@@ -17,17 +17,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .common import check_choice as _check_choice
+
 BACKBONES = ("resnet18", "resnet34", "small_cnn")
 INITS = ("random", "imagenet")
 METHODS = ("simclr", "simsiam")
 
 #: Channel widths of the four blocks of ``small_cnn``; the last one is its ``out_dim``.
 SMALL_CNN_WIDTHS = (16, 32, 64, 128)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(choices)}")
 
 
 class SmallCNN(nn.Module):

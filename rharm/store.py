@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import __version__, paths
+from .common import sha256_file
 
 COMPLETE_MARKER = "config.json"
 BROKEN_DIR = ".broken"  # where unreadable or incomplete results are moved, per kind
@@ -364,16 +365,8 @@ def _manifest(folder: Path) -> dict:
     out = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file():
-            out[p.relative_to(folder).as_posix()] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+            out[p.relative_to(folder).as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _VERIFIED: dict[tuple, bool] = {}  # (folder, file, size, mtime) already hashed in this process
@@ -405,7 +398,7 @@ def problem(folder: Path) -> str | None:
             return f"{rel} has {st.st_size} bytes, {rec['size']} were written (truncated or damaged)"
         stamp = (str(folder), rel, st.st_size, st.st_mtime_ns)
         if stamp not in _VERIFIED:
-            if _sha256(p) != rec["sha256"]:
+            if sha256_file(p) != rec["sha256"]:
                 return f"{rel} does not match its recorded sha256 (damaged)"
             _VERIFIED[stamp] = True
     return None

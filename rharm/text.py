@@ -288,8 +288,7 @@ def harm_table(pairs: Sequence[tuple[TextRun, TextRun]], group_order: Sequence[s
     for (bal, imb), cb in zip(pairs, bal_cos):
         rh = metrics.representation_harm(group_cosines(imb, order)[i], cb[i])
         rows += [{"seed": bal.seed, "group": g, "rh": float(v), "kind": "paired"} for g, v in zip(order, rh)]
-    for k in range(len(pairs) - 1):
-        rh = metrics.representation_harm(bal_cos[k + 1][i], bal_cos[k][i])
+    for _, k, rh in metrics.noise_floor_ratios([c[i] for c in bal_cos], "consecutive"):  # seed k+1 over seed k
         rows += [{"seed": pairs[k][0].seed, "group": g, "rh": float(v),
                   "kind": "noise_floor"} for g, v in zip(order, rh)]
     return pd.DataFrame(rows)

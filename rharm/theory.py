@@ -38,6 +38,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize
 
+from .common import check_choice as _check_choice
+
 OBJECTIVES = ("principled", "official")
 SOLVERS = ("lbfgs", "official_gd")
 
@@ -126,12 +128,6 @@ def _check_tau(tau) -> float:
     ):
         raise ValueError(f"tau={tau!r} is invalid; valid: a finite float > 0")
     return float(tau)
-
-
-def _check_choice(name: str, value, valid: Sequence[str]) -> str:
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is invalid; valid: {', '.join(map(repr, valid))}")
-    return value
 
 
 def _check_count(name: str, value, lo: int) -> int:
