@@ -78,7 +78,7 @@ hardware = meta0.get("hardware", {})
 train_minutes = sum(r.meta.get("wall_time_s", 0.0) for r in results) / 60
 data_name = extra.get("data_source", "CIFAR-10 (source not recorded)")  # e.g. "CIFAR-10 (JPEG copy)"
 glue("rh_backbone", backbone, display=False)
-glue("rh_epochs", epochs, display=False)
+glue("rh_epochs", tables.plural(epochs, "epoch"), display=False)
 glue("rh_n_per_class", n_per_class, display=False)
 glue("rh_kept", n_per_class // ratio, display=False)
 glue("rh_ratio", ratio, display=False)
@@ -100,7 +100,7 @@ glue("rh_profile", P.profile, display=False)
 # ## Scale of this page
 #
 # Profile **{glue:text}`rh_profile`**: a {glue:text}`rh_backbone` backbone trained with SimCLR for
-# {glue:text}`rh_epochs` epochs on {glue:text}`rh_n_per_class` training images per class of
+# {glue:text}`rh_epochs` on {glue:text}`rh_n_per_class` training images per class of
 # {glue:text}`rh_data`; each minority class ({glue:text}`rh_minorities`) keeps {glue:text}`rh_kept` images
 # (1:{glue:text}`rh_ratio`); {glue:text}`rh_n_seeds` per model; the models took
 # {glue:text}`rh_train_minutes:.1f` minutes of training summed over runs, {glue:text}`rh_workers_text` at a time

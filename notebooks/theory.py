@@ -202,7 +202,7 @@ glue("gd_total", int(len(official_gd)), display=False)
 tables.show(convergence, caption="One row per objective: solves over every α, π1 and start; whether all met the "
             "tolerance; the worst gradient norm and the worst disagreement between starts.",
             rename={"worst_block_grad_norm": "worst gradient norm", "worst_restart_spread": "worst spread"},
-            decimals={"worst_block_grad_norm": 10, "worst_restart_spread": 10})
+            scientific=["worst_block_grad_norm", "worst_restart_spread"], digits=2)
 
 # %% [markdown]
 # Of {glue:text}`n_solves` solves (every $\alpha$, $\pi_1$, objective and start), {glue:md}`all_converged`
@@ -212,7 +212,8 @@ tables.show(convergence, caption="One row per objective: solves over every α, �
 
 # %%
 tables.show(gd_check, caption="One row per objective: the official solver's runs, how many met the tolerance, "
-            "and its worst gradient norm.", rename={"worst_block_grad_norm": "worst gradient norm"}, digits=2)
+            "and its worst gradient norm.", rename={"worst_block_grad_norm": "worst gradient norm"}, digits=2,
+            scientific=["worst_block_grad_norm"])
 
 # %% [markdown]
 # $\cos(h_1^\star, h_2^\star)$ by $\alpha$ (rows) and $\pi_1$ (columns), converged, for both objectives:
@@ -366,7 +367,7 @@ limits = theory.limit_check(alphas, tau=tau, pi1=1e-6, dim=pop_dim, seed=seed)
 glue("limit_worst", float(limits["abs_diff"].max()), display=False)
 tables.show(limits, caption="One row per α: the limit t* from F′ beside the solved cosines at π1 = 1e-6 and their "
             "absolute difference.", decimals={c: 4 for c in ["limit_cos12", "cos12", "cos13", "cos23"]}
-            | {"abs_diff": 8})
+            , scientific=["abs_diff"], digits=2)
 
 # %% [markdown]
 # The limit from $F'$ and the solved optimum agree to {glue:text}`limit_worst:.1e` for every $\alpha$. So under the
