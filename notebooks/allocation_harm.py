@@ -111,7 +111,7 @@ probe_seconds = sum(mr.seconds for mr in runs_by_protocol.values())
 glue("ah_probe_minutes", probe_seconds / 60, display=False)
 glue("ah_wall_minutes", (time.perf_counter() - t0) / 60, display=False)
 glue("ah_backbone", backbone, display=False)
-glue("ah_epochs", epochs, display=False)
+glue("ah_epochs", tables.plural(epochs, "epoch"), display=False)
 glue("ah_data", results[0].meta.get("extra", {}).get("data_source", "CIFAR-10 (source not recorded)"), display=False)
 glue("ah_n_per_class", n_per_class, display=False)
 glue("ah_ratio", ratio, display=False)
@@ -122,8 +122,8 @@ glue("ah_mediation_minorities", ", ".join(m for m in minority_classes if m in me
 glue("ah_profile", P.profile, display=False)
 glue("ah_c_grid", ", ".join(f"{c:g}" for c in probe_c_grid), display=False)
 glue("ah_probe_c", Markdown(
-    f"$C$ = {probe_c_grid[0]:g} (fixed: no cross-validation)" if probe_cv_folds <= 1 or len(probe_c_grid) == 1 else
-    f"$C$ chosen by {probe_cv_folds}-fold cross-validation over {', '.join(f'{c:g}' for c in probe_c_grid)}"),
+    f"C = {probe_c_grid[0]:g} (fixed: no cross-validation)" if probe_cv_folds <= 1 or len(probe_c_grid) == 1 else
+    f"C chosen by {probe_cv_folds}-fold cross-validation over {', '.join(f'{c:g}' for c in probe_c_grid)}"),
     display=False)
 glue("ah_probe_time", Markdown(
     f"Fitting the probes took {probe_seconds / 60:.1f} minutes"
@@ -135,7 +135,7 @@ glue("ah_max_iter", probe_max_iter, display=False)
 # ## Scale and protocols
 #
 # Profile **{glue:text}`ah_profile`**: the representations of the previous chapter ({glue:text}`ah_backbone`,
-# {glue:text}`ah_epochs` epochs, {glue:text}`ah_n_per_class` images per class of {glue:text}`ah_data`, minorities
+# {glue:text}`ah_epochs`, {glue:text}`ah_n_per_class` images per class of {glue:text}`ah_data`, minorities
 # {glue:text}`ah_minorities` at 1:{glue:text}`ah_ratio`, {glue:text}`ah_n_seeds`); probes are fitted for the
 # minorities {glue:text}`ah_mediation_minorities`, because they dominate this chapter's cost. The paper used ResNet-34
 # for 500 epochs, all ten minorities and 10 seeds. {glue:md}`ah_probe_time`.
@@ -147,7 +147,7 @@ glue("ah_max_iter", probe_max_iter, display=False)
 # paper's 3-fold search.
 #
 # - **paper**: the probe is trained on a 75% split of the *test* features and scored on the other 25%
-#   ({glue:text}`ah_n_splits` split seeds); the imbalanced probe keeps $n_i // \text{ratio}$ of the minority
+#   ({glue:text}`ah_n_splits`); the imbalanced probe keeps $n_i // \text{ratio}$ of the minority
 #   in its 75% (seeded here, unseeded in the official code). Training the probe on test images is not standard
 #   practice, hence the second protocol.
 # - **clean**: the probe is trained on training-set features (the balanced pool for $Y(0,\cdot)$; exactly the
