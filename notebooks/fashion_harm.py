@@ -154,15 +154,23 @@ train_minutes += (time.perf_counter() - t0) / 60
 cr = metrics.cosine_runs(main_runs, classes=classes)
 tests = study.primary_tests(cr, prereg, alpha=alpha, n_boot=n_boot, level=ci_level)
 floor = study.noise_floor_rows(cr, prereg.all_minorities)
-tables.show(tests, index=None, digits=3,
-            columns=["minority", "role", "partner", "rh", "rh_lo", "rh_hi", "row_median_rh", "contrast", "p_rh_holm",
-                     "p_contrast_holm", "p_contrast", "held"],
-            rename={"rh": "RH(i, partner)", "rh_lo": "CI low", "rh_hi": "CI high", "row_median_rh": "row median RH",
-                    "contrast": "log contrast", "p_rh_holm": "p H1 (Holm)", "p_contrast_holm": "p H2 (Holm)",
-                    "p_contrast": "p contrast (raw)", "held": "prediction held"},
+ci = study.ci_text
+shown = tests.assign(
+    minority=[f"{m} (control)" if r == "control" else m for m, r in zip(tests.minority, tests.role)],
+    rh_ci=[ci(a, b, c) for a, b, c in zip(tests.rh, tests.rh_lo, tests.rh_hi)],
+    p_h1=[charts.fmt_sig(h, 2) for h in tests.p_rh_holm],
+    p_h2=[charts.fmt_sig(h if r == "minority" else c, 2)
+          for h, c, r in zip(tests.p_contrast_holm, tests.p_contrast, tests.role)],
+    held=["yes" if h else "no" for h in tests.held])
+tables.show(shown, index=None, digits=3,
+            columns=["minority", "partner", "rh_ci", "row_median_rh", "contrast", "p_h1", "p_h2", "held"],
+            rename={"rh_ci": "RH(i, partner) (CI)", "row_median_rh": "row median RH", "contrast": "log contrast",
+                    "p_h1": "p H1", "p_h2": "p H2", "held": "held"},
             caption=f"One row per pre-registered minority (the control last). RH: the paper's estimator over "
                     f"{len(seeds)} paired seeds with a {ci_level:.0%} paired percentile bootstrap interval; log "
-                    "contrast: the partner cell's log RH minus the mean log RH of the rest of the row.")
+                    "contrast: the partner cell's log RH minus the mean log RH of the rest of the row; p: one-sided "
+                    "paired t-tests over seeds, Holm-adjusted over the minorities (the control's contrast "
+                    "unadjusted); held: the pre-registered prediction held.")
 
 # %% [markdown]
 # The noise floor is what RH looks like with no underrepresentation at all: the same ratio between two *balanced*
@@ -204,10 +212,11 @@ for prot in ("paper", "clean"):
                                   classes=classes, minorities=prereg.all_minorities)
     med[prot] = mediation.diagonal_summary(mr, n_boot=n_boot, level=ci_level, seed=0)
 med_table = pd.concat([m.drop(index="mean").assign(protocol=p) for p, m in med.items()]).reset_index()
-tables.show(med_table, digits=3,
-            columns=["protocol", "minority", "TE", "TE_lo", "TE_hi", "NIE", "NIE_lo", "NIE_hi", "NDE", "share"],
-            rename={"TE_lo": "TE low", "TE_hi": "TE high", "NIE_lo": "NIE low", "NIE_hi": "NIE high",
-                    "share": "NIE / TE"},
+for eff in ("TE", "NIE", "NDE"):
+    med_table[f"{eff} (CI)"] = [ci(a, b, c) for a, b, c in
+                                zip(med_table[eff], med_table[f"{eff}_lo"], med_table[f"{eff}_hi"])]
+tables.show(med_table, digits=3, columns=["protocol", "minority", "TE (CI)", "NIE (CI)", "NDE (CI)", "share"],
+            rename={"share": "NIE / TE"},
             caption=f"One row per protocol and minority: the change in the minority's own test accuracy (TE) and its "
                     f"mediated (NIE) and direct (NDE = TE − NIE) parts, {ci_level:.0%} bootstrap intervals over "
                     f"seeds. Probe C = {probe_c}, no cross-validation at this scale.")
@@ -248,10 +257,11 @@ dose, theory_mae = study.theory_prediction_error(dose, fit, dim=theory_dim)
 dose_slope = stats.linregress(np.log([p["x"] for p in points for _ in p["log_rh"] if p["x"] != 1]),
                               np.concatenate([p["log_rh"] for p in points if p["x"] != 1]))
 dose_p = dose_slope.pvalue / 2 if dose_slope.slope < 0 else 1 - dose_slope.pvalue / 2
-tables.show(dose, digits=3, columns=["x", "rh", "rh_lo", "rh_hi", "theory_rh", "te", "te_lo", "te_hi", "n_seeds"],
-            rename={"x": "ratio", "rh": f"RH({m0}, {p0})", "rh_lo": "CI low", "rh_hi": "CI high",
-                    "theory_rh": "theory RH", "te": "TE (clean)", "te_lo": "TE low", "te_hi": "TE high",
-                    "n_seeds": "seeds"},
+tables.show(dose.assign(rh_ci=[ci(a, b, c) for a, b, c in zip(dose.rh, dose.rh_lo, dose.rh_hi)],
+                        te_ci=[ci(a, b, c) for a, b, c in zip(dose.te, dose.te_lo, dose.te_hi)]),
+            digits=3, columns=["x", "rh_ci", "theory_rh", "te_ci", "n_seeds"],
+            rename={"x": "ratio", "rh_ci": f"RH({m0}, {p0}) (CI)", "theory_rh": "theory RH",
+                    "te_ci": "TE, clean (CI)", "n_seeds": "seeds"},
             caption="One row per ratio: RH of the pre-registered cell (geometric mean over paired seeds, percentile "
                     "bootstrap interval), the theory's RH with alpha fitted at ratio "
                     f"{theory_fit_ratio}, and the minority's total allocation effect (clean protocol).")
@@ -292,9 +302,10 @@ temp["theory_rh"] = [study.theory_rh(ratio, fit.alpha, tau=x, n_classes=len(clas
 temp_slope = stats.linregress(np.log([p["x"] for p in tpoints for _ in p["log_rh"]]),
                               np.concatenate([p["log_rh"] for p in tpoints]))
 temp_p = temp_slope.pvalue / 2 if temp_slope.slope < 0 else 1 - temp_slope.pvalue / 2
-tables.show(temp, digits=3, columns=["x", "rh", "rh_lo", "rh_hi", "theory_rh", "n_seeds"],
-            rename={"x": "temperature", "rh": f"RH({m0}, {p0})", "rh_lo": "CI low", "rh_hi": "CI high",
-                    "theory_rh": "theory RH", "n_seeds": "seeds"},
+tables.show(temp.assign(rh_ci=[ci(a, b, c) for a, b, c in zip(temp.rh, temp.rh_lo, temp.rh_hi)]),
+            digits=3, columns=["x", "rh_ci", "theory_rh", "n_seeds"],
+            rename={"x": "temperature τ", "rh_ci": f"RH({m0}, {p0}) (CI)", "theory_rh": "theory RH",
+                    "n_seeds": "seeds"},
             caption=f"One row per temperature: RH of the pre-registered cell at 1:{ratio} (geometric mean over "
                     "paired seeds, percentile bootstrap interval) and the theory's prediction.")
 

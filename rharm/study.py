@@ -360,3 +360,10 @@ def separation(features, labels, num_classes: int) -> dict:
     off = ~np.eye(num_classes, dtype=bool)
     within, between = float(np.diag(cos).mean()), float(cos[off].mean())
     return {"within": within, "between": between, "gap": within - between}
+
+
+def ci_text(estimate: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``"0.846 (0.490 to 1.31)"``: an estimate with its interval, each to ``digits`` significant digits."""
+    from .charts import fmt_sig
+
+    return f"{fmt_sig(estimate, digits)} ({fmt_sig(lo, digits)} to {fmt_sig(hi, digits)})"
