@@ -18,7 +18,6 @@ and resizing does not antialias (irrelevant for 32x32 CIFAR crops, which are onl
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -298,8 +297,7 @@ def apply_params(images: torch.Tensor, params: dict, spec: AugmentSpec) -> torch
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images has shape {tuple(images.shape)}; expected (N, 3, H, W)")
-    with _single_threaded_on_cpu(images.device):
-        return _apply(images, params, spec)
+    return _apply(images, params, spec)
 
 
 def _apply(images: torch.Tensor, params: dict, spec: AugmentSpec) -> torch.Tensor:
@@ -350,26 +348,6 @@ def _jitter_masked(x: torch.Tensor, params: dict, active: tuple[bool, ...]) -> t
                 use = (on & (order[:, k] == op)).view(-1, 1, 1, 1)
                 x = torch.where(use, _JITTER_FUNCS[op](x, params[JITTER_OPS[op]]), x)
     return x
-
-
-@contextlib.contextmanager
-def _single_threaded_on_cpu(device: torch.device):
-    """Run torch's CPU kernels on one thread inside the block.
-
-    The augmentation is many small memory-bound kernels; on CPU, intra-op threads cost more in synchronisation than
-    they gain, and on a shared machine (more runnable threads than cores) each kernel's thread barrier waits for a
-    descheduled thread: measured 2026-11-28 on 2 busy cores, 256 views took 4.3-5.5 s with 2 threads and 0.06-0.08 s
-    with 1. GPU work is unaffected.
-    """
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def augment_batch(images: torch.Tensor, spec: AugmentSpec = SIMCLR,

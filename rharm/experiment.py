@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import augment, data, losses, models, store, train
+from . import augment, data, losses, models, runtime, store, train
 
 KIND = "simclr_run"
 
@@ -209,14 +209,9 @@ def run_one(grid: Mapping[str, Any], minority: str | None, seed: int) -> RunResu
     cfg = run_config(g, minority, seed)
 
     def compute(out: Path) -> dict:
-        prev = torch.get_num_threads()
-        if g["threads"]:
-            # on a shared 2-core machine one thread per process avoids OpenMP oversubscription (3x faster there)
-            torch.set_num_threads(int(g["threads"]))
-        try:
+        # on a shared 2-core machine one thread per process avoids OpenMP oversubscription (3x faster there)
+        with runtime.torch_threads(int(g["threads"])):
             return _compute(cfg, g, out)
-        finally:
-            torch.set_num_threads(prev)
 
     folder = store.cached(KIND, cfg, compute, code=_code())
     return RunResult(minority=minority, seed=int(seed), ratio=cfg["ratio"], dir=folder,
@@ -291,14 +286,9 @@ def throughput_table(backbones, batch_sizes, steps: int = 2, *, warmup: int = 1,
     device = _device(device)
     import pandas as pd
 
-    prev = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
+    with runtime.torch_threads(int(threads)) as n_threads:
         rows = [{**train.measure_throughput(b, int(bs), steps, warmup=warmup, device=device),
-                 "threads": torch.get_num_threads()} for b in backbones for bs in batch_sizes]
-    finally:
-        torch.set_num_threads(prev)
+                 "threads": n_threads} for b in backbones for bs in batch_sizes]
     return pd.DataFrame(rows)
 
 

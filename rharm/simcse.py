@@ -20,12 +20,14 @@ Chapter: ``notebooks/text_harm.py``.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import random
 import time
 from typing import Sequence
 
 import numpy as np
+
+from . import runtime
 
 AUGMENTATIONS = ("dropout", "token_deletion")
 POOLINGS = ("model", "mean", "cls", "max")
@@ -81,15 +83,15 @@ def load_encoder(model: str = OFFLINE_MINILM, *, pooling: str = "model", max_len
 
     device = str(resolve_device(device))
     path = resolve_model_path(model)
-    if model == OFFLINE_MINILM:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar would clutter every notebook cell
     seed_everything(seed)
-    encoder = SentenceTransformer(path, device=device)
+    # the bundled encoder is a local folder: no hub lookups while it loads (offline mode restored afterwards)
+    with runtime.hf_offline() if model == OFFLINE_MINILM else contextlib.nullcontext():
+        encoder = SentenceTransformer(path, device=device)
     encoder.max_seq_length = max_length
     if pooling != "model":
         pos = next(i for i, m in enumerate(encoder) if type(m).__name__ == "Pooling")
