@@ -119,3 +119,39 @@ def long(name: str, order: str = "paper") -> pd.DataFrame:
     out = pd.concat([v, s], axis=1).reset_index()
     out.columns = ["minority", "other", "value", "sd"]
     return out
+
+
+def settings() -> list[tuple[str, int, str, str]]:
+    """Every (method, ratio, quantity, panel) the paper reports a matrix for, e.g. ``("SimCLR", 100, "RH", "full")``."""
+    return [(i["method"], int(i["ratio"]), i["quantity"], i["panel"])
+            for i in (info(n) for n in names("matrix"))]
+
+
+def for_setting(method: str, ratio: int, quantity: str, *, panel: str | None = None,
+                order: str = "paper") -> pd.DataFrame:
+    """The paper's matrix for one setting: ``for_setting("SimCLR", 100, "RH")`` is ``matrix("simclr_100_rh")``.
+
+    Args:
+        method: "SimCLR", "SimSiam" or "BCL-I" (case-insensitive).
+        ratio: the underrepresentation ratio 1:``ratio`` (100 or 20).
+        quantity: "RH", "TE", "NIE" or "-rNDE" (case-insensitive).
+        panel: "full" (10 classes) or "6-class"; None takes the full panel when the paper has one, else the other.
+        order: class order, as in :func:`matrix`.
+
+    Returns:
+        (K, K) DataFrame, as :func:`matrix`.
+
+    Raises:
+        ValueError naming the valid settings when the paper reports no value for this one (e.g. SimSiam at 1:20):
+        a missing reference is never silently replaced by another setting's numbers.
+    """
+    want = (str(method).lower(), ratio, str(quantity).lower())
+    hits = [n for n in names("matrix")
+            if (str(info(n)["method"]).lower(), info(n)["ratio"], str(info(n)["quantity"]).lower()) == want
+            and (panel is None or info(n)["panel"] == panel)]
+    if not hits:
+        valid = ", ".join(f"({m!r}, {r}, {q!r}, panel={p!r})" for m, r, q, p in settings())
+        raise ValueError(f"the paper reports no {quantity!r} matrix for method={method!r}, ratio={ratio!r}"
+                         f"{'' if panel is None else f', panel={panel!r}'}; valid settings: {valid}")
+    full = [n for n in hits if info(n)["panel"] == "full"]
+    return matrix((full or hits)[0], order)

@@ -87,3 +87,19 @@ def test_headline_cells_and_long_form():
     assert "b7b7aa3" in R.source_text("simclr_100_rh")
     with pytest.raises(ValueError, match="table"):
         R.sd("other_settings_diagonal")
+
+
+def test_for_setting_finds_the_paper_matrix_or_names_the_valid_ones():
+    np.testing.assert_array_equal(R.for_setting("SimCLR", 100, "RH").to_numpy(), R.matrix("simclr_100_rh").to_numpy())
+    np.testing.assert_array_equal(R.for_setting("simsiam", 100, "nie").to_numpy(),
+                                  R.matrix("simsiam_100_nie").to_numpy())
+    assert R.for_setting("SimCLR", 100, "TE").shape == (10, 10)  # the full panel wins over the 6-class one
+    assert R.for_setting("SimCLR", 100, "TE", panel="6-class").shape == (6, 6)
+    assert R.for_setting("SimCLR", 20, "-rNDE").shape == (6, 6)  # only a 6-class panel exists
+    assert list(R.for_setting("SimCLR", 20, "RH", order="cifar10").index) == R.class_order("cifar10")
+    assert ("SimSiam", 100, "RH", "full") in R.settings() and len(R.settings()) == 16
+    for bad in [("SimSiam", 20, "RH"), ("SimCLR", 50, "RH"), ("MoCo", 100, "RH"), ("SimCLR", 100, "AH")]:
+        with pytest.raises(ValueError, match=r"reports no .*valid settings: .*\('SimCLR', 100, 'RH', panel='full'\)"):
+            R.for_setting(*bad)
+    with pytest.raises(ValueError, match="panel='6-class'"):
+        R.for_setting("SimSiam", 100, "RH", panel="6-class")
