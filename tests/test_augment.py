@@ -233,6 +233,27 @@ def test_end_to_end_statistics_match_the_pil_reference():
     assert stats.ks_2samp(summaries(weak)["saturation"].numpy(), st["saturation"].numpy()).pvalue < KS_ALPHA
 
 
+def test_specs_pin_the_official_code_constants():
+    # Pinned from the paper's official code (github.com/smaityumich/CL-representation-harm), not from our reference
+    # builder: cifar/simclr/simclr.py trains SimCLR with RandomResizedCrop(32) (torchvision's default scale (0.08, 1)
+    # and ratio (3/4, 4/3)), RandomHorizontalFlip(p=0.5), RandomApply([ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s)],
+    # p=0.8) with s = 0.5, RandomGrayscale(p=0.2), ToTensor and no normalisation; cifar/simsiam/main.py trains
+    # SimSiam with the same pipeline but crop scale (0.2, 1) and Normalize((0.4914, 0.4822, 0.4465),
+    # (0.2023, 0.1994, 0.2010)).
+    assert SIMCLR.size == 32
+    assert SIMCLR.crop_scale == (0.08, 1.0)
+    assert SIMCLR.crop_ratio == pytest.approx((3 / 4, 4 / 3))
+    assert SIMCLR.flip_p == 0.5
+    assert SIMCLR.jitter == pytest.approx((0.4, 0.4, 0.4, 0.1))
+    assert SIMCLR.jitter_p == 0.8 and SIMCLR.gray_p == 0.2
+    assert SIMCLR.mean is None and SIMCLR.std is None
+    assert SIMSIAM.crop_scale == (0.2, 1.0)
+    assert (SIMSIAM.flip_p, SIMSIAM.jitter_p, SIMSIAM.gray_p) == (0.5, 0.8, 0.2)
+    assert SIMSIAM.jitter == pytest.approx((0.4, 0.4, 0.4, 0.1))
+    assert SIMSIAM.mean == pytest.approx((0.4914, 0.4822, 0.4465))
+    assert SIMSIAM.std == pytest.approx((0.2023, 0.1994, 0.2010))
+
+
 def test_torchvision_reference_pipeline():
     ref = A.torchvision_reference(SIMSIAM)
     names = [type(t).__name__ for t in ref.transforms]

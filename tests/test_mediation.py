@@ -22,11 +22,25 @@ def planted():
     return runs, D.mediation_runs(runs, protocol="paper", ratio=10, split_seeds=(0, 1), probe=FAST)
 
 
-def test_effects_are_additive_to_machine_precision():
+def test_effects_pinned_values():
+    # accuracies chosen exact in binary, so every effect is exact; the official code (cifar/simclr/utils.py of
+    # github.com/smaityumich/CL-representation-harm) computes TE = y11 - y00, IE = y01 - y00, DE = y11 - y01
+    y00, y01, y11 = np.array([0.875, 0.5]), np.array([0.625, 0.75]), np.array([0.5, 0.5])
+    e = D.effects(y00, y01, y11)
+    np.testing.assert_array_equal(e["TE"], [-0.375, 0.0])
+    np.testing.assert_array_equal(e["NIE"], [-0.25, 0.25])
+    np.testing.assert_array_equal(e["NDE"], [-0.125, -0.25])
+    with pytest.raises(ValueError, match="equal shapes"):
+        a = np.zeros((4, 5, 5))
+        D.effects(a, a, a[:, :4])
+
+
+def test_effects_match_the_official_definitions_on_random_confusions():
     rng = np.random.default_rng(0)
     a, b, c = rng.random((3, 4, 5, 5))
     e = D.effects(a, b, c)
-    np.testing.assert_array_equal(e["TE"], e["NIE"] + e["NDE"])
+    np.testing.assert_allclose(e["TE"], c - a, atol=1e-15)
+    np.testing.assert_allclose(e["NIE"], b - a, atol=1e-15)
     np.testing.assert_allclose(e["NDE"], c - b, atol=1e-15)
     with pytest.raises(ValueError, match="equal shapes"):
         D.effects(a, b, c[:, :4])
@@ -58,7 +72,9 @@ def test_planted_collapse_gives_positive_nie_in_that_cell(planted):
     assert nie.loc["cat"].abs().max() < off["truck"] / 3  # nothing planted for cat
     boot = D.effect_bootstrap(mr, n_boot=300)
     assert boot["NIE"]["lo"].loc["automobile", "truck"] > 0
-    np.testing.assert_allclose(boot["TE"]["estimate"].to_numpy(), (e["NIE"] + e["NDE"]).to_numpy(), atol=1e-15)
+    rows = mr.rows()  # the bootstrap's point estimate is the plain mean over seeds and splits of y11 - y00
+    direct = rows["y11"].mean(axis=(1, 2)) - rows["y00"].mean(axis=(1, 2))
+    np.testing.assert_allclose(boot["TE"]["estimate"].to_numpy(), direct, atol=1e-12)
     summ = D.diagonal_summary(mr, n_boot=300)
     assert 0 < summ.loc["automobile", "share"] < 1
     assert summ.loc["mean", "TE"] == pytest.approx(np.mean([e["TE"].loc[m, m] for m in mr.minorities]))

@@ -180,15 +180,39 @@ def test_validation_errors_name_the_parameter(planted):
         M.rh_test(single)
 
 
-def test_most_collapsed_table_against_reference():
+def _frame(values, rows, cols=("a", "b", "c")):
+    return pd.DataFrame(values, index=list(rows), columns=list(cols))
+
+
+def test_most_collapsed_table_and_long_rh_against_hand_values():
+    # estimate, bounds and paper all differ, so every column of the output can only come from its own input
+    est = _frame([[0.9, 0.8, 0.95], [0.7, 1.0, 0.6]], "ab")
+    lo = _frame([[0.85, 0.75, 0.9], [0.65, 0.97, 0.55]], "ab")
+    hi = _frame([[0.95, 0.88, 0.99], [0.75, 1.02, 0.66]], "ab")
+    paper = _frame([[1.0, 0.99, 0.5], [0.4, 1.0, 0.9]], "ac", ("a", "b", "c"))  # no paper row for "b"
+    t = M.most_collapsed_table(est, lo, hi, paper)
+    # row a: off-diagonal ours {b: 0.8, c: 0.95} -> b; the paper's {b: 0.99, c: 0.5} -> c
+    assert t.loc["a", ["ours_class", "ours_rh", "ours_lo", "ours_hi"]].tolist() == ["b", 0.8, 0.75, 0.88]
+    assert t.loc["a", ["paper_class", "paper_rh", "paper_rh_same_cell"]].tolist() == ["c", 0.5, 0.99]
+    # row b: ours {a: 0.7, c: 0.6} -> c; the paper has no row b
+    assert t.loc["b", ["ours_class", "ours_rh", "ours_lo", "ours_hi"]].tolist() == ["c", 0.6, 0.55, 0.66]
+    assert pd.isna(t.loc["b", "paper_class"])
+    long = M.long_rh(est, lo, hi, paper).set_index(["minority", "other"])
+    assert len(long) == 6
+    assert long.loc[("b", "c"), ["rh", "lo", "hi"]].tolist() == [0.6, 0.55, 0.66]
+    assert long.loc[("a", "c"), "paper"] == 0.5 and np.isnan(long.loc[("b", "a"), "paper"])
+
+
+def test_paper_reference_pins_the_most_collapsed_cells():
+    # pinned from the paper (arXiv 2310.01583, SimCLR 1:100 RH matrix): automobile collapses most onto truck
     from rharm import reference
 
     paper = reference.matrix("simclr_100_rh")
-    t = M.most_collapsed_table(paper, paper, paper, paper)
-    assert t.loc["automobile", "ours_class"] == "truck"
-    assert (t.ours_rh == t.paper_rh).all()
-    long = M.long_rh(paper, paper, paper, paper)
-    assert len(long) == 100 and (long.rh == long.paper).all()
+    est = pd.DataFrame(1.0, index=paper.index, columns=paper.columns)
+    est.loc["automobile", "ship"] = 0.5  # ours points elsewhere: the table must keep the two apart
+    t = M.most_collapsed_table(est, est, est, paper)
+    assert t.loc["automobile", "ours_class"] == "ship" and t.loc["automobile", "paper_class"] == "truck"
+    assert t.loc["automobile", "paper_rh_same_cell"] == paper.loc["automobile", "ship"] != 0.5
 
 
 def test_linear_probe_separates_clusters():
@@ -207,6 +231,39 @@ def test_charts_build():
     long = reference.long("simclr_100_rh").rename(columns={"value": "rh"})
     ch = M.rh_heatmap(long, title="t", order=reference.class_order())
     assert ch.to_dict()["title"] == "t"
-    sc = M.ours_vs_paper_scatter(long.assign(paper=long.rh), title="s")
-    assert sc.to_dict()
-    assert isinstance(pd.DataFrame(M.noise_floor(M.CosineRuns(["a"], [0], np.zeros((1, 1, 1)), {}))), pd.DataFrame)
+    sc = M.ours_vs_paper_scatter(long.assign(paper=long.rh.iloc[::-1].to_numpy()), title="s")
+    from rharm import charts
+
+    data = [r for r in charts.chart_data(sc) if "cell" in r]  # the points (the rest: identity line, RH = 1 rule)
+    assert len(data) == len(long)  # one point per cell
+    assert any(abs(r["paper"] - r["rh"]) > 0.01 for r in data)  # x and y carry different columns
+
+
+def test_noise_floor_needs_two_seeds():
+    nf = M.noise_floor(M.CosineRuns(["a"], [0], np.zeros((1, 1, 1)), {}))
+    assert len(nf) == 0 and list(nf.columns) == ["seed_a", "seed_b", "minority", "other", "rh"]
+    assert np.isnan(M.noise_floor_summary(M.CosineRuns(["a"], [0], np.zeros((1, 1, 1)), {}))["median"])
+
+
+def test_noise_floor_ratios_pinned_values():
+    bal = [np.array([0.5, 0.0]), np.array([0.75, 0.5]), np.array([0.0, 0.75])]  # 1 - cos: (.5, 1), (.25, .5), (1, .25)
+    consecutive = M.noise_floor_ratios(bal, "consecutive")
+    assert [(a, b) for a, b, _ in consecutive] == [(1, 0), (2, 1)]
+    np.testing.assert_array_equal(consecutive[0][2], [0.5, 0.5])  # (.25 / .5, .5 / 1)
+    np.testing.assert_array_equal(consecutive[1][2], [4.0, 0.5])  # (1 / .25, .25 / .5)
+    every = {(a, b): r for a, b, r in M.noise_floor_ratios(bal)}
+    assert sorted(every) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    np.testing.assert_array_equal(every[(0, 2)], [0.5, 4.0])  # (.5 / 1, 1 / .25)
+    assert M.noise_floor_ratios(bal[:1]) == []
+    with pytest.raises(ValueError, match=r"pairing='pairs' is not valid; choose one of \['all', 'consecutive'\]"):
+        M.noise_floor_ratios(bal, "pairs")
+
+
+def test_bootstrap_indices_resample_with_replacement():
+    idx = M.bootstrap_indices(np.random.default_rng(0), 5, (2000,))
+    assert idx.shape == (2000, 5) and idx.min() == 0 and idx.max() == 4
+    # each draw is uniform with replacement: P(a resample holds a given item) = 1 - (4/5)^5 = 0.672
+    assert abs((idx == 0).any(axis=1).mean() - (1 - 0.8 ** 5)) < 0.04
+    nested = M.bootstrap_indices(np.random.default_rng(0), 3, (4, 2))
+    assert nested.shape == (4, 2, 3)
+    np.testing.assert_array_equal(nested, np.random.default_rng(0).integers(0, 3, size=(4, 2, 3)))

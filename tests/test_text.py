@@ -207,7 +207,15 @@ def test_identical_runs_give_rh_one_and_zero_effects():
     assert c["other_gender"] == pytest.approx(1.0) and c["nearest_profession"] == pytest.approx(1.0)
     eff = text.allocation_effects(bal, bal, ORDER, minority="nurse|male", ratio=1, seed=0)
     np.testing.assert_allclose(eff["NIE"], 0.0)
-    np.testing.assert_allclose(eff["TE"], eff["NIE"] + eff["NDE"])
+    # ratio=1 keeps every minority sentence, so all three conditions see the same embeddings and probe data:
+    # no effect of any kind (NDE = y11 - y01, the official code's "DE", is computed, not defined as TE - NIE)
+    np.testing.assert_allclose(eff["y11"], eff["y00"], atol=1e-12)
+    np.testing.assert_allclose(eff["TE"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(eff["NDE"], 0.0, atol=1e-12)
+    # ratio=10 drops minority probe data: y01 is unchanged (same representation), y11 may move, and NDE = y11 - y01
+    eff10 = text.allocation_effects(bal, bal, ORDER, minority="nurse|male", ratio=10, seed=0)
+    np.testing.assert_array_equal(eff10["y01"], eff["y01"])
+    np.testing.assert_allclose(eff10["NDE"], eff10["y11"] - eff10["y01"], atol=1e-12)
 
 
 def test_harm_table_pairs_seeds_and_noise_floor():
@@ -220,8 +228,14 @@ def test_harm_table_pairs_seeds_and_noise_floor():
     summary = text.summarise(table, ["kind", "group"], "rh").set_index(["kind", "group"])
     collapsed = summary.loc[("paired", "doctor|male")]
     assert collapsed["hi"] < 1.0  # planted collapse resolved over seeds
-    floor = summary.loc[("noise_floor", "doctor|male")]
-    assert floor["lo"] < 1.0 < floor["hi"] or abs(floor["mean"] - 1) < 0.05
+    # the noise floor, derived independently: RH of the balanced model of seed k+1 over that of seed k, minority row
+    floor = table[table["kind"] == "noise_floor"]
+    assert len(floor) == 2 * len(ORDER)  # consecutive seeds (0, 1) and (1, 2)
+    i = ORDER.index(minority)
+    for k in range(2):
+        a, b = text.group_cosines(pairs[k + 1][0], ORDER)[i], text.group_cosines(pairs[k][0], ORDER)[i]
+        got = floor[floor["seed"] == pairs[k][0].seed].set_index("group")["rh"]
+        np.testing.assert_allclose(got[list(ORDER)].to_numpy(), (1 - a) / (1 - b), rtol=1e-12)
 
 
 def test_allocation_effects_planted_collapse_hurts_minority_accuracy():
@@ -322,7 +336,8 @@ def test_load_encoder_pooling_and_reinit():
     base = simcse.load_encoder(seed=0)
     enc = simcse.load_encoder(pooling="cls", reinit_layers=1, seed=0)
     pooling = [m for m in enc if type(m).__name__ == "Pooling"][0]
-    assert pooling.get_config_dict()["pooling_mode"] == "cls" if hasattr(pooling, "get_config_dict") else True
+    assert pooling.pooling_mode == "cls"
+    assert [m for m in base if type(m).__name__ == "Pooling"][0].pooling_mode != "cls"  # the change is ours
     top_base = base[0].auto_model.encoder.layer[-1].output.dense.weight
     top_new = enc[0].auto_model.encoder.layer[-1].output.dense.weight
     assert not torch.equal(top_base, top_new)
