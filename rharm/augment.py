@@ -1,6 +1,7 @@
 """SimCLR/SimSiam augmentation on batched tensors, with independent random parameters per image and per view.
 
-The paper's code (paper.md E1, E2) augments one PIL image at a time in DataLoader workers:
+The paper's official code (github.com/smaityumich/CL-representation-harm: cifar/simclr/simclr.py for SimCLR,
+cifar/simsiam/main.py for SimSiam) augments one PIL image at a time in DataLoader workers:
 RandomResizedCrop -> RandomHorizontalFlip -> RandomApply(ColorJitter, p) -> RandomGrayscale -> ToTensor
 (-> Normalize for SimSiam). Calling torchvision's transforms once on a batched tensor would draw ONE set of random
 parameters for the whole batch, which is not SimCLR's augmentation. Here the augmentation is declared as data
@@ -112,9 +113,10 @@ class AugmentSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-#: SimCLR's augmentation in the paper's code (paper.md E1): no normalisation.
+#: SimCLR's augmentation in the paper's official code (cifar/simclr/simclr.py): no normalisation.
 SIMCLR = AugmentSpec()
-#: SimSiam's augmentation in the paper's code (paper.md E2): crop scale from 0.2, CIFAR normalisation.
+#: SimSiam's augmentation in the paper's official code (cifar/simsiam/main.py): crop scale from 0.2, CIFAR
+#: normalisation.
 SIMSIAM = AugmentSpec(crop_scale=(0.2, 1.0), mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010))
 #: SimCLR's augmentation for greyscale images (Fashion-MNIST, stored as three equal channels): the same crop, flip and
 #: brightness/contrast jitter as :data:`SIMCLR`, without the colour-only steps (saturation, hue, random grayscale),

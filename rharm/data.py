@@ -9,7 +9,8 @@ Two sources give the same (images, labels) arrays:
 ``"torchvision"``  ``torchvision.datasets.CIFAR10(root, download=True)``: the lossless original, for users with
                    internet access.
 
-The underrepresentation protocol follows the paper's code (paper.md E1): one minority class keeps
+The underrepresentation protocol follows the paper's official code (github.com/smaityumich/CL-representation-harm,
+cifar/simclr/simclr.py): one minority class keeps
 ``int(n_minority / ratio)`` randomly chosen images, every other class keeps all of its images.
 """
 
@@ -247,7 +248,8 @@ def _labels_array(labels) -> np.ndarray:
 
 def underrepresent(labels, minority: str | int | None, ratio: float, seed: int,
                    classes: tuple[str, ...] = CIFAR10_CLASSES) -> np.ndarray:
-    """Indices kept when one class is underrepresented 1:``ratio`` (paper.md E1).
+    """Indices kept when one class is underrepresented 1:``ratio`` (as the official code's
+    cifar/simclr/simclr.py does).
 
     The minority class keeps ``int(n_minority / ratio)`` of its images, drawn without replacement with
     ``np.random.default_rng(seed)``; every other class keeps all of them. ``minority=None`` is the balanced

@@ -1,4 +1,5 @@
-"""The controlled-underrepresentation grid (paper.md E1, Appendix B steps 1-2): one contrastive model per
+"""The controlled-underrepresentation grid (arXiv 2310.01583, Appendix B steps 1-2; the official code's
+cifar/simclr/simclr.py): one contrastive model per
 (minority class, seed), plus the balanced model per seed, each cached in the result store.
 
 Common random numbers. For a given seed, the balanced and every underrepresented run share:

@@ -1,4 +1,5 @@
-"""Contrastive losses as pure functions (paper.md E1 for NT-Xent, E2 for SimSiam)."""
+"""Contrastive losses as pure functions: NT-Xent as in the paper's official code (github.com/smaityumich/
+CL-representation-harm, cifar/simclr/simclr.py) and SimSiam's loss (its cifar/simsiam code)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, clamp:
 
     Args:
         temperature: tau > 0 (the paper uses 0.5).
-        clamp: reproduce the official code's quirk (inherited from p3i0t/SimCLR-CIFAR10, paper.md E1): every
+        clamp: reproduce the official code's quirk (inherited from p3i0t/SimCLR-CIFAR10; cifar/simclr/simclr.py): every
             similarity is clamped to at least 1e-7 before dividing by tau, so negative cosines count as ~0.
     Returns: scalar tensor.
     """

@@ -5,7 +5,8 @@ Book chapter: "Allocation harm and causal mediation" (``notebooks/allocation_har
 Treatment T: the minority class i is underrepresented (T = 1) or not (T = 0). Mediator M: the contrastive
 representation, M(0) learned on balanced data, M(1) on data with class i at 1:ratio. Outcome Y(t, m): the
 row-normalised confusion matrix of a linear probe trained under data condition t on representation m. Three
-conditions are estimated (research digest §3.2):
+conditions are estimated, as in the paper's official code (github.com/smaityumich/CL-representation-harm,
+cifar/simclr/utils.py):
 
     y00 = Y(0, M(0))   balanced representation, balanced probe data
     y01 = Y(0, M(1))   imbalanced representation, balanced probe data

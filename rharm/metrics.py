@@ -2,7 +2,7 @@
 
 Book chapter: "Representation harm in SimCLR on CIFAR-10" (``notebooks/representation_harm.py``).
 
-Definitions (paper §2.1.2; research digest §3.1). For a model M with unit-normalised features u(x) = f(x)/||f(x)||
+Definitions (arXiv 2310.01583, §2.1.2). For a model M with unit-normalised features u(x) = f(x)/||f(x)||
 and class means of the unit vectors mu_i = mean_{x in class i} u(x),
 
     cos_M(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>          (self-pairs included when i = j)

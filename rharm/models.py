@@ -1,11 +1,12 @@
-"""Backbones and heads for contrastive learning on 32x32 images (paper.md E1, E2).
+"""Backbones and heads for contrastive learning on 32x32 images, as in the paper's official code
+(github.com/smaityumich/CL-representation-harm: cifar/simclr for SimCLR, cifar/simsiam for SimSiam).
 
 * :func:`build_backbone` - torchvision ResNet-18/34 adapted to CIFAR the way the official code does it (3x3 stride-1
   ``conv1`` without bias, ``maxpool`` and ``fc`` replaced by identities; 512-d output), or ``small_cnn``, a fast
   four-block CNN chosen for the CPU profile by the throughput measurements in ``notebooks/scale_study.py``.
 * :class:`ProjectionHead` - SimCLR's Linear-ReLU-Linear head (512 -> 2048 -> 128 in the paper).
 * :class:`SimSiamProjector` / :class:`SimSiamPredictor` - SimSiam's 2-layer BN projector and 2048 -> 512 -> 2048
-  predictor (paper.md E2).
+  predictor (the official cifar/simsiam code).
 * :class:`ContrastiveModel` - backbone + head(s), the single module that training saves and restores.
 """
 
@@ -97,7 +98,7 @@ def _cifar_resnet(name: str, init: str, weights_path: str | os.PathLike | None =
             net.load_state_dict(state)
         except (RuntimeError, KeyError) as exc:
             raise ValueError(f"{path} is not a torchvision {name} state dict ({exc})") from exc
-    # CIFAR adaptation, as in the official code (paper.md E1): the ImageNet stem would shrink 32x32 inputs to 8x8.
+    # CIFAR adaptation, as in the official code (cifar/simclr/models.py): the ImageNet stem would shrink 32x32 inputs to 8x8.
     # The replaced conv1 is freshly initialised even with ImageNet weights.
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
@@ -112,7 +113,7 @@ def build_backbone(name: str, *, init: str = "random", weights_path: str | os.Pa
     Args:
         name: "resnet18" | "resnet34" (out_dim 512) | "small_cnn" (out_dim 128).
         init: "random" or "imagenet" (torchvision IMAGENET1K_V1 weights for every layer except the replaced conv1;
-            the official SimCLR code does this for ResNet-34, paper.md E1). The weights are read from a local file
+            the official SimCLR code does this for ResNet-34, cifar/simclr/models.py). The weights are read from a local file
             (:func:`imagenet_weights_file`), never downloaded. Not available for "small_cnn".
         weights_path: the ImageNet weights file or its folder (default: ``$RHARM_IMAGENET_WEIGHTS``, then torch's
             hub cache).

@@ -1,7 +1,7 @@
 """The text arm: representation and allocation harm of SimCSE when one (profession, gender) group is rare.
 
 OUR RECONSTRUCTION. The paper's text code and its text metric ("GRH", its section 2.2.2) were not released; what is
-here is the team's own design (digest section 3.4), not the paper's definition:
+here is our own design, not the paper's definition:
 
 * each run trains SimCSE (:mod:`rharm.simcse`) on a CL-training split in which every group has the same number of
   sentences (balanced) or one group is kept at 1:ratio (underrepresented), and embeds a held-out evaluation split

@@ -2,14 +2,14 @@
 
 Introduced in the book chapter ``notebooks/theory.py``. Two levels are implemented:
 
-* **Node level** (paper digest E6): an SBM graph is the augmentation (positive-pair) graph; every node has a
-  free unit vector ``v_i`` and the population InfoNCE loss of digest §5.2 is minimised by projected gradient
+* **Node level** (the official code's simulation/SBM.py, github.com/smaityumich/CL-representation-harm): an SBM graph is the augmentation (positive-pair) graph; every node has a
+  free unit vector ``v_i`` and the population InfoNCE loss of the paper's SBM analysis is minimised by projected gradient
   descent::
 
       L(V) = -(1/(N tau)) sum_i <v_i, (1/deg_i) sum_j G_ij v_j>
              + (1/N) sum_i log( (1/N) sum_j exp(<v_i, v_j> / tau) )
 
-* **Population level** (digest E7): each block k has one representation ``h_k`` on the unit sphere and block
+* **Population level** (the paper's three-block SBM analysis, arXiv 2310.01583): each block k has one representation ``h_k`` on the unit sphere and block
   proportion ``pi_k``; with connectivity ``A`` and ``w_i = sum_k A_ik pi_k``, two objectives are provided:
 
   ``"principled"`` (the limit of the node loss under block-wise collapse, columns weighted by ``pi_j``)::
@@ -43,7 +43,7 @@ from .common import check_choice as _check_choice
 OBJECTIVES = ("principled", "official")
 SOLVERS = ("lbfgs", "official_gd")
 
-#: Within-block connection probability of the paper's SBM (digest E6/E7).
+#: Within-block connection probability of the paper's SBM (arXiv 2310.01583; official simulation/SBM.py).
 WITHIN_BLOCK = 0.95
 
 __all__ = [
@@ -142,7 +142,7 @@ def _check_count(name: str, value, lo: int) -> int:
 
 
 def sbm_connectivity(alpha: float, within: float = WITHIN_BLOCK) -> np.ndarray:
-    """Connectivity of the paper's three-block SBM (digest E6/E7).
+    """Connectivity of the paper's three-block SBM (arXiv 2310.01583).
 
     ``A = [[within, alpha, 0], [alpha, within, 0], [0, 0, within]]``: block 1 (the minority) is connected to
     block 2 with probability ``alpha`` and to block 3 not at all. Returns a (3, 3) float64 array.
@@ -155,7 +155,7 @@ def sbm_connectivity(alpha: float, within: float = WITHIN_BLOCK) -> np.ndarray:
 
 
 def minority_proportions(pi1: float, k: int = 3) -> np.ndarray:
-    """Block proportions ``(pi1, (1 - pi1)/(K-1), ..., (1 - pi1)/(K-1))`` of digest E7. Shape (K,)."""
+    """Block proportions ``(pi1, (1 - pi1)/(K-1), ..., (1 - pi1)/(K-1))`` of the paper's SBM. Shape (K,)."""
     if not (isinstance(pi1, (int, float, np.floating)) and 0 < pi1 < 1):
         raise ValueError(f"pi1={pi1!r} is invalid; valid: a float in (0, 1)")
     k = _check_count("k", k, 2)
@@ -211,7 +211,7 @@ def _value_and_coeff(h: np.ndarray, p, r, q, const, tau):
 
 
 def population_objective(H, pi, A, tau: float = 1.0, objective: str = "principled") -> float:
-    """Population contrastive objective L(h) at block representations ``H`` (digest §5.2).
+    """Population contrastive objective L(h) at block representations ``H`` (the paper's SBM analysis).
 
     Args:
         H: (K, d) block representations; each row is normalised to unit length first (the objective lives on
@@ -461,7 +461,7 @@ def population_cosines(
     seed: int = 0,
     solver: str = "lbfgs",
 ) -> np.ndarray:
-    """Cosines ``<h_i*, h_j*>`` between the optimal block representations (digest E7, §5.2).
+    """Cosines ``<h_i*, h_j*>`` between the optimal block representations (the paper's SBM analysis).
 
     Solves the population problem with :func:`solve_population` and returns the (K, K) Gram matrix. With the
     default solver a :class:`RuntimeError` is raised if the Riemannian gradient test fails, so a returned
@@ -541,7 +541,7 @@ def population_sweep(
     seed: int = 0,
     tol: float = 1e-8,
 ):
-    """Solve the three-block problem of digest E7 on a grid of ``pi1`` and ``alpha``.
+    """Solve the paper's three-block problem on a grid of ``pi1`` and ``alpha``.
 
     Returns a pandas DataFrame, one row per (objective, solver, alpha, pi1), with columns ``cos12``, ``cos13``,
     ``cos23`` (from the lowest-objective restart), ``objective_value``, ``block_grad_norm`` (worst restart),
@@ -725,7 +725,7 @@ def _node_terms(v: np.ndarray, g: np.ndarray, tau: float):
 
 
 def node_loss(V, G, tau: float = 1.0) -> float:
-    """Node-level contrastive loss of digest §5.2 (the official ``SBM.py`` loss).
+    """Node-level contrastive loss (the official ``simulation/SBM.py`` loss).
 
     ``L(V) = -(1/(N tau)) sum_i <v_i, (1/deg_i) sum_j G_ij v_j> + (1/N) sum_i log((1/N) sum_j exp(<v_i,v_j>/tau))``
 
@@ -769,7 +769,7 @@ def train_node_embeddings(
     power: float = 0.2,
     seed: int = 1,
 ) -> np.ndarray:
-    """Projected gradient descent on :func:`node_loss` as in the official ``SBM.py`` (digest E6).
+    """Projected gradient descent on :func:`node_loss` as in the official ``simulation/SBM.py``.
 
     Start: rows i.i.d. standard normal (``default_rng(seed)``; the official code left torch unseeded), normalised.
     The iteration runs in float32, as the official code did.
@@ -851,7 +851,7 @@ def sbm_node_cosines(
     iters: int = 5000,
     seed: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Node-level SBM simulation (digest E6): sample the graph, train node vectors, summarise cosines by block.
+    """Node-level SBM simulation (as the official ``simulation/SBM.py``): sample the graph, train node vectors, summarise cosines by block.
 
     The graph is drawn with ``seed`` (:func:`sample_sbm`) and the start with ``seed`` too
     (:func:`train_node_embeddings`, lr_i = 10 (i+1)^(-0.2)). Isolated nodes keep no positive term (a warning

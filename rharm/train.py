@@ -1,6 +1,6 @@
 """Contrastive training (SimCLR, SimSiam) on an in-memory uint8 image tensor, with exact resume.
 
-One :class:`TrainConfig` holds every setting (paper.md E1 for SimCLR, E2 for SimSiam) and is validated before any
+One :class:`TrainConfig` holds every setting (the official code's cifar/simclr/simclr.py for SimCLR, cifar/simsiam/main.py for SimSiam) and is validated before any
 training starts. :func:`train` draws batches with seeded :class:`torch.Generator` objects, makes two augmented views
 per image with :func:`rharm.augment.augment_batch`, and writes atomic checkpoints that hold everything needed to
 continue bit-for-bit: model, optimiser, step, the augmentation generator and the global RNG states. Each epoch's
@@ -38,7 +38,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: reproducibility"); read when the process creates its first cuBLAS handle.
 CUBLAS_WORKSPACE = ":4096:8"
 AUGMENTS = ("simclr", "simsiam", "simclr_grey")
-#: Final learning rate as a fraction of the initial one (the official get_lr's lr_min = 1e-3, paper.md E1).
+#: Final learning rate as a fraction of the initial one (the official get_lr's lr_min = 1e-3, cifar/simclr/simclr.py).
 LR_FINAL_FRACTION = 1e-3
 
 _DEFAULT_LR = {"simclr": 0.6, "simsiam": 0.06}
@@ -57,7 +57,7 @@ class TrainConfig:
         weight_decay: 1e-6 SimCLR / 5e-4 SimSiam.  temperature, clamp: NT-Xent settings (see :func:`rharm.losses.nt_xent`).
         schedule: "cosine" - per-step cosine from lr to lr*1e-3;
                   "official" - the official code's LambdaLR quirk: the multiplier itself runs from lr to 1e-3, so the
-                  effective lr runs from lr*lr to lr*1e-3 (0.36 -> 6e-4 for lr 0.6; paper.md E1).
+                  effective lr runs from lr*lr to lr*1e-3 (0.36 -> 6e-4 for lr 0.6; cifar/simclr/simclr.py).
         augment: "simclr" | "simsiam" | "simclr_grey" (AugmentSpec of :mod:`rharm.augment`; None = the method's own).
         knn_every: run the k-NN monitor every this many epochs (0 = never; the last epoch is always included).
         knn_k: neighbours of the monitor (200, cosine-weighted).
@@ -177,7 +177,7 @@ def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
 
     cosine:   :math:`\eta_t = \eta_{min} + \tfrac12(\eta - \eta_{min})(1 + \cos(\pi t / T))`, :math:`\eta_{min} = 10^{-3}\eta`.
     official: :math:`\eta_t = \eta \cdot [10^{-3} + \tfrac12(\eta - 10^{-3})(1 + \cos(\pi t / T))]` (LambdaLR multiplies
-    the base lr by get_lr(t, T, eta, 1e-3); paper.md E1).
+    the base lr by get_lr(t, T, eta, 1e-3); cifar/simclr/simclr.py).
     """
     lr = config.resolved_lr
     c = 0.5 * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
@@ -275,7 +275,7 @@ def extract_features(model: models.ContrastiveModel, images: torch.Tensor, batch
 
     images: uint8 (N, 3, 32, 32). Returns ``(backbone (N, out_dim), projection (N, proj_dim))`` as float32 on CPU;
     projection is the SimCLR head output (128-d) or the SimSiam projector output (2048-d, the features the paper
-    analyses for SimSiam, paper.md E2). Inputs are scaled to [0, 1] and, for the SimSiam spec, normalised with
+    analyses for SimSiam, cifar/simsiam/main.py). Inputs are scaled to [0, 1] and, for the SimSiam spec, normalised with
     its mean/std, exactly as the training views are.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
