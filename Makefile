@@ -20,8 +20,9 @@ setup: $(BIN)/rharm
 book: setup
 	$(BIN)/rharm book --profile $(PROFILE)
 
-# (b) the test suite (fast tests; `-m slow` for the slow ones)
+# (b) lint (ruff check; never reformats), then the test suite (fast tests; `-m slow` for the slow ones)
 test: setup
+	$(BIN)/ruff check rharm tests benchmarks
 	$(BIN)/python -m pytest -q
 
 # rerun every fault probe of issue 9 (bad input, damaged files, races, Ctrl-C, disk full, permissions); ~1 minute

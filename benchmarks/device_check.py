@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rharm import metrics, models, probe, train  # noqa: E402
+from rharm import metrics, models, train  # noqa: E402
 
 #: NVIDIA H200 dense BF16 tensor-core peak, TFLOP/s (NVIDIA H200 datasheet).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}

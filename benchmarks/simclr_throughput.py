@@ -221,7 +221,8 @@ def main(argv=None) -> float:
 
         cpu = platform.processor()
         try:
-            cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+            cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                       if line.startswith("model name"))
         except (OSError, StopIteration):
             pass
         record = {

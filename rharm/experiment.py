@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import augment, data, losses, models, runtime, store, train
+from . import data, models, runtime, store, train
 
 KIND = "simclr_run"
 

@@ -150,7 +150,7 @@ def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig
     order = sorted(range(len(cs)), key=lambda k: cs[k])  # strongest regularisation (smallest C) first
     models: list[Any] = [None] * len(cs)
     classes = np.unique(y)
-    clf, prev = None, None
+    clf = None
     if cfg.resolved_solver == "torch":
         return _lr_torch(x, y, cs, cfg, classes)  # the whole path in one batched fit (no warm start needed)
     for k in order:
@@ -324,8 +324,8 @@ def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: in
     y_test = _as_numpy(bal[seeds[0]].features["test_labels"], np.int64)
     n = y_test.size
     S, P, R = len(seeds), len(splits), len(minorities)
-    y00 = np.zeros((S, P, k, k)); y01 = np.zeros((R, S, P, k, k)); y11 = np.zeros((R, S, P, k, k))
-    pred00 = -np.ones((S, P, n), dtype=np.int64); pred01 = -np.ones((R, S, P, n), dtype=np.int64)
+    y00, y01, y11 = np.zeros((S, P, k, k)), np.zeros((R, S, P, k, k)), np.zeros((R, S, P, k, k))
+    pred00, pred01 = -np.ones((S, P, n), dtype=np.int64), -np.ones((R, S, P, n), dtype=np.int64)
     chosen: dict[str, list[float]] = {c: [] for c in CONDITIONS}
     n_eval = []
     for si, s in enumerate(seeds):
@@ -358,7 +358,8 @@ def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: in
                     keep = undersample_mask(ytr[pool], classes.index(m), ratio, np.random.default_rng([head_seed, s, r]))
                 m11, c11 = fit_probe(xt[keep], ytr[pool][keep], probe)
                 y11[r, si, 0] = confusion(y_test, predict(m11, xi[m]), k)
-                chosen["y01"].append(c01); chosen["y11"].append(c11)
+                chosen["y01"].append(c01)
+                chosen["y11"].append(c11)
             continue
         for pi, sp in enumerate(splits):
             tr, te = train_test_split(np.arange(n), test_size=test_size, random_state=sp)
@@ -377,7 +378,8 @@ def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: in
                                         np.random.default_rng([head_seed, s, int(sp), r]))
                 m11, c11 = fit_probe(xi[m][tr][keep], y_test[tr][keep], probe)
                 y11[r, si, pi] = confusion(y_test[te], predict(m11, xi[m][te]), k)
-                chosen["y01"].append(c01); chosen["y11"].append(c11)
+                chosen["y01"].append(c01)
+                chosen["y11"].append(c11)
     return MediationRuns(protocol, classes, minorities, seeds, splits, ratio, y00, y01, y11, pred00, pred01, y_test,
                          float(np.mean(n_eval)), chosen, time.perf_counter() - t0)
 

@@ -98,7 +98,8 @@ def _cifar_resnet(name: str, init: str, weights_path: str | os.PathLike | None =
             net.load_state_dict(state)
         except (RuntimeError, KeyError) as exc:
             raise ValueError(f"{path} is not a torchvision {name} state dict ({exc})") from exc
-    # CIFAR adaptation, as in the official code (cifar/simclr/models.py): the ImageNet stem would shrink 32x32 inputs to 8x8.
+    # CIFAR adaptation, as in the official code (cifar/simclr/models.py): the ImageNet stem would shrink 32x32 inputs
+    # to 8x8.
     # The replaced conv1 is freshly initialised even with ImageNet weights.
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
@@ -113,8 +114,8 @@ def build_backbone(name: str, *, init: str = "random", weights_path: str | os.Pa
     Args:
         name: "resnet18" | "resnet34" (out_dim 512) | "small_cnn" (out_dim 128).
         init: "random" or "imagenet" (torchvision IMAGENET1K_V1 weights for every layer except the replaced conv1;
-            the official SimCLR code does this for ResNet-34, cifar/simclr/models.py). The weights are read from a local file
-            (:func:`imagenet_weights_file`), never downloaded. Not available for "small_cnn".
+            the official SimCLR code does this for ResNet-34, cifar/simclr/models.py). The weights are read from a
+            local file (:func:`imagenet_weights_file`), never downloaded. Not available for "small_cnn".
         weights_path: the ImageNet weights file or its folder (default: ``$RHARM_IMAGENET_WEIGHTS``, then torch's
             hub cache).
     """

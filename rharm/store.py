@@ -2,8 +2,9 @@
 
 A result is a folder ``results_root()/<kind>/<key>/`` where ``key`` hashes the resolved configuration together with
 the code that produced it (its source without comments and docstrings, :func:`code_text`), so a changed parameter or
-a changed training loop never reuses a stale result, and a documentation fix never recomputes one. A result is computed in a temporary sibling folder and renamed into place only when complete, so a killed run
-leaves nothing that a later run trusts. Every result folder carries ``config.json`` (the resolved configuration and
+a changed training loop never reuses a stale result, and a documentation fix never recomputes one. A result is
+computed in a temporary sibling folder and renamed into place only when complete, so a killed run leaves nothing that
+a later run trusts. Every result folder carries ``config.json`` (the resolved configuration and
 the code fingerprint) and ``meta.json`` (wall time, hardware, creation time, and the size and sha256 of every file).
 A folder that is incomplete (no ``meta.json``) or whose files no longer match their recorded size and sha256 (a
 truncated or damaged file) is treated as absent: it is moved aside under ``<kind>/.broken/``, one line on stderr says

@@ -2,15 +2,15 @@
 
 Introduced in the book chapter ``notebooks/theory.py``. Two levels are implemented:
 
-* **Node level** (the official code's simulation/SBM.py, github.com/smaityumich/CL-representation-harm): an SBM graph is the augmentation (positive-pair) graph; every node has a
-  free unit vector ``v_i`` and the population InfoNCE loss of the paper's SBM analysis is minimised by projected gradient
-  descent::
+* **Node level** (the official code's simulation/SBM.py, github.com/smaityumich/CL-representation-harm): an SBM
+  graph is the augmentation (positive-pair) graph; every node has a free unit vector ``v_i`` and the population
+  InfoNCE loss of the paper's SBM analysis is minimised by projected gradient descent::
 
       L(V) = -(1/(N tau)) sum_i <v_i, (1/deg_i) sum_j G_ij v_j>
              + (1/N) sum_i log( (1/N) sum_j exp(<v_i, v_j> / tau) )
 
-* **Population level** (the paper's three-block SBM analysis, arXiv 2310.01583): each block k has one representation ``h_k`` on the unit sphere and block
-  proportion ``pi_k``; with connectivity ``A`` and ``w_i = sum_k A_ik pi_k``, two objectives are provided:
+* **Population level** (the paper's three-block SBM analysis, arXiv 2310.01583): each block k has one
+  representation ``h_k`` on the unit sphere and block proportion ``pi_k``; with connectivity ``A`` and ``w_i = sum_k A_ik pi_k``, two objectives are provided:
 
   ``"principled"`` (the limit of the node loss under block-wise collapse, columns weighted by ``pi_j``)::
 
@@ -851,7 +851,8 @@ def sbm_node_cosines(
     iters: int = 5000,
     seed: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Node-level SBM simulation (as the official ``simulation/SBM.py``): sample the graph, train node vectors, summarise cosines by block.
+    """Node-level SBM simulation (as the official ``simulation/SBM.py``): sample the graph, train node vectors,
+    summarise cosines by block.
 
     The graph is drawn with ``seed`` (:func:`sample_sbm`) and the start with ``seed`` too
     (:func:`train_node_embeddings`, lr_i = 10 (i+1)^(-0.2)). Isolated nodes keep no positive term (a warning
@@ -1016,7 +1017,6 @@ def node_cosine_charts(results: dict, majority_size: int):
 def population_line_chart(sweep, *, pair: str = "cos12", solver: str = "lbfgs"):
     """cos(h_1*, h_2*) (``pair="cos12"``) or cos(h_2*, h_3*) (``"cos23"``) against pi_1 (log x), one line per
     alpha, one panel per objective. ``sweep`` is a :func:`population_sweep` DataFrame."""
-    import altair as alt
 
     from rharm import charts
 
@@ -1045,7 +1045,6 @@ def population_line_chart(sweep, *, pair: str = "cos12", solver: str = "lbfgs"):
 
 def population_heatmap_charts(solutions: dict):
     """Population cosine heatmaps, one per key (e.g. ``"principled, π1=1/192"``) of (K, K) matrices."""
-    import altair as alt
 
     from rharm import charts
 

@@ -1,7 +1,7 @@
 """Contrastive training (SimCLR, SimSiam) on an in-memory uint8 image tensor, with exact resume.
 
-One :class:`TrainConfig` holds every setting (the official code's cifar/simclr/simclr.py for SimCLR, cifar/simsiam/main.py for SimSiam) and is validated before any
-training starts. :func:`train` draws batches with seeded :class:`torch.Generator` objects, makes two augmented views
+One :class:`TrainConfig` holds every setting (as the official code's cifar/simclr/simclr.py for SimCLR and
+cifar/simsiam/main.py for SimSiam) and is validated before any training starts. :func:`train` draws batches with seeded :class:`torch.Generator` objects, makes two augmented views
 per image with :func:`rharm.augment.augment_batch`, and writes atomic checkpoints that hold everything needed to
 continue bit-for-bit: model, optimiser, step, the augmentation generator and the global RNG states. Each epoch's
 batch order is a function of ``(seed, epoch)`` alone, so a run resumed mid-epoch sees the same batches.

@@ -24,8 +24,8 @@ def test_environment_yml_installs_exactly_requirements_txt():
 
 
 def test_requirements_are_pinned_and_name_the_design_dependencies():
-    lines = [l.split("#")[0].strip() for l in (ROOT / "requirements.txt").read_text().splitlines()]
-    reqs = [l for l in lines if l]
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    reqs = [line for line in lines if line]
     assert all("==" in r for r in reqs), [r for r in reqs if "==" not in r]
     names = {r.split("==")[0].lower() for r in reqs}
     for needed in ("jupyter-book", "jupytext", "torch", "torchvision", "sentence-transformers", "papermill",

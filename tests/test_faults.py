@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from rharm import cli, params, paths, runner, store
+from rharm import cli, params, runner, store
 
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[1]

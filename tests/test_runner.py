@@ -1,8 +1,6 @@
 """The papermill runner on a small fixture project (executes real kernels; a few seconds each)."""
 
 import json
-import subprocess
-import sys
 
 import nbformat
 import pytest
