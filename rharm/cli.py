@@ -108,11 +108,12 @@ def _sweep(args) -> int:
         raise params_mod.ParameterError("rharm sweep needs a NOTEBOOK (or --status); notebooks with a grid: "
                                         + ", ".join(sweep.grid_notebooks()))
     p = sweep.plan(args.notebook, args.profile, overrides)
+    page = sweep.run_command(p)
     print(sweep.job_table(p))
     if args.dry_run:
         return 0
     if not p.missing:
-        print(f"every run is in the store: `rharm run {p.notebook} --profile {p.profile}` trains nothing")
+        print(f"every run is in the store: `{page}` trains nothing")
         return 0
     start = time.time()
     sub = sweep.submit(p, executor=args.executor, slurm_partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,
@@ -121,14 +122,14 @@ def _sweep(args) -> int:
     print(f"submitted {len(sub.jobs)} job(s) with the {args.executor} executor"
           + (f", {len(sub.queued)} more as slots free" if sub.queued else "") + f"; job folder {p.folder / 'jobs'}")
     if args.executor == "slurm" and not args.wait:
-        print(f"follow them with `rharm sweep {p.notebook} --profile {p.profile} --status`")
+        print(f"follow them with `rharm sweep --status`; when all are done, `{page}` builds the page")
         return 0
     counts = sub.wait(echo=print)
     print(f"sweep ended after {time.time() - start:.0f} s: " + ", ".join(f"{counts[s]} {s}" for s in sweep.STATES))
     if counts["failed"] or counts["missing"]:
         print(sweep.format_status(p, sweep.status(p)))
         return 1
-    print(f"every run is in the store: `rharm run {p.notebook} --profile {p.profile}` builds the page without training")
+    print(f"every run is in the store: `{page}` builds the page without training")
     return 0
 
 

@@ -102,6 +102,16 @@ class Plan:
         return [r for r in self.runs if not r.done]
 
 
+def run_command(p: Plan) -> str:
+    """The ``rharm run`` command that builds the page of ``p`` from the store (its profile and overrides)."""
+    import shlex
+
+    parts = ["rharm", "run", p.notebook, "--profile", p.profile]
+    for name, value in p.overrides.items():
+        parts += ["-p", name, json.dumps(value) if not isinstance(value, str) else value]
+    return shlex.join(parts)
+
+
 def grid_notebooks() -> list[str]:
     """Notebooks whose training is one plain grid (they declare both ``seeds`` and ``minority_classes``)."""
     return [n for n in params_mod.notebook_names() if not n.startswith("_")
@@ -279,8 +289,8 @@ class TrainRun:
     resumes from the last one (:func:`rharm.train.train`); the store renames a result into place only when complete.
     """
 
-    def __init__(self, grid: Mapping[str, Any], minority: str | None, seed: int, key: str, environment: Mapping[str, str],
-                 attempts: str | os.PathLike):
+    def __init__(self, grid: Mapping[str, Any], minority: str | None, seed: int, key: str,
+                 environment: Mapping[str, str], attempts: str | os.PathLike):
         self.grid = dict(grid)
         self.minority = minority
         self.seed = int(seed)
@@ -367,8 +377,8 @@ class Submission:
             return
         env = {v: str(getattr(paths, f)()) for v, f in zip(
             ROOT_VARIABLES, ("repo_root", "data_root", "results_root", "cache_root"))}
-        fns = [TrainRun(self.plan.grid, r.minority, r.seed, r.key, env, self.plan.folder / "attempts" / f"{r.key}.jsonl")
-               for r in runs]
+        attempts = self.plan.folder / "attempts"
+        fns = [TrainRun(self.plan.grid, r.minority, r.seed, r.key, env, attempts / f"{r.key}.jsonl") for r in runs]
         if self.executor == "slurm":
             with self._executor.batch():  # one job array
                 jobs = [self._executor.submit(fn) for fn in fns]

@@ -77,6 +77,9 @@ def test_plan_has_the_notebook_grids_runs_and_keys(results):
     assert p.missing == p.runs and str(results) in str(p.folder)
     other = sweep.plan("representation_harm", "smoke", {"epochs": 2})
     assert other.folder != p.folder and {r.key for r in other.runs}.isdisjoint({r.key for r in p.runs})
+    assert sweep.run_command(other) == "rharm run representation_harm --profile smoke -p epochs 2"
+    assert params.parse_cli_value(sweep.run_command(sweep.plan("representation_harm", "smoke", {"seeds": [0, 1]}))
+                                  .split(" -p seeds ")[1].strip("'")) == [0, 1]
 
 
 def test_bad_input_is_refused_before_anything_is_submitted(results):
