@@ -67,3 +67,46 @@ def write(P: Any, values: Mapping[str, Any]) -> Path:
 def read(notebook: str, profile: str) -> dict:
     """The headline numbers a chapter wrote for a profile (``values`` of its JSON file)."""
     return json.loads(path_for(notebook, profile).read_text())["values"]
+
+
+def page_finding(page: str | Path) -> str | None:
+    """The finding an executed chapter glued (the glue name ending in ``finding``), as Markdown/plain text."""
+    nb = json.loads(Path(page).read_text())
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            sb = out.get("metadata", {}).get("scrapbook", {})
+            if not str(sb.get("name", "")).endswith("finding"):
+                continue
+            prefix = sb.get("mime_prefix", "")
+            for mime in ("text/markdown", "text/plain"):
+                text = out.get("data", {}).get(prefix + mime)
+                if text is not None:
+                    text = "".join(text) if isinstance(text, list) else str(text)
+                    return text.strip().strip("'\"") if mime == "text/plain" else text.strip()
+    return None
+
+
+def page_title(page: str | Path) -> str:
+    """The first level-one heading of an executed chapter."""
+    nb = json.loads(Path(page).read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", "")).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return Path(page).stem
+
+
+def findings_markdown(chapters: list[str], pages: Path, link_prefix: str) -> str:
+    """A bulleted summary of every chapter's finding, computed from the executed pages in ``pages`` (one bullet per
+    chapter that glued a finding, linked as ``<link_prefix>/<chapter>.ipynb``)."""
+    lines = []
+    for name in chapters:
+        page = Path(pages) / f"{name}.ipynb"
+        if not page.is_file():
+            continue
+        finding = page_finding(page)
+        if finding:
+            one_line = " ".join(finding.split())
+            lines.append(f"* **[{page_title(page)}]({link_prefix}/{name}.ipynb)**: {one_line}")
+    return "\n".join(lines) + "\n"

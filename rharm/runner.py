@@ -297,15 +297,35 @@ def stage(profile: str) -> Path:
     return staging
 
 
+FINDINGS = "findings.txt"
+
+
+def write_findings(source: Path, profile: str) -> Path:
+    """Write ``<source>/findings.txt``, the introduction's summary of every chapter's finding, computed from the
+    executed pages in ``<source>/<profile>/`` (the intro includes it, so it never repeats a number by hand)."""
+    from . import headline
+
+    text = headline.findings_markdown(toc_chapters(), Path(source) / profile, profile)
+    out = Path(source) / FINDINGS
+    from .store import atomic_path
+
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text)
+    return out
+
+
 def build(profile: str = BOOK_PROFILE, *, strict: bool = False) -> Path:
     """Run ``jupyter-book build`` for ``profile``; return the HTML folder."""
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build"]
     if profile == BOOK_PROFILE:
+        write_findings(paths.book_dir(), profile)
         cmd.append(str(paths.book_dir()))
         html = paths.repo_root() / "_build" / "html"
     else:
         out = paths.repo_root() / "_build" / profile
-        cmd += [str(stage(profile)), "--path-output", str(out)]
+        staged = stage(profile)
+        write_findings(staged, profile)
+        cmd += [str(staged), "--path-output", str(out)]
         html = out / "_build" / "html"
     if strict:
         cmd += ["-W", "--keep-going"]  # nitpicky (-n) would flag every numpy/pandas type in the API page

@@ -33,3 +33,24 @@ def test_write_profile_page_and_variant(project):
 def test_every_chapter_writes_its_headline_numbers(name):
     src = (ROOT / "notebooks" / f"{name}.py").read_text()
     assert re.search(r"headline\.write\(P,", src), f"notebooks/{name}.py never calls rharm.headline.write(P, ...)"
+
+
+def _page(path, title, finding_mime, finding):
+    prefix = "application/papermill.record/"
+    glue_out = {"output_type": "display_data",
+                "metadata": {"scrapbook": {"name": "xx_finding", "mime_prefix": prefix}},
+                "data": {f"{prefix}{finding_mime}": finding}}
+    other = {"output_type": "display_data", "metadata": {"scrapbook": {"name": "n", "mime_prefix": ""}},
+             "data": {"text/plain": "3"}}
+    nb = {"cells": [{"cell_type": "markdown", "source": [f"# {title}\n", "text"]},
+                    {"cell_type": "code", "source": "", "outputs": [other, glue_out]}]}
+    path.write_text(json.dumps(nb))
+
+
+def test_intro_findings_are_assembled_from_the_executed_pages(tmp_path):
+    _page(tmp_path / "a.ipynb", "Chapter A", "text/markdown", "RH = 0.5 at\n1:100.")
+    _page(tmp_path / "b.ipynb", "Chapter B", "text/plain", "'No harm.'")
+    assert headline.page_finding(tmp_path / "b.ipynb") == "No harm."
+    md = headline.findings_markdown(["a", "missing", "b"], tmp_path, "cpu")
+    assert md == ("* **[Chapter A](cpu/a.ipynb)**: RH = 0.5 at 1:100.\n"
+                  "* **[Chapter B](cpu/b.ipynb)**: No harm.\n")
