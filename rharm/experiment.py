@@ -30,7 +30,13 @@ KIND = "simclr_run"
 
 #: Training settings a grid may set (passed to :class:`rharm.train.TrainConfig`).
 TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
-              "temperature", "clamp", "schedule", "augment", "precision", "deterministic")
+              "temperature", "clamp", "schedule", "augment", "precision", "deterministic",
+              *("rebalance", "minority_weight", "sdclr_prune"))
+#: The mitigations (rharm.mitigation) and the values that switch them off. A run at these values has the store key
+#: it had before they existed (they are left out of the key); the balanced model has no minority, so re-balancing
+#: and re-weighting are no-ops there and it shares the unmitigated balanced model's key.
+MITIGATION_OFF = {"rebalance": False, "minority_weight": 1.0, "sdclr_prune": 0.0}
+_GROUP_MITIGATIONS = ("rebalance", "minority_weight")
 #: Data settings of a grid.
 DATA_KEYS = ("dataset", "minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
 #: Execution settings that do not change results (not part of the cache key).
@@ -43,7 +49,7 @@ _DEFAULTS: dict[str, Any] = {
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
     "feature_batch_size": 1024, "threads": 0, "workers": 1,
     # deterministic "auto": True on the CPU (exact resume, tests), False on CUDA (cuDNN benchmark mode)
-    "precision": "auto", "deterministic": "auto", "checkpoint_every": 1,
+    "precision": "auto", "deterministic": "auto", "checkpoint_every": 1, **MITIGATION_OFF,
 }
 
 
@@ -115,8 +121,10 @@ def _validate(grid: Mapping[str, Any]) -> dict:
     return g
 
 
-def _train_config(g: Mapping[str, Any], seed: int) -> train.TrainConfig:
+def _train_config(g: Mapping[str, Any], seed: int, balanced: bool = False) -> train.TrainConfig:
     kw = {k: g[k] for k in TRAIN_KEYS}
+    if balanced:
+        kw.update({k: MITIGATION_OFF[k] for k in _GROUP_MITIGATIONS})
     if kw["deterministic"] == "auto":
         kw["deterministic"] = _device(g["device"]).type != "cuda"
     return train.TrainConfig(**kw, seed=int(seed), knn_every=0, checkpoint_every=g["checkpoint_every"])
@@ -124,9 +132,12 @@ def _train_config(g: Mapping[str, Any], seed: int) -> train.TrainConfig:
 
 def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
     """The plain-data configuration (store key) of one run of a validated grid."""
-    tc = _train_config(g, seed).to_dict()
+    tc = _train_config(g, seed, balanced=minority is None).to_dict()
     for k in ("knn_every", "knn_k", "checkpoint_every"):
         tc.pop(k)
+    for k, off in MITIGATION_OFF.items():
+        if tc[k] == off:
+            tc.pop(k)
     device = _device(g["device"])
     return {
         "train": tc,
@@ -171,12 +182,16 @@ def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
     kept_in_pool = data.underrepresent(pool_labels, cfg["minority"], cfg["ratio"] or 1, cfg["seed"],
                                         data.dataset_info(cfg["dataset"]).classes)
     kept = pool[kept_in_pool]
-    tc = _train_config(g, cfg["seed"])
+    tc = _train_config(g, cfg["seed"], balanced=cfg["minority"] is None)
     device = _device(g["device"])
+    classes = data.dataset_info(cfg["dataset"]).classes
+    kept_labels = tr.labels[torch.from_numpy(kept)]
+    # which training images are the minority's (re-balancing and re-weighting know the rare group)
+    groups = (kept_labels == classes.index(cfg["minority"])) if cfg["minority"] is not None else None
     ckpt = store.result_dir("checkpoints", cfg, _code()).with_suffix(".pt")
-    result = train.train(tc, tr.images[torch.from_numpy(kept)], tr.labels[torch.from_numpy(kept)],
+    result = train.train(tc, tr.images[torch.from_numpy(kept)], kept_labels,
                          checkpoint_path=ckpt, device=device, progress=bool(g["progress"]),
-                         sample_ids=torch.from_numpy(kept_in_pool))
+                         sample_ids=torch.from_numpy(kept_in_pool), groups=groups)
     model = result.model
     fb = int(g["feature_batch_size"])
     te_h, te_z = train.extract_features(model, te.images, fb, device)

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, clamp: bool = False) -> torch.Tensor:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, clamp: bool = False,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
     r"""NT-Xent (SimCLR) loss of two batches of views.
 
     Row i of ``z1`` and of ``z2`` (each (N, d)) are two views of image i. With u = z/||z|| for the 2N views,
@@ -16,7 +17,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, clamp:
     .. math:: \mathcal{L} = \frac{1}{2N}\sum_{a=1}^{2N} -\log
               \frac{\exp(s_{a,p(a)}/\tau)}{\sum_{b \ne a} \exp(s_{ab}/\tau)}
 
-    (mean over all 2N anchors, self-similarity excluded).
+    (mean over all 2N anchors, self-similarity excluded). With ``weights`` (N,) >= 0, both anchors of image i count
+    w_i times: the weighted mean :math:`\sum_a w_a \ell_a / \sum_a w_a` (re-weighting, :mod:`rharm.mitigation`).
 
     Args:
         temperature: tau > 0 (the paper uses 0.5).
@@ -37,7 +39,13 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, clamp:
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
-    return F.cross_entropy(logits, targets)
+    if weights is None:
+        return F.cross_entropy(logits, targets)
+    w = torch.as_tensor(weights, dtype=torch.float32, device=u.device)
+    if w.shape != (n,):  # values are not checked here: that would synchronise the device every step
+        raise ValueError(f"weights must have shape ({n},), one per image; got {tuple(w.shape)}")
+    w2 = torch.cat([w, w])
+    return (F.cross_entropy(logits, targets, reduction="none") * w2).sum() / w2.sum()
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import losses, models
+from . import losses, mitigation, models
 
 SCHEDULES = ("cosine", "official")
 #: Numerical precision of training: "auto" = bf16 autocast on CUDA when supported (fp16 with loss scaling
@@ -70,6 +70,10 @@ class TrainConfig:
             it needs CUBLAS_WORKSPACE_CONFIG set, see :data:`CUBLAS_WORKSPACE`). False: cuDNN benchmark mode, faster
             on a GPU, and results are not bit-reproducible.
         compile: run the model's forward under ``torch.compile`` (CUDA; the first steps pay the compilation).
+        rebalance: known-group re-balancing, each minority image (``groups`` of :func:`train`) repeated
+            :func:`rharm.mitigation.rebalance_factor` times per epoch (False: unchanged training).
+        minority_weight: weight of the minority's anchors in NT-Xent (1.0: unchanged; SimCLR only).
+        sdclr_prune: SDCLR's pruned fraction of the backbone (0.0: plain SimCLR; :mod:`rharm.mitigation`).
     """
 
     method: str = "simclr"
@@ -92,6 +96,9 @@ class TrainConfig:
     precision: str = "auto"
     deterministic: bool = True
     compile: bool = False
+    rebalance: bool = False
+    minority_weight: float = 1.0
+    sdclr_prune: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,7 +149,13 @@ class TrainConfig:
         real("temperature", 0.0, open_lo=True)
         if self.nesterov is not None and not isinstance(self.nesterov, bool):
             raise ValueError(f"TrainConfig.nesterov={self.nesterov!r} is not valid; choose True, False or None")
-        for name in ("clamp", "deterministic", "compile"):
+        real("minority_weight", 0.0, open_lo=True)
+        real("sdclr_prune", 0.0, 0.99)
+        for name in ("minority_weight", "sdclr_prune"):
+            if self.method != "simclr" and getattr(self, name) != getattr(TrainConfig, name):
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid with method="
+                                 f"{self.method!r}; it is a change of NT-Xent, use method='simclr'")
+        for name in ("clamp", "deterministic", "compile", "rebalance"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid; choose True or False")
         if self.resolved_nesterov and self.momentum == 0:
@@ -256,14 +269,20 @@ def check_determinism_environment(device: str | torch.device) -> None:
 
 
 def _loss(model: models.ContrastiveModel, config: TrainConfig, v1: torch.Tensor, v2: torch.Tensor,
-          forward: Callable | None = None) -> torch.Tensor:
+          forward: Callable | None = None, weights: torch.Tensor | None = None,
+          masks: dict | None = None) -> torch.Tensor:
     # one forward over both views: BatchNorm sees 2N samples, as in the official SimCLR code. ``forward`` is the
-    # model or its torch.compile wrapper (same parameters).
+    # model or its torch.compile wrapper (same parameters). weights: (N,) NT-Xent anchor weights (re-weighting);
+    # masks: SDCLR's pruning masks, the second view then goes through the pruned branch.
     n = v1.shape[0]
-    _, z = (forward or model)(torch.cat([v1, v2], dim=0))
-    z1, z2 = z[:n], z[n:]
+    if masks is not None:
+        _, z1 = model(v1)
+        _, z2 = mitigation.pruned_forward(model, v2, masks)
+    else:
+        _, z = (forward or model)(torch.cat([v1, v2], dim=0))
+        z1, z2 = z[:n], z[n:]
     if config.method == "simclr":
-        return losses.nt_xent(z1, z2, config.temperature, clamp=config.clamp)
+        return losses.nt_xent(z1, z2, config.temperature, clamp=config.clamp, weights=weights)
     return losses.simsiam_loss(model.predict(z1), model.predict(z2), z1, z2)
 
 
@@ -377,7 +396,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
           checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu", progress: bool = True,
           knn_eval: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
           stop_after_steps: int | None = None, on_epoch_end: Callable[[int, dict], None] | None = None,
-          sample_ids: torch.Tensor | None = None) -> TrainResult:
+          sample_ids: torch.Tensor | None = None, groups: torch.Tensor | None = None) -> TrainResult:
     """Train a contrastive model from scratch or, when ``checkpoint_path`` exists, resume it exactly.
 
     Args:
@@ -392,6 +411,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
         sample_ids: (N,) distinct non-negative ints naming each image (e.g. its index in the data set); batch
             order is drawn per id, so runs that share images share their order (default: 0..N-1).
+        groups: (N,) bool, True for an image of the underrepresented group; needed by ``config.rebalance`` and
+            ``config.minority_weight`` (default: no image is in it, and both change nothing).
     Returns: :class:`TrainResult` with ``history`` = {"loss": [per step], "lr": [per step], "knn": [{"epoch",
         "accuracy"}], "throughput": [{"epoch", "images_per_s"}], "steps": int, "steps_per_epoch": int,
         "finished": bool} and ``config`` = ``config.to_dict()`` plus "device" and "resolved_precision".
@@ -418,6 +439,18 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         ids = torch.as_tensor(sample_ids, dtype=torch.int64)
         if ids.shape != (n,) or (n and int(ids.min()) < 0) or torch.unique(ids).numel() != n:
             raise ValueError(f"sample_ids must be {n} distinct non-negative integers, one per image")
+    if groups is None:
+        if config.rebalance or config.minority_weight != 1.0:
+            raise ValueError(f"TrainConfig.rebalance={config.rebalance!r} / minority_weight={config.minority_weight!r} "
+                             "need groups= (which images are the minority's)")
+        groups = torch.zeros(n, dtype=torch.bool)
+    groups = mitigation._check_groups(groups, n)
+    if config.rebalance:
+        if labels is None:
+            raise ValueError("TrainConfig.rebalance=True needs labels= (the other classes' sizes set the minority's rate)")
+        positions, ids = mitigation.rebalanced_samples(ids, groups, labels)
+    else:
+        positions = torch.arange(n)
     device = torch.device(device)
     precision = resolve_precision(config.precision, device)  # raises before any work for fp16 off CUDA
     if config.deterministic:
@@ -425,7 +458,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     spec = _augment_spec(config.resolved_augment)
     from . import augment as augment_mod
 
-    steps_per_epoch = n // config.batch_size
+    steps_per_epoch = len(positions) // config.batch_size
     total_steps = steps_per_epoch * config.epochs
     cuda = device.type == "cuda"
 
@@ -469,7 +502,11 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         forward = torch.compile(model) if config.compile else model
         images_dev = images.to(device)  # the whole uint8 training set on the device (150 MB for CIFAR-10)
-        ids_dev = ids.to(device)
+        positions_dev = positions.to(device)
+        weight_of = None
+        if config.minority_weight != 1.0:
+            weight_of = mitigation.anchor_weights(groups, config.minority_weight).to(device)
+        masks = None
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -477,7 +514,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             bar = tqdm(total=total_steps, initial=step, unit="step", desc=f"{config.method}/{config.backbone}")
         model.train()
         epoch_t0, epoch_images = time.perf_counter(), 0
-        order_epoch, order = -1, ids_dev
+        order_epoch, order = -1, positions_dev
         pending: list[torch.Tensor] = []  # this epoch's losses, still on the device
 
         def flush() -> None:
@@ -499,8 +536,11 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
                 break
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
-                order_epoch, order = epoch, _epoch_order(config.seed, epoch, ids).to(device)
-            batch = images_dev[order[pos * config.batch_size:(pos + 1) * config.batch_size]]
+                order_epoch, order = epoch, positions_dev[_epoch_order(config.seed, epoch, ids).to(device)]
+                if config.sdclr_prune > 0:  # SDCLR: the mask is refreshed from the weights once per epoch
+                    masks = mitigation.prune_masks(model, config.sdclr_prune)
+            batch_pos = order[pos * config.batch_size:(pos + 1) * config.batch_size]
+            batch = images_dev[batch_pos]
             v1 = augment_mod.augment_batch(batch, spec, gen)
             v2 = augment_mod.augment_batch(batch, spec, gen)
             if cuda:
@@ -510,7 +550,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-                loss = _loss(model, config, v1, v2, forward)
+                loss = _loss(model, config, v1, v2, forward,
+                             weights=None if weight_of is None else weight_of[batch_pos], masks=masks)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
