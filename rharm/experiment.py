@@ -38,14 +38,14 @@ TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momen
 MITIGATION_OFF = {"rebalance": False, "minority_weight": 1.0, "sdclr_prune": 0.0}
 _GROUP_MITIGATIONS = ("rebalance", "minority_weight")
 #: Data settings of a grid.
-DATA_KEYS = ("dataset", "minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
+DATA_KEYS = ("dataset", "classes", "minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
 #: Execution settings that do not change results (not part of the cache key).
 RUN_KEYS = ("device", "progress", "feature_batch_size", "threads", "workers", "checkpoint_every")
 
 _DEFAULTS: dict[str, Any] = {
     "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
     "momentum": 0.9, "nesterov": None, "weight_decay": None, "temperature": 0.5, "clamp": False,
-    "schedule": "cosine", "augment": None, "dataset": "cifar10", "minority_classes": [], "ratio": 100, "seeds": [0],
+    "schedule": "cosine", "augment": None, "dataset": "cifar10", "classes": None, "minority_classes": [], "ratio": 100, "seeds": [0],
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
     "feature_batch_size": 1024, "threads": 0, "workers": 1,
     # deterministic "auto": True on the CPU (exact resume, tests), False on CUDA (cuDNN benchmark mode)
@@ -78,6 +78,17 @@ def _validate(grid: Mapping[str, Any]) -> dict:
         raise ValueError(f"unknown grid key(s) {unknown}; valid keys: {sorted(_DEFAULTS)}")
     g = {**_DEFAULTS, **{k: v for k, v in grid.items() if v is not None}}
     info = data.dataset_info(g["dataset"])
+    sub = g["classes"]
+    if sub is not None:
+        if isinstance(sub, str) or not isinstance(sub, (list, tuple)) or len(sub) < 3 or len(set(sub)) != len(sub) \
+                or any(c not in info.classes for c in sub):
+            raise ValueError(f"classes={sub!r} is not valid for dataset={g['dataset']!r}; give None (all classes) or "
+                             f"a list of at least 3 distinct names from {list(info.classes)}")
+        g["classes"] = list(sub)
+        bad = [m for m in g["minority_classes"] if m not in sub]
+        if bad:
+            raise ValueError(f"minority_classes entries {bad} are not in classes={list(sub)}; choose minorities "
+                             "among the classes trained on")
     mins = g["minority_classes"]
     if isinstance(mins, str) or not isinstance(mins, (list, tuple)):
         raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(info.classes)}")
@@ -149,6 +160,7 @@ def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
         "ratio": None if minority is None else (int(g["ratio"]) if float(g["ratio"]).is_integer() else float(g["ratio"])),
         "seed": int(seed),
         "dataset": g["dataset"],
+        **({"classes": list(g["classes"])} if g["classes"] is not None else {}),  # a class subset, in label order
         "n_per_class": int(g["n_per_class"]),
         "pool_seed": int(g["pool_seed"]),
         "data_source": data.resolve_source(g["data_source"], dataset=g.get("dataset", "cifar10")),  # "auto" resolved
@@ -173,18 +185,40 @@ def _load_split(dataset: str, split: str, source: str) -> data.ImageData:
     return data.load_dataset(dataset, split, source=source)
 
 
+def _restrict(split: data.ImageData, all_classes: tuple, classes: tuple) -> data.ImageData:
+    """The images of ``classes`` only, relabelled 0..len(classes)-1 in the order of ``classes``."""
+    if classes == all_classes:
+        return split
+    old = torch.tensor([all_classes.index(c) for c in classes])
+    keep = torch.isin(split.labels, old)
+    remap = torch.full((len(all_classes),), -1, dtype=torch.int64)
+    remap[old] = torch.arange(len(classes))
+    return data.ImageData(split.images[keep], remap[split.labels[keep]], split.source)
+
+
+def run_classes(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """The class names of a run, by label: its ``classes`` subset, or every class of its dataset."""
+    return tuple(cfg.get("classes") or data.dataset_info(cfg["dataset"]).classes)
+
+
+def _splits(cfg: Mapping[str, Any]) -> tuple[data.ImageData, data.ImageData]:
+    all_classes, classes = data.dataset_info(cfg["dataset"]).classes, run_classes(cfg)
+    tr = _restrict(_load_split(cfg["dataset"], "train", cfg["data_source"]), all_classes, classes)
+    te = _restrict(_load_split(cfg["dataset"], "test", cfg["data_source"]), all_classes, classes)
+    return tr, te
+
+
 def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
     cpu0 = time.process_time()
-    tr = _load_split(cfg["dataset"], "train", cfg["data_source"])
-    te = _load_split(cfg["dataset"], "test", cfg["data_source"])
+    tr, te = _splits(cfg)
     pool = data.per_class_subset(tr.labels, cfg["n_per_class"], cfg["pool_seed"])
     pool_labels = tr.labels[torch.from_numpy(pool)]
     kept_in_pool = data.underrepresent(pool_labels, cfg["minority"], cfg["ratio"] or 1, cfg["seed"],
-                                        data.dataset_info(cfg["dataset"]).classes)
+                                        run_classes(cfg))
     kept = pool[kept_in_pool]
     tc = _train_config(g, cfg["seed"], balanced=cfg["minority"] is None)
     device = _device(g["device"])
-    classes = data.dataset_info(cfg["dataset"]).classes
+    classes = run_classes(cfg)
     kept_labels = tr.labels[torch.from_numpy(kept)]
     # which training images are the minority's (re-balancing and re-weighting know the rare group)
     groups = (kept_labels == classes.index(cfg["minority"])) if cfg["minority"] is not None else None
@@ -219,7 +253,7 @@ def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
 def run_one(grid: Mapping[str, Any], minority: str | None, seed: int) -> RunResult:
     """Train (or fetch from the store) one model of the grid; see :func:`run_grid`."""
     g = _validate(grid)
-    classes = data.dataset_info(g["dataset"]).classes
+    classes = g["classes"] or data.dataset_info(g["dataset"]).classes
     if minority is not None and minority not in classes:
         raise ValueError(f"minority={minority!r} is not valid; choose None or one of {list(classes)}")
     cfg = run_config(g, minority, seed)
@@ -394,8 +428,7 @@ def init_features(grid: Mapping[str, Any], seed: int) -> dict:
     added."""
     g = _validate(grid)
     cfg = run_config(g, None, seed)
-    tr = _load_split(cfg["dataset"], "train", cfg["data_source"])
-    te = _load_split(cfg["dataset"], "test", cfg["data_source"])
+    tr, te = _splits(cfg)
     pool = data.per_class_subset(tr.labels, cfg["n_per_class"], cfg["pool_seed"])
     device = _device(g["device"])
     tc = _train_config(g, seed)

@@ -367,3 +367,191 @@ def ci_text(estimate: float, lo: float, hi: float, digits: int = 3) -> str:
     from .charts import fmt_sig
 
     return f"{fmt_sig(estimate, digits)} ({fmt_sig(lo, digits)} to {fmt_sig(hi, digits)})"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 5. One whole pre-registered design, computed in the order the pre-registration requires
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DesignResult:
+    """Everything a page shows of one design (see :func:`run_design`)."""
+
+    name: str
+    classes: list[str]
+    grid: dict
+    prereg: Preregistration
+    tests: pd.DataFrame
+    floor: dict
+    rh_long: pd.DataFrame
+    probe: dict
+    mediation: dict
+    dose: pd.DataFrame
+    fit: TheoryFit
+    theory_mae: float
+    dose_slope: float
+    dose_p: float
+    temperature: pd.DataFrame
+    temperature_slope: float
+    temperature_p: float
+    minority: str
+    partner: str
+    data_source: str
+    train_minutes: float
+
+    def verdicts(self) -> pd.DataFrame:
+        """One row per pre-registered hypothesis: whether it held, and the numbers that decide it."""
+        from .charts import fmt_sig as f
+
+        minor = self.tests[self.tests.role == "minority"]
+        ctrl = self.tests[self.tests.role == "control"].iloc[0]
+        rows = [{"hypothesis": f"H1+H2 {r.minority} → {r.partner}", "held": "yes" if r.held else "no",
+                 "numbers": f"RH {ci_text(r.rh, r.rh_lo, r.rh_hi)}, row median {f(r.row_median_rh)}; Holm p "
+                            f"{f(r.p_rh_holm, 2)} / {f(r.p_contrast_holm, 2)}"} for r in minor.itertuples()]
+        rows.append({"hypothesis": f"H3 control {ctrl.minority} (nearest: {ctrl.partner})",
+                     "held": "yes" if ctrl.held else "no",
+                     "numbers": f"RH {ci_text(ctrl.rh, ctrl.rh_lo, ctrl.rh_hi)}, row median "
+                                f"{f(ctrl.row_median_rh)}; contrast p {f(ctrl.p_contrast, 2)}"})
+        rows.append({"hypothesis": f"H4 RH({self.minority}, {self.partner}) falls with the ratio",
+                     "held": "yes" if self.dose_falls else "no",
+                     "numbers": f"slope of log RH on log ratio {self.dose_slope:+.3f}, one-sided p "
+                                f"{f(self.dose_p, 2)}; theory (α {self.fit.alpha:.2f}"
+                                + (", at the edge of its range" if self.fit.at_bound else "")
+                                + f") mean absolute error {f(self.theory_mae, 2)} in RH over the held-out ratios"})
+        t = self.temperature
+        rows.append({"hypothesis": "H5 more collapse at a larger temperature", "held": "yes" if self.temp_more else "no",
+                     "numbers": f"slope of log RH on log τ {self.temperature_slope:+.3f}, one-sided p "
+                                f"{f(self.temperature_p, 2)}; theory RH from {f(t.theory_rh.iloc[0])} (τ "
+                                f"{t.x.iloc[0]:g}) to {f(t.theory_rh.iloc[-1])} (τ {t.x.iloc[-1]:g})"})
+        return pd.DataFrame(rows)
+
+    @property
+    def alpha(self) -> float:
+        return float(self.grid.get("_alpha", 0.05))
+
+    @property
+    def dose_falls(self) -> bool:
+        return bool(self.dose_slope < 0 and self.dose_p < self.alpha)
+
+    @property
+    def temp_more(self) -> bool:
+        return bool(self.temperature_slope < 0 and self.temperature_p < self.alpha)
+
+    def finding(self, level: float) -> str:
+        """Two or three sentences with the numbers, worded from the results (they hold at any scale)."""
+        from .charts import fmt_sig as f
+
+        minor = self.tests[self.tests.role == "minority"]
+        ctrl = self.tests[self.tests.role == "control"].iloc[0]
+        held = [f"{r.minority} → {r.partner}" for r in minor.itertuples() if r.held]
+        n = len(minor)
+        if len(held) == n:
+            lead = f"all {n} pre-registered minorities collapsed specifically onto their predicted partner"
+        elif held:
+            lead = f"{len(held)} of {n} pre-registered minorities collapsed specifically onto their predicted " \
+                   f"partner ({', '.join(held)})"
+        else:
+            lead = f"none of the {n} pre-registered minorities showed a significant pair-specific collapse"
+        first = minor.iloc[0]
+        return (f"{self.name}: {lead}; RH({first.minority}, {first.partner}) = "
+                f"{ci_text(first.rh, first.rh_lo, first.rh_hi)} ({level:.0%} CI) against a noise floor of "
+                f"{f(self.floor['lo'])} to {f(self.floor['hi'])}. The control ({ctrl.minority}) "
+                + ("showed no pair-specific collapse, as predicted; " if ctrl.held
+                   else f"also collapsed toward its nearest class ({ctrl.partner}), against the prediction; ")
+                + f"RH {'falls' if self.dose_falls else 'does not fall significantly'} as the imbalance grows, and a "
+                f"larger temperature {'gave' if self.temp_more else 'did not give significantly'} more collapse.")
+
+
+def _slope_p(xs: Sequence[float], ys: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Least-squares slope of pooled per-seed log values on log x, and its one-sided p-value (slope < 0)."""
+    from scipy import stats
+
+    x = np.log(np.concatenate([np.full(len(y), xv, dtype=float) for xv, y in zip(xs, ys)]))
+    y = np.concatenate(list(ys))
+    fit = stats.linregress(x, y)
+    p = fit.pvalue / 2 if fit.slope < 0 else 1 - fit.pvalue / 2
+    return float(fit.slope), float(p)
+
+
+def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int, level: float,
+               dose_ratios: Sequence[int], dose_seeds: Sequence[int], temperatures: Sequence[float],
+               temperature_seeds: Sequence[int], theory_fit_ratio: int, theory_dim: int, probe_c: float,
+               log=print) -> DesignResult:
+    """Train and analyse one design in the pre-registered order.
+
+    1. the balanced models of ``grid["seeds"]``; 2. :func:`preregister` on them (before any underrepresented model
+    of the design is trained); 3. the minorities and the control; :func:`primary_tests`, the noise floor, the
+    balanced probe and the mediation (both protocols); 4. the dose-response of the first minority's partner cell
+    over ``dose_ratios`` and the theory fitted at ``theory_fit_ratio``; 5. the temperature study.
+    ``grid`` is an :func:`rharm.experiment.run_grid` grid (``classes`` may select a subset).
+    """
+    import time
+
+    from . import data, experiment, mediation
+
+    t_train = 0.0
+    classes = list(grid.get("classes") or data.dataset_info(grid["dataset"]).classes)
+
+    def runs(minorities, seeds, **changes):
+        nonlocal t_train
+        t0 = time.perf_counter()
+        out = experiment.run_grid({**grid, **changes, "minority_classes": list(minorities), "seeds": list(seeds)})
+        t_train += time.perf_counter() - t0
+        return out
+
+    seeds = list(grid["seeds"])
+    balanced = runs([], seeds)
+    log(f"{name}: {len(balanced)} balanced models")
+    prereg = preregister(balanced_distance(metrics.cosine_runs(balanced, classes=classes)), classes, n_close=n_close)
+    main = runs(prereg.all_minorities, seeds)
+    cr = metrics.cosine_runs(main, classes=classes)
+    tests = primary_tests(cr, prereg, alpha=alpha, n_boot=n_boot, level=level)
+    floor = noise_floor_rows(cr, prereg.all_minorities)
+    boot = metrics.rh_bootstrap(cr, n_boot=n_boot, level=level, paired=True, seed=0)
+    rh_long = metrics.long_rh(boot["estimate"], boot["lo"], boot["hi"])
+    rh_long = rh_long[rh_long.minority.isin(prereg.all_minorities)]
+    acc = np.array([metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
+                                                  r.features["test_backbone"], r.features["test_labels"])
+                    for r in balanced])
+    pm, plo, phi = mean_ci(acc, n_boot=n_boot, level=level)
+    probe_cfg = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
+    med = {}
+    for prot in ("paper", "clean"):
+        mr = mediation.mediation_runs(main, protocol=prot, ratio=int(grid["ratio"]), split_seeds=[0], probe=probe_cfg,
+                                      classes=classes, minorities=prereg.all_minorities)
+        med[prot] = mediation.diagonal_summary(mr, n_boot=n_boot, level=level, seed=0)
+    log(f"{name}: pre-registered tests done")
+    m0, p0 = prereg.minorities[0], prereg.partners[prereg.minorities[0]]
+    bal_dose = runs([], dose_seeds)
+    points = []
+    for r in dose_ratios:
+        if int(r) == 1:
+            points.append({"x": 1, "log_rh": np.zeros(len(dose_seeds)), "te": np.zeros(len(dose_seeds))})
+            continue
+        imb = [x for x in runs([m0], dose_seeds, ratio=int(r)) if x.minority == m0]
+        points.append({"x": int(r), "log_rh": cell_log_rh(bal_dose, imb, m0, p0, classes),
+                       "te": allocation_te(bal_dose, imb, m0, int(r), classes, probe_c)})
+    dose = sweep_table(points, n_boot=n_boot, level=level)
+    fit_row = dose[dose.x == theory_fit_ratio]
+    if fit_row.empty:
+        raise ValueError(f"theory_fit_ratio={theory_fit_ratio} is not one of dose_ratios={list(dose_ratios)}")
+    fit = fit_alpha(float(fit_row.rh.iloc[0]), theory_fit_ratio, tau=float(grid["temperature"]),
+                    n_classes=len(classes), dim=theory_dim)
+    dose, mae = theory_prediction_error(dose, fit, dim=theory_dim)
+    held_out = [p for p in points if p["x"] != 1]
+    d_slope, d_p = _slope_p([p["x"] for p in held_out], [p["log_rh"] for p in held_out])
+    log(f"{name}: dose-response done")
+    tpoints = []
+    for tau in temperatures:
+        rs = runs([m0], temperature_seeds, temperature=float(tau))
+        tpoints.append({"x": float(tau), "log_rh": cell_log_rh([x for x in rs if x.minority is None],
+                                                              [x for x in rs if x.minority == m0], m0, p0, classes)})
+    temp = sweep_table(tpoints, n_boot=n_boot, level=level)
+    temp["theory_rh"] = [theory_rh(int(grid["ratio"]), fit.alpha, tau=x, n_classes=len(classes), dim=theory_dim)
+                         for x in temp.x]
+    t_slope, t_p = _slope_p([p["x"] for p in tpoints], [p["log_rh"] for p in tpoints])
+    src = balanced[0].meta.get("extra", {}).get("data_source", data.dataset_info(grid["dataset"]).title)
+    return DesignResult(name, classes, {**grid, "_alpha": alpha}, prereg, tests, floor, rh_long,
+                        {"mean": pm, "lo": plo, "hi": phi, "per_seed": acc}, med, dose, fit, mae, d_slope, d_p, temp,
+                        t_slope, t_p, m0, p0, src, t_train / 60)

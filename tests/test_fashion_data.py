@@ -178,3 +178,33 @@ def test_greyscale_augmentation_keeps_channels_equal():
 def test_the_real_copy_matches_the_published_checksums():
     images, labels, _ = data.load_fashion_mnist("test")
     assert images.shape == (10000, 28, 28) and np.bincount(labels).tolist() == [1000] * 10
+
+
+def test_grid_trains_on_a_class_subset(monkeypatch, tmp_path):
+    """``classes`` restricts the pool and the test split to a subset, relabelled in the subset's order."""
+    from rharm import experiment
+
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
+
+    def load(dataset, split, source):
+        per = 12 if split == "train" else 3
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        labels = torch.arange(10).repeat_interleave(per)
+        return data.ImageData(torch.randint(0, 256, (10 * per, 3, 32, 32), dtype=torch.uint8, generator=g), labels,
+                              "fake")
+
+    monkeypatch.setattr(experiment, "_load_split", load)
+    grid = {"dataset": "fashion_mnist", "classes": ["sneaker", "sandal", "trouser"], "minority_classes": ["sandal"],
+            "backbone": "small_cnn", "epochs": 1, "batch_size": 8, "lr": 0.1, "ratio": 4, "seeds": [0],
+            "n_per_class": 8, "augment": "simclr_grey", "threads": 1, "progress": False}
+    bal, imb = experiment.run_grid(grid)
+    # rows keep their order (trouser 1, sandal 5, sneaker 7) and are relabelled by position in ``classes``
+    assert bal.features["test_labels"].tolist() == [2] * 3 + [1] * 3 + [0] * 3
+    assert bal.features["test_backbone"].shape[0] == 9
+    counts = torch.bincount(imb.features["train_labels"][imb.features["train_in_cl"]], minlength=3).tolist()
+    assert counts == [8, 2, 8]  # sandal (subset label 1) kept at 1:4
+    assert experiment.run_classes({"dataset": "fashion_mnist", "classes": grid["classes"]}) == tuple(grid["classes"])
+    with pytest.raises(ValueError, match=r"minority_classes entries \['bag'\] are not in classes"):
+        experiment.run_grid({**grid, "minority_classes": ["bag"]})
+    with pytest.raises(ValueError, match="at least 3 distinct names"):
+        experiment.run_grid({**grid, "classes": ["sneaker", "sandal"]})
