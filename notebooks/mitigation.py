@@ -229,6 +229,10 @@ for name, (bal, imb) in trained.items():
                  "n_seeds": len(imb)})
 res = pd.DataFrame(rows)
 res["dprobe"] = res.probe - res.probe[res.intervention == "none"].iloc[0]
+# a share of the harm removed is defined only where there is a resolved harm to remove
+base_resolved = bool(res.rh_hi[res.intervention == "none"].iloc[0] < 1)
+if not base_resolved:
+    res["removed"] = np.nan
 
 # %% [markdown]
 # ## Harm, allocation and cost, per intervention
@@ -242,7 +246,9 @@ tables.show(res, index=None, digits=3,
                     "probe": "probe accuracy", "dprobe": "Δ probe", "train_s": "s per model"},
             caption=f"One row per intervention, {len(mitigation_seeds)} paired seeds, {ci_level:.0%} percentile "
                     f"bootstrap intervals. RH: geometric mean over seeds (< 1: {m0} moved toward {p0}); harm "
-                    "removed: the share of the unmitigated mean log RH that is gone; TE / NIE: the change in the "
+                    "removed: the share of the unmitigated mean log RH that is gone ("
+                    + ("" if base_resolved else "undefined here: the unmitigated RH interval includes 1; ")
+                    + "–: undefined); TE / NIE: the change in the "
                     f"minority's own test accuracy and its part carried by the representation (clean protocol, "
                     f"probe C = {probe_c}); probe accuracy: balanced linear probe of the model trained on the "
                     "imbalanced data (what the mitigation costs every class), Δ against no intervention; seconds "
@@ -282,14 +288,15 @@ none_probe = float(res.probe[res.intervention == "none"].iloc[0])
 verdict_rows = []
 for e in prereg_table.itertuples():
     r = res[res.intervention == e.intervention].iloc[0]
-    in_range = bool(e.removed_lo <= r.removed <= e.removed_hi)
-    if e.id == "E4":
-        held = in_range and bool(r.rh_hi < 1)
+    in_range = bool(e.removed_lo <= r.removed <= e.removed_hi)  # False when undefined (NaN)
+    if e.id == "E4":  # harm persists: its RH interval lies below 1 (and, where defined, little of it removed)
+        held = bool(r.rh_hi < 1) and (in_range or not base_resolved)
     else:
         held = in_range and bool(r.dlog_lo > 0)
     verdict_rows.append({
         "id": e.id, "intervention": e.intervention, "expected": e.expected, "held": "yes" if held else "no",
-        "numbers": f"harm removed {charts.fmt_sig(r.removed * 100, 2)}%; Δ log RH {r.dlog:+.3f} "
+        "numbers": ("harm removed " + (f"{charts.fmt_sig(r.removed * 100, 2)}%" if np.isfinite(r.removed)
+                                        else "undefined") + f"; Δ log RH {r.dlog:+.3f} "
                    f"({r.dlog_lo:+.3f} to {r.dlog_hi:+.3f}); RH {charts.fmt_sig(r.rh)} "
                    f"({charts.fmt_sig(r.rh_lo)}–{charts.fmt_sig(r.rh_hi)}); probe {r.dprobe * 100:+.1f} points"})
 verdicts = pd.DataFrame(verdict_rows)
@@ -300,14 +307,19 @@ wall_minutes = (time.perf_counter() - t_start) / 60
 none = res[res.intervention == "none"].iloc[0]
 mit = res[res.intervention != "none"]
 sig_less = mit[mit.dlog_lo > 0]
-best = mit.loc[mit.removed.idxmax()]
 n_held = int((verdicts.held == "yes").sum())
-if len(sig_less):
+if not base_resolved:
+    lead = (f"On these {len(mitigation_seeds)} paired seeds the unmitigated model shows no resolved harm for {m0} "
+            f"toward {p0} (its RH interval includes 1), so no mitigation can be shown to reduce it; "
+            + (f"{len(sig_less)} of {len(mit)} moved RH up with a paired interval clear of zero"
+               if len(sig_less) else f"none of the {len(mit)} moved RH with a paired interval clear of zero"))
+elif len(sig_less):
     which = ", ".join(f"{r.intervention} ({charts.fmt_sig(r.removed * 100, 2)}% removed, probe "
                       f"{r.dprobe * 100:+.1f} points)" for r in sig_less.itertuples())
     lead = (f"{len(sig_less)} of {len(mit)} mitigations reduced the harm of {m0} toward {p0} with a paired "
             f"interval clear of zero: {which}")
 else:
+    best = mit.loc[mit.dlog.idxmax()]
     lead = (f"None of the {len(mit)} mitigations reduced the harm of {m0} toward {p0} with a paired interval clear "
             f"of zero; the largest point estimate was {best.intervention}'s ({charts.fmt_sig(best.removed * 100, 2)}% "
             "removed)")
@@ -324,7 +336,7 @@ headline.write(P, {
     "finding": finding,
     "minority": m0, "partner": p0, "ratio": ratio, "seeds": list(mitigation_seeds),
     "theory_temperature": {"tau": tau_star, "is_smallest": tau_is_smallest, "alpha": fit.alpha, "table": theory_t},
-    "interventions": res,
+    "interventions": res, "baseline_harm_resolved": base_resolved,
     "per_seed": per_seed,
     "preregistered": prereg_table.assign(**{c: prereg_table[c].where(np.isfinite(prereg_table[c]))
                                             for c in ("removed_lo", "removed_hi")}),
