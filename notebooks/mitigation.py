@@ -298,7 +298,7 @@ for e in prereg_table.itertuples():
         "numbers": ("harm removed " + (f"{charts.fmt_sig(r.removed * 100, 2)}%" if np.isfinite(r.removed)
                                         else "undefined") + f"; Δ log RH {r.dlog:+.3f} "
                    f"({r.dlog_lo:+.3f} to {r.dlog_hi:+.3f}); RH {charts.fmt_sig(r.rh)} "
-                   f"({charts.fmt_sig(r.rh_lo)}–{charts.fmt_sig(r.rh_hi)}); probe {r.dprobe * 100:+.1f} points"})
+                   f"({charts.fmt_sig(r.rh_lo)}–{charts.fmt_sig(r.rh_hi)}); probe {r.dprobe * 100:+.1f} points")})
 verdicts = pd.DataFrame(verdict_rows)
 tables.show(verdicts, index=None, caption="Each pre-registered expectation, whether it held, and the numbers.")
 
