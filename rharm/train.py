@@ -413,9 +413,11 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             order is drawn per id, so runs that share images share their order (default: 0..N-1).
         groups: (N,) bool, True for an image of the underrepresented group; needed by ``config.rebalance`` and
             ``config.minority_weight`` (default: no image is in it, and both change nothing).
+
     Returns: :class:`TrainResult` with ``history`` = {"loss": [per step], "lr": [per step], "knn": [{"epoch",
         "accuracy"}], "throughput": [{"epoch", "images_per_s"}], "steps": int, "steps_per_epoch": int,
         "finished": bool} and ``config`` = ``config.to_dict()`` plus "device" and "resolved_precision".
+
     Raises FloatingPointError when a loss is not finite (checked once per epoch and at a stop, so the step loop
     never waits for the device); no checkpoint is written from such a state.
     """
