@@ -36,6 +36,12 @@ import rharm.params
 P = rharm.params.check("audit", globals())
 
 # %%
+import warnings
+
+# tqdm (imported by sentence-transformers) warns that ipywidgets is absent in the page's kernel; its progress bars
+# are not shown on the page anyway
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 import numpy as np
 import pandas as pd
 from myst_nb import glue
