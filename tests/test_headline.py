@@ -54,3 +54,11 @@ def test_intro_findings_are_assembled_from_the_executed_pages(tmp_path):
     md = headline.findings_markdown(["a", "missing", "b"], tmp_path, "cpu")
     assert md == ("* **[Chapter A](cpu/a.ipynb)**: RH = 0.5 at 1:100.\n"
                   "* **[Chapter B](cpu/b.ipynb)**: No harm.\n")
+
+
+@pytest.mark.parametrize("name", runner.toc_chapters())
+def test_every_committed_cpu_page_has_its_headline_numbers(name):
+    path = ROOT / "book" / "cpu" / f"{name}.json"
+    assert path.is_file(), f"book/cpu/{name}.json is missing: execute the chapter with `rharm run {name}`"
+    doc = json.loads(path.read_text())
+    assert doc["chapter"] == name and doc["profile"] == "cpu" and doc["overrides"] == {} and doc["values"]
