@@ -38,7 +38,8 @@ TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momen
 MITIGATION_OFF = {"rebalance": False, "minority_weight": 1.0, "sdclr_prune": 0.0}
 _GROUP_MITIGATIONS = ("rebalance", "minority_weight")
 #: Data settings of a grid.
-DATA_KEYS = ("dataset", "classes", "minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed")
+DATA_KEYS = ("dataset", "classes", "minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed",
+             "warm_start")
 #: Execution settings that do not change results (not part of the cache key).
 RUN_KEYS = ("device", "progress", "feature_batch_size", "threads", "workers", "checkpoint_every")
 
@@ -50,6 +51,9 @@ _DEFAULTS: dict[str, Any] = {
     "feature_batch_size": 1024, "threads": 0, "workers": 1,
     # deterministic "auto": True on the CPU (exact resume, tests), False on CUDA (cuDNN benchmark mode)
     "precision": "auto", "deterministic": "auto", "checkpoint_every": 1, **MITIGATION_OFF,
+    # warm start (a mitigation, rharm.mitigation): every run of the grid starts from the model of the same seed
+    # pre-trained, with the same settings, on the grid's classes without its one minority class
+    "warm_start": False,
 }
 
 
@@ -90,6 +94,11 @@ def _validate(grid: Mapping[str, Any]) -> dict:
             raise ValueError(f"minority_classes entries {bad} are not in classes={list(sub)}; choose minorities "
                              "among the classes trained on")
     mins = g["minority_classes"]
+    if not isinstance(g["warm_start"], bool):
+        raise ValueError(f"warm_start={g['warm_start']!r} is not valid; it must be true or false")
+    if g["warm_start"] and (isinstance(mins, str) or len(mins) != 1):
+        raise ValueError(f"warm_start=True needs exactly one minority class (the class its pre-training leaves out); "
+                         f"got minority_classes={mins!r}")
     if isinstance(mins, str) or not isinstance(mins, (list, tuple)):
         raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(info.classes)}")
     for m in mins:
@@ -164,7 +173,17 @@ def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
         "n_per_class": int(g["n_per_class"]),
         "pool_seed": int(g["pool_seed"]),
         "data_source": data.resolve_source(g["data_source"], dataset=g.get("dataset", "cifar10")),  # "auto" resolved
+        # the class left out of the warm start's pre-training (the key of a run without warm start is unchanged)
+        **({"warm_start": g["minority_classes"][0]} if g["warm_start"] else {}),
     }
+
+
+def pretrain_grid(g: Mapping[str, Any]) -> dict:
+    """The grid of a warm-start grid's pre-training: the same settings on its classes without the minority class,
+    balanced, no warm start (its balanced runs are the pre-trained models, one per seed)."""
+    left_out = g["minority_classes"][0]
+    classes = g["classes"] or list(data.dataset_info(g["dataset"]).classes)
+    return {**g, "classes": [c for c in classes if c != left_out], "minority_classes": [], "warm_start": False}
 
 
 def _code() -> list:
@@ -222,10 +241,14 @@ def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
     kept_labels = tr.labels[torch.from_numpy(kept)]
     # which training images are the minority's (re-balancing and re-weighting know the rare group)
     groups = (kept_labels == classes.index(cfg["minority"])) if cfg["minority"] is not None else None
+    init_state = None
+    if cfg.get("warm_start"):
+        pre = run_one(pretrain_grid(g), None, cfg["seed"])
+        init_state = store.load_tensors(pre.dir / "model.pt")
     ckpt = store.result_dir("checkpoints", cfg, _code()).with_suffix(".pt")
     result = train.train(tc, tr.images[torch.from_numpy(kept)], kept_labels,
                          checkpoint_path=ckpt, device=device, progress=bool(g["progress"]),
-                         sample_ids=torch.from_numpy(kept_in_pool), groups=groups)
+                         sample_ids=torch.from_numpy(kept_in_pool), groups=groups, init_state=init_state)
     model = result.model
     fb = int(g["feature_batch_size"])
     te_h, te_z = train.extract_features(model, te.images, fb, device)
@@ -285,6 +308,8 @@ def run_grid(grid: Mapping[str, Any]) -> list[RunResult]:
     run resumes from its checkpoint. Returns RunResults ordered seed-major: for each seed, balanced then minorities.
     """
     g = _validate(grid)
+    if g["warm_start"]:
+        run_grid(pretrain_grid(g))  # the pre-trained models first (in parallel too), then the runs that start from them
     todo = [(m, s) for s in g["seeds"] for m in [None, *g["minority_classes"]]]
     if g["workers"] > 1:
         _train_missing_in_parallel(g, todo)

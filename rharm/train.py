@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -396,7 +396,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
           checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu", progress: bool = True,
           knn_eval: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
           stop_after_steps: int | None = None, on_epoch_end: Callable[[int, dict], None] | None = None,
-          sample_ids: torch.Tensor | None = None, groups: torch.Tensor | None = None) -> TrainResult:
+          sample_ids: torch.Tensor | None = None, groups: torch.Tensor | None = None,
+          init_state: Mapping[str, torch.Tensor] | None = None) -> TrainResult:
     """Train a contrastive model from scratch or, when ``checkpoint_path`` exists, resume it exactly.
 
     Args:
@@ -413,6 +414,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             order is drawn per id, so runs that share images share their order (default: 0..N-1).
         groups: (N,) bool, True for an image of the underrepresented group; needed by ``config.rebalance`` and
             ``config.minority_weight`` (default: no image is in it, and both change nothing).
+        init_state: a ``state_dict`` of a :class:`rharm.models.ContrastiveModel` of the same method and backbone,
+            loaded in place of the seeded initial weights (a warm start; every key must match). The seed still
+            drives batch order and augmentation.
 
     Returns: :class:`TrainResult` with ``history`` = {"loss": [per step], "lr": [per step], "knn": [{"epoch",
         "accuracy"}], "throughput": [{"epoch", "images_per_s"}], "steps": int, "steps_per_epoch": int,
@@ -479,7 +483,13 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
-        model = models.ContrastiveModel(config.method, config.backbone, init=config.init).to(device)
+        model = models.ContrastiveModel(config.method, config.backbone, init=config.init)
+        if init_state is not None:
+            try:
+                model.load_state_dict(dict(init_state), strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"init_state does not fit a {config.method}/{config.backbone} model: {exc}") from exc
+        model = model.to(device)
         memory_format = torch.channels_last if cuda else torch.contiguous_format
         if cuda:
             model = model.to(memory_format=memory_format)

@@ -220,3 +220,63 @@ def test_grid_keys_and_the_minority_groups(monkeypatch, tmp_path, one_thread):
     assert (torch.arange(10).repeat_interleave(12)[kept] == 1).sum() == 2
     with pytest.raises(ValueError, match="sdclr_prune"):
         experiment.run_grid({**grid, "sdclr_prune": 1.5})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# warm start: every run of the grid starts from a model pre-trained without the minority class
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_init_state_replaces_the_seeded_weights(one_thread):
+    images, labels, _ = _toy(n_per=12, n_min=2)
+    cfg = train.TrainConfig(backbone="small_cnn", batch_size=8, epochs=1, lr=0.05, checkpoint_every=0,
+                            augment="simclr_grey", seed=0)
+    other = models.ContrastiveModel("simclr", "small_cnn")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    start = {k: v.clone() for k, v in other.state_dict().items()}
+    zero = train.train(cfg, images, labels, progress=False, stop_after_steps=0, init_state=start)
+    assert all(torch.equal(zero.model.state_dict()[k].cpu(), v) for k, v in start.items())
+    seeded = train.train(cfg, images, labels, progress=False, stop_after_steps=0)
+    assert not torch.equal(seeded.model.state_dict()["backbone.net.0.weight"].cpu(), start["backbone.net.0.weight"])
+    with pytest.raises(ValueError, match="init_state"):
+        train.train(cfg, images, labels, progress=False, init_state={"nope": torch.zeros(1)})
+
+
+def test_warm_start_pretrains_without_the_minority_and_starts_every_run_from_it(monkeypatch, tmp_path, one_thread):
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
+
+    def load(dataset, split, source):
+        per = 12 if split == "train" else 3
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        return data.ImageData(torch.randint(0, 256, (10 * per, 3, 32, 32), dtype=torch.uint8, generator=g),
+                              torch.arange(10).repeat_interleave(per), "fake")
+
+    seen = []
+    real_train = train.train
+
+    def spy(*args, **kwargs):
+        seen.append((args[1].shape[0], args[1].clone(), kwargs.get("init_state")))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_load_split", load)
+    monkeypatch.setattr(experiment.train, "train", spy)
+    grid = dict(backbone="small_cnn", epochs=1, batch_size=8, lr=0.1, classes=["airplane", "automobile", "bird",
+                "cat"], minority_classes=["automobile"], ratio=5, seeds=[0], n_per_class=10, progress=False)
+    plain_key = experiment.run_config(experiment._validate(grid), None, 0)
+    runs = experiment.run_grid({**grid, "warm_start": True})
+    assert len(seen) == 3  # the pre-training, then the balanced and the underrepresented run
+    n_pre, images_pre, init_pre = seen[0]
+    automobiles = load("fashion_mnist", "train", "fake").images[12:24]  # class 1 of the fake train split
+    assert init_pre is None and n_pre == 30  # 3 classes x 10
+    assert not (images_pre[:, None] == automobiles[None]).flatten(2).all(2).any()  # no automobile image in it
+    pre = experiment.run_one(experiment.pretrain_grid(experiment._validate({**grid, "warm_start": True})), None, 0)
+    pre_state = torch.load(pre.dir / "model.pt", weights_only=True)
+    for n_train, _, init in seen[1:]:
+        assert init is not None and all(torch.equal(init[k], v) for k, v in pre_state.items())
+    assert seen[1][0] == 40 and seen[2][0] == 32  # balanced 4 x 10; automobile cut to 10 // 5
+    warm_key = experiment.run_config(experiment._validate({**grid, "warm_start": True}), None, 0)
+    assert warm_key["warm_start"] == "automobile" and "warm_start" not in plain_key  # old keys unchanged
+    assert [r.minority for r in runs] == [None, "automobile"]
+    with pytest.raises(ValueError, match="exactly one minority"):
+        experiment.run_grid({**grid, "minority_classes": ["automobile", "bird"], "warm_start": True})
