@@ -1,0 +1,77 @@
+"""Argument checks shared by the theory modules: each raises a ValueError naming the parameter, the bad value and
+the valid ones, before any computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check_pi(pi) -> np.ndarray:
+    try:
+        arr = np.asarray(pi, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pi={pi!r} is not numeric; valid: a probability vector of K >= 2 positive numbers") from exc
+    if arr.ndim != 1 or arr.size < 2:
+        raise ValueError(f"pi={pi!r} has shape {arr.shape}; valid: a 1-d probability vector of K >= 2 entries")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0) or abs(arr.sum() - 1.0) > 1e-6:
+        raise ValueError(
+            f"pi={arr.tolist()!r} is not a probability vector; valid: entries in (0, 1] summing to 1 (tolerance 1e-6)"
+        )
+    return arr / arr.sum()
+
+
+def _check_connectivity(connectivity, k: int | None = None, name: str = "connectivity") -> np.ndarray:
+    try:
+        a = np.asarray(connectivity, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}={connectivity!r} is not numeric; valid: a symmetric (K, K) matrix in [0, 1]") from exc
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
+        raise ValueError(f"{name} has shape {a.shape}; valid: a square (K, K) matrix with K >= 2")
+    if k is not None and a.shape[0] != k:
+        raise ValueError(f"{name} has shape {a.shape} but there are {k} blocks; valid: shape ({k}, {k})")
+    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+        raise ValueError(f"{name}={a.tolist()!r} has entries outside [0, 1]; valid: probabilities in [0, 1]")
+    if not np.allclose(a, a.T, rtol=0, atol=1e-12):
+        raise ValueError(f"{name}={a.tolist()!r} is not symmetric; valid: a symmetric matrix (undirected graph)")
+    return a
+
+
+def _check_dim(dim, name: str = "dim") -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"{name}={dim!r} is invalid; valid: an integer >= 1")
+    return int(dim)
+
+
+def _check_tau(tau) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating, np.integer)) or not (
+        math.isfinite(tau) and tau > 0
+    ):
+        raise ValueError(f"tau={tau!r} is invalid; valid: a finite float > 0")
+    return float(tau)
+
+
+def _check_count(name: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name}={value!r} is invalid; valid: an integer >= {lo}")
+    return int(value)
+
+
+def _check_block_sizes(block_sizes) -> np.ndarray:
+    try:
+        n = np.asarray(block_sizes)
+    except Exception as exc:  # pragma: no cover - defensive
+        raise ValueError(f"block_sizes={block_sizes!r} is invalid; valid: a list of K >= 2 positive integers") from exc
+    if n.ndim != 1 or n.size < 2 or not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
+        raise ValueError(f"block_sizes={block_sizes!r} is invalid; valid: a list of K >= 2 positive integers")
+    return n.astype(np.int64)
+
+
+def _check_graph(G, n: int) -> np.ndarray:
+    g = np.asarray(G, dtype=np.float64)
+    if g.shape != (n, n):
+        raise ValueError(f"G has shape {g.shape}; valid: ({n}, {n}) to match V")
+    if not np.all(np.isfinite(g)) or g.min() < 0:
+        raise ValueError("G has negative or non-finite entries; valid: non-negative edge weights")
+    return g
