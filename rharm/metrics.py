@@ -21,10 +21,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import stats
+
 # CIFAR10_CLASSES is defined once in rharm.common; metrics.CIFAR10_CLASSES stays importable
 from .common import CIFAR10_CLASSES, check_choice
+from .stats import bootstrap_indices  # noqa: F401  (re-exported: the one bootstrap draw)
 
-MULTICOMP_METHODS = ("holm", "fdr_bh", "bonf", "none")
+MULTICOMP_METHODS = stats.P_ADJUSTMENTS
 
 
 def _as_numpy(x: Any, dtype=np.float64) -> np.ndarray:
@@ -269,15 +272,6 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def bootstrap_indices(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Resampling with replacement: integer array of shape ``(*shape, n)``, each entry uniform on 0..n-1.
-
-    ``shape`` is ``(n_boot,)`` for one stage, ``(n_boot, S)`` for a second stage drawn within each of S first-stage
-    draws. The one draw every bootstrap in rharm uses (one ``rng.integers`` call, so a seed gives the same indices).
-    """
-    return rng.integers(0, n, size=(*shape, n))
-
-
 def rh_bootstrap(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, paired: bool = True,
                  seed: int | None = 0) -> dict[str, pd.DataFrame]:
     """Percentile bootstrap of the RH matrix over model seeds.
@@ -399,11 +393,8 @@ def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05, includ
                 t, p = float(res["T"].iloc[0]), float(res["p_val"].iloc[0] if "p_val" in res else res["p-val"].iloc[0])
             rows.append((m, c, float(np.exp(x.mean())), float(x.mean()), t, x.size - 1, p))
     out = pd.DataFrame(rows, columns=["minority", "other", "rh_seed_mean", "mean_log_ratio", "t", "dof", "p"])
-    if method == "none":
-        out["p_adj"], out["reject"] = out.p, out.p < alpha
-    else:
-        reject, p_adj = pg.multicomp(out.p.to_numpy(), alpha=alpha, method=method)
-        out["p_adj"], out["reject"] = p_adj, reject
+    reject, out["p_adj"] = stats.adjust_p(out.p.to_numpy(), method, alpha)
+    out["reject"] = reject
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import metrics, stats
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -122,16 +122,8 @@ def seed_log_rh(cr: metrics.CosineRuns, minority: str) -> np.ndarray:
 
 
 def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error), in the input order."""
-    p = np.asarray(p, dtype=np.float64)
-    order = np.argsort(p)
-    m = len(p)
-    adj = np.empty(m)
-    running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[idx]))
-        adj[idx] = running
-    return adj
+    """Holm's step-down adjusted p-values (family-wise error), in the input order (:func:`rharm.stats.adjust_p`)."""
+    return stats.adjust_p(p, "holm")[1]
 
 
 def _one_sided_less(x: np.ndarray) -> float:
@@ -204,27 +196,13 @@ def noise_floor_rows(cr: metrics.CosineRuns, rows: Sequence[str]) -> dict:
 
 
 def geometric_ci(log_values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple:
-    """exp(mean) of per-seed log values and its percentile-bootstrap interval over seeds (positive by construction)."""
-    x = np.asarray(log_values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    if x.size < 2:
-        v = float(np.exp(x.mean())) if x.size else float("nan")
-        return v, v, v
-    b = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    a = (1 - level) / 2
-    return float(np.exp(x.mean())), float(np.exp(np.quantile(b, a))), float(np.exp(np.quantile(b, 1 - a)))
+    """exp(mean) of per-seed log values and its percentile-bootstrap interval over seeds (positive by construction):
+    :func:`rharm.stats.mean_ci` of the logs, mapped back by exp (monotone, so the quantiles map exactly)."""
+    return tuple(float(np.exp(v)) for v in stats.mean_ci(log_values, n_boot=n_boot, level=level, seed=seed))
 
 
-def mean_ci(values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple:
-    """Mean over seeds and its percentile-bootstrap interval."""
-    x = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    if x.size < 2:
-        v = float(x.mean()) if x.size else float("nan")
-        return v, v, v
-    b = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    a = (1 - level) / 2
-    return float(x.mean()), float(np.quantile(b, a)), float(np.quantile(b, 1 - a))
+#: mean over seeds and its percentile-bootstrap interval (one implementation, in :mod:`rharm.stats`)
+mean_ci = stats.mean_ci
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""The statistics every chapter shares, written once: resampling, intervals, multiple testing, the
+underrepresentation draw and the logistic-regression probe.
+
+Each primitive lives here and only here; :mod:`rharm.metrics`, :mod:`rharm.study`, :mod:`rharm.mediation`,
+:mod:`rharm.audit`, :mod:`rharm.text`, :mod:`rharm.textdata` and :mod:`rharm.data` call it (some re-export it under
+their historical names). The draws are the ones those modules made before, so a seed gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .common import check_choice
+
+# --------------------------------------------------------------------------------------------------------------
+# Bootstrap
+# --------------------------------------------------------------------------------------------------------------
+
+
+def bootstrap_indices(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Resampling with replacement: integer array of shape ``(*shape, n)``, each entry uniform on 0..n-1.
+
+    ``shape`` is ``(n_boot,)`` for one stage, ``(n_boot, S)`` for a second stage drawn within each of S first-stage
+    draws. The one draw every bootstrap in rharm uses (one ``rng.integers`` call, so a seed gives the same indices).
+    """
+    return rng.integers(0, n, size=(*shape, n))
+
+
+def percentile_interval(boot: Any, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Central percentile interval of bootstrap replicates: the ``(1 - level) / 2`` and ``(1 + level) / 2``
+    quantiles of ``boot`` along ``axis`` (numpy's linear interpolation). Returns (lo, hi), ``boot`` less ``axis``."""
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} is not valid; it must lie in (0, 1)")
+    a = (1 - level) / 2
+    return np.quantile(boot, a, axis=axis), np.quantile(boot, 1 - a, axis=axis)
+
+
+def mean_ci(values: Any, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of (S,) per-seed values and its percentile-bootstrap interval over seeds: (mean, lo, hi).
+
+    With fewer than two values the interval collapses to the mean (NaN when there is none).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        v = float(x.mean()) if x.size else float("nan")
+        return v, v, v
+    b = x[bootstrap_indices(np.random.default_rng(seed), x.size, (n_boot,))].mean(axis=1)
+    lo, hi = percentile_interval(b, level)
+    return float(x.mean()), float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Multiple testing
+# --------------------------------------------------------------------------------------------------------------
+
+#: adjustments :func:`adjust_p` accepts (pingouin's names)
+P_ADJUSTMENTS = ("holm", "fdr_bh", "bonf", "none")
+
+
+def adjust_p(p: Sequence[float], method: str = "holm", alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Multiple-comparison adjusted p-values, in the input order, with ``pingouin.multicomp``.
+
+    p (m,) -> (reject (m,) bool at ``alpha``, adjusted p (m,)). ``"holm"``: Holm's step-down family-wise control;
+    ``"fdr_bh"``: Benjamini-Hochberg; ``"bonf"``: Bonferroni; ``"none"``: unadjusted.
+    """
+    check_choice("method", method, P_ADJUSTMENTS)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} is not valid; it must lie in (0, 1)")
+    p = np.asarray(p, dtype=np.float64)
+    if method == "none":
+        return p < alpha, p.copy()
+    import pingouin as pg
+
+    reject, adj = pg.multicomp(p, alpha=alpha, method=method)
+    return np.asarray(reject, dtype=bool), np.asarray(adj, dtype=np.float64)

@@ -1,0 +1,45 @@
+"""The shared statistics core: each primitive pinned by a hand derivation or a value computed before the merge."""
+
+import numpy as np
+import pytest
+
+from rharm import stats
+
+
+def test_mean_ci_matches_the_exact_bootstrap_distribution():
+    # two values 0 and 1: a resample's mean is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4
+    mean, lo, hi = stats.mean_ci([0.0, 1.0], n_boot=20000, level=0.4)
+    assert mean == 0.5 and lo == 0.5 and hi == 0.5  # the 30% and 70% quantiles fall inside the mass at 0.5
+    _, lo, hi = stats.mean_ci([0.0, 1.0], n_boot=20000, level=0.9)
+    assert lo == 0.0 and hi == 1.0  # the 5% and 95% quantiles fall inside the masses at 0 and 1
+
+
+def test_mean_ci_pinned_draws():
+    # values of the implementation before the merge (rharm.study.mean_ci / geometric_ci, seed 3, 1000 replicates)
+    x = [0.1, -0.4, 0.3, 0.0, -0.2]
+    np.testing.assert_allclose(stats.mean_ci(x, n_boot=1000, seed=3), (-0.04, -0.24, 0.16), atol=1e-12)
+    from rharm import study
+
+    np.testing.assert_allclose(study.geometric_ci(x, n_boot=1000, seed=3),
+                               (0.9607894391523232, 0.7866278610665534, 1.1735108709918103), rtol=1e-12)
+    assert stats.mean_ci([2.5]) == (2.5, 2.5, 2.5)
+    assert all(np.isnan(v) for v in stats.mean_ci([]))
+
+
+def test_percentile_interval_and_bad_level():
+    lo, hi = stats.percentile_interval(np.arange(101.0), 0.9)
+    assert (lo, hi) == pytest.approx((5.0, 95.0))
+    with pytest.raises(ValueError, match="level=1.5"):
+        stats.percentile_interval(np.arange(3.0), 1.5)
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04, 0.2 times 5, 4, 3, 2, 1 = 0.025, 0.04, 0.09, 0.08 -> 0.09 (monotone), 0.2
+    reject, adj = stats.adjust_p([0.01, 0.04, 0.03, 0.20, 0.005], "holm", alpha=0.05)
+    np.testing.assert_allclose(adj, [0.04, 0.09, 0.09, 0.2, 0.025])
+    assert reject.tolist() == [True, False, False, False, True]
+    np.testing.assert_allclose(stats.adjust_p([0.3, 0.6], "holm")[1], [0.6, 0.6])
+    np.testing.assert_allclose(stats.adjust_p([0.01, 0.04], "bonf")[1], [0.02, 0.08])
+    np.testing.assert_allclose(stats.adjust_p([0.01, 0.04], "none")[1], [0.01, 0.04])
+    with pytest.raises(ValueError, match="method='bh'"):
+        stats.adjust_p([0.1], "bh")
