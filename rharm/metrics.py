@@ -344,18 +344,23 @@ def noise_floor(cr: CosineRuns) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed_a", "seed_b", "minority", "other", "rh"])
 
 
-def noise_floor_summary(cr: CosineRuns, level: float = 0.95, off_diagonal: bool = True) -> dict[str, float]:
+def noise_floor_summary(cr: CosineRuns, level: float = 0.95, off_diagonal: bool = True,
+                        rows: Sequence[str] | None = None) -> dict[str, float]:
     """Quantiles of :func:`noise_floor` RH values: ``lo``, ``median``, ``hi`` (central ``level`` band), ``min``,
-    ``n`` (values used). NaNs if fewer than two seeds."""
+    ``max``, ``n`` (values used). ``rows``: only these minority rows (default: every row :func:`noise_floor` gives).
+    NaNs and ``n = 0`` if fewer than two seeds."""
     nf = noise_floor(cr)
     if off_diagonal and len(nf):
         nf = nf[nf.minority != nf.other]
+    if rows is not None and len(nf):
+        nf = nf[nf.minority.isin(list(rows))]
     if not len(nf):
-        return {"lo": float("nan"), "median": float("nan"), "hi": float("nan"), "min": float("nan"), "n": 0}
+        return {"lo": float("nan"), "median": float("nan"), "hi": float("nan"), "min": float("nan"),
+                "max": float("nan"), "n": 0}
     v = nf.rh.to_numpy()
-    a = (1 - level) / 2
-    return {"lo": float(np.quantile(v, a)), "median": float(np.median(v)), "hi": float(np.quantile(v, 1 - a)),
-            "min": float(v.min()), "n": int(v.size)}
+    lo, hi = stats.percentile_interval(v, level)
+    return {"lo": float(lo), "median": float(np.median(v)), "hi": float(hi), "min": float(v.min()),
+            "max": float(v.max()), "n": int(v.size)}
 
 
 def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05, include_diagonal: bool = False) -> pd.DataFrame:

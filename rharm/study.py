@@ -185,14 +185,9 @@ def primary_tests(cr: metrics.CosineRuns, prereg: Preregistration, *, alpha: flo
 def noise_floor_rows(cr: metrics.CosineRuns, rows: Sequence[str]) -> dict:
     """RH between balanced models of different seeds in the given rows, off the diagonal (no underrepresentation):
     ``min``, ``max``, ``lo``/``hi`` (2.5 and 97.5 percentiles) and ``n``. Single-seed ratios: wider than the
-    seed-averaged estimator's spread."""
-    nf = metrics.noise_floor(cr)
-    nf = nf[(nf.minority != nf.other) & nf.minority.isin(list(rows))]
-    v = nf.rh.to_numpy()
-    if not v.size:
-        return {"min": float("nan"), "max": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
-    return {"min": float(v.min()), "max": float(v.max()), "lo": float(np.quantile(v, 0.025)),
-            "hi": float(np.quantile(v, 0.975)), "n": int(v.size)}
+    seed-averaged estimator's spread. :func:`rharm.metrics.noise_floor_summary` restricted to ``rows``."""
+    s = metrics.noise_floor_summary(cr, level=0.95, off_diagonal=True, rows=rows)
+    return {k: s[k] for k in ("min", "max", "lo", "hi", "n")}
 
 
 def geometric_ci(log_values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple:

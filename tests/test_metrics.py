@@ -267,3 +267,21 @@ def test_bootstrap_indices_resample_with_replacement():
     nested = M.bootstrap_indices(np.random.default_rng(0), 3, (4, 2))
     assert nested.shape == (4, 2, 3)
     np.testing.assert_array_equal(nested, np.random.default_rng(0).integers(0, 3, size=(4, 2, 3)))
+
+
+def test_noise_floor_summary_by_hand_and_restricted_rows():
+    # 1 - cos of the balanced models, rows a, b (row c unused): seed 0 then seed 1
+    d0 = np.array([[0.1, 0.5, 1.0], [0.5, 0.1, 0.25], [1.0, 0.25, 0.1]])
+    d1 = np.array([[0.1, 0.25, 0.5], [1.0, 0.1, 0.5], [0.5, 0.5, 0.1]])
+    bal = 1.0 - np.stack([d0, d1])
+    cr = M.CosineRuns(["a", "b", "c"], [0, 1], bal, {"a": bal.copy(), "b": bal.copy()})
+    # ordered seed pairs (0, 1), (1, 0): row a off the diagonal gives 2, 2 and 0.5, 0.5; row b gives 0.5, 0.5 and 2, 2
+    s = M.noise_floor_summary(cr, level=0.5, rows=["a"])
+    assert (s["n"], s["min"], s["max"], s["median"]) == (4, 0.5, 2.0, 1.25)
+    assert s["lo"] == pytest.approx(0.5) and s["hi"] == pytest.approx(2.0)  # quantiles .25 / .75 of (.5, .5, 2, 2)
+    assert M.noise_floor_summary(cr)["n"] == 8
+    with_diagonal = M.noise_floor_summary(cr, off_diagonal=False, rows=["b"])
+    assert with_diagonal["n"] == 6 and with_diagonal["median"] == pytest.approx(1.0)  # (.5, .5, 1, 1, 2, 2)
+    from rharm import study
+
+    assert study.noise_floor_rows(cr, ["b"]) == {"min": 0.5, "max": 2.0, "lo": 0.5, "hi": 2.0, "n": 4}
