@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 # CIFAR10_CLASSES, ChecksumError and sha256_file are defined once in rharm.common and stay importable from here
-from rharm import paths
+from rharm import paths, stats
 from rharm.common import CIFAR10_CLASSES, ChecksumError, sha256_file
 from rharm.common import check_choice as _check_choice
 
@@ -265,23 +265,17 @@ def underrepresent(labels, minority: str | int | None, ratio: float, seed: int,
         Sorted int64 array (M,) of kept indices into ``labels``.
     """
     y = _labels_array(labels)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(ratio) or ratio < 1:
-        raise ValueError(f"ratio={ratio!r} is not valid; it must be a finite number >= 1 (1:ratio kept)")
+    stats.kept_count(len(y), ratio)  # validates ratio, for the balanced condition too
     if minority is None:
         return np.arange(len(y), dtype=np.int64)
     c = class_index(minority, classes)
     members = np.flatnonzero(y == c)
-    n_keep = int(len(members) / ratio)
-    if n_keep < 1:
+    if stats.kept_count(len(members), ratio) < 1:
         raise ValueError(
             f"ratio={ratio!r} is not valid for minority={minority!r}: it has {len(members)} images, so it would keep "
             f"none; use 1 <= ratio <= {len(members)}"
         )
-    kept = np.random.default_rng(seed).choice(members, size=n_keep, replace=False)
-    keep = np.ones(len(y), dtype=bool)
-    keep[members] = False
-    keep[kept] = True
+    keep = stats.undersample_mask(y, c, ratio, np.random.default_rng(seed))
     return np.flatnonzero(keep).astype(np.int64)
 
 

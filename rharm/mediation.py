@@ -41,6 +41,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from rharm import stats
 from rharm.metrics import CIFAR10_CLASSES, _as_numpy, bootstrap_indices, class_means, unit_normalise
 
 PROTOCOLS = ("paper", "clean")
@@ -211,12 +212,9 @@ def predict(model: tuple, x: np.ndarray) -> np.ndarray:
 
 
 def undersample_mask(labels: np.ndarray, minority_label: int, ratio: int, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask keeping every sample except all but n_i // ratio (random, without replacement) of the minority."""
-    idx = np.flatnonzero(labels == minority_label)
-    keep = rng.choice(idx, size=int(idx.size // ratio), replace=False)
-    mask = labels != minority_label
-    mask[keep] = True
-    return mask
+    """Boolean mask keeping every sample except all but n_i // ratio (random, without replacement) of the minority
+    (:func:`rharm.stats.undersample_mask`)."""
+    return stats.undersample_mask(labels, minority_label, ratio, rng)
 
 
 # --------------------------------------------------------------------------------------------------------------

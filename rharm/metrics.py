@@ -609,9 +609,7 @@ def synthetic_runs(*, classes: Sequence[str] = CIFAR10_CLASSES, minorities: Sequ
                 i = classes.index(m)
                 if m in collapse:
                     c[i] = (1 - strength) * c[i] + strength * c[classes.index(collapse[m])]
-                keep = np.random.default_rng(int(s)).choice(np.flatnonzero(y_tr == i), n_train // ratio, replace=False)
-                mask[y_tr == i] = False
-                mask[keep] = True
+                mask = stats.undersample_mask(y_tr, i, ratio, np.random.default_rng(int(s)))
             mrng = np.random.default_rng([int(s), 0 if m is None else 1 + classes.index(m)])
             f_te = c[y_te] + e_te + model_noise * mrng.normal(size=e_te.shape) / np.sqrt(dim)
             f_tr = c[y_tr] + e_tr + model_noise * mrng.normal(size=e_tr.shape) / np.sqrt(dim)

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import simcse, store, textdata
+from . import simcse, stats, store, textdata
 
 SOURCES = ("bug", "biasbios")
 
@@ -350,7 +350,7 @@ def allocation_effects(bal: TextRun, imb: TextRun, group_order: Sequence[str], *
     tr, te = probe_split(groups, test_size=test_size, seed=seed)
     rng = np.random.default_rng(seed)
     minority_tr = tr[groups[tr] == minority]
-    keep_minority = rng.permutation(minority_tr)[:max(1, len(minority_tr) // ratio)]
+    keep_minority = stats.undersample(minority_tr, ratio, rng, minimum=1, draw="permutation")
     tr_imb = np.sort(np.concatenate([tr[groups[tr] != minority], keep_minority]))
     out = {}
     for name, run, train_idx in (("y00", bal, tr), ("y01", imb, tr), ("y11", imb, tr_imb)):

