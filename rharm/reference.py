@@ -11,6 +11,9 @@ Names (see :func:`names`): ``simclr_100_rh``, ``simclr_20_rh``, ``simsiam_100_rh
 ``simclr_100_te``, ``simclr_100_nie``, ``simclr_100_te_6``, ``simclr_100_neg_rnde_6``, ``simclr_100_nie_6``,
 ``simclr_20_te``, ``simclr_20_nie``, ``simclr_20_neg_rnde_6``, ``simsiam_100_te``, ``simsiam_100_nie``,
 ``bcl_100_te``, ``bcl_100_nie`` (matrices) and ``other_settings_diagonal``, ``simclr_100_diagonal_mean`` (tables).
+
+The theory figure's population cosines (``simulation/plots/cosine_th.pdf``, three-block SBM) are kept apart from
+the CIFAR-10 entries: :func:`theory_cosines`, :func:`theory_cosine_matrices`, :func:`theory_info`.
 """
 
 from __future__ import annotations
@@ -155,3 +158,37 @@ def for_setting(method: str, ratio: int, quantity: str, *, panel: str | None = N
                          f"{'' if panel is None else f', panel={panel!r}'}; valid settings: {valid}")
     full = [n for n in hits if info(n)["panel"] == "full"]
     return matrix((full or hits)[0], order)
+
+
+def theory_cosines() -> pd.DataFrame:
+    """The published population cosines of the theory figure (official ``simulation/plots/cosine_th.pdf``).
+
+    The figure shows the (3, 3) cosine matrix of the block representations ``h_1*, h_2*, h_3*`` of the paper's
+    three-block SBM at ``alpha`` = :func:`theory_info` ``["alpha"]`` for three minority shares ``pi_1``; values are
+    printed to 2 decimals (each known to ``+- theory_info()["precision"]``).
+
+    Returns:
+        DataFrame, one row per panel, columns ``pi1`` (float), ``pi1_label`` (as titled, e.g. ``"2^-4"``), ``alpha``,
+        ``cos12``, ``cos13``, ``cos23`` (the off-diagonal cells; the printed matrices are symmetric with unit
+        diagonal).
+    """
+    e = _load()["theory_cosine_th"]
+    rows = []
+    for panel in e["panels"]:
+        v = panel["values"]
+        rows.append({"pi1": float(panel["pi1"]), "pi1_label": panel["pi1_label"], "alpha": float(e["alpha"]),
+                     "cos12": float(v[0][1]), "cos13": float(v[0][2]), "cos23": float(v[1][2])})
+    return pd.DataFrame(rows)
+
+
+def theory_cosine_matrices() -> dict[float, pd.DataFrame]:
+    """The published (3, 3) cosine matrices of the theory figure as printed, keyed by ``pi_1``; rows and columns
+    are the blocks ``"1"``, ``"2"``, ``"3"``."""
+    e = _load()["theory_cosine_th"]
+    return {float(p["pi1"]): pd.DataFrame(p["values"], index=e["blocks"], columns=e["blocks"], dtype=float)
+            for p in e["panels"]}
+
+
+def theory_info() -> dict[str, Any]:
+    """Metadata of the theory figure's values (description, alpha, within-block probability, precision, source)."""
+    return {k: v for k, v in _load()["theory_cosine_th"].items() if k != "panels"}

@@ -8,6 +8,8 @@ here, so ``rharm.theory.population_cosines`` and ``rharm.theory.sbm_node_cosines
 * :mod:`rharm.theory.limit`: the ``pi_1 -> 0`` limit of the principled objective (our derivation) and its checks.
 * :mod:`rharm.theory.node`: the node-level SBM simulation (the official code's ``simulation/SBM.py``,
   github.com/smaityumich/CL-representation-harm) and its comparison with the population optimum.
+* :mod:`rharm.theory.published`: the official code's committed theory figure (``cosine_th.pdf``) against rharm's
+  population solutions.
 * :mod:`rharm.theory.figures`: the chapter's Altair charts.
 
 Everything is float64 NumPy; every random draw comes from ``numpy.random.default_rng(seed)``.
@@ -31,6 +33,7 @@ from .figures import (
     node_cosine_charts,
     population_heatmap_charts,
     population_line_chart,
+    published_comparison_chart,
 )
 from .limit import limit_check, limit_cosine, limit_derivative, limit_symbolic_check
 from .node import (
@@ -68,6 +71,8 @@ from .population import (
     sbm_connectivity,
     solve_population,
 )
+from .published import SOURCES as PUBLISHED_SOURCES
+from .published import published_comparison
 
 __all__ = [
     "OBJECTIVES",
@@ -101,6 +106,9 @@ __all__ = [
     "node_cosine_charts",
     "population_line_chart",
     "population_heatmap_charts",
+    "published_comparison",
+    "published_comparison_chart",
+    "PUBLISHED_SOURCES",
 ]
 
 #: private helpers kept importable from ``rharm.theory`` as before the split (tests and notebooks may reach them)

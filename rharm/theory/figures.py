@@ -134,3 +134,28 @@ def population_heatmap_charts(solutions: dict):
             )
         )
     return charts.panels(panels, shared_color=True)
+
+
+def published_comparison_chart(comparison, *, precision: float):
+    """rharm minus published cosine against pi_1 (log x), one line per rharm source, one panel per block pair; the
+    grey band is ``+- precision``, where a value that rounds to the printed one falls.
+
+    ``comparison`` is a :func:`rharm.theory.published.published_comparison` DataFrame.
+    """
+    import altair as alt
+    import pandas as pd
+
+    from rharm import charts
+
+    names = {"cos12": "cos(h1*, h2*)", "cos13": "cos(h1*, h3*)", "cos23": "cos(h2*, h3*)"}
+    panels = []
+    for pair in comparison["pair"].unique():
+        df = comparison[comparison["pair"] == pair]
+        band = alt.Chart(pd.DataFrame({"lo": [-precision], "hi": [precision]})).mark_rect(
+            color="lightgrey", opacity=0.5).encode(y="lo:Q", y2="hi:Q")
+        line = charts.line(df, "pi1", "difference", "source", title=f"{names[pair]}: rharm − published",
+                           log_x=True, tooltip=["pi1_label", "source", "published", "cosine", "difference"],
+                           width=charts.plot_width(3), x_title="minority share π1 (log scale)",
+                           y_title="rharm − published", legend="rharm solution")
+        panels.append(band + line)
+    return charts.panels(panels)
