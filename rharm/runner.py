@@ -319,12 +319,14 @@ def build(profile: str = BOOK_PROFILE, *, strict: bool = False) -> Path:
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build"]
     if profile == BOOK_PROFILE:
         write_findings(paths.book_dir(), profile)
+        write_timings(paths.book_dir(), profile)
         cmd.append(str(paths.book_dir()))
         html = paths.repo_root() / "_build" / "html"
     else:
         out = paths.repo_root() / "_build" / profile
         staged = stage(profile)
         write_findings(staged, profile)
+        write_timings(staged, profile)
         cmd += [str(staged), "--path-output", str(out)]
         html = out / "_build" / "html"
     if strict:
@@ -354,15 +356,76 @@ def book(
             raise params_mod.ParameterError(f"--only {unknown}: not chapters of the book; chapters: {chapters}")
     if execute:
         total = time.time()
+        record = {"profile": profile, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "git_commit": _commit(), "hardware": store.hardware(),
+                  "result_store_empty": _store_empty(), "load_average_start": _load(), "chapters": {}}
         for name in chapters:
             if only and name not in only:
                 continue
             start = time.time()
             print(f"[rharm] executing {name} ({profile}) ...", flush=True)
             run(name, profile=profile)
+            record["chapters"][name] = round(time.time() - start, 1)
             print(f"[rharm] {name}: {time.time() - start:.0f} s", flush=True)
         print(f"[rharm] all notebooks ({profile}): {time.time() - total:.0f} s", flush=True)
+        if not only:  # a full execution: its times are the book's measured cost (the Reproduce page shows them)
+            record.update(total_s=round(time.time() - total, 1), load_average_end=_load())
+            store.save_json(paths.book_dir() / profile / BUILD_RECORD, record)
     return build(profile, strict=strict)
+
+
+BUILD_RECORD = "build.json"  # book/<profile>/build.json: the wall time of the last full execution, per chapter
+TIMINGS = "timings.txt"  # the Reproduce page's table of it, generated at build time
+
+
+def _commit() -> str:
+    from .provenance import git_commit
+
+    return git_commit()
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _store_empty() -> bool:
+    """Whether the result store holds no trained run yet (then every chapter trained what it shows)."""
+    root = paths.results_root()
+    return not any(root.glob("*/*/meta.json")) if root.is_dir() else True
+
+
+def timings_markdown(source: Path, profile: str) -> str:
+    """The Reproduce page's table of ``<source>/<profile>/build.json``, or a sentence saying there is none."""
+    path = Path(source) / profile / BUILD_RECORD
+    if not path.is_file():
+        return (f"No full execution of the `{profile}` profile has been recorded yet (`rharm book --profile "
+                f"{profile}` writes `book/{profile}/{BUILD_RECORD}`).\n")
+    rec = json.loads(path.read_text())
+    hw = rec.get("hardware", {})
+    machine = f"{hw.get('cpu_count', '?')} CPU cores ({hw.get('cpu', 'unknown CPU')})" + (
+        f", GPU {hw['gpu']}" if hw.get("gpu") else ", no GPU")
+    load = rec.get("load_average_start"), rec.get("load_average_end")
+    lines = [f"The last full execution of the `{profile}` profile (`rharm book --profile {profile}`, started "
+             f"{rec.get('started', '?')}, commit `{rec.get('git_commit', '?')}`) took "
+             f"**{rec['total_s'] / 60:.0f} minutes** on {machine}, "
+             + ("from an empty result store (every model trained)" if rec.get("result_store_empty")
+                else "with some runs already in the result store (a lower bound on a fresh clone)")
+             + (f"; 1-minute load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end"
+                if load[0] and load[1] else "") + ".", "", "| chapter | wall time |", "| --- | --- |"]
+    for name, s in rec["chapters"].items():
+        lines.append(f"| {name} | {s / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def write_timings(source: Path, profile: str) -> Path:
+    """Write ``<source>/timings.txt`` (included by the Reproduce page) from the profile's build record."""
+    out = Path(source) / TIMINGS
+    with store.atomic_path(out) as tmp:
+        Path(tmp).write_text(timings_markdown(source, profile))
+    return out
 
 
 def page_dir(executed: str | os.PathLike) -> Path:

@@ -62,3 +62,28 @@ def test_every_committed_cpu_page_has_its_headline_numbers(name):
     assert path.is_file(), f"book/cpu/{name}.json is missing: execute the chapter with `rharm run {name}`"
     doc = json.loads(path.read_text())
     assert doc["chapter"] == name and doc["profile"] == "cpu" and doc["overrides"] == {} and doc["values"]
+
+
+def test_reproduce_page_timings_come_from_the_build_record(tmp_path):
+    from rharm import runner
+
+    assert "No full execution" in runner.timings_markdown(tmp_path, "cpu")
+    (tmp_path / "cpu").mkdir()
+    rec = {"profile": "cpu", "started": "2026-11-30 08:00 UTC", "git_commit": "abc", "result_store_empty": True,
+           "hardware": {"cpu": "Some CPU", "cpu_count": 2, "gpu": None}, "load_average_start": [1.0, 1, 1],
+           "load_average_end": [2.04, 2, 2], "chapters": {"theory": 30.0, "fashion_harm": 900.0}, "total_s": 1500.0}
+    (tmp_path / "cpu" / "build.json").write_text(json.dumps(rec))
+    md = runner.timings_markdown(tmp_path, "cpu")
+    assert "**25 minutes** on 2 CPU cores (Some CPU), no GPU, from an empty result store" in md
+    assert "| fashion_harm | 15.0 min |" in md and "| theory | 0.5 min |" in md and "2.0 at the end" in md
+
+
+def test_readme_quotes_the_recorded_book_time():
+    """The README's whole-book time is the one the last full cpu execution recorded (not a hand-kept number)."""
+    from rharm import paths
+
+    rec = json.loads((paths.book_dir() / "cpu" / "build.json").read_text())
+    readme = (paths.repo_root() / "README.md").read_text()
+    quoted = re.search(r"whole cpu book took (\d+) minutes", readme)
+    assert quoted, "README must state the recorded whole-book time ('whole cpu book took N minutes')"
+    assert int(quoted.group(1)) == round(rec["total_s"] / 60)
