@@ -46,7 +46,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import metrics, stats
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -370,12 +370,12 @@ def probe_by_group(x: np.ndarray, codes: np.ndarray, k: int, nearest: np.ndarray
     Returns (frame with one row per group: ``n``, ``accuracy`` (recall), ``to_nearest`` (share predicted as the
     nearest group), ``confused_with`` (most frequent wrong prediction), ``confused_share``; overall accuracy).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
 
     u = metrics.unit_normalise(x)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    pred = cross_val_predict(LogisticRegression(C=C, max_iter=1000), u, codes, cv=cv)
+    pred = np.empty_like(codes)
+    for tr, te in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(u, codes):  # out of fold
+        pred[te] = stats.predict_logistic(stats.fit_logistic(u[tr], codes[tr], C, max_iter=1000), u[te])
     conf = np.zeros((k, k))
     np.add.at(conf, (codes, pred), 1.0)
     conf /= conf.sum(1, keepdims=True)

@@ -145,31 +145,21 @@ def _lr_torch(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfi
 
 
 def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig) -> list[Any]:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    order = sorted(range(len(cs)), key=lambda k: cs[k])  # strongest regularisation (smallest C) first
-    models: list[Any] = [None] * len(cs)
-    classes = np.unique(y)
-    clf = None
+    """One probe (:func:`rharm.stats.fit_logistic`) per C; with ``cfg.warm_start`` each fit starts from the one
+    before, strongest regularisation (smallest C) first."""
     if cfg.resolved_solver == "torch":
-        return _lr_torch(x, y, cs, cfg, classes)  # the whole path in one batched fit (no warm start needed)
-    for k in order:
-        if clf is None or not cfg.warm_start:
-            clf = LogisticRegression(C=cs[k], max_iter=cfg.max_iter, tol=cfg.tol, warm_start=cfg.warm_start)
-        else:
-            clf.set_params(C=cs[k])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(x, y)
-        models[k] = (clf.coef_.copy(), clf.intercept_.copy(), clf.classes_.copy())
+        return _lr_torch(x, y, cs, cfg, np.unique(y))  # the whole path in one batched fit (no warm start needed)
+    models: list[Any] = [None] * len(cs)
+    previous = None
+    for k in sorted(range(len(cs)), key=lambda k: cs[k]):
+        previous = stats.fit_logistic(x, y, cs[k], max_iter=cfg.max_iter, tol=cfg.tol,
+                                      init=previous if cfg.warm_start else None, quiet=True)
+        models[k] = previous
     return models
 
 
-def _predict(model: tuple, x: np.ndarray) -> np.ndarray:
-    coef, intercept, classes = model
-    return classes[np.argmax(x @ coef.T + intercept, axis=1)] if coef.shape[0] > 1 else \
-        classes[(x @ coef[0] + intercept[0] > 0).astype(int)]
+#: class predictions of a probe model (one implementation, :func:`rharm.stats.predict_logistic`)
+_predict = stats.predict_logistic
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig = ProbeConfig()) -> tuple[tuple, float]:

@@ -504,13 +504,9 @@ def linear_probe_accuracy(train_features: Any, train_labels: Any, test_features:
     xtr, xte = (unit_normalise(train_features), unit_normalise(test_features)) if normalise else \
         (_as_numpy(train_features), _as_numpy(test_features))
     ytr, yte = _as_numpy(train_labels, np.int64), _as_numpy(test_labels, np.int64)
-    if solver == "torch" or (solver == "auto" and dev.type == "cuda"):
-        fit = probe.fit_multinomial(xtr, ytr, C, max_iter=max_iter, device=dev)
-        return probe.accuracy(fit, xte, yte)
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(C=C, max_iter=max_iter).fit(xtr, ytr)
-    return float((clf.predict(xte) == yte).mean())
+    use = "torch" if solver == "torch" or (solver == "auto" and dev.type == "cuda") else "sklearn"
+    model = stats.fit_logistic(xtr, ytr, C, max_iter=max_iter, solver=use, device=dev)
+    return float((stats.predict_logistic(model, xte) == yte).mean())
 
 
 # --------------------------------------------------------------------------------------------------------------

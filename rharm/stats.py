@@ -8,6 +8,7 @@ their historical names). The draws are the ones those modules made before, so a 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -126,3 +127,62 @@ def undersample_mask(labels: Any, minority_label: int, ratio: float, rng: np.ran
     mask = labels != minority_label
     mask[undersample(members, ratio, rng, minimum=minimum)] = True
     return mask
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The linear probe: multinomial logistic regression on frozen features
+# --------------------------------------------------------------------------------------------------------------
+
+#: solvers of :func:`fit_logistic`
+LOGISTIC_SOLVERS = ("sklearn", "torch")
+
+
+def fit_logistic(x: Any, y: Any, C: float, *, max_iter: int | None = None, tol: float | None = None,
+                 solver: str = "sklearn", device: Any = "cpu", init: tuple | None = None,
+                 quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's probe: L2-penalised multinomial logistic regression, (1/n) sum CE + ||W||^2 / (2 C n), with an
+    unpenalised intercept, fitted by L-BFGS.
+
+    Args:
+        x: (N, d) features (the caller normalises them). y: (N,) integer labels.
+        C: inverse regularisation strength (> 0), scikit-learn's ``C``.
+        max_iter, tol: L-BFGS limits; None keeps the solver's default (sklearn: 100 and 1e-4).
+        solver: ``"sklearn"`` (``LogisticRegression``, lbfgs) or ``"torch"`` (:func:`rharm.probe.fit_multinomial`,
+            the same objective, on ``device``).
+        init: a previous model to warm-start from (sklearn only): the path over C starts each fit from the last.
+        quiet: silence sklearn's ConvergenceWarning (a capped path over C warns by design).
+
+    Returns:
+        ``(coef (K', d), intercept (K',), classes (K,))``, K' = K, or 1 for two classes with sklearn;
+        :func:`predict_logistic` applies it.
+    """
+    check_choice("solver", solver, LOGISTIC_SOLVERS)
+    if not C > 0:
+        raise ValueError(f"C={C!r} is not valid; it must be > 0")
+    limits = {k: v for k, v in (("max_iter", max_iter), ("tol", tol)) if v is not None}
+    if solver == "torch":
+        if init is not None:
+            raise ValueError("init is not supported with solver='torch' (it needs no warm start)")
+        from rharm import probe
+
+        return probe.fit_multinomial(x, y, C, device=device, **limits).model(0)
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=C, warm_start=init is not None, **limits)
+    if init is not None:  # sklearn's warm start reads coef_ and intercept_: set them, as a previous fit would
+        clf.coef_, clf.intercept_ = init[0].copy(), init[1].copy()
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x, y)
+    return clf.coef_.copy(), clf.intercept_.copy(), clf.classes_.copy()
+
+
+def predict_logistic(model: tuple, x: Any) -> np.ndarray:
+    """Class predictions (N,) of a :func:`fit_logistic` model for x (N, d): the arg-max of x W^T + b (for a
+    single-row sklearn model, the sign of its one decision function), as ``LogisticRegression.predict``."""
+    coef, intercept, classes = model
+    x = np.asarray(x)
+    return classes[np.argmax(x @ coef.T + intercept, axis=1)] if coef.shape[0] > 1 else \
+        classes[(x @ coef[0] + intercept[0] > 0).astype(int)]

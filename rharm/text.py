@@ -319,13 +319,11 @@ def probe_split(groups: np.ndarray, *, test_size: float, seed: int) -> tuple[np.
 def accuracy_by_group(emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.ndarray, y_test: np.ndarray,
                       groups_test: np.ndarray, group_order: Sequence[str], *, C: float = 1.0) -> np.ndarray:
     """Fit a multinomial logistic regression on L2-normalised embeddings; (K,) test accuracy per group."""
-    from sklearn.linear_model import LogisticRegression
-
-    def unit(x):
+    def unit(x):  # in the embeddings' own dtype (float32 from the encoder), as the probe was always fitted
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-    clf = LogisticRegression(C=C, max_iter=2000).fit(unit(emb_train), y_train)
-    correct = clf.predict(unit(emb_test)) == y_test
+    probe = stats.fit_logistic(unit(emb_train), y_train, C, max_iter=2000)
+    correct = stats.predict_logistic(probe, unit(emb_test)) == y_test
     return np.array([correct[groups_test == g].mean() if np.any(groups_test == g) else np.nan
                      for g in group_order])
 

@@ -78,3 +78,52 @@ def test_undersample_argument_errors():
         stats.undersample(np.arange(5), 2, np.random.default_rng(0), draw="prefix")
     with pytest.raises(ValueError, match="rng is None"):
         stats.undersample(np.arange(5), 2)
+
+
+def _objective_minimum(x, y, C):
+    """The probe's objective minimised directly with scipy: (1/n) sum CE(W x + b, y) + ||W||^2 / (2 C n)."""
+    from scipy.optimize import minimize
+    from scipy.special import logsumexp
+
+    n, d = x.shape
+    k = int(y.max()) + 1
+
+    def f(theta):
+        w, b = theta[:k * d].reshape(k, d), theta[k * d:]
+        z = x @ w.T + b
+        return (logsumexp(z, axis=1) - z[np.arange(n), y]).mean() + (w ** 2).sum() / (2 * C * n)
+
+    theta = minimize(f, np.zeros(k * d + k), method="BFGS", options={"gtol": 1e-9}).x
+    return theta[:k * d].reshape(k, d), theta[k * d:]
+
+
+@pytest.mark.parametrize("solver", ["sklearn", "torch"])
+def test_fit_logistic_minimises_the_stated_objective(solver):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=(60, 4)) + 1.2 * rng.normal(size=(3, 4))[y]
+    w, b = _objective_minimum(x, y, 0.5)
+    coef, intercept, classes = stats.fit_logistic(x, y, 0.5, max_iter=1000, tol=1e-10, solver=solver)
+    # logits are identified up to a constant per row: compare centred logits
+    z_ref, z = x @ w.T + b, x @ coef.T + intercept
+    np.testing.assert_allclose(z - z.mean(1, keepdims=True), z_ref - z_ref.mean(1, keepdims=True), atol=1e-4)
+    assert classes.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(stats.predict_logistic((coef, intercept, classes), x), z_ref.argmax(1))
+
+
+def test_fit_logistic_warm_start_and_binary_prediction():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([3, 7], 25)  # labels that are not 0..K-1, and the single-row binary model
+    x = rng.normal(size=(50, 3)) + np.where(y == 7, 0.8, -0.8)[:, None]
+    cold = stats.fit_logistic(x, y, 1.0, tol=1e-10, max_iter=1000)
+    warm = stats.fit_logistic(x, y, 1.0, tol=1e-10, max_iter=1000, init=stats.fit_logistic(x, y, 0.01))
+    np.testing.assert_allclose(warm[0], cold[0], atol=1e-5)  # a warm start changes the path, not the minimum
+    assert cold[0].shape == (1, 3)
+    np.testing.assert_array_equal(stats.predict_logistic(cold, x),
+                                  LogisticRegression(C=1.0, tol=1e-10, max_iter=1000).fit(x, y).predict(x))
+    with pytest.raises(ValueError, match="C=0 is not valid"):
+        stats.fit_logistic(x, y, 0)
+    with pytest.raises(ValueError, match="solver='lbfgs' is not valid"):
+        stats.fit_logistic(x, y, 1.0, solver="lbfgs")
