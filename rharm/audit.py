@@ -589,14 +589,13 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
     _check_rows(sources, sums)
     t_stream = time.perf_counter() - t0
 
-    a = (1 - level) / 2
     dist = [1.0 - _cos_from_sums(s.unit, counts) for s in sums]
     boot = [1.0 - _cos_from_sums(s.boot, counts[None, :]) for s in sums] if n_boot else [None] * len(sums)
 
     def interval(b, fallback):
         if b is None:
             return np.full_like(fallback, np.nan), np.full_like(fallback, np.nan)
-        return np.nanquantile(b, a, axis=0), np.nanquantile(b, 1 - a, axis=0)
+        return stats.percentile_interval(b, level, skip_nan=True)
 
     d_lo, d_hi = interval(boot[0], dist[0])
     off = dist[0] + np.diag(np.full(k, np.inf))

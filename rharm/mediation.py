@@ -432,11 +432,10 @@ def effect_bootstrap(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.
         means[c] = g.mean(axis=(2, 3))  # (R, B, K)
     boot = effects(means["y00"], means["y01"], means["y11"])
     est = effect_matrices(mr)
-    a = (1 - level) / 2
     out = {}
     for e in EFFECTS:
-        f = _frames({"lo": np.quantile(boot[e], a, axis=1), "hi": np.quantile(boot[e], 1 - a, axis=1),
-                     "se": boot[e].std(axis=1, ddof=1)}, mr)
+        lo, hi = stats.percentile_interval(boot[e], level, axis=1)
+        f = _frames({"lo": lo, "hi": hi, "se": boot[e].std(axis=1, ddof=1)}, mr)
         out[e] = {"estimate": est[e], **f}
     return out
 
@@ -463,12 +462,10 @@ def diagonal_summary(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.
 
     point = diag({c: rows[c].mean(axis=(1, 2)) for c in CONDITIONS})
     boot = diag({c: np.moveaxis(rows[c][:, si[:, :, None], pi, :].mean(axis=(2, 3)), 1, 0) for c in CONDITIONS})
-    a = (1 - level) / 2
     out = pd.DataFrame(index=pd.Index([*mr.minorities, "mean"], name="minority"))
     for n in (*EFFECTS, "share"):
         out[n] = point[n]
-        out[f"{n}_lo"] = np.nanquantile(boot[n], a, axis=0)
-        out[f"{n}_hi"] = np.nanquantile(boot[n], 1 - a, axis=0)
+        out[f"{n}_lo"], out[f"{n}_hi"] = stats.percentile_interval(boot[n], level, skip_nan=True)
     return out
 
 

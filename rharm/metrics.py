@@ -296,11 +296,10 @@ def rh_bootstrap(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, pai
     num = 1.0 - imb[:, i1, :].mean(axis=2)  # (R, B, K)
     den = 1.0 - bal[:, i2, :].mean(axis=2)
     boot = num / den
-    a = (1 - level) / 2
+    lo, hi = stats.percentile_interval(boot, level, axis=1)
     est = rh_matrix(cr)
-    return {"estimate": est, "lo": _frame(np.quantile(boot, a, axis=1), cr),
-            "hi": _frame(np.quantile(boot, 1 - a, axis=1), cr), "se": _frame(boot.std(axis=1, ddof=1) if n_boot > 1
-                                                                            else np.zeros_like(est.values), cr)}
+    return {"estimate": est, "lo": _frame(lo, cr), "hi": _frame(hi, cr),
+            "se": _frame(boot.std(axis=1, ddof=1) if n_boot > 1 else np.zeros_like(est.values), cr)}
 
 
 #: which pairs of balanced seeds :func:`noise_floor_ratios` compares
@@ -424,7 +423,6 @@ def pair_specificity(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95,
     idx = bootstrap_indices(rng, s, (n_boot,))
     boot = (1 - imb[:, idx, :].mean(axis=2)) / (1 - bal[:, idx, :].mean(axis=2))  # (R, B, K)
     est = rh_matrix(cr)
-    a = (1 - level) / 2
     rows = []
     for r, m in enumerate(cr.minorities):
         off = [j for j, c in enumerate(cr.classes) if c != m]
@@ -434,8 +432,9 @@ def pair_specificity(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95,
         bc = np.median(boot[r][:, off], axis=1) - boot[r][:, jstar]
         pos = np.clip(1 - v, 0, None)
         share = float(pos.max() / pos.sum()) if pos.sum() > 0 else float("nan")
-        rows.append((m, cr.classes[jstar], float(v.min()), float(np.median(v)), float(contrast),
-                     float(np.quantile(bc, a)), float(np.quantile(bc, 1 - a)), share))
+        lo, hi = stats.percentile_interval(bc, level)
+        rows.append((m, cr.classes[jstar], float(v.min()), float(np.median(v)), float(contrast), float(lo),
+                     float(hi), share))
     return pd.DataFrame(rows, columns=["minority", "most_collapsed", "rh_min", "rh_median_other", "contrast",
                                        "contrast_lo", "contrast_hi", "share"]).set_index("minority")
 

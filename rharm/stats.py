@@ -29,13 +29,16 @@ def bootstrap_indices(rng: np.random.Generator, n: int, shape: tuple[int, ...]) 
     return rng.integers(0, n, size=(*shape, n))
 
 
-def percentile_interval(boot: Any, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(boot: Any, level: float, axis: int = 0, *,
+                        skip_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Central percentile interval of bootstrap replicates: the ``(1 - level) / 2`` and ``(1 + level) / 2``
-    quantiles of ``boot`` along ``axis`` (numpy's linear interpolation). Returns (lo, hi), ``boot`` less ``axis``."""
+    quantiles of ``boot`` along ``axis`` (numpy's linear interpolation). Returns (lo, hi), ``boot`` less ``axis``.
+    ``skip_nan``: quantiles of the finite replicates only (a replicate can be undefined, e.g. a ratio 0/0)."""
     if not 0 < level < 1:
         raise ValueError(f"level={level!r} is not valid; it must lie in (0, 1)")
     a = (1 - level) / 2
-    return np.quantile(boot, a, axis=axis), np.quantile(boot, 1 - a, axis=axis)
+    q = np.nanquantile if skip_nan else np.quantile
+    return q(boot, a, axis=axis), q(boot, 1 - a, axis=axis)
 
 
 def mean_ci(values: Any, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
