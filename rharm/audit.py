@@ -41,7 +41,7 @@ import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -122,8 +122,8 @@ class _NpySource(_Source):
         self.name, self.path, self.dtype, (self.n, self.d) = name, path, dtype, shape
 
     def _map(self, start, stop):
-        return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset + start * self.d * self.dtype.itemsize,
-                         shape=(stop - start, self.d))
+        return np.memmap(self.path, dtype=self.dtype, mode="r",
+                         offset=self.offset + start * self.d * self.dtype.itemsize, shape=(stop - start, self.d))
 
     def chunk(self, start, stop):
         mm = self._map(start, stop)
@@ -534,8 +534,8 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
             settings. Nothing is written by this function.
     """
     started = time.perf_counter()
-    for pname, v, lo in (("n_boot", n_boot, 0), ("probe_folds", probe_folds, 2), ("probe_max_items", probe_max_items, 2),
-                         ("chunk_rows", chunk_rows, 1)):
+    for pname, v, lo in (("n_boot", n_boot, 0), ("probe_folds", probe_folds, 2),
+                         ("probe_max_items", probe_max_items, 2), ("chunk_rows", chunk_rows, 1)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise AuditError(f"{pname}={v!r} is not valid; it must be an int >= {lo}")
     if not 0 < level < 1:
@@ -561,7 +561,8 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
             ids, ref_ids = table[id_column], ref_table[id_column]
             for pname, s in (("embeddings", ids), ("reference", ref_ids)):
                 if s.duplicated().any():
-                    raise AuditError(f"{pname} has duplicate {id_column!r} values {s[s.duplicated()].tolist()[:MAX_LISTED]}")
+                    raise AuditError(f"{pname} has duplicate {id_column!r} values "
+                                     f"{s[s.duplicated()].tolist()[:MAX_LISTED]}")
             only = sorted(set(ids) ^ set(ref_ids), key=str)
             if only:
                 raise AuditError(f"reference is not of the same items: {len(only)} {id_column!r} values appear in "

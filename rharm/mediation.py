@@ -89,8 +89,9 @@ class ProbeConfig:
     ``warm_start``: fit the C grid from the strongest regularisation to the weakest, each fit starting from the
     previous solution. The objective is strictly convex, so this changes only the iterations needed (up to the
     solver tolerance ``tol``), not the optimum. Off by default: on 7,500 x 128 CIFAR features it did not save time
-    (measured 103 s with vs 85 s without for one 3-fold x 3-C search, torch solver, shared 2-core machine). Folds are ``StratifiedKFold(folds)`` without shuffling and ties in
-    CV accuracy go to the first C of ``c_grid``, as sklearn's GridSearchCV does.
+    (measured 103 s with vs 85 s without for one 3-fold x 3-C search, torch solver, shared 2-core machine). Folds
+    are ``StratifiedKFold(folds)`` without shuffling and ties in CV accuracy go to the first C of ``c_grid``, as
+    sklearn's GridSearchCV does.
 
     ``solver``: ``"sklearn"`` (the paper's lbfgs ``LogisticRegression``), ``"torch"``: the same objective minimised
     by :func:`rharm.probe.fit_multinomial` on ``device`` - a batched L-BFGS that fits every fold x C of the search
@@ -343,7 +344,8 @@ def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: in
                 if "train_in_cl" in run.features:
                     keep = _as_numpy(run.features["train_in_cl"], bool)[pool]
                 else:
-                    keep = undersample_mask(ytr[pool], classes.index(m), ratio, np.random.default_rng([head_seed, s, r]))
+                    keep = undersample_mask(ytr[pool], classes.index(m), ratio,
+                                            np.random.default_rng([head_seed, s, r]))
                 m11, c11 = fit_probe(xt[keep], ytr[pool][keep], probe)
                 y11[r, si, 0] = confusion(y_test, predict(m11, xi[m]), k)
                 chosen["y01"].append(c01)
@@ -440,7 +442,8 @@ def effect_bootstrap(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.
     return out
 
 
-def diagonal_summary(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.95, seed: int | None = 0) -> pd.DataFrame:
+def diagonal_summary(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.95,
+                     seed: int | None = 0) -> pd.DataFrame:
     """The minority's own accuracy change and the share the representation carries.
 
     Per minority i: TE_ii, NIE_ii, NDE_ii and share = NIE_ii / TE_ii; plus a row "mean" with the means of the
@@ -469,7 +472,8 @@ def diagonal_summary(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.
     return out
 
 
-def long_effects(boot: dict[str, dict[str, pd.DataFrame]], paper: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def long_effects(boot: dict[str, dict[str, pd.DataFrame]],
+                 paper: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """{effect: {estimate, lo, hi}} -> long table effect, minority, predicted, value, lo, hi[, paper] for charts."""
     parts = []
     for e, d in boot.items():
@@ -557,7 +561,8 @@ def mediation_crosscheck(results: Iterable[Any], mr: MediationRuns, minority: st
 # --------------------------------------------------------------------------------------------------------------
 
 
-EFFECT_LEGEND = "change in P(predict j | true i): red < 0 = less often (on the diagonal: accuracy lost), blue > 0 = more"
+EFFECT_LEGEND = ("change in P(predict j | true i): red < 0 = less often (on the diagonal: accuracy lost), "
+                 "blue > 0 = more")
 
 
 def effect_heatmap(table: pd.DataFrame, effect: str, *, title: str, order: Sequence[str] | None = None,

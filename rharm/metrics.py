@@ -68,7 +68,8 @@ def class_means(features: Any, labels: Any, num_classes: int | None = None) -> n
     y, k = _check_labels(labels, u.shape[0], num_classes)
     counts = np.bincount(y, minlength=k)
     if np.any(counts == 0):
-        raise ValueError(f"classes {np.flatnonzero(counts == 0).tolist()} have no samples; every class 0..{k - 1} needs one")
+        raise ValueError(f"classes {np.flatnonzero(counts == 0).tolist()} have no samples; "
+                         f"every class 0..{k - 1} needs one")
     sums = np.zeros((k, u.shape[1]))
     np.add.at(sums, y, u)
     return sums / counts[:, None]
@@ -209,7 +210,8 @@ def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label
     for r in results:
         feats = r.features
         if feature not in feats:
-            raise ValueError(f"feature={feature!r} is not saved in run {getattr(r, 'dir', '?')}; valid: {sorted(feats)}")
+            raise ValueError(f"feature={feature!r} is not saved in run {getattr(r, 'dir', '?')}; "
+                             f"valid: {sorted(feats)}")
         x, y = feats[feature], feats[label_key]
         seed = int(r.seed)
         if r.minority is None:
@@ -237,7 +239,8 @@ def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label
 
 
 def _frame(values: np.ndarray, cr: CosineRuns) -> pd.DataFrame:
-    df = pd.DataFrame(values, index=pd.Index(cr.minorities, name="minority"), columns=pd.Index(cr.classes, name="other"))
+    df = pd.DataFrame(values, index=pd.Index(cr.minorities, name="minority"),
+                      columns=pd.Index(cr.classes, name="other"))
     return df
 
 
@@ -362,7 +365,8 @@ def noise_floor_summary(cr: CosineRuns, level: float = 0.95, off_diagonal: bool 
             "max": float(v.max()), "n": int(v.size)}
 
 
-def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05, include_diagonal: bool = False) -> pd.DataFrame:
+def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05,
+            include_diagonal: bool = False) -> pd.DataFrame:
     """Per-cell one-sided test of RH < 1 with multiple-comparison control.
 
     For cell (i, j) the paired per-seed log-ratio d_s = log(1 - cos_{M_i,s}(i, j)) - log(1 - cos_{M_bal,s}(i, j))
@@ -526,9 +530,10 @@ def rh_heatmap(table: pd.DataFrame, *, title: str, value: str = "rh", order: Seq
     from rharm import charts
 
     tooltip = [c for c in table.columns]
-    return charts.heatmap(table, x="other", y="minority", value=value, title=title, x_order=list(order) if order else None,
-                          y_order=list(rows) if rows else None, mid=1.0, fmt=".2f", tooltip=tooltip, domain=domain,
-                          width=width, legend=RH_LEGEND, x_title="other class j", y_title="minority class i")
+    return charts.heatmap(table, x="other", y="minority", value=value, title=title,
+                          x_order=list(order) if order else None, y_order=list(rows) if rows else None, mid=1.0,
+                          fmt=".2f", tooltip=tooltip, domain=domain, width=width, legend=RH_LEGEND,
+                          x_title="other class j", y_title="minority class i")
 
 
 def ours_vs_paper_scatter(table: pd.DataFrame, *, title: str, x: str = "paper", y: str = "rh", lo: str | None = "lo",
@@ -609,6 +614,7 @@ def synthetic_runs(*, classes: Sequence[str] = CIFAR10_CLASSES, minorities: Sequ
             f_te = c[y_te] + e_te + model_noise * mrng.normal(size=e_te.shape) / np.sqrt(dim)
             f_tr = c[y_tr] + e_tr + model_noise * mrng.normal(size=e_tr.shape) / np.sqrt(dim)
             out.append(SyntheticRun(m, int(s), ratio, {
-                "test_backbone": f_te.astype(np.float32), "test_labels": y_te, "train_backbone": f_tr.astype(np.float32),
+                "test_backbone": f_te.astype(np.float32), "test_labels": y_te,
+                "train_backbone": f_tr.astype(np.float32),
                 "train_labels": y_tr, "train_in_cl": mask}))
     return out

@@ -28,7 +28,6 @@ import pandas as pd
 
 from . import metrics, stats
 
-
 # --------------------------------------------------------------------------------------------------------------
 # 1. Pre-registration from the balanced models
 # --------------------------------------------------------------------------------------------------------------
@@ -84,7 +83,8 @@ def preregister(distance, classes: Sequence[str], n_close: int = 3) -> Preregist
     classes = list(classes)
     k = len(classes)
     if d.shape != (k, k) or not np.all(np.isfinite(d)):
-        raise ValueError(f"distance has shape {d.shape} (finite values needed); expected ({k}, {k}) for classes {classes}")
+        raise ValueError(f"distance has shape {d.shape} (finite values needed); expected ({k}, {k}) "
+                         f"for classes {classes}")
     if isinstance(n_close, bool) or not isinstance(n_close, (int, np.integer)) or n_close < 1:
         raise ValueError(f"n_close={n_close!r} is not valid; it must be an integer >= 1")
     off = d + np.diag(np.full(k, np.inf))
@@ -393,7 +393,8 @@ class DesignResult:
                                 + (", at the edge of its range" if self.fit.at_bound else "")
                                 + f") mean absolute error {f(self.theory_mae, 2)} in RH over the held-out ratios"})
         t = self.temperature
-        rows.append({"hypothesis": "H5 more collapse at a larger temperature", "held": "yes" if self.temp_more else "no",
+        rows.append({"hypothesis": "H5 more collapse at a larger temperature",
+                     "held": "yes" if self.temp_more else "no",
                      "numbers": f"slope of log RH on log τ {self.temperature_slope:+.3f}, one-sided p "
                                 f"{f(self.temperature_p, 2)}; theory RH from {f(t.theory_rh.iloc[0])} (τ "
                                 f"{t.x.iloc[0]:g}) to {f(t.theory_rh.iloc[-1])} (τ {t.x.iloc[-1]:g})"})

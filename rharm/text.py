@@ -427,9 +427,11 @@ def interval_chart(summary: pd.DataFrame, *, category: str, title: str, x_title:
 
     order = list(dict.fromkeys(summary[category]))
     y = alt.Y(f"{category}:N", sort=order, title=None)
-    enc = {"color": alt.Color(f"{color}:N", legend=alt.Legend(title=None, orient="bottom", labelLimit=400))} if color else {}
+    legend = alt.Legend(title=None, orient="bottom", labelLimit=400)
+    enc = {"color": alt.Color(f"{color}:N", legend=legend)} if color else {}
     base = alt.Chart(summary)
-    layers = [base.mark_rule().encode(x=alt.X("lo:Q", title=x_title, scale=alt.Scale(zero=False)), x2="hi:Q", y=y, **enc),
+    layers = [base.mark_rule().encode(x=alt.X("lo:Q", title=x_title, scale=alt.Scale(zero=False)), x2="hi:Q", y=y,
+                                      **enc),
               base.mark_point(filled=True, size=50).encode(
                   x="mean:Q", y=y, tooltip=[category, alt.Tooltip("mean:Q", format=".3f"),
                                             alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],

@@ -1,7 +1,6 @@
 """rharm.audit: known answers, bad input, the CLI and the report page."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

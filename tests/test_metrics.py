@@ -86,7 +86,8 @@ def test_rh_is_invariant_to_relabelling_classes(planted):
 
 
 def test_relabelled_features_give_the_same_rh():
-    runs = M.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, seeds=(0, 1), n_test=30, dim=12)
+    runs = M.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, seeds=(0, 1), n_test=30,
+                            dim=12)
     perm = np.random.default_rng(1).permutation(10)
     names = [None] * 10
     for old, new in enumerate(perm):
@@ -135,7 +136,8 @@ def test_paper_sd_matches_a_hand_computation():
     for s in (5, 6):
         for m in (None, "p"):
             x = rng.normal(size=(8, 3)) + 1.0
-            runs.append(M.SyntheticRun(m, s, 100, {"test_backbone": x, "test_labels": np.array([0, 0, 0, 1, 1, 1, 1, 1])}))
+            runs.append(M.SyntheticRun(m, s, 100, {"test_backbone": x,
+                                                   "test_labels": np.array([0, 0, 0, 1, 1, 1, 1, 1])}))
     cr = M.cosine_runs(runs, classes=classes)
     sd = M.rh_paper_sd(cr)
 
@@ -149,7 +151,8 @@ def test_paper_sd_matches_a_hand_computation():
         ui, ub = unit(ri.features["test_backbone"]), unit(rb.features["test_backbone"])
         imb_cos.append([np.mean([ui[a] @ ui[b] for a in range(3) for b in range(3)]),
                         np.mean([ui[a] @ ui[b] for a in range(3) for b in range(3, 8)])])
-        pair = [[ub[a] @ ub[b] for a in range(3) for b in range(3)], [ub[a] @ ub[b] for a in range(3) for b in range(3, 8)]]
+        pair = [[ub[a] @ ub[b] for a in range(3) for b in range(3)],
+                [ub[a] @ ub[b] for a in range(3) for b in range(3, 8)]]
         se.append([np.std(pair[0]) / np.sqrt(9), np.std(pair[1]) / np.sqrt(15)])
     hand = np.sqrt(np.std(imb_cos, axis=0) ** 2 + np.mean(se, axis=0) ** 2)
     np.testing.assert_allclose(sd.loc["p"].to_numpy(), hand, atol=1e-10)
