@@ -70,7 +70,7 @@ import time
 import pandas as pd
 from myst_nb import glue
 
-from rharm import charts, data, headline, study, tables
+from rharm import data, design_report, headline, study, tables
 
 t_start = time.perf_counter()
 info = data.dataset_info(dataset)
@@ -81,7 +81,6 @@ grid["progress"] = False
 common = dict(alpha=alpha, n_boot=n_boot, level=ci_level, dose_seeds=dose_seeds, temperatures=temperatures,
               temperature_seeds=temperature_seeds, theory_fit_ratio=theory_fit_ratio, theory_dim=theory_dim,
               probe_c=probe_c, log=lambda *a: None)
-ci = study.ci_text
 
 # %% [markdown]
 # ## Two designs, both fixed before their runs
@@ -152,38 +151,16 @@ tables.show(setting, digits=2,
 # ### Pre-registration from the balanced models
 
 # %%
-res = results["A"]
-tables.show(res.prereg.table, digits=2,
-            rename={"d_nearest": "1 − cos to nearest", "d_within": "1 − cos within", "room": "room to collapse"},
-            caption="One row per class of the balanced models (mean over seeds): its nearest class and the "
-                    "pre-registered role the rule gives it.")
+design_report.prereg_table(results["A"])
 
 # %% [markdown]
 # ### Representation harm in the pre-registered cells
 
 # %%
-t = res.tests
-tables.show(t.assign(
-    minority=[f"{m} (control)" if r == "control" else m for m, r in zip(t.minority, t.role)],
-    rh_ci=[ci(a, b, c) for a, b, c in zip(t.rh, t.rh_lo, t.rh_hi)],
-    p_h1=[charts.fmt_sig(h, 2) for h in t.p_rh_holm],
-    p_h2=[charts.fmt_sig(h if r == "minority" else c, 2) for h, c, r in zip(t.p_contrast_holm, t.p_contrast, t.role)],
-    held=["yes" if h else "no" for h in t.held]),
-    digits=3, columns=["minority", "partner", "rh_ci", "row_median_rh", "contrast", "p_h1", "p_h2", "held"],
-    rename={"rh_ci": "RH(i, partner) (CI)", "row_median_rh": "row median RH", "contrast": "log contrast",
-            "p_h1": "p H1", "p_h2": "p H2"},
-    caption=f"One row per pre-registered minority (the control last). RH: the paper's estimator over {len(seeds)} "
-            f"paired seeds with a {ci_level:.0%} paired percentile bootstrap interval; log contrast: the partner "
-            "cell's log RH minus the mean log RH of the rest of the row; p: one-sided paired t-tests over seeds, "
-            "Holm-adjusted over the minorities (the control's contrast unadjusted). Noise floor (RH between "
-            f"balanced models of different seeds in these rows): {charts.fmt_sig(res.floor['lo'])} to "
-            f"{charts.fmt_sig(res.floor['hi'])} (2.5 and 97.5 percentiles of {res.floor['n']} single-seed ratios).")
+design_report.harm_table(results["A"], ci_level)
 
 # %%
-charts.heatmap(res.rh_long, "other", "minority", "rh", title=f"RH(i, j), {res.name}, 1:{ratio}", mid=1.0,
-               x_order=res.classes, y_order=res.prereg.all_minorities,
-               domain=charts.diverging_domain(pd.concat([r.rh_long.rh for r in results.values()]), 1.0),
-               legend="RH (red < 1: i moved closer to j; blue > 1: farther)")
+design_report.harm_heatmap(results["A"], results)
 
 # %% [markdown]
 # ### Allocation harm and mediation of the same runs
@@ -193,42 +170,16 @@ charts.heatmap(res.rh_long, "other", "minority", "rh", title=f"RH(i, j), {res.na
 # the direct part (NDE) as in the {doc}`allocation_harm` chapter, under both probe protocols.
 
 # %%
-med = pd.concat([m.drop(index="mean").assign(protocol=p) for p, m in res.mediation.items()]).reset_index()
-for eff in ("TE", "NIE", "NDE"):
-    med[f"{eff} (CI)"] = [ci(a, b, c) for a, b, c in zip(med[eff], med[f"{eff}_lo"], med[f"{eff}_hi"])]
-tables.show(med, digits=3, columns=["protocol", "minority", "TE (CI)", "NIE (CI)", "NDE (CI)", "share"],
-            rename={"share": "NIE / TE"},
-            caption=f"One row per protocol and minority: the change in the minority's own test accuracy (TE), its "
-                    f"mediated (NIE) and direct (NDE = TE − NIE) parts, {ci_level:.0%} bootstrap intervals over "
-                    f"seeds; probe C = {probe_c}, no cross-validation at this scale. Balanced linear probe accuracy: "
-                    f"{ci(res.probe['mean'], res.probe['lo'], res.probe['hi'])} (chance {1 / len(res.classes):.2f}).")
+design_report.mediation_table(results["A"], ci_level, probe_c)
 
 # %% [markdown]
 # ### Dose-response and the theory's curve
 
 # %%
-d = res.dose
-tables.show(d.assign(rh_ci=[ci(a, b, c) for a, b, c in zip(d.rh, d.rh_lo, d.rh_hi)],
-                     te_ci=[ci(a, b, c) for a, b, c in zip(d.te, d.te_lo, d.te_hi)]),
-            digits=3, columns=["x", "rh_ci", "theory_rh", "te_ci", "n_seeds"],
-            rename={"x": "ratio", "rh_ci": f"RH({res.minority}, {res.partner}) (CI)", "theory_rh": "theory RH",
-                    "te_ci": "TE, clean (CI)", "n_seeds": "seeds"},
-            caption="One row per ratio (1: the balanced model itself): RH of the first minority's partner cell "
-                    "(geometric mean over paired seeds, percentile bootstrap interval), the theory's RH with α = "
-                    f"{res.fit.alpha:.2f} fitted at ratio {theory_fit_ratio}"
-                    + (" (the observed RH lies outside the theory's range there: the fit sits at the edge)"
-                       if res.fit.at_bound else "")
-                    + ", and the minority's total allocation effect (clean protocol).")
+design_report.dose_table(results["A"])
 
 # %%
-dl = pd.concat([d.assign(series="experiment")[["x", "rh", "series"]],
-                d.assign(series="theory", rh=d.theory_rh)[["x", "rh", "series"]]])
-charts.panels([
-    charts.line(dl, "x", "rh", "series", title=f"RH({res.minority}, {res.partner}) against the imbalance",
-                log_x=True, x_title="ratio (minority keeps 1/ratio)", y_title="RH (< 1: collapse)", legend=""),
-    charts.line(d.assign(series="TE (clean)"), "x", "te", "series", log_x=True,
-                title=f"{res.minority}: change in own test accuracy", x_title="ratio", y_title="TE", legend=""),
-])
+design_report.dose_chart(results["A"])
 
 # %% [markdown]
 # ### Temperature
@@ -239,20 +190,13 @@ charts.panels([
 # the same temperature and seed, beside the theory's RH with the $\alpha$ fitted above.
 
 # %%
-tt = res.temperature
-tables.show(tt.assign(rh_ci=[ci(a, b, c) for a, b, c in zip(tt.rh, tt.rh_lo, tt.rh_hi)]),
-            digits=3, columns=["x", "rh_ci", "theory_rh", "n_seeds"],
-            rename={"x": "temperature τ", "rh_ci": f"RH({res.minority}, {res.partner}) (CI)", "theory_rh": "theory RH",
-                    "n_seeds": "seeds"},
-            caption=f"One row per temperature at 1:{ratio}: RH (geometric mean over paired seeds, percentile bootstrap "
-                    "interval) and the theory's prediction.")
+design_report.temperature_table(results["A"])
 
 # %% [markdown]
 # ### Verdicts
 
 # %%
-tables.show(res.verdicts(), caption=f"{res.name}: each pre-registered hypothesis, whether it held, and the "
-                                    "numbers that decide it.")
+design_report.verdict_table(results["A"])
 
 # %% [markdown]
 # ## Design B: the pilot's five classes
@@ -260,107 +204,43 @@ tables.show(res.verdicts(), caption=f"{res.name}: each pre-registered hypothesis
 # ### Pre-registration from the balanced models
 
 # %%
-res = results["B"]
-tables.show(res.prereg.table, digits=2,
-            rename={"d_nearest": "1 − cos to nearest", "d_within": "1 − cos within", "room": "room to collapse"},
-            caption="One row per class of the balanced models (mean over seeds): its nearest class and the "
-                    "pre-registered role the rule gives it.")
+design_report.prereg_table(results["B"])
 
 # %% [markdown]
 # ### Representation harm in the pre-registered cells
 
 # %%
-t = res.tests
-tables.show(t.assign(
-    minority=[f"{m} (control)" if r == "control" else m for m, r in zip(t.minority, t.role)],
-    rh_ci=[ci(a, b, c) for a, b, c in zip(t.rh, t.rh_lo, t.rh_hi)],
-    p_h1=[charts.fmt_sig(h, 2) for h in t.p_rh_holm],
-    p_h2=[charts.fmt_sig(h if r == "minority" else c, 2) for h, c, r in zip(t.p_contrast_holm, t.p_contrast, t.role)],
-    held=["yes" if h else "no" for h in t.held]),
-    digits=3, columns=["minority", "partner", "rh_ci", "row_median_rh", "contrast", "p_h1", "p_h2", "held"],
-    rename={"rh_ci": "RH(i, partner) (CI)", "row_median_rh": "row median RH", "contrast": "log contrast",
-            "p_h1": "p H1", "p_h2": "p H2"},
-    caption=f"One row per pre-registered minority (the control last). RH: the paper's estimator over {len(seeds)} "
-            f"paired seeds with a {ci_level:.0%} paired percentile bootstrap interval; log contrast: the partner "
-            "cell's log RH minus the mean log RH of the rest of the row; p: one-sided paired t-tests over seeds, "
-            "Holm-adjusted over the minorities (the control's contrast unadjusted). Noise floor (RH between "
-            f"balanced models of different seeds in these rows): {charts.fmt_sig(res.floor['lo'])} to "
-            f"{charts.fmt_sig(res.floor['hi'])} (2.5 and 97.5 percentiles of {res.floor['n']} single-seed ratios).")
+design_report.harm_table(results["B"], ci_level)
 
 # %%
-charts.heatmap(res.rh_long, "other", "minority", "rh", title=f"RH(i, j), {res.name}, 1:{ratio}", mid=1.0,
-               x_order=res.classes, y_order=res.prereg.all_minorities,
-               domain=charts.diverging_domain(pd.concat([r.rh_long.rh for r in results.values()]), 1.0),
-               legend="RH (red < 1: i moved closer to j; blue > 1: farther)")
+design_report.harm_heatmap(results["B"], results)
 
 # %% [markdown]
 # ### Allocation harm and mediation of the same runs
-#
-# The balanced linear probe says how good the representation is; the allocation harm is the change in the
-# minority's own test accuracy of a linear classifier, split into the part carried by the representation (NIE) and
-# the direct part (NDE) as in the {doc}`allocation_harm` chapter, under both probe protocols.
 
 # %%
-med = pd.concat([m.drop(index="mean").assign(protocol=p) for p, m in res.mediation.items()]).reset_index()
-for eff in ("TE", "NIE", "NDE"):
-    med[f"{eff} (CI)"] = [ci(a, b, c) for a, b, c in zip(med[eff], med[f"{eff}_lo"], med[f"{eff}_hi"])]
-tables.show(med, digits=3, columns=["protocol", "minority", "TE (CI)", "NIE (CI)", "NDE (CI)", "share"],
-            rename={"share": "NIE / TE"},
-            caption=f"One row per protocol and minority: the change in the minority's own test accuracy (TE), its "
-                    f"mediated (NIE) and direct (NDE = TE − NIE) parts, {ci_level:.0%} bootstrap intervals over "
-                    f"seeds; probe C = {probe_c}, no cross-validation at this scale. Balanced linear probe accuracy: "
-                    f"{ci(res.probe['mean'], res.probe['lo'], res.probe['hi'])} (chance {1 / len(res.classes):.2f}).")
+design_report.mediation_table(results["B"], ci_level, probe_c)
 
 # %% [markdown]
 # ### Dose-response and the theory's curve
 
 # %%
-d = res.dose
-tables.show(d.assign(rh_ci=[ci(a, b, c) for a, b, c in zip(d.rh, d.rh_lo, d.rh_hi)],
-                     te_ci=[ci(a, b, c) for a, b, c in zip(d.te, d.te_lo, d.te_hi)]),
-            digits=3, columns=["x", "rh_ci", "theory_rh", "te_ci", "n_seeds"],
-            rename={"x": "ratio", "rh_ci": f"RH({res.minority}, {res.partner}) (CI)", "theory_rh": "theory RH",
-                    "te_ci": "TE, clean (CI)", "n_seeds": "seeds"},
-            caption="One row per ratio (1: the balanced model itself): RH of the first minority's partner cell "
-                    "(geometric mean over paired seeds, percentile bootstrap interval), the theory's RH with α = "
-                    f"{res.fit.alpha:.2f} fitted at ratio {theory_fit_ratio}"
-                    + (" (the observed RH lies outside the theory's range there: the fit sits at the edge)"
-                       if res.fit.at_bound else "")
-                    + ", and the minority's total allocation effect (clean protocol).")
+design_report.dose_table(results["B"])
 
 # %%
-dl = pd.concat([d.assign(series="experiment")[["x", "rh", "series"]],
-                d.assign(series="theory", rh=d.theory_rh)[["x", "rh", "series"]]])
-charts.panels([
-    charts.line(dl, "x", "rh", "series", title=f"RH({res.minority}, {res.partner}) against the imbalance",
-                log_x=True, x_title="ratio (minority keeps 1/ratio)", y_title="RH (< 1: collapse)", legend=""),
-    charts.line(d.assign(series="TE (clean)"), "x", "te", "series", log_x=True,
-                title=f"{res.minority}: change in own test accuracy", x_title="ratio", y_title="TE", legend=""),
-])
+design_report.dose_chart(results["B"])
 
 # %% [markdown]
 # ### Temperature
-#
-# The {doc}`theory` chapter finds that, under the principled objective, the minority's representation merges
-# fully with its partner's only when $1 + \alpha/0.95 \ge 2\tanh(1/\tau)$: a larger temperature makes collapse
-# easier. The first minority at the main ratio, trained at each temperature and paired with the balanced model of
-# the same temperature and seed, beside the theory's RH with the $\alpha$ fitted above.
 
 # %%
-tt = res.temperature
-tables.show(tt.assign(rh_ci=[ci(a, b, c) for a, b, c in zip(tt.rh, tt.rh_lo, tt.rh_hi)]),
-            digits=3, columns=["x", "rh_ci", "theory_rh", "n_seeds"],
-            rename={"x": "temperature τ", "rh_ci": f"RH({res.minority}, {res.partner}) (CI)", "theory_rh": "theory RH",
-                    "n_seeds": "seeds"},
-            caption=f"One row per temperature at 1:{ratio}: RH (geometric mean over paired seeds, percentile bootstrap "
-                    "interval) and the theory's prediction.")
+design_report.temperature_table(results["B"])
 
 # %% [markdown]
 # ### Verdicts
 
 # %%
-tables.show(res.verdicts(), caption=f"{res.name}: each pre-registered hypothesis, whether it held, and the "
-                                    "numbers that decide it.")
+design_report.verdict_table(results["B"])
 
 # %% tags=["remove-cell"]
 finding = " ".join(r.finding(ci_level) for r in results.values())

@@ -1,0 +1,118 @@
+"""The tables and charts of one pre-registered design (:class:`rharm.study.DesignResult`), one function per section
+of the Fashion-MNIST chapter, so that both of its designs are shown by the same code.
+
+Each function returns one displayable object (a :class:`rharm.tables.Table` or an Altair chart); the chapter calls
+it as the last expression of a cell.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+
+from . import charts, tables
+from .study import DesignResult, ci_text
+
+
+def prereg_table(res: DesignResult) -> tables.Table:
+    """Every class of the balanced models: its nearest class and the role the pre-registration rule gives it."""
+    return tables.show(res.prereg.table, digits=2,
+                       rename={"d_nearest": "1 − cos to nearest", "d_within": "1 − cos within",
+                               "room": "room to collapse"},
+                       caption=f"{res.name}: one row per class of the balanced models (mean over seeds), its nearest "
+                               "class and the pre-registered role the rule gives it.")
+
+
+def harm_table(res: DesignResult, level: float) -> tables.Table:
+    """H1-H3: RH of each pre-registered cell with its interval, the row contrast, Holm-adjusted p-values."""
+    t = res.tests
+    n_seeds = len(res.grid["seeds"])
+    return tables.show(t.assign(
+        minority=[f"{m} (control)" if r == "control" else m for m, r in zip(t.minority, t.role)],
+        rh_ci=[ci_text(a, b, c) for a, b, c in zip(t.rh, t.rh_lo, t.rh_hi)],
+        p_h1=[charts.fmt_sig(h, 2) for h in t.p_rh_holm],
+        p_h2=[charts.fmt_sig(h if r == "minority" else c, 2)
+              for h, c, r in zip(t.p_contrast_holm, t.p_contrast, t.role)],
+        held=["yes" if h else "no" for h in t.held]),
+        digits=3, columns=["minority", "partner", "rh_ci", "row_median_rh", "contrast", "p_h1", "p_h2", "held"],
+        rename={"rh_ci": "RH(i, partner) (CI)", "row_median_rh": "row median RH", "contrast": "log contrast",
+                "p_h1": "p H1", "p_h2": "p H2"},
+        caption=f"{res.name}: one row per pre-registered minority (the control last). RH: the paper's estimator over "
+                f"{n_seeds} paired seeds with a {level:.0%} paired percentile bootstrap interval; log contrast: the "
+                "partner cell's log RH minus the mean log RH of the rest of the row; p: one-sided paired t-tests "
+                "over seeds, Holm-adjusted over the minorities (the control's contrast unadjusted). Noise floor (RH "
+                f"between balanced models of different seeds in these rows): {charts.fmt_sig(res.floor['lo'])} to "
+                f"{charts.fmt_sig(res.floor['hi'])} (2.5 and 97.5 percentiles of {res.floor['n']} single-seed "
+                "ratios).")
+
+
+def harm_heatmap(res: DesignResult, designs: Mapping[str, DesignResult]):
+    """RH(i, j) of every pre-registered row, on a colour scale shared by all ``designs``."""
+    return charts.heatmap(res.rh_long, "other", "minority", "rh",
+                          title=f"RH(i, j), {res.name}, 1:{res.grid['ratio']}", mid=1.0,
+                          x_order=res.classes, y_order=res.prereg.all_minorities,
+                          domain=charts.diverging_domain(pd.concat([r.rh_long.rh for r in designs.values()]), 1.0),
+                          legend="RH (red < 1: i moved closer to j; blue > 1: farther)")
+
+
+def mediation_table(res: DesignResult, level: float, probe_c: float) -> tables.Table:
+    """TE, NIE and NDE per protocol and pre-registered minority, with the balanced probe accuracy."""
+    med = pd.concat([m.drop(index="mean").assign(protocol=p) for p, m in res.mediation.items()]).reset_index()
+    for eff in ("TE", "NIE", "NDE"):
+        med[f"{eff} (CI)"] = [ci_text(a, b, c) for a, b, c in zip(med[eff], med[f"{eff}_lo"], med[f"{eff}_hi"])]
+    return tables.show(
+        med, digits=3, columns=["protocol", "minority", "TE (CI)", "NIE (CI)", "NDE (CI)", "share"],
+        rename={"share": "NIE / TE"},
+        caption=f"{res.name}: one row per protocol and minority, the change in the minority's own test accuracy "
+                f"(TE), its mediated (NIE) and direct (NDE = TE − NIE) parts, {level:.0%} bootstrap intervals over "
+                f"seeds; probe C = {probe_c}, no cross-validation at this scale. Balanced linear probe accuracy: "
+                f"{ci_text(res.probe['mean'], res.probe['lo'], res.probe['hi'])} (chance {1 / len(res.classes):.2f}).")
+
+
+def dose_table(res: DesignResult) -> tables.Table:
+    """H4: RH of the first minority's partner cell and its allocation TE at every ratio, beside the theory's RH."""
+    d = res.dose
+    return tables.show(
+        d.assign(rh_ci=[ci_text(a, b, c) for a, b, c in zip(d.rh, d.rh_lo, d.rh_hi)],
+                 te_ci=[ci_text(a, b, c) for a, b, c in zip(d.te, d.te_lo, d.te_hi)]),
+        digits=3, columns=["x", "rh_ci", "theory_rh", "te_ci", "n_seeds"],
+        rename={"x": "ratio", "rh_ci": f"RH({res.minority}, {res.partner}) (CI)", "theory_rh": "theory RH",
+                "te_ci": "TE, clean (CI)", "n_seeds": "seeds"},
+        caption=f"{res.name}: one row per ratio (1: the balanced model itself), RH of the first minority's partner "
+                "cell (geometric mean over paired seeds, percentile bootstrap interval), the theory's RH with α = "
+                f"{res.fit.alpha:.2f} fitted at ratio {res.fit.fit_ratio}"
+                + (" (the observed RH lies outside the theory's range there: the fit sits at the edge)"
+                   if res.fit.at_bound else "")
+                + ", and the minority's total allocation effect (clean protocol).")
+
+
+def dose_chart(res: DesignResult):
+    """H4 as two panels: RH against the ratio with the theory's curve, and the allocation TE."""
+    d = res.dose
+    dl = pd.concat([d.assign(series="experiment")[["x", "rh", "series"]],
+                    d.assign(series="theory", rh=d.theory_rh)[["x", "rh", "series"]]])
+    return charts.panels([
+        charts.line(dl, "x", "rh", "series", title=f"RH({res.minority}, {res.partner}) against the imbalance",
+                    log_x=True, x_title="ratio (minority keeps 1/ratio)", y_title="RH (< 1: collapse)", legend=""),
+        charts.line(d.assign(series="TE (clean)"), "x", "te", "series", log_x=True,
+                    title=f"{res.minority}: change in own test accuracy", x_title="ratio", y_title="TE", legend=""),
+    ])
+
+
+def temperature_table(res: DesignResult) -> tables.Table:
+    """H5: RH of the first minority's partner cell at every temperature, beside the theory's prediction."""
+    tt = res.temperature
+    return tables.show(
+        tt.assign(rh_ci=[ci_text(a, b, c) for a, b, c in zip(tt.rh, tt.rh_lo, tt.rh_hi)]),
+        digits=3, columns=["x", "rh_ci", "theory_rh", "n_seeds"],
+        rename={"x": "temperature τ", "rh_ci": f"RH({res.minority}, {res.partner}) (CI)",
+                "theory_rh": "theory RH", "n_seeds": "seeds"},
+        caption=f"{res.name}: one row per temperature at 1:{res.grid['ratio']}, RH (geometric mean over paired "
+                "seeds, percentile bootstrap interval) and the theory's prediction.")
+
+
+def verdict_table(res: DesignResult) -> tables.Table:
+    """Each pre-registered hypothesis of the design, whether it held, and the numbers that decide it."""
+    return tables.show(res.verdicts(), caption=f"{res.name}: each pre-registered hypothesis, whether it held, and the "
+                                               "numbers that decide it.")
