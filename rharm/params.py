@@ -385,7 +385,7 @@ def check(notebook: str, namespace: dict, path: str | Path | None = None) -> Par
 
 PROFILE_NOTES = {
     "smoke": "a seconds-long plumbing check: its numbers carry no scientific weight",
-    "cpu": "the default: the science that resolves on a 2-core CPU in well under an hour (measured time: the Reproduce page)",
+    "cpu": "the default: sized for a 2-core CPU; the measured time of the whole book is on the Reproduce page",
     "gpu": "the paper's scale",
 }
 
