@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import data, models, runtime, store, train
+from . import data, runtime, store, train
 
 KIND = "simclr_run"
 
@@ -459,8 +459,7 @@ def init_features(grid: Mapping[str, Any], seed: int) -> dict:
     tc = _train_config(g, seed)
     state = torch.random.get_rng_state()
     try:
-        torch.manual_seed(tc.seed)
-        model = models.ContrastiveModel(tc.method, tc.backbone, init=tc.init).to(device)
+        model = train.initial_model(tc).to(device)
     finally:
         torch.random.set_rng_state(state)
     fb = int(g["feature_batch_size"])

@@ -392,6 +392,13 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def initial_model(config: TrainConfig) -> models.ContrastiveModel:
+    """The model of ``config`` before training, on the CPU: its initial weights are a function of ``config.seed``
+    alone (the global torch generator is seeded with it), the same in every condition of a seed."""
+    torch.manual_seed(config.seed)
+    return models.ContrastiveModel(config.method, config.backbone, init=config.init)
+
+
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
           checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu", progress: bool = True,
           knn_eval: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
@@ -480,10 +487,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     try:
         # initialisation is a function of the seed alone: the same seed gives the same initial weights in every
         # condition (common random numbers)
-        torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
-        model = models.ContrastiveModel(config.method, config.backbone, init=config.init)
+        model = initial_model(config)
         if init_state is not None:
             try:
                 model.load_state_dict(dict(init_state), strict=True)

@@ -280,3 +280,15 @@ def test_warm_start_pretrains_without_the_minority_and_starts_every_run_from_it(
     assert [r.minority for r in runs] == [None, "automobile"]
     with pytest.raises(ValueError, match="exactly one minority"):
         experiment.run_grid({**grid, "minority_classes": ["automobile", "bird"], "warm_start": True})
+
+
+def test_initial_model_is_the_model_train_starts_from(one_thread):
+    images, labels, _ = _toy(n_per=12, n_min=2)
+    cfg = train.TrainConfig(backbone="small_cnn", batch_size=8, epochs=1, lr=0.05, checkpoint_every=0,
+                            augment="simclr_grey", seed=3)
+    torch.manual_seed(123)  # whatever the global state, the seed alone decides
+    start = train.initial_model(cfg).state_dict()
+    zero = train.train(cfg, images, labels, progress=False, stop_after_steps=0).model.state_dict()
+    assert all(torch.equal(zero[k].cpu(), v) for k, v in start.items())
+    other = train.initial_model(train.TrainConfig(**{**cfg.to_dict(), "seed": 4})).state_dict()
+    assert not torch.equal(other["backbone.net.0.weight"], start["backbone.net.0.weight"])
