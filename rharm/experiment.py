@@ -15,6 +15,7 @@ and so how the augmentation stream is consumed. The draw of the kept minority im
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momen
 #: The mitigations (rharm.mitigation) and the values that switch them off. A run at these values has the store key
 #: it had before they existed (they are left out of the key); the balanced model has no minority, so re-balancing
 #: and re-weighting are no-ops there and it shares the unmitigated balanced model's key.
-MITIGATION_OFF = {"rebalance": False, "minority_weight": 1.0, "sdclr_prune": 0.0}
+MITIGATION_OFF = {f.name: f.default for f in dataclasses.fields(train.TrainConfig)
+                  if f.name in ("rebalance", "minority_weight", "sdclr_prune")}
 _GROUP_MITIGATIONS = ("rebalance", "minority_weight")
 #: Data settings of a grid.
 DATA_KEYS = ("dataset", "classes", "minority_classes", "ratio", "seeds", "n_per_class", "data_source", "pool_seed",
@@ -44,13 +46,13 @@ DATA_KEYS = ("dataset", "classes", "minority_classes", "ratio", "seeds", "n_per_
 RUN_KEYS = ("device", "progress", "feature_batch_size", "threads", "workers", "checkpoint_every")
 
 _DEFAULTS: dict[str, Any] = {
-    "method": "simclr", "backbone": "resnet34", "init": "random", "epochs": 500, "batch_size": 512, "lr": None,
-    "momentum": 0.9, "nesterov": None, "weight_decay": None, "temperature": 0.5, "clamp": False,
-    "schedule": "cosine", "augment": None, "dataset": "cifar10", "classes": None, "minority_classes": [], "ratio": 100, "seeds": [0],
+    # the training defaults are TrainConfig's (one source): the paper's SimCLR setting
+    **{f.name: f.default for f in dataclasses.fields(train.TrainConfig) if f.name in TRAIN_KEYS},
+    "dataset": "cifar10", "classes": None, "minority_classes": [], "ratio": 100, "seeds": [0],
     "n_per_class": 5000, "data_source": "auto", "pool_seed": 0, "device": "auto", "progress": True,
     "feature_batch_size": 1024, "threads": 0, "workers": 1,
     # deterministic "auto": True on the CPU (exact resume, tests), False on CUDA (cuDNN benchmark mode)
-    "precision": "auto", "deterministic": "auto", "checkpoint_every": 1, **MITIGATION_OFF,
+    "deterministic": "auto", "checkpoint_every": 1,
     # warm start (a mitigation, rharm.mitigation): every run of the grid starts from the model of the same seed
     # pre-trained, with the same settings, on the grid's classes without its one minority class
     "warm_start": False,

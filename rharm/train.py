@@ -47,7 +47,9 @@ _DEFAULT_WD = {"simclr": 1e-6, "simsiam": 5e-4}
 
 @dataclass
 class TrainConfig:
-    """Every setting of one contrastive training run. ``None`` means "the paper's value for ``method``".
+    """Every setting of one contrastive training run. The defaults are the paper's SimCLR setting (ResNet-34, 500
+    epochs, batch 512; the official cifar/simclr/simclr.py) and the one source of the training defaults of
+    :func:`rharm.experiment.run_grid`. ``None`` means "the paper's value for ``method``".
 
     Fields::
 
@@ -77,9 +79,9 @@ class TrainConfig:
     """
 
     method: str = "simclr"
-    backbone: str = "resnet18"
+    backbone: str = "resnet34"
     init: str = "random"
-    epochs: int = 1
+    epochs: int = 500
     batch_size: int = 512
     lr: float | None = None
     momentum: float = 0.9
