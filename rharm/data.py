@@ -158,11 +158,10 @@ def resolve_source(source: str, *, dataset: str = "cifar10", root: str | Path | 
         if (root / TORCHVISION_FOLDER).is_dir():
             return "torchvision"
         return source
-    finder = globals().get("_fashion_folder")  # Fashion-MNIST: IDX files first, then the torchvision cache
-    if dataset == "fashion_mnist" and finder is not None:
-        if finder(root) is not None:
+    if dataset == "fashion_mnist":  # IDX files first, then the torchvision cache
+        if _fashion_folder(root) is not None:
             return "idx"
-        if finder(paths.cache_root() / "torchvision" / "FashionMNIST" / "raw") is not None:
+        if _fashion_folder(paths.cache_root() / "torchvision" / "FashionMNIST" / "raw") is not None:
             return "torchvision"
     return source
 
