@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,7 +56,9 @@ def write(P: Any, values: Mapping[str, Any]) -> Path:
     """
     from .store import atomic_path
 
-    out = path_for(P.notebook, P.profile, P.overrides)
+    # a notebook executed to another place (rharm run --output) has its numbers written beside it (set by runner.run)
+    env = os.environ.get("RHARM_HEADLINE_PATH")
+    out = Path(env) if env else path_for(P.notebook, P.profile, P.overrides)
     doc = {"chapter": P.notebook, "profile": P.profile, "overrides": _plain(dict(P.overrides)),
            "values": _plain(dict(values))}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -145,17 +145,11 @@ def run(
         with tempfile.TemporaryDirectory() as tmp:
             inp = Path(tmp) / f"{name}.ipynb"
             inp.write_text(paired_text(src))
+            # the chapter's headline numbers go beside a notebook written elsewhere (--output), never over a page's
+            headline_env = {} if is_page else {HEADLINE_PATH_ENV: str(dest.with_suffix(".json").resolve())}
             try:
-                papermill.execute_notebook(
-                    str(inp),
-                    str(executed),
-                    parameters={"profile": profile, **overrides},
-                    kernel_name="python3",
-                    cwd=str(paths.repo_root()),
-                    progress_bar=False,
-                    log_output=log_output,
-                    kernel_manager_class=_kernel_manager_class(executed.with_suffix(".kernel.log")),
-                )
+                with _environment(headline_env):
+                    _execute(papermill, inp, executed, profile, overrides, log_output)
             except OSError as err:
                 if err.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise store.disk_full_error(err.filename or executed, None, err) from err
@@ -179,6 +173,38 @@ def run(
                 log.unlink()
     _record_timing(profile, name, overrides, time.time() - start)
     return dest
+
+
+HEADLINE_PATH_ENV = "RHARM_HEADLINE_PATH"  # read by rharm.headline.write in the kernel
+
+
+def _execute(papermill, inp: Path, executed: Path, profile: str, overrides: Mapping[str, Any],
+             log_output: bool) -> None:
+    papermill.execute_notebook(
+        str(inp),
+        str(executed),
+        parameters={"profile": profile, **overrides},
+        kernel_name="python3",
+        cwd=str(paths.repo_root()),
+        progress_bar=False,
+        log_output=log_output,
+        kernel_manager_class=_kernel_manager_class(executed.with_suffix(".kernel.log")),
+    )
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]):
+    """Set environment variables for a kernel started inside the block, restoring the previous values after."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _kernel_manager_class(log: Path):

@@ -91,3 +91,12 @@ def test_failed_notebook_keeps_old_page(project):
         runner.run("demo", profile="smoke")
     assert page.read_text() == before
     assert (project / "_build" / "failed" / "smoke-demo.ipynb").exists()
+
+
+def test_output_elsewhere_writes_the_headline_numbers_beside_it(project, tmp_path):
+    out = runner.run("demo", profile="smoke", output=tmp_path / "elsewhere" / "x.ipynb")
+    assert json.loads(out.with_suffix(".json").read_text())["values"] == {"alpha": 0.1}
+    assert not (project / "book" / "smoke" / "demo.json").exists()  # the page's numbers are not touched
+    page = runner.run("demo", profile="smoke")
+    assert json.loads(page.with_suffix(".json").read_text())["values"] == {"alpha": 0.1}
+    assert "RHARM_HEADLINE_PATH" not in __import__("os").environ  # restored after the run
