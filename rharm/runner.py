@@ -132,8 +132,6 @@ def run(
     is_page = output is None and not overrides
     if dest.exists() and not is_page and not force:
         raise RunError(f"{dest} exists; pass force=True (--force) to replace it, or choose another output")
-    # progress bars are noise in a book page (and tqdm's notebook widget cannot render in static HTML)
-    os.environ.setdefault("TQDM_DISABLE", "1")
     work = paths.repo_root() / "_build" / "exec" / profile
     work.mkdir(parents=True, exist_ok=True)
     # one file per execution: concurrent runs of the same notebook never write into each other's copy
@@ -145,10 +143,14 @@ def run(
         with tempfile.TemporaryDirectory() as tmp:
             inp = Path(tmp) / f"{name}.ipynb"
             inp.write_text(paired_text(src))
-            # the chapter's headline numbers go beside a notebook written elsewhere (--output), never over a page's
-            headline_env = {} if is_page else {HEADLINE_PATH_ENV: str(dest.with_suffix(".json").resolve())}
+            # the kernel's environment, for this execution only: progress bars are noise in a page (tqdm's notebook
+            # widget cannot render in static HTML) unless the caller asked for them; the chapter's headline numbers
+            # go beside a notebook written elsewhere (--output), never over a page's
+            kernel_env = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1")}
+            if not is_page:
+                kernel_env[HEADLINE_PATH_ENV] = str(dest.with_suffix(".json").resolve())
             try:
-                with _environment(headline_env):
+                with _environment(kernel_env):
                     _execute(papermill, inp, executed, profile, overrides, log_output)
             except OSError as err:
                 if err.errno in (errno.ENOSPC, errno.EDQUOT):
