@@ -180,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rharm: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept and how to resume, no traceback
+        import logging
+
+        # the interrupt also reaches the kernel; when it dies first, the notebook client's pending task fails with
+        # DeadKernelError and asyncio would log its traceback at exit: expected after a Ctrl-C, so not shown
+        logging.disable(logging.CRITICAL)
         print(runner.interrupted_message(sys.argv[1:] if argv is None else argv), file=sys.stderr)
         return 130
     except OSError as err:  # a full disk: one line with how much was needed where; other OS errors propagate
