@@ -246,7 +246,7 @@ tables.show(spec.join(paper_spec), index="minority", caption="One row per minori
 #
 # ## Sanity anchor: is the balanced representation any good?
 #
-# A linear probe (logistic regression, $C = 0.1$, as the paper's training monitor) on the balanced model's
+# A linear probe of our own (logistic regression, $C = 0.1$; a sanity check, not the paper's k-NN training monitor) on the balanced model's
 # features of its training pool, scored on the test set. A well-trained ResNet reaches far higher accuracy on
 # CIFAR-10 than a small model trained briefly on CPU; a weak representation bounds how much structure RH can show.
 

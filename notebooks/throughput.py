@@ -102,8 +102,8 @@ tables.show(rows, caption="One row per round: images per second of our pipeline 
 # * On a 2-core CPU both pipelines compete for the same two cores: the baseline's worker processes decode and
 #   augment while the training process computes, so the ratio mostly reflects how much CPU time augmentation costs
 #   per image in each pipeline, and it depends on the machine's load. On a GPU, batched augmentation runs on the
-#   device while per-image PIL transforms stay on the CPU, which is where the paper's setting (ResNet-34, batch 512)
-#   is typically data-bound.
+#   device while per-image PIL transforms stay on the CPU, which is where the paper's pipeline may become
+#   data-bound (ResNet-34, batch 512); this compendium has not measured it on a GPU yet.
 # * {glue:md}`gpu_note`
 
 # %%
@@ -120,7 +120,7 @@ finding = (
        else f"about as fast as ({ratio:.2f}×)")
     + f" the paper-style DataLoader pipeline (range over {tables.plural(len(rows), 'round')}: "
     f"{ratios.min():.2f} to {ratios.max():.2f})."
-    + ("" if on_gpu else " This is a CPU measurement; the GPU setting where the paper's pipeline is data-bound is "
+    + ("" if on_gpu else " This is a CPU measurement; the GPU setting, where the paper's pipeline may be data-bound, is "
        "not measured here.")
 )
 glue("finding", Markdown(finding), display=False)
