@@ -372,6 +372,7 @@ class DesignResult:
     partner: str
     data_source: str
     train_minutes: float
+    alpha: float = 0.05  # level of the pre-registered tests (dose and temperature slopes too)
 
     def verdicts(self) -> pd.DataFrame:
         """One row per pre-registered hypothesis: whether it held, and the numbers that decide it."""
@@ -401,10 +402,6 @@ class DesignResult:
         return pd.DataFrame(rows)
 
     @property
-    def alpha(self) -> float:
-        return float(self.grid.get("_alpha", 0.05))
-
-    @property
     def dose_falls(self) -> bool:
         return bool(self.dose_slope < 0 and self.dose_p < self.alpha)
 
@@ -427,10 +424,13 @@ class DesignResult:
                    f"partner ({', '.join(held)})"
         else:
             lead = f"none of the {n} pre-registered minorities showed a significant pair-specific collapse"
-        first = minor.iloc[0]
-        return (f"{self.name}: {lead}; RH({first.minority}, {first.partner}) = "
-                f"{ci_text(first.rh, first.rh_lo, first.rh_hi)} ({level:.0%} CI) against a noise floor of "
-                f"{f(self.floor['lo'])} to {f(self.floor['hi'])}. The control ({ctrl.minority}) "
+        cells = "; ".join(
+            f"RH({r.minority}, {r.partner}) = {ci_text(r.rh, r.rh_lo, r.rh_hi)}, "
+            + ("below 1 and pair-specific" if r.held else "below 1 but not pair-specific"
+               if r.p_rh_holm < self.alpha else "not significantly below 1")
+            for r in minor.itertuples())
+        return (f"{self.name}: {lead}. {cells} ({level:.0%} CIs; noise floor of single-seed RH "
+                f"{f(self.floor['lo'])} to {f(self.floor['hi'])}). The control ({ctrl.minority}) "
                 + ("showed no pair-specific collapse, as predicted; " if ctrl.held
                    else f"also collapsed toward its nearest class ({ctrl.partner}), against the prediction; ")
                 + f"RH {'falls' if self.dose_falls else 'does not fall significantly'} as the imbalance grows, and a "
@@ -526,6 +526,6 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int
                          for x in temp.x]
     t_slope, t_p = _slope_p([p["x"] for p in tpoints], [p["log_rh"] for p in tpoints])
     src = balanced[0].meta.get("extra", {}).get("data_source", data.dataset_info(grid["dataset"]).title)
-    return DesignResult(name, classes, {**grid, "_alpha": alpha}, prereg, tests, floor, rh_long,
+    return DesignResult(name, classes, dict(grid), prereg, tests, floor, rh_long,
                         {"mean": pm, "lo": plo, "hi": phi, "per_seed": acc}, med, dose, fit, mae, d_slope, d_p, temp,
-                        t_slope, t_p, m0, p0, src, t_train / 60)
+                        t_slope, t_p, m0, p0, src, t_train / 60, alpha=float(alpha))

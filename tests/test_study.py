@@ -130,3 +130,26 @@ def test_theory_rh_is_one_when_balanced_and_the_fit_recovers_alpha():
 def test_fit_reports_an_observation_outside_the_theory_range():
     fit = study.fit_alpha(0.99, 100, tau=0.5, n_classes=10, dim=10, alphas=(0.0, 0.2, 0.4))
     assert fit.at_bound
+
+
+def test_design_finding_names_each_minority_cell_and_which_test_held():
+    tests = pd.DataFrame([
+        {"minority": "sandal", "partner": "sneaker", "role": "minority", "rh": 0.65, "rh_lo": 0.53, "rh_hi": 0.76,
+         "p_rh_holm": 0.007, "held": False},
+        {"minority": "sneaker", "partner": "sandal", "role": "minority", "rh": 0.46, "rh_lo": 0.34, "rh_hi": 0.56,
+         "p_rh_holm": 0.007, "held": True},
+        {"minority": "bag", "partner": "shirt", "role": "minority", "rh": 0.98, "rh_lo": 0.8, "rh_hi": 1.2,
+         "p_rh_holm": 0.4, "held": False},
+        {"minority": "trouser", "partner": "shirt", "role": "control", "rh": 0.6, "rh_lo": 0.5, "rh_hi": 0.7,
+         "p_rh_holm": np.nan, "held": True},
+    ])
+    res = study.DesignResult("Design B", [], {}, None, tests, {"lo": 0.65, "hi": 1.55}, None, {}, {}, None, None,
+                             0.3, 0.1, 0.7, None, 0.2, 0.6, "sandal", "sneaker", "idx", 1.0, alpha=0.05)
+    text = res.finding(0.95)
+    assert "1 of 3 pre-registered minorities collapsed specifically onto their predicted partner (sneaker → sandal)" \
+        in text
+    assert "RH(sandal, sneaker) = 0.650 (0.530 to 0.760), below 1 but not pair-specific" in text
+    assert "RH(sneaker, sandal) = 0.460 (0.340 to 0.560), below 1 and pair-specific" in text
+    assert "RH(bag, shirt) = 0.980 (0.800 to 1.20), not significantly below 1" in text
+    assert "does not fall significantly" in text and "did not give significantly more collapse" in text
+    assert "as predicted" in text  # the control held
