@@ -138,7 +138,7 @@ results["B"] = study.run_design("Design B (the pilot's five classes)",
 setting = pd.DataFrame([
     {"design": r.name, "classes": ", ".join(r.classes), "pool per class": r.grid["n_per_class"],
      "minority keeps": f"1/{ratio} = {r.grid['n_per_class'] // ratio} images", "seeds": len(seeds),
-     "training minutes": r.train_minutes} for r in results.values()])
+     "training minutes (summed over models)": r.train_minutes} for r in results.values()])
 tables.show(setting, digits=2,
             caption=f"One row per design. Both: {backbone}, {epochs} epoch{'s' if epochs != 1 else ''}, batch "
                     f"{batch_size}, lr {lr}, temperature {temperature}, augmentation {augment}; data "
