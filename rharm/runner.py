@@ -443,8 +443,13 @@ def timings_markdown(source: Path, profile: str) -> str:
                 else "with some runs already in the result store (a lower bound on a fresh clone)")
              + (f"; 1-minute load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end"
                 if load[0] and load[1] else "") + ".", "", "| chapter | wall time |", "| --- | --- |"]
-    for name, s in rec["chapters"].items():
-        lines.append(f"| {name} | {s / 60:.1f} min |")
+    try:
+        order = toc_chapters()
+    except (OSError, ValueError, KeyError):
+        order = []
+    names = [n for n in order if n in rec["chapters"]] + [n for n in rec["chapters"] if n not in order]
+    for name in names:  # in the book's order
+        lines.append(f"| {name} | {rec['chapters'][name] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 
