@@ -261,7 +261,7 @@ headline.write(P, {
                    "mae_rh": r.theory_mae, "tau": r.fit.tau},
         "temperature": {"points": r.temperature, "slope_log_rh_per_log_tau": r.temperature_slope,
                         "p_one_sided": r.temperature_p},
-        "hypotheses_held": r.verdicts(), "training_minutes": r.train_minutes,
+        "hypotheses_held": r.verdicts(), "training_minutes_summed_over_models": r.train_minutes,
     } for k, r in results.items()},
     "wall_minutes": (time.perf_counter() - t_start) / 60,
 })

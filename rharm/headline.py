@@ -39,6 +39,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: environment variable naming where :func:`write` puts the numbers instead (set by :func:`rharm.runner.run` for
+#: a notebook executed to another place than its page)
+PATH_ENV = "RHARM_HEADLINE_PATH"
+
+
 def path_for(notebook: str, profile: str, overrides: Mapping[str, Any] | None = None) -> Path:
     """Where :func:`write` puts a chapter's headline numbers."""
     if overrides:
@@ -57,7 +62,7 @@ def write(P: Any, values: Mapping[str, Any]) -> Path:
     from .store import atomic_path
 
     # a notebook executed to another place (rharm run --output) has its numbers written beside it (set by runner.run)
-    env = os.environ.get("RHARM_HEADLINE_PATH")
+    env = os.environ.get(PATH_ENV)
     out = Path(env) if env else path_for(P.notebook, P.profile, P.overrides)
     doc = {"chapter": P.notebook, "profile": P.profile, "overrides": _plain(dict(P.overrides)),
            "values": _plain(dict(values))}

@@ -33,8 +33,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from . import headline, paths, store
 from . import params as params_mod
-from . import paths, store
+from .provenance import git_commit
 
 BOOK_PROFILE = "cpu"  # the profile whose pages the committed book shows
 PAGE_MARKER = ".rharm-page"  # in every folder render_page creates; a folder without it is never touched
@@ -148,7 +149,7 @@ def run(
             # go beside a notebook written elsewhere (--output), never over a page's
             kernel_env = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1")}
             if not is_page:
-                kernel_env[HEADLINE_PATH_ENV] = str(dest.with_suffix(".json").resolve())
+                kernel_env[headline.PATH_ENV] = str(dest.with_suffix(".json").resolve())
             try:
                 with _environment(kernel_env):
                     _execute(papermill, inp, executed, profile, overrides, log_output)
@@ -175,9 +176,6 @@ def run(
                 log.unlink()
     _record_timing(profile, name, overrides, time.time() - start)
     return dest
-
-
-HEADLINE_PATH_ENV = "RHARM_HEADLINE_PATH"  # read by rharm.headline.write in the kernel
 
 
 def _execute(papermill, inp: Path, executed: Path, profile: str, overrides: Mapping[str, Any],
@@ -331,13 +329,9 @@ FINDINGS = "findings.txt"
 def write_findings(source: Path, profile: str) -> Path:
     """Write ``<source>/findings.txt``, the introduction's summary of every chapter's finding, computed from the
     executed pages in ``<source>/<profile>/`` (the intro includes it, so it never repeats a number by hand)."""
-    from . import headline
-
     text = headline.findings_markdown(toc_chapters(), Path(source) / profile, profile)
     out = Path(source) / FINDINGS
-    from .store import atomic_path
-
-    with atomic_path(out) as tmp:
+    with store.atomic_path(out) as tmp:
         Path(tmp).write_text(text)
     return out
 
@@ -385,7 +379,7 @@ def book(
     if execute:
         total = time.time()
         record = {"profile": profile, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  "git_commit": _commit(), "hardware": store.hardware(),
+                  "git_commit": git_commit(), "hardware": store.hardware(),
                   "result_store_empty": _store_empty(), "load_average_start": _load(), "chapters": {}}
         for name in chapters:
             if only and name not in only:
@@ -404,12 +398,6 @@ def book(
 
 BUILD_RECORD = "build.json"  # book/<profile>/build.json: the wall time of the last full execution, per chapter
 TIMINGS = "timings.txt"  # the Reproduce page's table of it, generated at build time
-
-
-def _commit() -> str:
-    from .provenance import git_commit
-
-    return git_commit()
 
 
 def _load() -> list[float] | None:

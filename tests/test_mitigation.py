@@ -16,6 +16,14 @@ def one_thread():
     torch.set_num_threads(prev)
 
 
+def _fake_split(dataset, split, source):
+    """Stands in for experiment._load_split: 10 classes of random images, 12 per class (train) or 3 (test)."""
+    per = 12 if split == "train" else 3
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    return data.ImageData(torch.randint(0, 256, (10 * per, 3, 32, 32), dtype=torch.uint8, generator=g),
+                          torch.arange(10).repeat_interleave(per), "fake")
+
+
 def _toy(n_per=12, n_min=2, seed=0):
     """4 classes of ``n_per`` random images, class 0 cut to ``n_min``: (images, labels, groups)."""
     labels = torch.cat([torch.zeros(n_min, dtype=torch.long), torch.arange(1, 4).repeat_interleave(n_per)])
@@ -184,12 +192,6 @@ def test_sdclr_refreshes_the_mask_each_epoch(one_thread, monkeypatch):
 def test_grid_keys_and_the_minority_groups(monkeypatch, tmp_path, one_thread):
     monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
 
-    def load(dataset, split, source):
-        per = 12 if split == "train" else 3
-        g = torch.Generator().manual_seed(0 if split == "train" else 1)
-        return data.ImageData(torch.randint(0, 256, (10 * per, 3, 32, 32), dtype=torch.uint8, generator=g),
-                              torch.arange(10).repeat_interleave(per), "fake")
-
     seen = []
     real_train = train.train
 
@@ -197,7 +199,7 @@ def test_grid_keys_and_the_minority_groups(monkeypatch, tmp_path, one_thread):
         seen.append((args[0], kwargs.get("groups")))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "_load_split", load)
+    monkeypatch.setattr(experiment, "_load_split", _fake_split)
     monkeypatch.setattr(experiment.train, "train", spy)
     grid = dict(backbone="small_cnn", epochs=1, batch_size=8, lr=0.1, minority_classes=["automobile"], ratio=5,
                 seeds=[0], n_per_class=10, progress=False)
@@ -246,12 +248,6 @@ def test_init_state_replaces_the_seeded_weights(one_thread):
 def test_warm_start_pretrains_without_the_minority_and_starts_every_run_from_it(monkeypatch, tmp_path, one_thread):
     monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
 
-    def load(dataset, split, source):
-        per = 12 if split == "train" else 3
-        g = torch.Generator().manual_seed(0 if split == "train" else 1)
-        return data.ImageData(torch.randint(0, 256, (10 * per, 3, 32, 32), dtype=torch.uint8, generator=g),
-                              torch.arange(10).repeat_interleave(per), "fake")
-
     seen = []
     real_train = train.train
 
@@ -259,7 +255,7 @@ def test_warm_start_pretrains_without_the_minority_and_starts_every_run_from_it(
         seen.append((args[1].shape[0], args[1].clone(), kwargs.get("init_state")))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "_load_split", load)
+    monkeypatch.setattr(experiment, "_load_split", _fake_split)
     monkeypatch.setattr(experiment.train, "train", spy)
     grid = dict(backbone="small_cnn", epochs=1, batch_size=8, lr=0.1, classes=["airplane", "automobile", "bird",
                 "cat"], minority_classes=["automobile"], ratio=5, seeds=[0], n_per_class=10, progress=False)
@@ -267,7 +263,7 @@ def test_warm_start_pretrains_without_the_minority_and_starts_every_run_from_it(
     runs = experiment.run_grid({**grid, "warm_start": True})
     assert len(seen) == 3  # the pre-training, then the balanced and the underrepresented run
     n_pre, images_pre, init_pre = seen[0]
-    automobiles = load("fashion_mnist", "train", "fake").images[12:24]  # class 1 of the fake train split
+    automobiles = _fake_split("fashion_mnist", "train", "fake").images[12:24]  # class 1 of the fake train split
     assert init_pre is None and n_pre == 30  # 3 classes x 10
     assert not (images_pre[:, None] == automobiles[None]).flatten(2).all(2).any()  # no automobile image in it
     pre = experiment.run_one(experiment.pretrain_grid(experiment._validate({**grid, "warm_start": True})), None, 0)
