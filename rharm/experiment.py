@@ -96,13 +96,13 @@ def _validate(grid: Mapping[str, Any]) -> dict:
             raise ValueError(f"minority_classes entries {bad} are not in classes={list(sub)}; choose minorities "
                              "among the classes trained on")
     mins = g["minority_classes"]
-    if not isinstance(g["warm_start"], bool):
-        raise ValueError(f"warm_start={g['warm_start']!r} is not valid; it must be true or false")
-    if g["warm_start"] and (isinstance(mins, str) or len(mins) != 1):
-        raise ValueError(f"warm_start=True needs exactly one minority class (the class its pre-training leaves out); "
-                         f"got minority_classes={mins!r}")
     if isinstance(mins, str) or not isinstance(mins, (list, tuple)):
         raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(info.classes)}")
+    if not isinstance(g["warm_start"], bool):
+        raise ValueError(f"warm_start={g['warm_start']!r} is not valid; it must be true or false")
+    if g["warm_start"] and len(mins) != 1:
+        raise ValueError(f"warm_start=True needs exactly one minority class (the class its pre-training leaves out); "
+                         f"got minority_classes={mins!r}")
     for m in mins:
         if m not in info.classes:
             raise ValueError(f"minority_classes entry {m!r} is not valid for dataset={g['dataset']!r}; "
@@ -184,8 +184,7 @@ def pretrain_grid(g: Mapping[str, Any]) -> dict:
     """The grid of a warm-start grid's pre-training: the same settings on its classes without the minority class,
     balanced, no warm start (its balanced runs are the pre-trained models, one per seed)."""
     left_out = g["minority_classes"][0]
-    classes = g["classes"] or list(data.dataset_info(g["dataset"]).classes)
-    return {**g, "classes": [c for c in classes if c != left_out], "minority_classes": [], "warm_start": False}
+    return {**g, "classes": [c for c in run_classes(g) if c != left_out], "minority_classes": [], "warm_start": False}
 
 
 def _code() -> list:
