@@ -284,8 +284,9 @@ glue("pub_cells", int(best["cells"]), display=False)
 glue("pub_precision", precision, display=False)
 glue("pub_principled_max", float(published_fit.set_index("source").loc["principled objective, converged",
                                                                      "max_abs_difference"]), display=False)
-glue("pub_small_label", Markdown("$" + str(small_panel["pi1_label"].iloc[0]).replace("^", "^{") + "}$"),
-     display=False)
+# the panel's title as plain text (2^-6 -> 2⁻⁶): math from a glued value is not typeset inside a paragraph
+base, exponent = str(small_panel["pi1_label"].iloc[0]).split("^")
+glue("pub_small_label", base + exponent.translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")), display=False)
 glue("pub_small_printed", float(small_panel["published"].iloc[0]), display=False)
 glue("pub_small_gd", float(small_panel.loc["official objective, official solver", "cosine"]), display=False)
 glue("pub_small_converged", float(small_panel.loc["official objective, converged", "cosine"]), display=False)
@@ -307,7 +308,7 @@ theory.published_comparison_chart(published, precision=precision)
 # The {glue:md}`pub_best_source` matches the published heatmaps best: it differs from the printed cosines by at most
 # {glue:text}`pub_best_max:.4f` and rounds to the printed value in {glue:text}`pub_best_within` of the
 # {glue:text}`pub_cells` cells (print precision ± {glue:text}`pub_precision:.3f`); the converged principled
-# optimum differs by up to {glue:text}`pub_principled_max:.3f`. At $\pi_1 =$ {glue:md}`pub_small_label` the
+# optimum differs by up to {glue:text}`pub_principled_max:.3f`. At π₁ = {glue:text}`pub_small_label` the
 # printed $\cos(h_1^\star, h_2^\star) =$ {glue:text}`pub_small_printed:.2f` is where the official solver stops
 # ({glue:text}`pub_small_gd:.3f`), not the converged optimum of the same objective
 # ({glue:text}`pub_small_converged:.3f`, which would print as 1).
