@@ -1,12 +1,14 @@
 """Every chapter's headline numbers as data: ``book/<profile>/<chapter>.json`` beside the page.
 
-A chapter collects the values it glues into its prose into one dict and calls :func:`write` once, so a reader, a
-test or another paper can use them without parsing HTML. A run with parameter overrides (a variant) never writes
+A chapter computes one summary dataclass per section (its ``rharm.report`` module) and calls :func:`publish` once
+with all of them: every field is glued into the prose as ``<prefix>_<field>`` and written to the JSON file, so a
+reader, a test or another paper can use the numbers without parsing HTML. A run with parameter overrides (a variant) never writes
 into ``book/``: its file goes to ``runs/<chapter>/<profile>-<overrides>.json``, beside the variant notebook.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -70,6 +72,43 @@ def write(P: Any, values: Mapping[str, Any]) -> Path:
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return out
+
+
+_GLUABLE = (str, int, float, bool, np.integer, np.floating, np.bool_)
+
+
+def section_values(*sections: Any) -> dict[str, Any]:
+    """The fields of summary dataclasses, merged in order (a name given by two sections is an error)."""
+    out: dict[str, Any] = {}
+    for section in sections:
+        if not dataclasses.is_dataclass(section) or isinstance(section, type):
+            raise TypeError(f"a section must be a dataclass instance, got {type(section).__name__}")
+        for f in dataclasses.fields(section):
+            if f.name in out:
+                raise ValueError(f"field {f.name!r} of {type(section).__name__} is already given by another section")
+            out[f.name] = getattr(section, f.name)
+    return out
+
+
+def publish(P: Any, prefix: str, *sections: Any) -> Path:
+    """Glue every scalar field of ``sections`` as ``<prefix>_<field>`` and write all fields to the chapter's JSON.
+
+    ``sections`` are summary dataclasses (one per section of the chapter). Scalars (str, int, float, bool) are glued
+    for ``{glue:text}`` roles; every field, lists and tables included, goes to the file (:func:`write`). Outside a
+    kernel nothing is glued. Returns the JSON path.
+    """
+    values = section_values(*sections)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the book stack
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        from myst_nb import glue
+
+        for name, value in values.items():
+            if value is None or isinstance(value, _GLUABLE):
+                glue(f"{prefix}_{name}", value, display=False)
+    return write(P, values)
 
 
 def read(notebook: str, profile: str) -> dict:

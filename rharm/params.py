@@ -364,20 +364,15 @@ def _injected_names(namespace: Mapping[str, Any]) -> list[str]:
 def check(notebook: str, namespace: dict, path: str | Path | None = None) -> Params:
     """Validate a notebook's parameters; call it in the first code cell with ``globals()``.
 
-    Fills ``None`` parameters from the profile, rejects unknown names and invalid values with a
-    :class:`ParameterError` naming the parameter, the value and the valid values, writes the resolved values back
-    into ``namespace`` and enables the offline chart renderer.
+    Fills ``None`` parameters from the profile and rejects unknown names and invalid values with a
+    :class:`ParameterError` naming the parameter, the value and the valid values. ``namespace`` is only read: a
+    chapter reads every parameter as ``P.<name>`` (the bare names keep the parameters cell's ``None``).
     """
     given = _candidate_names(namespace)
     for name in _injected_names(namespace):  # e.g. papermill -p _x 1 or -p P 1: unknown, not silently ignored
         given.setdefault(name, namespace.get(name))
     profile, values = resolve(notebook, given, path)
     overrides = {k: v for k, v in given.items() if k != "profile" and v is not None}
-    namespace.update(values)
-    namespace["profile"] = profile
-    from . import charts
-
-    charts.enable()
     P = Params(notebook=notebook, profile=profile, values=values, overrides=overrides)
     _announce(P)
     return P

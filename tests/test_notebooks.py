@@ -47,6 +47,33 @@ def test_check_first_and_provenance_last(src):
     assert "rharm.provenance.block(P)" in cells[-1].source
 
 
+def _bare_parameter_reads(src) -> list[str]:
+    """Parameter names a notebook reads as bare globals after its check cell (where they are still ``None``)."""
+    cells = _code_cells(src)
+    idx = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    names = set(params.specs(src.stem, ROOT / "profiles.yml")) | {"profile"}
+    found = []
+    for cell in cells[idx + 1:]:
+        tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+        bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        bound |= {a.arg for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda)) for a in n.args.args}
+        found += [f"{n.id} (line {n.lineno})" for n in ast.walk(tree) if isinstance(n, ast.Name)
+                  and isinstance(n.ctx, ast.Load) and n.id in names and n.id not in bound]
+    return found
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_parameters_are_read_as_P_attributes_only(src):
+    assert _bare_parameter_reads(src) == [], "read parameters as P.<name>: params.check does not set the globals"
+
+
+def test_the_bare_parameter_check_finds_a_bare_read(tmp_path):
+    src = tmp_path / "theory.py"
+    src.write_text('# %% tags=["parameters"]\nprofile = "cpu"\nalpha = None\n\n# %%\nimport rharm.params\n\n'
+                   'P = rharm.params.check("theory", globals())\n\n# %%\nx = P.alpha + alpha\n')
+    assert [r.split()[0] for r in _bare_parameter_reads(src)] == ["alpha"]
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("profile", params.PROFILES)
 def test_every_profile_validates(name, profile):

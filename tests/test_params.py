@@ -76,13 +76,15 @@ def test_profile_must_set_every_parameter(tmp_path):
         params.profile_values("nb", "smoke", path)
 
 
-def test_check_fills_namespace_and_ignores_kernel_names(yml):
+def test_check_fills_from_the_profile_reads_the_namespace_only_and_ignores_kernel_names(yml):
     import math
 
     ns = {"profile": "smoke", "alpha": None, "n": 3, "method": None, "xs": None, "names": None, "flag": None,
           "In": [], "Out": {}, "_": None, "math": math, "get_ipython": print}
+    before = dict(ns)
     P = params.check("nb", ns, yml)
-    assert ns["alpha"] == 0.1 and ns["n"] == 3 and P.n == 3 and P.overrides == {"n": 3}
+    assert P.alpha == 0.1 and P.n == 3 and P.overrides == {"n": 3}
+    assert ns == before  # the notebook's globals are not written: a chapter reads P.<name> only
     with pytest.raises(AttributeError):
         P.nonexistent
 
