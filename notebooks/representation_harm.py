@@ -23,7 +23,7 @@
 #
 # :::{admonition} Finding
 # :class: important
-# {glue:md}`finding`
+# {glue:text}`rh_finding`
 # :::
 
 # %% tags=["parameters"]
@@ -61,40 +61,17 @@ import rharm.params
 P = rharm.params.check("representation_harm", globals())
 
 # %%
-import altair as alt
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from IPython.display import Markdown
 
 from rharm import charts, experiment, metrics, reference, tables
+from rharm.report import representation as report
 
+charts.enable()
 results = experiment.run_grid({**experiment.grid_from_params(P), "progress": False})
-balanced = [r for r in results if r.minority is None]
-meta0 = balanced[0].meta
-extra = meta0.get("extra", {})
-hardware = meta0.get("hardware", {})
-train_minutes = sum(r.meta.get("wall_time_s", 0.0) for r in results) / 60
-data_name = extra.get("data_source", "CIFAR-10 (source not recorded)")  # e.g. "CIFAR-10 (JPEG copy)"
-glue("rh_backbone", backbone, display=False)
-glue("rh_epochs", tables.plural(epochs, "epoch"), display=False)
-glue("rh_n_per_class", n_per_class, display=False)
-glue("rh_kept", n_per_class // ratio, display=False)
-glue("rh_ratio", ratio, display=False)
-glue("rh_n_seeds", tables.plural(len(seeds), "seed"), display=False)
-glue("rh_workers_text", tables.plural(int(workers or 1), "run"), display=False)
-glue("rh_n_minorities", len(minority_classes), display=False)
-glue("rh_minorities", ", ".join(minority_classes), display=False)
-glue("rh_data", data_name, display=False)
-glue("rh_workers", workers, display=False)
-_threads = extra.get("threads")
-glue("rh_hardware", hardware.get("gpu") or (f"{hardware.get('cpu', '?')}, "
-     + (tables.plural(int(_threads), "torch thread") if isinstance(_threads, int) else "torch threads not recorded")
-     + " per run"),
-     display=False)
-glue("rh_train_minutes", train_minutes, display=False)
-glue("rh_profile", P.profile, display=False)
+scale = report.scale(results, P)
 
 # %% [markdown]
 # ## Scale of this page
@@ -112,41 +89,35 @@ glue("rh_profile", P.profile, display=False)
 # {doc}`fashion_harm` chapter is where the harm resolves on two cores. The `gpu` profile sets the paper's scale.
 
 # %%
-cr = metrics.cosine_runs(results, feature=feature, classes=metrics.CIFAR10_CLASSES)
-boot = metrics.rh_bootstrap(cr, n_boot=n_boot, level=ci_level, paired=paired, seed=0)
-paper_name = "simclr_20_rh" if ratio == 20 else "simclr_100_rh"
-paper = reference.matrix(paper_name)
+cr = metrics.cosine_runs(results, feature=P.feature, classes=metrics.CIFAR10_CLASSES)
+boot = metrics.rh_bootstrap(cr, n_boot=P.n_boot, level=P.ci_level, paired=P.paired, seed=0)
+paper = report.paper_rh(P.method, P.ratio)  # None when the paper reports no RH for this method and ratio
 order = reference.class_order()
 rows = [c for c in order if c in cr.minorities]
 ours_long = metrics.long_rh(boot["estimate"], boot["lo"], boot["hi"], paper)
-paper_long = reference.long(paper_name).rename(columns={"value": "rh"})
-paper_long = paper_long[paper_long.minority.isin(rows)]
-rh_domain = charts.diverging_domain(np.concatenate([ours_long.rh.to_numpy(), paper_long.rh.to_numpy()]), 1.0)
-charts.panels([
-    metrics.rh_heatmap(ours_long, title=f"Ours: RH ({backbone}, 1:{ratio}, {tables.plural(len(seeds), 'seed')})",
-                       order=order, rows=rows, domain=rh_domain),
-    metrics.rh_heatmap(paper_long, title=f"Paper: RH (SimCLR ResNet-34, 1:{reference.info(paper_name)['ratio']})",
-                       order=order, rows=rows, domain=rh_domain),
-], shared_color=True)
+comparison = report.paper_comparison(ours_long, P.method, P.ratio)
+ours_title = f"Ours: RH ({P.backbone}, 1:{P.ratio}, {scale.n_seeds})"
+if paper is None:
+    charts.panels([metrics.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows,
+                                      domain=charts.diverging_domain(ours_long.rh, 1.0))])
+else:
+    paper_long = metrics.long_rh(paper.loc[[r for r in rows if r in paper.index]])
+    rh_domain = charts.diverging_domain(np.concatenate([ours_long.rh.to_numpy(), paper_long.rh.to_numpy()]), 1.0)
+    charts.panels([
+        metrics.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows, domain=rh_domain),
+        metrics.rh_heatmap(paper_long, title=f"Paper: RH ({report.paper_label(P.method, P.ratio)})",
+                           order=order, rows=rows, domain=rh_domain),
+    ], shared_color=True)
 
 # %% [markdown]
-# Top: our RH matrix, rows = minority class $i$, columns = the other class $j$; bottom: the paper's values for the
-# same rows (official repository, `RH_undersampling_100_full.pdf`; read through {mod}`rharm.reference`). Both
+# Top: our RH matrix, rows = minority class $i$, columns = the other class $j$; {glue:text}`rh_paper_panel`. The
 # panels share one colour scale centred at 1: red below 1 (the minority moved closer: harm), blue above, so the same
 # colour is the same RH in both. The tooltip gives our bootstrap interval over seeds (paired with the balanced model
 # of the same seed).
 
 # %%
-metrics.ours_vs_paper_scatter(ours_long, title="RH per cell: ours against the paper's")
-
-# %%
-r_cells = ours_long.dropna(subset=["paper"])
-corr = float(np.corrcoef(r_cells.rh, r_cells.paper)[0, 1]) if len(r_cells) > 2 else float("nan")
-off = r_cells[r_cells.minority != r_cells.other]
-corr_off = float(np.corrcoef(off.rh, off.paper)[0, 1]) if len(off) > 2 else float("nan")
-glue("rh_corr_all", corr, display=False)
-glue("rh_corr_off", corr_off, display=False)
-glue("rh_n_cells", len(r_cells), display=False)
+(metrics.ours_vs_paper_scatter(ours_long, title="RH per cell: ours against the paper's") if paper is not None
+ else Markdown("*(the paper reports no RH for this setting: no scatter)*"))
 
 # %% [markdown]
 # Across the {glue:text}`rh_n_cells` cells we share with the paper, the Pearson correlation of our RH with theirs
@@ -160,20 +131,11 @@ glue("rh_n_cells", len(r_cells), display=False)
 # the error over all cells of the matrix with the method chosen by `multicomp`.
 
 # %%
-if len(seeds) >= 2:
-    tests = metrics.rh_test(cr, method=multicomp, alpha=alpha)
-    n_reject = int(tests.reject.sum())
-    n_tests = len(tests)
-    shown = tests.sort_values("p").head(12)
-else:
-    tests, n_reject, n_tests, shown = None, 0, 0, pd.DataFrame()
-glue("rh_n_reject", n_reject, display=False)
-glue("rh_n_tests", n_tests, display=False)
-glue("rh_multicomp", multicomp, display=False)
-glue("rh_alpha", alpha, display=False)
-tables.show(shown, caption="The cells with the smallest p-values, one row per (minority, other class): the mean "
-            "paired log-ratio over seeds (< 0: moved closer), its p-value and whether it survives the correction.",
-            digits=3) if len(shown) else Markdown("*(one seed: no test)*")
+sig = report.significance(cr, P.multicomp, P.alpha)
+(tables.show(sig.cells.sort_values("p").head(12), caption="The cells with the smallest p-values, one row per "
+             "(minority, other class): the mean paired log-ratio over seeds (< 0: moved closer), its p-value and "
+             "whether it survives the correction.", digits=3) if sig.cells is not None
+ else Markdown("*(one seed: no test)*"))
 
 # %% [markdown]
 # {glue:text}`rh_n_reject` of {glue:text}`rh_n_tests` cells have RH significantly below 1 at level
@@ -188,20 +150,12 @@ tables.show(shown, caption="The cells with the smallest p-values, one row per (m
 # seeds gives the spread that seed noise alone produces for a single-seed ratio.
 
 # %%
-floor = metrics.noise_floor_summary(cr, level=ci_level)
-glue("rh_floor_lo", floor["lo"], display=False)
-glue("rh_floor_hi", floor["hi"], display=False)
-glue("rh_floor_n", floor["n"], display=False)
 most = metrics.most_collapsed_table(boot["estimate"], boot["lo"], boot["hi"], paper)
-strongest = most.ours_rh.idxmin()
-glue("rh_strongest_minority", strongest, display=False)
-glue("rh_strongest_class", most.loc[strongest, "ours_class"], display=False)
-glue("rh_strongest_value", float(most.loc[strongest, "ours_rh"]), display=False)
-glue("rh_strongest_lo", float(most.loc[strongest, "ours_lo"]), display=False)
-glue("rh_strongest_hi", float(most.loc[strongest, "ours_hi"]), display=False)
-glue("rh_strongest_paper", float(most.loc[strongest, "paper_rh_same_cell"]), display=False)
-tables.show(pd.DataFrame([floor]), caption="Noise floor: RH between two balanced models of different seeds "
-            "(off-diagonal cells); lo and hi bound its central band.")
+floor = report.noise_floor(cr, most, P.ci_level)
+tables.show(pd.DataFrame([{"lo": floor.floor_lo, "median": floor.floor_median, "hi": floor.floor_hi,
+                           "n": floor.floor_n}]),
+            caption="Noise floor: RH between two balanced models of different seeds (off-diagonal cells); lo and "
+            "hi bound its central band.")
 
 # %% [markdown]
 # Between balanced models, the central band of single-seed RH values is {glue:text}`rh_floor_lo:.3f` to
@@ -225,17 +179,8 @@ tables.show(most, index="minority", caption="One row per minority class: the cla
 # the most-collapsed cell's part of the row's total $(1-\mathrm{RH})_+$.
 
 # %%
-spec = metrics.pair_specificity(cr, n_boot=n_boot, level=ci_level, seed=0)
-paper_spec = pd.DataFrame({
-    "paper_most_collapsed": [paper.loc[m].drop(m).idxmin() for m in spec.index],
-    "paper_contrast": [paper.loc[m].drop(m).median() - paper.loc[m].drop(m).min() for m in spec.index],
-}, index=spec.index)
-glue("rh_contrast_first", float(spec.contrast.iloc[0]), display=False)
-glue("rh_contrast_first_lo", float(spec.contrast_lo.iloc[0]), display=False)
-glue("rh_contrast_first_hi", float(spec.contrast_hi.iloc[0]), display=False)
-glue("rh_contrast_first_paper", float(paper_spec.paper_contrast.iloc[0]), display=False)
-glue("rh_contrast_first_minority", spec.index[0], display=False)
-tables.show(spec.join(paper_spec), index="minority", caption="One row per minority class: contrast (median minus "
+spec = report.specificity(cr, paper, n_boot=P.n_boot, level=P.ci_level)
+tables.show(spec.table, index="minority", caption="One row per minority class: contrast (median minus "
             "smallest off-diagonal RH, interval), the most-collapsed cell's share of the row's total (1 − RH)+, and "
             "the paper's values.")
 
@@ -251,12 +196,8 @@ tables.show(spec.join(paper_spec), index="minority", caption="One row per minori
 # CIFAR-10 than a small model trained briefly on CPU; a weak representation bounds how much structure RH can show.
 
 # %%
-accs = [metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
-                                      r.features["test_backbone"], r.features["test_labels"]) for r in balanced]
-glue("rh_probe_acc", float(np.mean(accs)), display=False)
-glue("rh_probe_acc_min", float(np.min(accs)), display=False)
-glue("rh_probe_acc_max", float(np.max(accs)), display=False)
-tables.show(pd.DataFrame({"seed": [r.seed for r in balanced], "linear_probe_accuracy": accs}),
+probe = report.probe_anchor(results)
+tables.show(pd.DataFrame({"seed": probe.probe_seeds, "linear_probe_accuracy": probe.probe_accs}),
             caption="One row per seed: the balanced model's linear-probe test accuracy (chance 0.1).",
             rename={"linear_probe_accuracy": "linear-probe accuracy"})
 
@@ -272,46 +213,15 @@ tables.show(pd.DataFrame({"seed": [r.seed for r in balanced], "linear_probe_accu
 # for comparison only; the intervals above are the ones to read.
 
 # %%
-paper_sd = metrics.rh_paper_sd(cr)
-side = pd.DataFrame({
-    "cell": [f"{m} → {most.loc[m, 'ours_class']}" for m in most.index],
-    "paper_formula_sd": [paper_sd.loc[m, most.loc[m, "ours_class"]] for m in most.index],
-    "bootstrap_se": [boot["se"].loc[m, most.loc[m, "ours_class"]] for m in most.index],
-})
-tables.show(side, caption="One row per minority's most-collapsed cell: the paper's ± formula beside our "
-            "bootstrap standard error.", rename={"paper_formula_sd": "paper's formula (sd)",
-                                                "bootstrap_se": "bootstrap SE"})
+tables.show(report.paper_sd_table(cr, boot, most),
+            caption="One row per minority's most-collapsed cell: the paper's ± formula beside our bootstrap "
+            "standard error.", rename={"paper_formula_sd": "paper's formula (sd)", "bootstrap_se": "bootstrap SE"})
 
 # %%
 import rharm.headline
 
-inside_floor = bool(floor["lo"] <= most.loc[strongest, "ours_rh"] <= floor["hi"]) if np.isfinite(floor["lo"]) else None
-if n_tests:
-    test_part = (f"{n_reject} of {n_tests} off-diagonal cells have RH significantly below 1 ({multicomp} correction, "
-                 f"level {alpha:g}, {tables.plural(len(seeds), 'seed')})")
-else:
-    test_part = "with one seed no cell can be tested"
-finding = (
-    f"At this scale ({backbone}, {tables.plural(epochs, 'epoch')}, {n_per_class:,} images per class), "
-    + (f"**no representation harm is detected**: {test_part}. " if n_tests and n_reject == 0 else f"{test_part}. ")
-    + f"Our strongest collapse is {strongest} → {most.loc[strongest, 'ours_class']} with RH "
-    f"{most.loc[strongest, 'ours_rh']:.3f}"
-    + (f" (interval {most.loc[strongest, 'ours_lo']:.3f} to {most.loc[strongest, 'ours_hi']:.3f})"
-       if len(seeds) > 1 else "")
-    + (f", inside the band that two balanced models of different seeds already produce ({floor['lo']:.2f} to "
-       f"{floor['hi']:.2f}). " if inside_floor else
-       ", outside the band that two balanced models produce. " if inside_floor is False else ". ")
-    + f"Our RH correlates with the paper's at r = {corr:.2f} over {len(r_cells)} shared cells "
-    f"(the paper: ResNet-34, 500 epochs, 5,000 images per class)."
-)
-glue("finding", Markdown(finding), display=False)
-rharm.headline.write(P, {"n_reject": n_reject, "n_tests": n_tests, "multicomp": multicomp, "alpha": alpha,
-                         "corr_all": corr, "corr_off_diagonal": corr_off, "n_cells": len(r_cells),
-                         "noise_floor_lo": floor["lo"], "noise_floor_hi": floor["hi"],
-                         "strongest_minority": strongest, "strongest_class": most.loc[strongest, "ours_class"],
-                         "strongest_rh": most.loc[strongest, "ours_rh"], "strongest_lo": most.loc[strongest, "ours_lo"],
-                         "strongest_hi": most.loc[strongest, "ours_hi"],
-                         "probe_accuracy_mean": float(np.mean(accs))})
+rharm.headline.publish(P, "rh", scale, comparison, sig, floor, spec, probe,
+                       report.finding(P, sig, floor, comparison))
 
 # %%
 import rharm.provenance
