@@ -29,8 +29,9 @@ def paper_rh(method: str, ratio: int) -> pd.DataFrame | None:
 
 
 def paper_label(method: str, ratio: int) -> str:
-    """How the chapter names the paper's setting, e.g. ``"SimCLR ResNet-34, 1:100"``."""
-    return f"{method.replace('simclr', 'SimCLR').replace('simsiam', 'SimSiam')} ResNet-34, 1:{ratio}"
+    """How the chapter names the paper's setting, e.g. ``"SimCLR at 1:100"``."""
+    name = {"simclr": "SimCLR", "simsiam": "SimSiam"}.get(str(method).lower(), method)
+    return f"{name} at 1:{ratio}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class PaperComparison:
     corr_all: float  #: Pearson r over the shared cells (NaN with fewer than 3)
     corr_off: float  #: the same without the diagonal
     n_cells: int  #: cells with a paper value
+    corr_text: str  #: the prose's sentence on the correlation (or on the paper's missing values)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -104,10 +106,19 @@ def paper_comparison(ours_long: pd.DataFrame, method: str, ratio: int) -> PaperC
         panel = (f"the paper reports no RH matrix for {paper_label(method, ratio)}, so there is no panel of its "
                  "values to compare with")
     else:
-        panel = (f"bottom: the paper's values for the same rows ({paper_label(method, ratio)}; official "
-                 "repository's RH figure, read through rharm.reference)")
-    return PaperComparison(paper_panel=panel, corr_all=_pearson(cells.rh.to_numpy(), cells.paper.to_numpy()),
-                           corr_off=_pearson(off.rh.to_numpy(), off.paper.to_numpy()), n_cells=len(cells))
+        panel = (f"bottom: the paper's values for the same rows ({paper_label(method, ratio)} with ResNet-34, "
+                 "from the official repository's RH figure, read through rharm.reference)")
+    corr_all = _pearson(cells.rh.to_numpy(), cells.paper.to_numpy())
+    corr_off = _pearson(off.rh.to_numpy(), off.paper.to_numpy())
+    if len(cells) > 2:
+        text = (f"Across the {len(cells)} cells we share with the paper, the Pearson correlation of our RH with "
+                f"theirs is {corr_all:.2f} ({corr_off:.2f} without the diagonal, whose RH mostly measures how spread "
+                "out the minority class became).")
+    else:
+        text = (f"We share {tables.plural(len(cells), 'cell')} with the paper's RH for {paper_label(method, ratio)}: "
+                "too few for a correlation.")
+    return PaperComparison(paper_panel=panel, corr_all=corr_all, corr_off=corr_off, n_cells=len(cells),
+                           corr_text=text)
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,7 @@ class NoiseFloor:
     strongest_lo: float
     strongest_hi: float
     strongest_paper: float  #: the paper's RH in our strongest cell (NaN when the paper has none)
+    strongest_paper_text: str  #: the prose's clause on it
     strongest_inside_floor: bool | None  #: None with one seed (no band)
 
 
@@ -155,12 +167,15 @@ def noise_floor(cr: metrics.CosineRuns, most: pd.DataFrame, level: float) -> Noi
     m = most.ours_rh.astype(float).idxmin()
     row = most.loc[m]
     value = float(row.ours_rh)
+    paper_value = float(row.get("paper_rh_same_cell", np.nan))
     inside = bool(floor["lo"] <= value <= floor["hi"]) if np.isfinite(floor["lo"]) else None
     return NoiseFloor(
         floor_lo=floor["lo"], floor_hi=floor["hi"], floor_median=floor["median"], floor_n=int(floor["n"]),
         strongest_minority=str(m), strongest_class=str(row.ours_class), strongest_value=value,
         strongest_lo=float(row.ours_lo), strongest_hi=float(row.ours_hi),
-        strongest_paper=float(row.get("paper_rh_same_cell", np.nan)), strongest_inside_floor=inside)
+        strongest_paper=paper_value, strongest_inside_floor=inside,
+        strongest_paper_text=(f"the paper reports {paper_value:.3f} for that cell" if np.isfinite(paper_value)
+                              else "the paper reports no value for that cell in this setting"))
 
 
 @dataclass(frozen=True)
@@ -172,6 +187,7 @@ class Specificity:
     contrast_first_lo: float
     contrast_first_hi: float
     contrast_first_paper: float  #: NaN when the paper has no row for it
+    contrast_first_paper_text: str  #: the prose's clause on it
     table: pd.DataFrame = field(compare=False)  #: per minority: ours (metrics.pair_specificity) and the paper's
 
 
@@ -185,10 +201,13 @@ def specificity(cr: metrics.CosineRuns, paper: pd.DataFrame | None, *, n_boot: i
                            for m in spec.index],
     }, index=spec.index)
     first = spec.index[0]
+    p0 = float(paper_spec.paper_contrast.iloc[0])
     return Specificity(contrast_first_minority=str(first), contrast_first=float(spec.contrast.iloc[0]),
                        contrast_first_lo=float(spec.contrast_lo.iloc[0]),
                        contrast_first_hi=float(spec.contrast_hi.iloc[0]),
-                       contrast_first_paper=float(paper_spec.paper_contrast.iloc[0]), table=spec.join(paper_spec))
+                       contrast_first_paper=p0, table=spec.join(paper_spec),
+                       contrast_first_paper_text=(f"the paper's is {p0:.3f}" if np.isfinite(p0)
+                                                  else "the paper reports no value for this setting"))
 
 
 @dataclass(frozen=True)
