@@ -42,48 +42,27 @@ import warnings
 # are not shown on the page anyway
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-import numpy as np
-import pandas as pd
-from myst_nb import glue
-
-import rharm
-from rharm import audit_report, charts, headline, simcse, store, text, textdata
+from rharm import audit_report, charts, headline
+from rharm.report import audit as report
 
 charts.enable()
-kw = dict(n_boot=n_boot, probe_folds=probe_folds, probe_C=probe_C, seed=seed)
-
 # the known answer first: groups around random centres, the same items seen by two "encoders"; in the audited one
 # group g0 is moved toward g1
-rng = np.random.default_rng(seed)
-centres = 2.0 * rng.normal(size=(synth_groups, synth_dim))
-y_syn = np.repeat([f"g{i}" for i in range(synth_groups)], synth_per_group)
-idx = np.repeat(np.arange(synth_groups), synth_per_group)
-moved = centres.copy()
-moved[0] = (1 - synth_strength) * centres[0] + synth_strength * centres[1]
-reference_syn = centres[idx] + rng.normal(size=(idx.size, synth_dim))
-audited_syn = moved[idx] + rng.normal(size=(idx.size, synth_dim))
-syn = rharm.audit(audited_syn, y_syn, reference=reference_syn, **kw)
-syn_rank = syn.ranking.assign(pair=lambda f: f.class_a + "–" + f.class_b)
-planted = syn_rank[syn_rank.pair == "g0–g1"].iloc[0]
-glue("syn_rh", float(planted.rh), display=False)
-glue("syn_lo", float(planted.ci_low), display=False)
-glue("syn_hi", float(planted.ci_high), display=False)
-glue("syn_rank", int(planted.name) + 1, display=False)
-glue("syn_pairs", len(syn_rank), display=False)
-glue("syn_other_below", int((syn_rank.ci_high < 1).sum() - (planted.ci_high < 1)), display=False)
+syn = report.synthetic_audit(P)
+synthetic = report.synthetic_summary(syn)
 
 # %% [markdown]
 # ## Finding
 #
 # On a planted collapse (synthetic groups; group g0 moved toward g1 in the audited encoder only) the audit ranks
-# g0–g1 at position {glue:text}`syn_rank` of {glue:text}`syn_pairs` pairs with RH {glue:text}`syn_rh:.3f`
-# (95% interval {glue:text}`syn_lo:.3f` to {glue:text}`syn_hi:.3f`); {glue:text}`syn_other_below` other pairs have
+# g0–g1 at position {glue:text}`au_syn_rank` of {glue:text}`au_syn_pairs` pairs with RH {glue:text}`au_syn_rh:.3f`
+# (95% interval {glue:text}`au_syn_lo:.3f` to {glue:text}`au_syn_hi:.3f`); {glue:text}`au_syn_other_below` other pairs have
 # an interval entirely below 1. On BUG sentences grouped by profession × gender, SimCSE training of the packaged
 # MiniLM (our learning variant) against the pre-trained MiniLM moves every group pair: the most collapsed pair is
-# {glue:text}`text_top_pair` with RH {glue:text}`text_top_rh:.3f` ({glue:text}`text_top_lo:.3f` to
-# {glue:text}`text_top_hi:.3f`), {glue:text}`text_n_below` of {glue:text}`text_n_pairs` pairs have intervals
-# entirely below 1, and the profession-and-gender probe's accuracy goes from {glue:text}`text_acc_ref:.3f` to
-# {glue:text}`text_acc:.3f`.
+# {glue:text}`au_text_top_pair` with RH {glue:text}`au_text_top_rh:.3f` ({glue:text}`au_text_top_lo:.3f` to
+# {glue:text}`au_text_top_hi:.3f`), {glue:text}`au_text_n_below` of {glue:text}`au_text_n_pairs` pairs have intervals
+# entirely below 1, and the profession-and-gender probe's accuracy goes from {glue:text}`au_text_acc_ref:.3f` to
+# {glue:text}`au_text_acc:.3f`.
 #
 # ## Using it
 #
@@ -126,56 +105,35 @@ audit_report.charts_for(syn)["ranking"]
 # pre-trained MiniLM, unchanged. Both embed the same held-out sentences; groups are profession × gender.
 
 # %%
-data = text.data_config(source="bug", n_professions=n_professions, cl_fraction=0.5,
-                        n_train_per_group=n_train_per_group, n_eval_per_group=n_eval_per_group)
-train = text.train_config(steps=steps, reinit_layers=reinit_layers)
-run = text.run_simcse(data, train, minority=None, ratio=1, seed=text_seed)
-frame = text.load_slice(data)
-eval_rows = store.load_tensors(run.dir / "split.pt")["eval"].numpy()
-sentences = frame["text"].to_numpy()[eval_rows].tolist()
-pretrained = simcse.encode(simcse.load_encoder(train["model"], max_length=train["max_length"]), sentences).numpy()
-group_order = textdata.groups_of(data["professions"])
-report = rharm.audit(run.embeddings, run.groups, reference=pretrained, classes=group_order, **kw)
-rank = report.ranking
-glue("text_top_pair", f"{rank.class_a[0]} – {rank.class_b[0]}", display=False)
-glue("text_top_rh", float(rank.rh[0]), display=False)
-glue("text_top_lo", float(rank.ci_low[0]), display=False)
-glue("text_top_hi", float(rank.ci_high[0]), display=False)
-glue("text_n_below", int((rank.ci_high < 1).sum()), display=False)
-glue("text_n_above", int((rank.ci_low > 1).sum()), display=False)
-glue("text_n_pairs", len(rank), display=False)
-glue("text_acc", float(report.meta["probe_accuracy"]), display=False)
-glue("text_acc_ref", float(report.meta["reference_probe_accuracy"]), display=False)
-glue("text_n", report.meta["n"], display=False)
-glue("text_wbr", float(report.collapse["within_between_ratio"]), display=False)
-glue("text_wbr_ref", float(report.reference_collapse["within_between_ratio"]), display=False)
-text_charts = audit_report.charts_for(report)
+text_report, group_order = report.text_audit(P)
+text_audit = report.text_summary(text_report)
+text_charts = audit_report.charts_for(text_report)
 text_charts["rh"]
 
 # %% [markdown]
-# The audit covers {glue:text}`text_n` held-out sentences. {glue:text}`text_n_below` of {glue:text}`text_n_pairs`
-# group pairs are closer after training than before (interval below 1) and {glue:text}`text_n_above` further
+# The audit covers {glue:text}`au_text_n` held-out sentences. {glue:text}`au_text_n_below` of {glue:text}`au_text_n_pairs`
+# group pairs are closer after training than before (interval below 1) and {glue:text}`au_text_n_above` further
 # apart (interval above 1). The most collapsed pairs:
 
 # %%
 text_charts["ranking"]
 
 # %%
-rank.head(10).round(3)
+text_report.ranking.head(10).round(3)
 
 # %% [markdown]
 # ## Allocation: the probe by group
 #
 # A logistic-regression probe predicts the group (profession × gender) from the unit-normalised embedding, with
 # stratified cross-validation, for both encoders. `to_nearest` is the share of a group's sentences assigned to its
-# nearest group. The within/between variance ratio, a neural-collapse measure, is {glue:text}`text_wbr:.3f` after
-# training against {glue:text}`text_wbr_ref:.3f` before (smaller: groups tighter relative to their spread).
+# nearest group. The within/between variance ratio, a neural-collapse measure, is {glue:text}`au_text_wbr:.3f` after
+# training against {glue:text}`au_text_wbr_ref:.3f` before (smaller: groups tighter relative to their spread).
 
 # %%
 text_charts["probe"]
 
 # %%
-probe = report.probe.assign(group=group_order)
+probe = text_report.probe.assign(group=group_order)
 probe[["group", "n", "accuracy", "reference_accuracy", "accuracy_difference", "to_nearest",
        "reference_to_nearest"]].round(3)
 
@@ -188,39 +146,14 @@ probe[["group", "n", "accuracy", "reference_accuracy", "accuracy_difference", "t
 # same test images, exactly as a practitioner would audit a model trained on data where one group is rare.
 
 # %%
-from rharm import data as image_data
-from rharm import experiment, metrics, params, study
-
-fp = params.profile_values("fashion_harm", P.profile)
-fgrid = {k: fp[k] for k in ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr", "weight_decay",
-                            "temperature", "clamp", "schedule", "augment", "ratio", "seeds", "n_per_class",
-                            "data_source", "threads", "workers")}
-fgrid["progress"] = False
-fclasses = list(image_data.dataset_info(fp["dataset"]).classes)
-fbal = experiment.run_grid({**fgrid, "minority_classes": []})
-fpre = study.preregister(study.balanced_distance(metrics.cosine_runs(fbal, classes=fclasses)), fclasses,
-                         n_close=fp["n_close"])
-fm, fpart = fpre.minorities[0], fpre.partners[fpre.minorities[0]]
-seed0 = fp["seeds"][0]
-fimb = experiment.run_one(fgrid, fm, seed0)
-fref = next(r for r in fbal if r.seed == seed0)
-flabels = [fclasses[i] for i in fimb.features["test_labels"].tolist()]
-freport = rharm.audit(fimb.features["test_backbone"].numpy(), flabels,
-                      reference=fref.features["test_backbone"].numpy(), classes=fclasses, **kw)
-frank = freport.ranking.reset_index(drop=True)
-pair = frank[((frank.class_a == fm) & (frank.class_b == fpart)) | ((frank.class_a == fpart) & (frank.class_b == fm))]
-glue("img_minority", fm, display=False)
-glue("img_partner", fpart, display=False)
-glue("img_ratio", str(fp["ratio"]), display=False)
-glue("img_pair_rh", f"{pair.rh.iloc[0]:.3f} ({pair.ci_low.iloc[0]:.3f} to {pair.ci_high.iloc[0]:.3f})", display=False)
-glue("img_pair_rank", f"{int(pair.index[0]) + 1} of {len(frank)}", display=False)
-glue("img_top", f"{frank.class_a[0]} – {frank.class_b[0]}, RH {frank.rh[0]:.3f}", display=False)
-audit_report.charts_for(freport)["rh"]
+image_report, image_setting = report.image_audit(P.profile, report.audit_options(P))
+image_audit = report.image_summary(image_report, image_setting)
+audit_report.charts_for(image_report)["rh"]
 
 # %% [markdown]
-# With **{glue:text}`img_minority`** at 1:{glue:text}`img_ratio`, the audit ranks its pair with the predicted
-# partner **{glue:text}`img_partner`** at {glue:text}`img_pair_rank`, with RH {glue:text}`img_pair_rh` (interval
-# over test items, one training seed); the most collapsed pair overall is {glue:text}`img_top`. An interval over
+# With **{glue:text}`au_img_minority`** at 1:{glue:text}`au_img_ratio`, the audit ranks its pair with the predicted
+# partner **{glue:text}`au_img_partner`** at {glue:text}`au_img_pair_rank`, with RH {glue:text}`au_img_pair_rh` (interval
+# over test items, one training seed); the most collapsed pair overall is {glue:text}`au_img_top`. An interval over
 # items says how precisely this one model was measured, not whether another training seed would agree: the
 # {doc}`fashion_harm` chapter pairs several seeds and compares with the noise floor for that.
 
@@ -233,17 +166,7 @@ audit_report.charts_for(freport)["rh"]
 #   million 768-dimensional rows; its numbers are in the benchmark's output, not on this page.
 
 # %%
-headline.write(P, {
-    "synthetic_planted_rh": planted.rh, "synthetic_planted_ci": [planted.ci_low, planted.ci_high],
-    "synthetic_planted_rank": int(planted.name) + 1,
-    "text_top_pair": [rank.class_a[0], rank.class_b[0]], "text_top_rh": rank.rh[0],
-    "text_top_ci": [rank.ci_low[0], rank.ci_high[0]], "text_pairs_below_1": int((rank.ci_high < 1).sum()),
-    "text_pairs_above_1": int((rank.ci_low > 1).sum()), "text_pairs": len(rank),
-    "image_minority": fm, "image_partner": fpart, "image_pair_rh": pair.rh.iloc[0],
-    "image_pair_ci": [pair.ci_low.iloc[0], pair.ci_high.iloc[0]], "image_pair_rank": int(pair.index[0]) + 1,
-    "text_probe_accuracy": report.meta["probe_accuracy"],
-    "text_reference_probe_accuracy": report.meta["reference_probe_accuracy"], "text_items": report.meta["n"],
-})
+headline.publish(P, "au", synthetic, text_audit, image_audit)
 
 # %%
 import rharm.provenance
