@@ -26,7 +26,7 @@
 #
 # :::{admonition} Finding
 # :class: important
-# {glue:md}`finding`
+# {glue:text}`ah_finding`
 # :::
 
 # %% tags=["parameters"]
@@ -70,24 +70,20 @@ crosscheck_n_boot = None
 import rharm.params
 
 P = rharm.params.check("allocation_harm", globals())
-not_trained = [m for m in mediation_minorities if m not in minority_classes]
-if not_trained:
-    raise ValueError(f"mediation_minorities={mediation_minorities!r} includes {not_trained}, which are not trained; "
-                     f"valid: a subset of minority_classes={minority_classes!r}")
+from rharm.report import allocation as report
+
+report.check_minorities(P)
 
 # %%
-import time
-
-import altair as alt
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from IPython.display import Markdown
 
 from rharm import charts as rcharts
-from rharm import experiment, mediation, metrics, reference, tables
+from rharm import experiment, mediation, reference, tables
 
+rcharts.enable()
 mediation.mediation_diagram()
 
 # %% [markdown]
@@ -98,38 +94,8 @@ mediation.mediation_diagram()
 
 # %%
 results = experiment.run_grid({**experiment.grid_from_params(P), "progress": False})  # the same grid as the previous chapter: cached
-probe = mediation.ProbeConfig(c_grid=tuple(probe_c_grid), folds=probe_cv_folds, max_iter=probe_max_iter)
-t0 = time.perf_counter()
-runs_by_protocol = {
-    prot: mediation.cached_mediation_runs(
-        results, protocol=prot, ratio=ratio, split_seeds=list(split_seeds), probe=probe, feature=feature,
-        minorities=[m for m in minority_classes if m in mediation_minorities],
-        max_train_per_class=clean_max_train_per_class or None)
-    for prot in protocols
-}
-probe_seconds = sum(mr.seconds for mr in runs_by_protocol.values())
-glue("ah_probe_minutes", probe_seconds / 60, display=False)
-glue("ah_wall_minutes", (time.perf_counter() - t0) / 60, display=False)
-glue("ah_backbone", backbone, display=False)
-glue("ah_epochs", tables.plural(epochs, "epoch"), display=False)
-glue("ah_data", results[0].meta.get("extra", {}).get("data_source", "CIFAR-10 (source not recorded)"), display=False)
-glue("ah_n_per_class", n_per_class, display=False)
-glue("ah_ratio", ratio, display=False)
-glue("ah_n_seeds", tables.plural(len(seeds), "seed"), display=False)
-glue("ah_n_splits", tables.plural(len(split_seeds), "split seed"), display=False)
-glue("ah_minorities", ", ".join(minority_classes), display=False)
-glue("ah_mediation_minorities", ", ".join(m for m in minority_classes if m in mediation_minorities), display=False)
-glue("ah_profile", P.profile, display=False)
-glue("ah_c_grid", ", ".join(f"{c:g}" for c in probe_c_grid), display=False)
-glue("ah_probe_c", Markdown(
-    f"C = {probe_c_grid[0]:g} (fixed: no cross-validation)" if probe_cv_folds <= 1 or len(probe_c_grid) == 1 else
-    f"C chosen by {probe_cv_folds}-fold cross-validation over {', '.join(f'{c:g}' for c in probe_c_grid)}"),
-    display=False)
-glue("ah_probe_time", Markdown(
-    f"Fitting the probes took {probe_seconds / 60:.1f} minutes"
-    + ("; this run read them from the result store" if time.perf_counter() - t0 < 0.5 * probe_seconds else "")),
-    display=False)
-glue("ah_max_iter", probe_max_iter, display=False)
+runs_by_protocol, wall_seconds = report.mediation_runs(results, P)
+scale = report.scale(results, runs_by_protocol, P, wall_seconds)
 
 # %% [markdown]
 # ## Scale and protocols
@@ -138,9 +104,9 @@ glue("ah_max_iter", probe_max_iter, display=False)
 # {glue:text}`ah_epochs`, {glue:text}`ah_n_per_class` images per class of {glue:text}`ah_data`, minorities
 # {glue:text}`ah_minorities` at 1:{glue:text}`ah_ratio`, {glue:text}`ah_n_seeds`); probes are fitted for the
 # minorities {glue:text}`ah_mediation_minorities`, because they dominate this chapter's cost. The paper used ResNet-34
-# for 500 epochs, all ten minorities and 10 seeds. {glue:md}`ah_probe_time`.
+# for 500 epochs, all ten minorities and 10 seeds. {glue:text}`ah_probe_time`.
 #
-# Probes are multinomial logistic regressions on L2-normalised features with {glue:md}`ah_probe_c`, at most
+# Probes are multinomial logistic regressions on L2-normalised features with {glue:text}`ah_probe_c`, at most
 # {glue:text}`ah_max_iter` L-BFGS iterations (scikit-learn's `LogisticRegression`; our fold loop reproduces
 # `GridSearchCV`'s choice, checked in `tests/test_mediation.py`). The `cpu` profile fixes $C$ because on two shared
 # CPU cores a search multiplies the cost of every probe by (folds × values of $C$ + 1); the `gpu` profile runs the
@@ -155,11 +121,10 @@ glue("ah_max_iter", probe_max_iter, display=False)
 
 # %%
 order = reference.class_order()
-boots = {prot: mediation.effect_bootstrap(mr, n_boot=n_boot, level=ci_level, seed=0)
+boots = {prot: mediation.effect_bootstrap(mr, n_boot=P.n_boot, level=P.ci_level, seed=0)
          for prot, mr in runs_by_protocol.items()}
-paper_full = {"TE": reference.matrix("simclr_100_te"), "NIE": reference.matrix("simclr_100_nie")}
-paper_full["NDE"] = paper_full["TE"] - paper_full["NIE"]
-main = protocols[0]
+paper_full = report.paper_effects(P.method, P.ratio)  # None when the paper reports no TE/NIE for this setting
+main = P.protocols[0]
 mr_main = runs_by_protocol[main]
 rows = [c for c in order if c in mr_main.minorities]
 long_main = mediation.long_effects(boots[main], paper_full)
@@ -174,23 +139,28 @@ rcharts.panels([mediation.effect_heatmap(long_main, e, title=f"Ours ({main} prot
 # conditions share the draws) and the paper's value.
 
 # %%
-six = reference.matrix("simclr_100_te_6").index.tolist()
-paper_six = {"TE": reference.long("simclr_100_te_6"), "NDE": reference.long("simclr_100_neg_rnde_6"),
-             "NIE": reference.long("simclr_100_nie_6")}
-paper_six_long = pd.concat([d.rename(columns={"other": "predicted"}).assign(effect=e) for e, d in paper_six.items()])
-six_rows = [c for c in six if c in rows]
-six_ours = long_main[long_main.minority.isin(six_rows) & long_main.predicted.isin(six)]
-six_domain = rcharts.diverging_domain(np.concatenate([paper_six_long["value"].to_numpy(), six_ours["value"].to_numpy()]),
-                                      0.0)  # paper and ours on one scale: the same colour is the same effect
-six_panels = []
-for e in mediation.EFFECTS:
-    six_panels.append(mediation.effect_heatmap(paper_six_long, e, order=six, rows=six, domain=six_domain,
-                                               title=f"Paper, 6 classes: {e if e != 'NDE' else '−rNDE'}",
-                                               width=rcharts.plot_width(2)))
-    if six_rows:
-        six_panels.append(mediation.effect_heatmap(long_main, e, title=f"Ours, same cells: {e}", order=six,
-                                                   rows=six_rows, domain=six_domain, width=rcharts.plot_width(2)))
-rcharts.panels(six_panels, shared_color=True)
+paper_six = report.paper_effects_6(P.method, P.ratio)
+if paper_six is None:
+    display_six = Markdown(f"*(the paper reports no 6-class panels for {report.paper_label(P.method, P.ratio)})*")
+else:
+    six = paper_six["TE"].index.tolist()
+    paper_six_long = pd.concat([d.stack().rename("value").rename_axis(["minority", "predicted"]).reset_index()
+                                .assign(effect=e) for e, d in paper_six.items()])
+    six_rows = [c for c in six if c in rows]
+    six_ours = long_main[long_main.minority.isin(six_rows) & long_main.predicted.isin(six)]
+    six_domain = rcharts.diverging_domain(np.concatenate([paper_six_long["value"].to_numpy(),
+                                                          six_ours["value"].to_numpy()]),
+                                          0.0)  # paper and ours on one scale: the same colour is the same effect
+    six_panels = []
+    for e in mediation.EFFECTS:
+        six_panels.append(mediation.effect_heatmap(paper_six_long, e, order=six, rows=six, domain=six_domain,
+                                                   title=f"Paper, 6 classes: {e if e != 'NDE' else '−rNDE'}",
+                                                   width=rcharts.plot_width(2)))
+        if six_rows:
+            six_panels.append(mediation.effect_heatmap(long_main, e, title=f"Ours, same cells: {e}", order=six,
+                                                       rows=six_rows, domain=six_domain, width=rcharts.plot_width(2)))
+    display_six = rcharts.panels(six_panels, shared_color=True)
+display_six
 
 # %% [markdown]
 # Left: the paper's 6-class panels (airplane, ship, automobile, truck, deer, horse; `AH_undersampling_100.pdf`);
@@ -200,45 +170,19 @@ rcharts.panels(six_panels, shared_color=True)
 # ## How much of the minority's accuracy loss does the representation carry?
 
 # %%
-with np.errstate(invalid="ignore", divide="ignore"):  # a share NIE/TE is undefined where a draw has TE = 0
-    summaries = {prot: mediation.diagonal_summary(mr, n_boot=n_boot, level=ci_level, seed=0)
-                 for prot, mr in runs_by_protocol.items()}
-paper_diag = pd.DataFrame({"paper_TE": np.diag(reference.matrix("simclr_100_te")),
-                           "paper_NIE": np.diag(reference.matrix("simclr_100_nie"))}, index=order)
-paper_diag["paper_share"] = paper_diag.paper_NIE / paper_diag.paper_TE
-paper_mean = reference.matrix("simclr_100_diagonal_mean")
-table = summaries[main][["TE", "TE_lo", "TE_hi", "NIE", "NIE_lo", "NIE_hi", "share", "share_lo", "share_hi"]]
-table = table.join(paper_diag, how="left")
-# like for like: the paper's mean over the same minorities as ours (its 10-class mean is quoted in the text)
-same = paper_diag.loc[[m for m in mr_main.minorities if m in paper_diag.index]]
-table.loc["mean", ["paper_TE", "paper_NIE"]] = same[["paper_TE", "paper_NIE"]].mean().to_numpy()
-table.loc["mean", "paper_share"] = table.loc["mean", "paper_NIE"] / table.loc["mean", "paper_TE"]
-glue("ah_paper10_te", float(paper_mean.iloc[0]["TE"]), display=False)
-glue("ah_paper10_nie", float(paper_mean.iloc[0]["NIE"]), display=False)
-glue("ah_n_same", tables.plural(len(same), "minority", "minorities"), display=False)
-s = summaries[main].loc["mean"]
-glue("ah_main", main, display=False)
-glue("ah_te_mean", float(s.TE), display=False)
-glue("ah_nie_mean", float(s.NIE), display=False)
-glue("ah_share", float(s.share), display=False)
-glue("ah_share_lo", float(s.share_lo), display=False)
-glue("ah_share_hi", float(s.share_hi), display=False)
-glue("ah_paper_te_mean", float(table.loc["mean", "paper_TE"]), display=False)
-glue("ah_paper_nie_mean", float(table.loc["mean", "paper_NIE"]), display=False)
-glue("ah_paper_share", float(table.loc["mean", "paper_share"]), display=False)
-tables.show(table, index="minority", caption="One row per minority class (and their mean): the change of its own "
-            "accuracy in total (TE) and through the representation (NIE), NIE's share of TE, each with its bootstrap "
-            "interval, beside the paper's values for the same class; the mean row averages the same classes in both.",
-            digits=2)
+summaries = report.summaries(runs_by_protocol, n_boot=P.n_boot, level=P.ci_level)
+diag = report.diagonal(summaries, main, paper_full, P.method, P.ratio)
+tables.show(diag.diagonal_table, index="minority", caption="One row per minority class (and their mean): the change of its "
+            "own accuracy in total (TE) and through the representation (NIE), NIE's share of TE, each with its "
+            "bootstrap interval, beside the paper's values for the same class where it reports this setting; the "
+            "mean row averages the same classes in both.", digits=2)
 
 # %% [markdown]
 # With the {glue:text}`ah_main` protocol, the minority's accuracy changes by {glue:text}`ah_te_mean:.3f` in total,
 # of which {glue:text}`ah_nie_mean:.3f` flows through the representation: a share of
-# {glue:text}`ah_share:.2f` (interval {glue:text}`ah_share_lo:.2f` to {glue:text}`ah_share_hi:.2f`). The paper
-# reports {glue:text}`ah_paper_te_mean:.3f` and {glue:text}`ah_paper_nie_mean:.3f`, a share of
-# {glue:text}`ah_paper_share:.2f`, averaged over the same {glue:text}`ah_n_same` (over all ten minorities:
-# {glue:text}`ah_paper10_te:.3f` and {glue:text}`ah_paper10_nie:.3f`). The rest of the loss is the probe's own:
-# with 1:{glue:text}`ah_ratio` it sees almost no minority example.
+# {glue:text}`ah_share:.2f` (interval {glue:text}`ah_share_lo:.2f` to {glue:text}`ah_share_hi:.2f`).
+# {glue:text}`ah_paper_comparison`. The rest of the loss is the probe's own: with 1:{glue:text}`ah_ratio` it sees
+# almost no minority example.
 #
 # ### Other settings in the paper
 #
@@ -253,21 +197,9 @@ tables.show(reference.matrix("other_settings_diagonal"), index="setting",
 # ## Both probe protocols side by side
 
 # %%
-both = pd.concat({prot: summ[["TE", "NIE", "NDE", "share", "share_lo", "share_hi"]]
-                  for prot, summ in summaries.items()}, names=["protocol", "minority"]).reset_index()
-if len(summaries) > 1:
-    a, b = list(summaries)[:2]
-    glue("ah_proto_a", a, display=False)
-    glue("ah_proto_b", b, display=False)
-    glue("ah_share_a", float(summaries[a].loc["mean", "share"]), display=False)
-    glue("ah_share_b", float(summaries[b].loc["mean", "share"]), display=False)
-else:
-    glue("ah_proto_a", main, display=False)
-    glue("ah_proto_b", main, display=False)
-    glue("ah_share_a", float(s.share), display=False)
-    glue("ah_share_b", float(s.share), display=False)
-tables.show(both, caption="One row per protocol and minority class: TE, NIE and the direct part NDE of its own "
-            "accuracy, and NIE's share of TE with its interval.", digits=2)
+protos = report.protocols(summaries)
+tables.show(protos.protocol_table, caption="One row per protocol and minority class: TE, NIE and the direct part NDE of its "
+            "own accuracy, and NIE's share of TE with its interval.", digits=2)
 
 # %% [markdown]
 # The share carried by the representation is {glue:text}`ah_share_a:.2f` with the {glue:text}`ah_proto_a`
@@ -281,12 +213,9 @@ tables.show(both, caption="One row per protocol and minority class: TE, NIE and 
 # error for the minority diagonals.
 
 # %%
-psd = mediation.effect_paper_sd(mr_main)
-tables.show(pd.DataFrame({e: {m: psd[e].loc[m, m] for m in mr_main.minorities} for e in mediation.EFFECTS}).add_prefix(
-    "paper's formula: ").join(pd.DataFrame({e: {m: boots[main][e]["se"].loc[m, m] for m in mr_main.minorities}
-                                            for e in mediation.EFFECTS}).add_prefix("bootstrap SE: ")),
-            index="minority", caption="One row per minority class: the paper's ± for its diagonal TE, NDE and NIE "
-            "beside our bootstrap standard errors.", digits=2)
+tables.show(report.paper_sd_table(mr_main, boots[main]), index="minority",
+            caption="One row per minority class: the paper's ± for its diagonal TE, NDE and NIE beside our bootstrap "
+            "standard errors.", digits=2)
 
 # %% [markdown]
 # ## A regression cross-check with pingouin
@@ -300,27 +229,8 @@ tables.show(pd.DataFrame({e: {m: psd[e].loc[m, m] for m in mr_main.minorities} f
 # effect $a \times b$.
 
 # %%
-rh_cr = metrics.cosine_runs(results, feature=feature)
-rh_est = metrics.rh_matrix(rh_cr)
-nie_main = mediation.effect_matrices(mr_main)["NIE"]
-checks = []
-for m in mr_main.minorities:
-    toward = rh_est.loc[m].drop(m).idxmin()
-    out = mediation.mediation_crosscheck(results, mr_main, m, toward, feature=feature, n_boot=crosscheck_n_boot, seed=0)
-    checks.append({"minority": m, "toward": toward, "indirect": out["indirect"], "lo": out["indirect_lo"],
-                   "hi": out["indirect_hi"], "direct": out["direct"], "total": out["total"], "n": out["n"]})
-    # the regression's total (mean Y at X=1 minus at X=0, balanced-label probe) is the interventional NIE of the
-    # diagonal with its sign flipped, by construction: assert it rather than print a column that repeats it
-    assert abs(out["total"] + float(nie_main.loc[m, m])) < 1e-6, (m, out["total"], nie_main.loc[m, m])
-checks = pd.DataFrame(checks).set_index("minority")
-first = checks.iloc[0]
-glue("ah_cc_minority", checks.index[0], display=False)
-glue("ah_cc_toward", first.toward, display=False)
-glue("ah_cc_indirect", float(first.indirect), display=False)
-glue("ah_cc_lo", float(first.lo), display=False)
-glue("ah_cc_hi", float(first.hi), display=False)
-glue("ah_cc_total", float(first.total), display=False)
-tables.show(checks, index="minority", caption="One row per minority class: the class it collapses toward (smallest "
+cc = report.crosscheck(results, mr_main, feature=P.feature, n_boot=P.crosscheck_n_boot)
+tables.show(cc.cc_table, index="minority", caption="One row per minority class: the class it collapses toward (smallest "
             "RH), the regression's indirect effect on P(misclassified) with its bootstrap interval, the direct and "
             "total effects, and the number of test images.", digits=2, rename={"lo": "indirect lo",
                                                                                "hi": "indirect hi"})
@@ -330,8 +240,9 @@ tables.show(checks, index="minority", caption="One row per minority class: the c
 # the misclassification probability is {glue:text}`ah_cc_indirect:.3f` (bootstrap interval
 # {glue:text}`ah_cc_lo:.3f` to {glue:text}`ah_cc_hi:.3f`) out of a total of {glue:text}`ah_cc_total:.3f`.
 # The regression's total is, by construction, the interventional NIE of the minority's accuracy with its sign
-# flipped (both compare the balanced-label probe on the two representations; the notebook asserts the equality), so
-# the two designs differ only in how they split that total.
+# flipped (both compare the balanced-label probe on the two representations; with several split seeds each split is
+# weighted by its number of evaluated minority images; `rharm.report.allocation.crosscheck` checks the equality),
+# so the two designs differ only in how they split that total.
 #
 # **How the two designs differ.** The interventional NIE changes the whole representation and retrains the probe,
 # so it counts every way the new representation moves the decision boundary; it needs no model of how $M$ acts on
@@ -345,31 +256,7 @@ tables.show(checks, index="minority", caption="One row per minority class: the c
 # %%
 import rharm.headline
 
-meaningful = bool(np.isfinite(s.share) and s.TE < -0.01 and 0 <= s.share <= 1)
-share_txt = (f"a share of {s.share:.2f}"
-             + (f" (interval {s.share_lo:.2f} to {s.share_hi:.2f})" if s.share_hi > s.share_lo else "")
-             if meaningful else "a share that is not meaningful here (the total loss is too small or has the "
-             "other sign)")
-other = [p for p in summaries if p != main]
-other_share = float(summaries[other[0]].loc["mean", "share"]) if other else float("nan")
-finding = (
-    f"Underrepresenting a class (1:{ratio}) changes its own accuracy by {s.TE:.3f} on average over "
-    f"{tables.plural(len(mr_main.minorities), 'minority', 'minorities')} ({main} protocol); "
-    f"the representation carries {s.NIE:.3f} of it, {share_txt}, against the paper's "
-    f"{table.loc['mean', 'paper_share']:.2f} for the same classes. "
-    + ("Most of the loss is the probe's own: it sees almost no minority example. "
-       if meaningful and s.share < 0.5 else "")
-    + (f"The {other[0]} protocol gives a share of {other_share:.2f}."
-       if other and meaningful and np.isfinite(other_share) else "")
-)
-glue("finding", Markdown(finding), display=False)
-rharm.headline.write(P, {"protocol": main, "te_mean": s.TE, "nie_mean": s.NIE, "share": s.share,
-                         "share_lo": s.share_lo, "share_hi": s.share_hi,
-                         "paper_share_same_minorities": table.loc["mean", "paper_share"],
-                         "paper_te_mean_10": float(paper_mean.iloc[0]["TE"]),
-                         "paper_nie_mean_10": float(paper_mean.iloc[0]["NIE"]),
-                         "share_by_protocol": {p: float(v.loc["mean", "share"]) for p, v in summaries.items()},
-                         "minorities": list(mr_main.minorities)})
+rharm.headline.publish(P, "ah", scale, diag, protos, cc, report.finding(P.ratio, diag, protos))
 
 # %%
 import rharm.provenance

@@ -146,3 +146,19 @@ def test_finding_sentences(planted):
     sig1 = R.Significance(3, 18, "holm", 0.05)
     f1 = R.finding(_P(), sig1, nf, R.paper_comparison(long, "simclr", 10)).finding
     assert "3 of 18 off-diagonal cells" in f1 and "no representation harm" not in f1
+
+
+def test_the_sections_publish_without_a_name_clash(planted):
+    from rharm import headline
+
+    runs, cr, boot = planted
+    meta_runs = [SimpleNamespace(minority=r.minority, seed=r.seed, meta={}) for r in runs]
+    most = M.most_collapsed_table(boot["estimate"], boot["lo"], boot["hi"])
+    long = M.long_rh(boot["estimate"], boot["lo"], boot["hi"])
+    sig = R.significance(cr, "holm", 0.05)
+    nf = R.noise_floor(cr, most, 0.9)
+    comp = R.paper_comparison(long, "simclr", 10)
+    values = headline.section_values(R.scale(meta_runs, _P()), comp, sig, nf,
+                                     R.specificity(cr, None, n_boot=20, level=0.9), R.probe_anchor(runs),
+                                     R.finding(_P(), sig, nf, comp))
+    assert {"floor_lo", "corr_text", "probe_accs", "finding", "kept"} <= set(values)
