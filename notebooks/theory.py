@@ -18,7 +18,7 @@
 #
 # :::{admonition} Finding
 # :class: important
-# {glue:md}`finding`
+# {glue:text}`th_finding`
 # :::
 #
 # :::{note}
@@ -48,32 +48,20 @@ import rharm.params
 P = rharm.params.check("theory", globals())
 
 # %%
-import numpy as np
-import pandas as pd
-from IPython.display import Markdown
-from myst_nb import glue
+import rharm.provenance
+from rharm import charts, headline, reference, tables, theory
+from rharm.report import theory as report
 
-from rharm import tables, theory
-
-A = theory.sbm_connectivity(alpha)
-glue("profile", Markdown(f"`{P.profile}`"), display=False)
-glue("alpha", alpha, display=False)
-glue("within", theory.WITHIN_BLOCK, display=False)
-glue("majority_size", majority_size, display=False)
-glue("n1_list", Markdown(", ".join(str(n) for n in block_sizes_n1)), display=False)
-glue("node_iters", node_iters, display=False)
-glue("node_dim", node_dim, display=False)
-glue("pop_dim", pop_dim, display=False)
-glue("tau", tau, display=False)
-glue("restarts", restarts, display=False)
-glue("tol", tol, display=False)
-glue("seed", seed, display=False)
+charts.enable()
+A = theory.sbm_connectivity(P.alpha)
+sc = report.scale(P)
 
 # %% [markdown]
-# **Scale of this page.** Profile {glue:md}`profile`; node level: blocks of sizes $(n_1, m, m)$ with
-# $n_1$ = {glue:md}`n1_list` and $m=$ {glue:text}`majority_size`, $d=$ {glue:text}`node_dim`,
-# {glue:text}`node_iters` gradient steps, $\alpha=$ {glue:text}`alpha:.2f`, seed {glue:text}`seed`; population
-# level: $d=$ {glue:text}`pop_dim`, $\tau=$ {glue:text}`tau:.2f`, {glue:text}`restarts` random starts per solve.
+# **Scale of this page.** Profile {glue:text}`th_profile`; node level: blocks of sizes $(n_1, m, m)$ with
+# $n_1$ = {glue:text}`th_n1_list` and $m=$ {glue:text}`th_majority_size`, $d=$ {glue:text}`th_node_dim`,
+# {glue:text}`th_node_iters` gradient steps, $\alpha=$ {glue:text}`th_alpha:.2f`, seed {glue:text}`th_seed`;
+# population level: $d=$ {glue:text}`th_pop_dim`, $\tau=$ {glue:text}`th_tau:.2f`, {glue:text}`th_restarts` random
+# starts per solve.
 # The `cpu` and `gpu` profiles use the official code's settings (the simulations are small); the official code ran
 # one start per setting, we run several to check that they agree. The `smoke` profile shrinks the graphs and steps
 # and its numbers are not meant to be read. Our SBM graphs are drawn with NumPy, not graspologic, so they are other
@@ -96,36 +84,22 @@ glue("seed", seed, display=False)
 # a population InfoNCE loss: the positive of node $i$ is a random neighbour, the negatives are all nodes. We run
 # its projected gradient descent (step $10\,(k+1)^{-0.2}$, rows renormalised after each step). A node without
 # neighbours would make the official code divide by zero; ours gives it no positive term (the graphs here have
-# {glue:text}`isolated_total` such nodes).
+# {glue:text}`th_isolated_total` such nodes).
 
 # %%
-node = {
-    n1: theory.cached_sbm_node_cosines(
-        [n1, majority_size, majority_size], A, dim=node_dim, tau=tau, iters=node_iters, seed=seed
-    )
-    for n1 in block_sizes_n1
-}
-n1_min = min(block_sizes_n1)
-isolated = sum(
-    int((theory.sample_sbm([n1, majority_size, majority_size], A, seed=seed).sum(axis=1) == 0).sum())
-    for n1 in block_sizes_n1
-)
-glue("isolated_total", isolated, display=False)
-glue("n1_min", n1_min, display=False)
-glue("node_cos12_min", float(node[n1_min][0][0, 1]), display=False)
-glue("node_cos13_min", float(node[n1_min][0][0, 2]), display=False)
-glue("node_within_min", float(min(np.nanmin(np.diag(m)) for m, _ in node.values())), display=False)
-theory.connectivity_chart(A, title=f"connectivity (α = {alpha:g})")
+node = report.node_simulations(P)
+node_sec = report.node_level(node, P)
+theory.connectivity_chart(A, title=f"connectivity (α = {P.alpha:g})")
 
 # %%
-theory.node_cosine_charts(node, majority_size)
+theory.node_cosine_charts(node, P.majority_size)
 
 # %% [markdown]
 # Each panel shows the mean cosine between node representations of two blocks, ± its standard deviation
 # (within a block over distinct pairs, between blocks over all pairs). With the smallest minority
-# ($n_1=$ {glue:text}`n1_min`) block 1 sits at cosine {glue:text}`node_cos12_min:.3f` to block 2 and
-# {glue:text}`node_cos13_min:.3f` to block 3. Nodes of one block point in nearly one direction (the smallest
-# within-block mean cosine is {glue:text}`node_within_min:.3f`; the spread is largest in the smallest block,
+# ($n_1=$ {glue:text}`th_n1_min`) block 1 sits at cosine {glue:text}`th_node_cos12_min:.3f` to block 2 and
+# {glue:text}`th_node_cos13_min:.3f` to block 3. Nodes of one block point in nearly one direction (the smallest
+# within-block mean cosine is {glue:text}`th_node_within_min:.3f`; the spread is largest in the smallest block,
 # whose few nodes each see their own random set of neighbours): the collapse of a block onto one representation
 # that the population problem below takes for granted.
 #
@@ -157,61 +131,37 @@ theory.node_cosine_charts(node, majority_size)
 # configuration on the expected graph and the two population objectives at the same $h$.
 
 # %%
-sizes_check = [8, 20, 36]
-pi_check = np.array(sizes_check) / sum(sizes_check)
-h_check = np.random.default_rng(seed).standard_normal((3, pop_dim))
-labels = np.repeat(np.arange(3), sizes_check)
-node_value = theory.node_loss(h_check[labels], theory.expected_graph(sizes_check, A), tau)
-glue("reduction_gap", float(abs(node_value - theory.population_objective(h_check, pi_check, A, tau, "principled"))),
-     display=False)
-glue("official_gap", float(abs(node_value - theory.population_objective(h_check, pi_check, A, tau, "official"))),
-     display=False)
+red = report.reduction(P)
 
 # %% [markdown]
 # At a random $h$ with block sizes (8, 20, 36) the node loss and the principled objective differ by
-# {glue:text}`reduction_gap:.1e` (rounding), the official objective by {glue:text}`official_gap:.3f`.
+# {glue:text}`th_reduction_gap:.1e` (rounding), the official objective by {glue:text}`th_official_gap:.3f`.
 #
 # We minimise both objectives over the product of spheres with L-BFGS (each block's step scaled by its mass,
 # finished by Newton steps) and call a solution converged when the Riemannian gradient per unit of block mass,
-# $\max_k \lVert \operatorname{grad}_{h_k} L\rVert/\pi_k$, is below {glue:text}`tol:.0e`. The gradient on $h_1$
+# $\max_k \lVert \operatorname{grad}_{h_k} L\rVert/\pi_k$, is below {glue:text}`th_tol:.0e`. The gradient on $h_1$
 # is proportional to $\pi_1$, so an unscaled tolerance would accept an $h_1$ that has barely moved. We also rerun
 # the official code's own solver (projected gradient descent, step $0.2\,(k+1)^{-0.1}$, 1000 steps, one start).
 
 # %%
-sweep = theory.population_sweep(pi1_values, alphas, dim=pop_dim, tau=tau, restarts=restarts, seed=seed, tol=tol)
-official_gd = theory.population_sweep(pi1_values, alphas, solvers=("official_gd",), dim=pop_dim, tau=tau,
-                                      restarts=1, seed=seed, tol=tol)
-convergence = (
-    sweep.groupby("objective")
-    .agg(solves=("converged", "size"), all_converged=("converged", "all"),
-         worst_block_grad_norm=("block_grad_norm", "max"), worst_restart_spread=("spread", "max"))
-    .reset_index()
-)
-gd_check = (
-    official_gd.groupby("objective")
-    .agg(solves=("converged", "size"), converged=("converged", "sum"),
-         worst_block_grad_norm=("block_grad_norm", "max"))
-    .reset_index()
-)
-glue("n_solves", int(len(sweep)) * restarts, display=False)
-glue("all_converged", Markdown("all" if sweep["converged"].all() else "**not all**"), display=False)
-glue("worst_grad", float(sweep["block_grad_norm"].max()), display=False)
-glue("worst_spread", float(sweep["spread"].max()), display=False)
-glue("gd_unconverged", int((~official_gd["converged"]).sum()), display=False)
-glue("gd_total", int(len(official_gd)), display=False)
-tables.show(convergence, caption="One row per objective: solves over every α, π1 and start; whether all met the "
-            "tolerance; the worst gradient norm and the worst disagreement between starts.",
+sweep = theory.population_sweep(P.pi1_values, P.alphas, dim=P.pop_dim, tau=P.tau, restarts=P.restarts, seed=P.seed,
+                                tol=P.tol)
+official_gd = theory.population_sweep(P.pi1_values, P.alphas, solvers=("official_gd",), dim=P.pop_dim, tau=P.tau,
+                                      restarts=1, seed=P.seed, tol=P.tol)
+conv = report.convergence(sweep, official_gd, P.restarts)
+tables.show(conv.convergence, caption="One row per objective: solves over every α, π1 and start; whether all met "
+            "the tolerance; the worst gradient norm and the worst disagreement between starts.",
             rename={"worst_block_grad_norm": "worst gradient norm", "worst_restart_spread": "worst spread"},
             scientific=["worst_block_grad_norm", "worst_restart_spread"], digits=2)
 
 # %% [markdown]
-# Of {glue:text}`n_solves` solves (every $\alpha$, $\pi_1$, objective and start), {glue:md}`all_converged`
-# converged; the worst gradient norm is {glue:text}`worst_grad:.1e` and random starts agree on every cosine to
-# within {glue:text}`worst_spread:.1e`. The official solver stops short of that tolerance in
-# {glue:text}`gd_unconverged` of its {glue:text}`gd_total` runs:
+# Of {glue:text}`th_n_solves` solves (every $\alpha$, $\pi_1$, objective and start), {glue:text}`th_all_converged`
+# converged; the worst gradient norm is {glue:text}`th_worst_grad:.1e` and random starts agree on every cosine to
+# within {glue:text}`th_worst_spread:.1e`. The official solver stops short of that tolerance in
+# {glue:text}`th_gd_unconverged` of its {glue:text}`th_gd_total` runs:
 
 # %%
-tables.show(gd_check, caption="One row per objective: the official solver's runs, how many met the tolerance, "
+tables.show(conv.gd_check, caption="One row per objective: the official solver's runs, how many met the tolerance, "
             "and its worst gradient norm.", rename={"worst_block_grad_norm": "worst gradient norm"}, digits=2,
             scientific=["worst_block_grad_norm"])
 
@@ -239,14 +189,7 @@ theory.population_line_chart(sweep, pair="cos12") & theory.population_line_chart
 theory.population_line_chart(official_gd, pair="cos12", solver="official_gd")
 
 # %%
-heat_pi = theory.minority_proportions(heatmap_pi1)
-heat = {}
-for objective in theory.OBJECTIVES:
-    s = theory.population_restarts(heat_pi, A, restarts=restarts, dim=pop_dim, tau=tau, objective=objective,
-                                   seed=seed, tol=tol)
-    heat[f"{objective}, π1 = {heatmap_pi1:.4g}"] = s.best.cosines
-glue("heatmap_pi1", heatmap_pi1, display=False)
-theory.population_heatmap_charts(heat)
+theory.population_heatmap_charts(report.heatmaps(P))
 
 # %% [markdown]
 # ### Against the published heatmaps
@@ -259,44 +202,18 @@ theory.population_heatmap_charts(heat)
 # printed cosine beside them:
 
 # %%
-from rharm import reference
-
-published = theory.published_comparison(dim=20, tau=1.0, restarts=restarts, seed=seed, tol=tol)
+published = theory.published_comparison(dim=20, tau=1.0, restarts=P.restarts, seed=P.seed, tol=P.tol)
 precision = float(reference.theory_info()["precision"])
+pub = report.published(published, precision)
 published_wide = published.pivot_table(index=["pi1", "pi1_label", "pair", "published"], columns="source",
                                        values="cosine", sort=False).reset_index()
-published_fit = (
-    published.assign(abs_difference=published["difference"].abs())
-    .groupby("source", sort=False)
-    .agg(mean_abs_difference=("abs_difference", "mean"), max_abs_difference=("abs_difference", "max"),
-         cells_within_print=("within_print", "sum"), cells=("within_print", "size"))
-    .reset_index()
-)
-best = published_fit.loc[published_fit["max_abs_difference"].idxmin()]
-best_source = {label: objective for label, objective, _ in theory.PUBLISHED_SOURCES}
-figure_objective = best_source[best["source"]]
-small_panel = published[(published["pi1"] == published["pi1"].min()) & (published["pair"] == "cos12")].set_index(
-    "source")
-glue("pub_best_source", Markdown(best["source"]), display=False)
-glue("pub_best_max", float(best["max_abs_difference"]), display=False)
-glue("pub_best_within", int(best["cells_within_print"]), display=False)
-glue("pub_cells", int(best["cells"]), display=False)
-glue("pub_precision", precision, display=False)
-glue("pub_principled_max", float(published_fit.set_index("source").loc["principled objective, converged",
-                                                                     "max_abs_difference"]), display=False)
-# the panel's title as plain text (2^-6 -> 2⁻⁶): math from a glued value is not typeset inside a paragraph
-base, exponent = str(small_panel["pi1_label"].iloc[0]).split("^")
-glue("pub_small_label", base + exponent.translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")), display=False)
-glue("pub_small_printed", float(small_panel["published"].iloc[0]), display=False)
-glue("pub_small_gd", float(small_panel.loc["official objective, official solver", "cosine"]), display=False)
-glue("pub_small_converged", float(small_panel.loc["official objective, converged", "cosine"]), display=False)
 tables.show(published_wide, caption="One row per panel of cosine_th.pdf (α = 0.4) and block pair: the printed "
             "cosine beside rharm's three solutions at the same α and π1 (d = 20, τ = 1).",
             decimals={"pi1": 4, "published": 2} | {label: 3 for label, _, _ in theory.PUBLISHED_SOURCES},
             rename={"pi1": "π1", "pi1_label": "π1 (as titled)"})
 
 # %%
-tables.show(published_fit, caption="One row per rharm solution: its mean and largest absolute difference from the "
+tables.show(pub.published_fit, caption="One row per rharm solution: its mean and largest absolute difference from the "
             "printed cosines, and in how many of the cells it rounds to the printed value (within ± 0.005).",
             rename={"mean_abs_difference": "mean |difference|", "max_abs_difference": "max |difference|",
                     "cells_within_print": "cells within print precision"}, digits=2)
@@ -305,13 +222,13 @@ tables.show(published_fit, caption="One row per rharm solution: its mean and lar
 theory.published_comparison_chart(published, precision=precision)
 
 # %% [markdown]
-# The {glue:md}`pub_best_source` matches the published heatmaps best: it differs from the printed cosines by at most
-# {glue:text}`pub_best_max:.4f` and rounds to the printed value in {glue:text}`pub_best_within` of the
-# {glue:text}`pub_cells` cells (print precision ± {glue:text}`pub_precision:.3f`); the converged principled
-# optimum differs by up to {glue:text}`pub_principled_max:.3f`. At π₁ = {glue:text}`pub_small_label` the
-# printed $\cos(h_1^\star, h_2^\star) =$ {glue:text}`pub_small_printed:.2f` is where the official solver stops
-# ({glue:text}`pub_small_gd:.3f`), not the converged optimum of the same objective
-# ({glue:text}`pub_small_converged:.3f`, which would print as 1).
+# The {glue:text}`th_pub_best_source` matches the published heatmaps best: it differs from the printed cosines by at
+# most {glue:text}`th_pub_best_max:.4f` and rounds to the printed value in {glue:text}`th_pub_best_within` of the
+# {glue:text}`th_pub_cells` cells (print precision ± {glue:text}`th_pub_precision:.3f`); the converged principled
+# optimum differs by up to {glue:text}`th_pub_principled_max:.3f`. At π₁ = {glue:text}`th_pub_small_label` the
+# printed $\cos(h_1^\star, h_2^\star) =$ {glue:text}`th_pub_small_printed:.2f` is where the official solver stops
+# ({glue:text}`th_pub_small_gd:.3f`), not the converged optimum of the same objective
+# ({glue:text}`th_pub_small_converged:.3f`, which would print as 1).
 
 # %% [markdown]
 # ## Node level against population level
@@ -321,67 +238,33 @@ theory.published_comparison_chart(published, precision=precision)
 
 # %%
 comparison = theory.node_population_comparison(
-    {n1: mean for n1, (mean, _) in node.items()}, alpha, majority_size, restarts=restarts, dim=pop_dim, tau=tau,
-    seed=seed, tol=tol,
+    {n1: mean for n1, (mean, _) in node.items()}, P.alpha, P.majority_size, restarts=P.restarts, dim=P.pop_dim,
+    tau=P.tau, seed=P.seed, tol=P.tol,
 )
-wide = comparison.pivot_table(index=["n1", "pi1", "pair"], columns="source", values="cosine")[
-    ["node", "principled", "official"]
-]
-gaps = {obj: float((wide[obj] - wide["node"]).abs().mean()) for obj in theory.OBJECTIVES}
-closer = min(gaps, key=gaps.get)
-glue("gap_principled", gaps["principled"], display=False)
-glue("gap_official", gaps["official"], display=False)
-glue("closer", Markdown(closer), display=False)
-tables.show(wide.reset_index(), caption="One row per minority size n1 and block pair: the node simulation's mean "
-            "cosine beside the two population optima at the same π1.", decimals={"node": 3, "principled": 3,
-                                                                                  "official": 3, "pi1": 4},
-            rename={"pi1": "π1"})
+node_pop = report.node_population(comparison)
+tables.show(node_pop.node_population, caption="One row per minority size n1 and block pair: the node simulation's "
+            "mean cosine beside the two population optima at the same π1.",
+            decimals={"node": 3, "principled": 3, "official": 3, "pi1": 4}, rename={"pi1": "π1"})
 
 # %%
-small = theory.minority_proportions(min(pi1_values))
-a_max = theory.sbm_connectivity(max(alphas))
-reached = {}
-for objective in theory.OBJECTIVES:
-    gd = theory.solve_population(small, a_max, dim=pop_dim, tau=tau, objective=objective, seed=seed,
-                                 solver="official_gd")
-    ok = theory.population_restarts(small, a_max, restarts=restarts, dim=pop_dim, tau=tau, objective=objective,
-                                    seed=seed, tol=tol)
-    reached[objective] = (float(gd.cosines[0, 1]), float(ok.best.cosines[0, 1]))
-glue("pi1_small", min(pi1_values), display=False)
-glue("alpha_max", max(alphas), display=False)
-glue("gd_official", reached["official"][0], display=False)
-glue("opt_official", reached["official"][1], display=False)
-glue("gd_principled", reached["principled"][0], display=False)
-glue("opt_principled", reached["principled"][1], display=False)
-collapsing = [obj for obj in theory.OBJECTIVES if reached[obj][1] > 0.99]
-# how far the official solver's curve (official GD on the official objective) lies from each converged optimum
-gd_curve = official_gd[official_gd["objective"] == "official"].set_index(["alpha", "pi1"])["cos12"]
-figure_gap = {
-    obj: float((sweep[sweep["objective"] == obj].set_index(["alpha", "pi1"])["cos12"] - gd_curve).abs().mean())
-    for obj in theory.OBJECTIVES
-}
-glue("figure_gap_official", figure_gap["official"], display=False)
-glue("figure_gap_principled", figure_gap["principled"], display=False)
-glue("figure_objective", Markdown(figure_objective), display=False)
-glue("node_objective_differs", Markdown("differs from" if figure_objective != closer else "is the same as"),
-     display=False)
-glue("collapsing", Markdown(" and ".join(f"the {c} objective" for c in collapsing) if collapsing else "neither objective"), display=False)
+small = report.small_minority(P, report.small_minority_solves(P), sweep, official_gd, pub.figure_objective,
+                              node_pop.closer)
 
 # %% [markdown]
 # Averaged over block pairs and minority sizes, the node simulation differs from the principled optimum by
-# {glue:text}`gap_principled:.3f` and from the official one by {glue:text}`gap_official:.3f`: **the node
-# simulation agrees with the {glue:md}`closer` objective**, as it should, since that objective is the node loss
+# {glue:text}`th_gap_principled:.3f` and from the official one by {glue:text}`th_gap_official:.3f`: **the node
+# simulation agrees with the {glue:text}`th_closer` objective**, as it should, since that objective is the node loss
 # restricted to block-constant representations.
 #
-# At $\pi_1=$ {glue:text}`pi1_small:.4g` and $\alpha=$ {glue:text}`alpha_max:.2f`, the official solver
-# reaches $\cos(h_1,h_2)=$ {glue:text}`gd_official:.3f` on the official objective, whose converged optimum is
-# {glue:text}`opt_official:.3f`; on the principled objective the same solver stops at
-# {glue:text}`gd_principled:.3f`, far from its optimum {glue:text}`opt_principled:.3f`. Full collapse
-# ($\cos > 0.99$) there is reached by {glue:md}`collapsing`. Over the whole grid of $\alpha$ and $\pi_1$, the
-# curve of the official solver lies on average {glue:text}`figure_gap_official:.3f` from the converged official
-# optimum and {glue:text}`figure_gap_principled:.3f` from the converged principled one, and the published heatmaps
-# match that solver: **the published figure shows the {glue:md}`figure_objective` objective**, which
-# {glue:md}`node_objective_differs` the objective the node simulation agrees with.
+# At $\pi_1=$ {glue:text}`th_pi1_small:.4g` and $\alpha=$ {glue:text}`th_alpha_max:.2f`, the official solver
+# reaches $\cos(h_1,h_2)=$ {glue:text}`th_gd_official:.3f` on the official objective, whose converged optimum is
+# {glue:text}`th_opt_official:.3f`; on the principled objective the same solver stops at
+# {glue:text}`th_gd_principled:.3f`, far from its optimum {glue:text}`th_opt_principled:.3f`. Full collapse
+# ($\cos > 0.99$) there is reached by {glue:text}`th_collapsing`. Over the whole grid of $\alpha$ and $\pi_1$, the
+# curve of the official solver lies on average {glue:text}`th_figure_gap_official:.3f` from the converged official
+# optimum and {glue:text}`th_figure_gap_principled:.3f` from the converged principled one, and the published heatmaps
+# match that solver: **the published figure shows the {glue:text}`th_figure_objective` objective**, which
+# {glue:text}`th_node_objective_differs` the objective the node simulation agrees with.
 #
 # ## Where the minority goes as $\pi_1 \to 0$ (principled objective)
 #
@@ -406,11 +289,10 @@ glue("collapsing", Markdown(" and ".join(f"the {c} objective" for c in collapsin
 
 # %%
 difference, F = theory.limit_symbolic_check()
-glue("sympy_difference", Markdown(f"`{difference}`"), display=False)
 F
 
 # %% [markdown]
-# (the difference between sympy's derivative and the stated $F'$ simplifies to {glue:md}`sympy_difference`.)
+# (the difference between sympy's derivative and the stated $F'$ simplifies to {glue:text}`th_sympy_difference`.)
 #
 # $F'$ increases in $t$ and $F'(-1)<0$, so the limit $t^\star = \lim_{\pi_1\to0}\cos(h_1^\star,h_2^\star)$ is the
 # root of $F'$ when $F'(1)>0$ and equals 1 otherwise:
@@ -421,56 +303,28 @@ F
 #   block 3 is zero; so $h_1$ leans to $h_2$, and $\cos(h_1^\star,h_3^\star) = -t^\star$ is negative: the
 #   unconnected block is pushed away.
 # - Full collapse needs the pull to beat the push from the majorities' negatives. At $\tau=$
-#   {glue:text}`tau:.2f` this requires $\alpha \ge$ {glue:text}`alpha_threshold:.3f` (with $a=0.95$); below it
+#   {glue:text}`th_tau:.2f` this requires $\alpha \ge$ {glue:text}`th_alpha_threshold:.3f` (with $a=0.95$); below it
 #   the minority stops at a finite angle from block 2. The shortcut "the derivative in $\langle h_1,h_2\rangle$ is
 #   always negative" misses the last term of $F$, block 1 acting as a negative for the majority blocks.
 #
 # The table checks the limit against the solver at $\pi_1=10^{-6}$:
 
 # %%
-alpha_threshold = theory.WITHIN_BLOCK * (2 * np.tanh(1 / tau) - 1)
-glue("alpha_threshold", float(alpha_threshold), display=False)
-limits = theory.limit_check(alphas, tau=tau, pi1=1e-6, dim=pop_dim, seed=seed)
-glue("limit_worst", float(limits["abs_diff"].max()), display=False)
+limits = theory.limit_check(P.alphas, tau=P.tau, pi1=1e-6, dim=P.pop_dim, seed=P.seed)
+lim = report.limit(P, limits, difference)
 tables.show(limits, caption="One row per α: the limit t* from F′ beside the solved cosines at π1 = 1e-6 and their "
-            "absolute difference.", decimals={c: 4 for c in ["limit_cos12", "cos12", "cos13", "cos23"]}
-            , scientific=["abs_diff"], digits=2)
+            "absolute difference.", decimals={c: 4 for c in ["limit_cos12", "cos12", "cos13", "cos23"]},
+            scientific=["abs_diff"], digits=2)
 
 # %% [markdown]
-# The limit from $F'$ and the solved optimum agree to {glue:text}`limit_worst:.1e` for every $\alpha$. So under the
+# The limit from $F'$ and the solved optimum agree to {glue:text}`th_limit_worst:.1e` for every $\alpha$. So under the
 # principled objective the minority's representation moves towards the majority block it is connected to, and
 # away from the block it is not connected to, monotonically as $\pi_1$ shrinks (see the line plots); it merges
 # with it completely only when the connection is strong enough (or the temperature high enough).
 
 # %%
-import rharm.headline
-
-above = [a for a in alphas if a >= alpha_threshold]
-below = [a for a in alphas if a < alpha_threshold]
-finding = (
-    f"Under the principled objective (the node loss restricted to block-constant representations, which the node "
-    f"simulation agrees with), the minority's representation merges with the majority block it is connected to as "
-    f"π1 → 0 only when the link probability α is at least {alpha_threshold:.3f} (τ = {tau:g}); "
-    + ("every α run (" + ", ".join(f"{a:g}" for a in above) + ") is above it, so the minority collapses fully. "
-       if not below else
-       "no α run (" + ", ".join(f"{a:g}" for a in below) + ") reaches it, so the minority stops at a finite angle "
-       f"from block 2 (converged cos(h1*, h2*) = {reached['principled'][1]:.3f} at π1 = {min(pi1_values):.3g}, "
-       f"α = {max(alphas):g}). " if not above else
-       "α = " + ", ".join(f"{a:g}" for a in above) + " collapse fully; α = " + ", ".join(f"{a:g}" for a in below)
-       + " stop at a finite angle. ")
-    + f"The published heatmaps (cosine_th.pdf) show the {figure_objective} objective: rharm's solution "
-    f"'{best['source']}' rounds to {int(best['cells_within_print'])} of their {int(best['cells'])} printed "
-    f"cosines. The derived limit matches the solver to "
-    f"{float(limits['abs_diff'].max()):.1e}."
-)
-glue("finding", Markdown(finding), display=False)
-rharm.headline.write(P, {"alpha_threshold": alpha_threshold, "tau": tau, "alphas_collapsing": above,
-                         "alphas_finite_angle": below, "figure_objective": figure_objective,
-                         "node_closer_objective": closer, "gap_principled": gaps["principled"],
-                         "gap_official": gaps["official"], "limit_worst": float(limits["abs_diff"].max()),
-                         "all_converged": bool(sweep["converged"].all())})
+headline.publish(P, "th", sc, node_sec, red, conv, pub, node_pop, small, lim,
+                 report.finding(P, lim, small, pub, node_pop))
 
 # %%
-import rharm.provenance
-
 rharm.provenance.block(P)
