@@ -66,9 +66,10 @@ def test_paper_comparison_known_correlation():
     assert c.n_cells == len(cells) - 1
     assert c.corr_off == pytest.approx(1.0)
     assert c.corr_all < 0.99
-    assert f"{c.n_cells} cells" in c.corr_text and "bottom" in c.paper_panel
+    assert f"{c.n_cells} cells" in c.corr_text and "RH_undersampling_100_full.pdf" in c.paper_panel
     none = R.paper_comparison(long.drop(columns="paper"), "simclr", 10)
     assert none.n_cells == 0 and np.isnan(none.corr_all) and "reports no RH matrix" in none.paper_panel
+    assert none.corr_text.startswith("The paper reports no RH for SimCLR at 1:10")
     with pytest.raises(ValueError, match="lacks columns"):
         R.paper_comparison(long.drop(columns="rh"), "simclr", 100)
 

@@ -28,6 +28,16 @@ def paper_rh(method: str, ratio: int) -> pd.DataFrame | None:
         return None
 
 
+def paper_source(method: str, ratio: int) -> str | None:
+    """The official repository's figure file the paper's RH for this setting was read from, or None."""
+    for name in reference.names("matrix"):
+        i = reference.info(name)
+        if (str(i["method"]).lower(), i["ratio"], i["quantity"], i["panel"]) == (str(method).lower(), ratio, "RH",
+                                                                                "full"):
+            return i["source"]["file"].rsplit("/", 1)[-1]
+    return None
+
+
 def paper_label(method: str, ratio: int) -> str:
     """How the chapter names the paper's setting, e.g. ``"SimCLR at 1:100"``."""
     name = {"simclr": "SimCLR", "simsiam": "SimSiam"}.get(str(method).lower(), method)
@@ -106,11 +116,13 @@ def paper_comparison(ours_long: pd.DataFrame, method: str, ratio: int) -> PaperC
         panel = (f"the paper reports no RH matrix for {paper_label(method, ratio)}, so there is no panel of its "
                  "values to compare with")
     else:
-        panel = (f"bottom: the paper's values for the same rows ({paper_label(method, ratio)} with ResNet-34, "
-                 "from the official repository's RH figure, read through rharm.reference)")
+        panel = (f"bottom: the paper's values for the same rows ({paper_label(method, ratio)} with ResNet-34; "
+                 f"official repository, {paper_source(method, ratio)}; read through rharm.reference)")
     corr_all = _pearson(cells.rh.to_numpy(), cells.paper.to_numpy())
     corr_off = _pearson(off.rh.to_numpy(), off.paper.to_numpy())
-    if len(cells) > 2:
+    if paper_rh(method, ratio) is None:
+        text = f"The paper reports no RH for {paper_label(method, ratio)}, so no cell can be compared with it."
+    elif len(cells) > 2:
         text = (f"Across the {len(cells)} cells we share with the paper, the Pearson correlation of our RH with "
                 f"theirs is {corr_all:.2f} ({corr_off:.2f} without the diagonal, whose RH mostly measures how spread "
                 "out the minority class became).")
