@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import data, runtime, store, train
+from . import data, runtime, schema, store, train
 
 KIND = "simclr_run"
 
@@ -98,8 +98,7 @@ def _validate(grid: Mapping[str, Any]) -> dict:
     mins = g["minority_classes"]
     if isinstance(mins, str) or not isinstance(mins, (list, tuple)):
         raise ValueError(f"minority_classes={mins!r} is not valid; give a list of names from {list(info.classes)}")
-    if not isinstance(g["warm_start"], bool):
-        raise ValueError(f"warm_start={g['warm_start']!r} is not valid; it must be true or false")
+    schema.check("warm_start", g["warm_start"])
     if g["warm_start"] and len(mins) != 1:
         raise ValueError(f"warm_start=True needs exactly one minority class (the class its pre-training leaves out); "
                          f"got minority_classes={mins!r}")
@@ -109,15 +108,10 @@ def _validate(grid: Mapping[str, Any]) -> dict:
                              f"choose from {list(info.classes)}")
     if len(set(mins)) != len(mins):
         raise ValueError(f"minority_classes={list(mins)!r} has repeats")
-    seeds = g["seeds"]
-    if isinstance(seeds, (int, str)) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
-                                                         for s in seeds):
-        raise ValueError(f"seeds={seeds!r} is not valid; give a non-empty list of integers >= 0")
-    r = g["ratio"]
-    if isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 1:
-        raise ValueError(f"ratio={r!r} is not valid; it must be a number >= 1")
-    npc = g["n_per_class"]
-    if isinstance(npc, bool) or not isinstance(npc, int) or not 1 <= npc <= info.train_per_class:
+    for name in ("seeds", "ratio", "n_per_class", "threads", "workers"):  # one schema (rharm.schema) for each
+        schema.check(name, g[name])
+    seeds, r, npc = g["seeds"], g["ratio"], g["n_per_class"]
+    if npc > info.train_per_class:
         raise ValueError(f"n_per_class={npc!r} is not valid for dataset={g['dataset']!r}; it must be an integer in "
                          f"[1, {info.train_per_class}]")
     if mins and int(npc / r) < 1:
@@ -126,12 +120,6 @@ def _validate(grid: Mapping[str, Any]) -> dict:
     if g["data_source"] not in info.sources:
         raise ValueError(f"data_source={g['data_source']!r} is not valid for dataset={g['dataset']!r}; choose one "
                          f"of {list(info.sources)}")
-    th = g["threads"]
-    if isinstance(th, bool) or not isinstance(th, int) or th < 0:
-        raise ValueError(f"threads={th!r} is not valid; it must be an integer >= 0 (0 = leave torch's setting)")
-    w = g["workers"]
-    if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-        raise ValueError(f"workers={w!r} is not valid; it must be an integer >= 1 (runs trained in parallel processes)")
     if g["device"] != "auto":
         try:
             torch.device(g["device"])

@@ -2,8 +2,9 @@
 
 A chapter computes one summary dataclass per section (its ``rharm.report`` module) and calls :func:`publish` once
 with all of them: every field is glued into the prose as ``<prefix>_<field>`` and written to the JSON file, so a
-reader, a test or another paper can use the numbers without parsing HTML. A run with parameter overrides (a variant) never writes
-into ``book/``: its file goes to ``runs/<chapter>/<profile>-<overrides>.json``, beside the variant notebook.
+reader, a test or another paper can use the numbers without parsing HTML. A run with parameter overrides (a
+variant) never writes into ``book/``: its file goes to ``runs/<chapter>/<profile>-<overrides>.json``, beside the
+variant notebook.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm import stats
+from rharm import schema, stats
 from rharm.metrics import CIFAR10_CLASSES, _as_numpy, bootstrap_indices, class_means, unit_normalise
 
 PROTOCOLS = ("paper", "clean")
@@ -290,8 +290,7 @@ def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: in
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r} is not valid; choose one of {PROTOCOLS}")
-    if ratio < 1:
-        raise ValueError(f"ratio={ratio} must be an integer >= 1")
+    schema.check("ratio", ratio)
     if not 0 < test_size < 1:
         raise ValueError(f"test_size={test_size} must lie in (0, 1)")
     from sklearn.model_selection import train_test_split

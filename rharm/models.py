@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from .common import check_choice as _check_choice
+from .schema import SPECS as _SPECS
 
-BACKBONES = ("resnet18", "resnet34", "small_cnn")
-INITS = ("random", "imagenet")
-METHODS = ("simclr", "simsiam")
+BACKBONES = _SPECS["backbone"].choices
+INITS = _SPECS["init"].choices
+METHODS = _SPECS["method"].choices
 
 #: Channel widths of the four blocks of ``small_cnn``; the last one is its ``out_dim``.
 SMALL_CNN_WIDTHS = (16, 32, 64, 128)

@@ -45,8 +45,9 @@ from typing import Any, Mapping
 import yaml
 
 from . import paths
+from .schema import TYPES, ParameterError, Spec
+from .schema import spec as schema_spec
 
-TYPES = ("int", "float", "str", "bool", "list[int]", "list[float]", "list[str]")
 PROFILES = ("smoke", "cpu", "gpu")
 DEFAULT_PROFILE = "cpu"
 # names IPython and papermill put into a kernel's namespace; never treated as parameters
@@ -71,28 +72,9 @@ def yaml_load(text) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
-class ParameterError(ValueError):
-    """A notebook parameter has an unknown name or an invalid value."""
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    type: str
-    help: str = ""
-    range: tuple[float, float] | None = None
-    choices: tuple | None = None
-    min_len: int = 0
-
-    def describe(self) -> str:
-        parts = [self.type]
-        if self.choices is not None:
-            parts.append("one of " + ", ".join(map(repr, self.choices)))
-        if self.range is not None:
-            parts.append(f"in [{self.range[0]}, {self.range[1]}]")
-        if self.min_len:
-            parts.append(f"at least {self.min_len} item(s)")
-        return "; ".join(parts)
+def validate_value(spec: Spec, value: Any) -> Any:
+    """Return ``value`` converted to the spec's type, or raise :class:`ParameterError`."""
+    return spec.validate(value)
 
 
 @lru_cache(maxsize=4)
@@ -127,30 +109,47 @@ def specs(notebook: str, path: str | Path | None = None) -> dict[str, Spec]:
     """The parameter specs of ``notebook``, in declaration order."""
     out = {}
     for name, raw in (_section(notebook, path).get("parameters") or {}).items():
+        if isinstance(raw, dict) and "schema" in raw:  # the shared schema's spec, optionally narrowed
+            fields = _spec_fields(notebook, name, {k: v for k, v in raw.items() if k != "schema"})
+            try:
+                out[name] = schema_spec(raw["schema"]).narrowed(name=name, **fields)
+            except ParameterError as err:
+                raise ParameterError(f"profiles.yml: {notebook}.{name}: {err}") from None
+            continue
         if not isinstance(raw, dict) or raw.get("type") not in TYPES:
             raise ParameterError(
-                f"profiles.yml: {notebook}.{name} needs a type among {', '.join(TYPES)}, got {raw!r}"
+                f"profiles.yml: {notebook}.{name} needs a type among {', '.join(TYPES)} or a schema name "
+                f"({{schema: <name>}}, rharm.schema.SPECS), got {raw!r}"
             )
-        rng = raw.get("range")
-        if rng is not None:
-            try:
-                lo, hi = (float(v) for v in rng)
-            except (TypeError, ValueError):
-                raise ParameterError(
-                    f"profiles.yml: {notebook}.{name}.range must be two numbers [lo, hi], got {rng!r} "
-                    "(YAML reads 1.0e6 as a string: write 1.0e+6)"
-                ) from None
-            rng = (lo, hi)
-        choices = raw.get("choices")
-        out[name] = Spec(
-            name=name,
-            type=raw["type"],
-            help=raw.get("help", ""),
-            range=tuple(rng) if rng is not None else None,
-            choices=tuple(choices) if choices is not None else None,
-            min_len=int(raw.get("min_len", 0)),
-        )
+        out[name] = Spec(name=name, **_spec_fields(notebook, name, raw))
     return out
+
+
+def _spec_fields(notebook: str, name: str, raw: dict) -> dict:
+    """The :class:`Spec` fields a profiles.yml declaration gives (type, help, range, choices, min_len)."""
+    unknown = sorted(set(raw) - {"type", "help", "range", "choices", "min_len"})
+    if unknown:
+        raise ParameterError(f"profiles.yml: {notebook}.{name} has unknown key(s) {unknown}")
+    fields: dict[str, Any] = {}
+    if "type" in raw:
+        fields["type"] = raw["type"]
+    if "help" in raw:
+        fields["help"] = raw["help"]
+    rng = raw.get("range")
+    if rng is not None:
+        try:
+            lo, hi = (float(v) for v in rng)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"profiles.yml: {notebook}.{name}.range must be two numbers [lo, hi], got {rng!r} "
+                "(YAML reads 1.0e6 as a string: write 1.0e+6)"
+            ) from None
+        fields["range"] = (lo, hi)
+    if raw.get("choices") is not None:
+        fields["choices"] = tuple(raw["choices"])
+    if "min_len" in raw:
+        fields["min_len"] = int(raw["min_len"])
+    return fields
 
 
 @dataclass(frozen=True)
@@ -224,7 +223,7 @@ def check_rules(notebook: str, values: Mapping[str, Any], path: str | Path | Non
 def profile_values(notebook: str, profile: str, path: str | Path | None = None) -> dict[str, Any]:
     """The parameter values ``profile`` sets for ``notebook`` (validated)."""
     if profile not in PROFILES:
-        raise ParameterError(f"parameter 'profile' = {profile!r} is not valid; valid profiles: {', '.join(PROFILES)}")
+        raise ParameterError(f"parameter profile={profile!r} is not valid; valid profiles: {', '.join(PROFILES)}")
     section = _section(notebook, path)
     profiles = section.get("profiles") or {}
     if profile not in profiles:
@@ -239,57 +238,6 @@ def profile_values(notebook: str, profile: str, path: str | Path | None = None) 
             f"missing {missing}, undeclared {unknown}"
         )
     return {n: validate_value(spec[n], values[n]) for n in spec}
-
-
-def _bad(spec: Spec, value: Any, why: str = "") -> ParameterError:
-    extra = f" ({why})" if why else ""
-    return ParameterError(
-        f"parameter {spec.name!r} = {value!r} is not valid{extra}; expected {spec.describe()}"
-        + (f" — {spec.help}" if spec.help else "")
-    )
-
-
-def _scalar(spec: Spec, base: str, value: Any) -> Any:
-    if base == "bool":
-        if isinstance(value, bool):
-            return value
-        raise _bad(spec, value, "not a bool")
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise _bad(spec, value, "not an integer")
-    elif base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _bad(spec, value, "not a number")
-        value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise _bad(spec, value, "not finite")
-    elif base == "str":
-        if not isinstance(value, str):
-            raise _bad(spec, value, "not a string")
-    if spec.range is not None and base in ("int", "float"):
-        lo, hi = spec.range
-        if not lo <= value <= hi:
-            raise _bad(spec, value, "out of range")
-    if spec.choices is not None and value not in spec.choices:
-        raise _bad(spec, value, "unknown choice")
-    return value
-
-
-def validate_value(spec: Spec, value: Any) -> Any:
-    """Return ``value`` converted to the spec's type, or raise :class:`ParameterError`."""
-    if spec.type.startswith("list["):
-        base = spec.type[5:-1]
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise _bad(spec, value, "not a list")
-        if len(value) < spec.min_len:
-            raise _bad(spec, value, "too few items")
-        return [_scalar(spec, base, v) for v in value]
-    return _scalar(spec, spec.type, value)
 
 
 def resolve(notebook: str, given: Mapping[str, Any], path: str | Path | None = None) -> tuple[str, dict]:

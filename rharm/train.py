@@ -8,7 +8,7 @@ batch order is a function of ``(seed, epoch)`` alone, so a run resumed mid-epoch
 
 The GPU path: the whole uint8 training set is moved to the device once; batches are indexed and augmented there; the
 model runs in the resolved precision (:func:`resolve_precision`: bf16 autocast on CUDA by default, fp32 on the CPU),
-channels_last on CUDA, optionally under ``torch.compile``; the step loop makes no host synchronisation (losses stay
+channels_last on every device, optionally under ``torch.compile``; the step loop makes no host synchronisation (losses stay
 on the device and are checked for finiteness once per epoch). ``deterministic=True`` (the default, for CPU tests and
 exact resume) turns on ``torch.use_deterministic_algorithms``; with ``False`` cuDNN may benchmark and pick the fastest
 (non-deterministic) kernels, the gpu profile's choice.
@@ -28,21 +28,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import losses, mitigation, models
+from . import losses, mitigation, models, schema
 
-SCHEDULES = ("cosine", "official")
+SCHEDULES = schema.SPECS["schedule"].choices
 #: Numerical precision of training: "auto" = bf16 autocast on CUDA when supported (fp16 with loss scaling
 #: otherwise), fp32 on the CPU; "fp32" = no autocast; "bf16" / "fp16" = autocast to that type (fp16: CUDA only).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = schema.SPECS["precision"].choices
 #: The environment setting cuBLAS needs for deterministic results on CUDA (NVIDIA cuBLAS docs, "Results
 #: reproducibility"); read when the process creates its first cuBLAS handle.
 CUBLAS_WORKSPACE = ":4096:8"
-AUGMENTS = ("simclr", "simsiam", "simclr_grey")
+AUGMENTS = schema.SPECS["augment"].choices
 #: Final learning rate as a fraction of the initial one (the official get_lr's lr_min = 1e-3, cifar/simclr/simclr.py).
 LR_FINAL_FRACTION = 1e-3
 
 _DEFAULT_LR = {"simclr": 0.6, "simsiam": 0.06}
 _DEFAULT_WD = {"simclr": 1e-6, "simsiam": 5e-4}
+
+
+#: TrainConfig fields where None means "the method's own value"
+_OPTIONAL = ("lr", "weight_decay", "nesterov", "augment")
 
 
 @dataclass
@@ -106,60 +110,17 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field, its value and what is allowed."""
-
-        def choice(name, allowed):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"TrainConfig.{name}={value!r} is not valid; choose one of {list(allowed)}")
-
-        def integer(name, lo, hi=None):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (
-                    hi is not None and value > hi):
-                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                raise ValueError(f"TrainConfig.{name}={value!r} is not valid; it must be an integer {rng}")
-
-        def real(name, lo, hi=None, open_lo=False):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            ok = ok and (value > lo if open_lo else value >= lo) and (hi is None or value <= hi)
-            if not ok:
-                rng = ("> " if open_lo else ">= ") + str(lo) + ("" if hi is None else f" and <= {hi}")
-                raise ValueError(f"TrainConfig.{name}={value!r} is not valid; it must be a finite number {rng}")
-
-        choice("method", models.METHODS)
-        choice("backbone", models.BACKBONES)
-        choice("init", models.INITS)
+        """Raise ValueError naming the first bad field, its value and what is allowed (:mod:`rharm.schema`)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None or f.name not in _OPTIONAL:  # None: the method's value (lr, weight decay, ...)
+                object.__setattr__(self, f.name, schema.check(f.name, value))  # e.g. epochs 2.0 -> 2
         if self.backbone == "small_cnn" and self.init != "random":
             raise ValueError(f"TrainConfig.init={self.init!r} is not valid for backbone='small_cnn'; choose ['random']")
-        choice("schedule", SCHEDULES)
-        choice("precision", PRECISIONS)
-        if self.augment is not None:
-            choice("augment", AUGMENTS)
-        integer("epochs", 1)
-        integer("batch_size", 2)
-        integer("knn_every", 0)
-        integer("knn_k", 1)
-        integer("checkpoint_every", 0)
-        integer("seed", 0, 2**63 - 1)
-        if self.lr is not None:
-            real("lr", 0.0, open_lo=True)
-        if self.weight_decay is not None:
-            real("weight_decay", 0.0)
-        real("momentum", 0.0, 1.0)
-        real("temperature", 0.0, open_lo=True)
-        if self.nesterov is not None and not isinstance(self.nesterov, bool):
-            raise ValueError(f"TrainConfig.nesterov={self.nesterov!r} is not valid; choose True, False or None")
-        real("minority_weight", 0.0, open_lo=True)
-        real("sdclr_prune", 0.0, 0.99)
         for name in ("minority_weight", "sdclr_prune"):
             if self.method != "simclr" and getattr(self, name) != getattr(TrainConfig, name):
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid with method="
                                  f"{self.method!r}; it is a change of NT-Xent, use method='simclr'")
-        for name in ("clamp", "deterministic", "compile", "rebalance"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid; choose True or False")
         if self.resolved_nesterov and self.momentum == 0:
             raise ValueError("TrainConfig.nesterov=True is not valid with momentum=0; set momentum > 0 or nesterov=False")
 
@@ -498,9 +459,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
             except RuntimeError as exc:
                 raise ValueError(f"init_state does not fit a {config.method}/{config.backbone} model: {exc}") from exc
         model = model.to(device)
-        memory_format = torch.channels_last if cuda else torch.contiguous_format
-        if cuda:
-            model = model.to(memory_format=memory_format)
+        # channels_last on every device: 1.6x faster small_cnn steps on one CPU thread too (benchmarks/channels_last.py)
+        memory_format = torch.channels_last
+        model = model.to(memory_format=memory_format)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(config, 0, total_steps), momentum=config.momentum,
                                     nesterov=config.resolved_nesterov, weight_decay=config.resolved_weight_decay)
         gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # augmentation draws, on the device
@@ -647,7 +608,7 @@ def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method
     spec = _augment_spec(config.resolved_augment)
     torch.manual_seed(seed)
     model = models.ContrastiveModel(method, backbone).to(device)
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    fmt = torch.channels_last
     model = model.to(memory_format=fmt)
     forward = torch.compile(model) if compile else model
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)

@@ -54,7 +54,8 @@ def _bare_parameter_reads(src) -> list[str]:
     names = set(params.specs(src.stem, ROOT / "profiles.yml")) | {"profile"}
     found = []
     for cell in cells[idx + 1:]:
-        tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+        code = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        tree = ast.parse("\n".join(code))
         bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         bound |= {a.arg for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda)) for a in n.args.args}
         found += [f"{n.id} (line {n.lineno})" for n in ast.walk(tree) if isinstance(n, ast.Name)

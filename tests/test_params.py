@@ -56,7 +56,7 @@ def test_bad_values_name_parameter_value_and_valid_set(yml, name, value, fragmen
     with pytest.raises(params.ParameterError) as err:
         params.resolve("nb", {name: value}, yml)
     msg = str(err.value)
-    assert repr(name) in msg and fragment in msg
+    assert f"parameter {name}={value!r} is not valid" in msg and fragment in msg
 
 
 def test_unknown_parameter_is_an_error_listing_valid_names(yml):
