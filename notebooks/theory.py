@@ -134,8 +134,8 @@ theory.node_cosine_charts(node, P.majority_size)
 red = report.reduction(P)
 
 # %% [markdown]
-# At a random $h$ with block sizes (8, 20, 36) the node loss and the principled objective differ by
-# {glue:text}`th_reduction_gap:.1e` (rounding), the official objective by {glue:text}`th_official_gap:.3f`.
+# At a random $h$ with block sizes {glue:text}`th_reduction_sizes` the node loss and the principled objective
+# differ by {glue:text}`th_reduction_gap:.1e` (rounding), the official objective by {glue:text}`th_official_gap:.3f`.
 #
 # We minimise both objectives over the product of spheres with L-BFGS (each block's step scaled by its mass,
 # finished by Newton steps) and call a solution converged when the Riemannian gradient per unit of block mass,
@@ -303,9 +303,10 @@ F
 #   block 3 is zero; so $h_1$ leans to $h_2$, and $\cos(h_1^\star,h_3^\star) = -t^\star$ is negative: the
 #   unconnected block is pushed away.
 # - Full collapse needs the pull to beat the push from the majorities' negatives. At $\tau=$
-#   {glue:text}`th_tau:.2f` this requires $\alpha \ge$ {glue:text}`th_alpha_threshold:.3f` (with $a=0.95$); below it
-#   the minority stops at a finite angle from block 2. The shortcut "the derivative in $\langle h_1,h_2\rangle$ is
-#   always negative" misses the last term of $F$, block 1 acting as a negative for the majority blocks.
+#   {glue:text}`th_tau:.2f` this requires $\alpha \ge$ {glue:text}`th_alpha_threshold:.3f` (with $a=$
+#   {glue:text}`th_within`); below it the minority stops at a finite angle from block 2. The shortcut "the
+#   derivative in $\langle h_1,h_2\rangle$ is always negative" misses the last term of $F$, block 1 acting as a
+#   negative for the majority blocks.
 #
 # The table checks the limit against the solver at $\pi_1=10^{-6}$:
 
