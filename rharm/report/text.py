@@ -1,4 +1,4 @@
-"""The text chapter's sections as data (``notebooks/text_harm.py``, glue prefix ``th``).
+"""The text chapter's sections as data (``notebooks/text_harm.py``, glue prefix ``tx``).
 
 Each ``*_summary`` function takes a section's inputs and returns a frozen dataclass whose fields are what the prose
 and ``book/<profile>/text_harm.json`` need; the chapter passes them all to :func:`rharm.headline.publish`. The
@@ -280,7 +280,7 @@ def allocation_summary(runs: Runs, group_order: Sequence[str], *, minority: str,
 
 @dataclass(frozen=True)
 class Finding:
-    """The chapter's finding, one paragraph of plain text (glued as ``th_finding``)."""
+    """The chapter's finding, one paragraph of plain text (glued as ``tx_finding``)."""
 
     finding: str
 
