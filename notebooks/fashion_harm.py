@@ -67,20 +67,11 @@ P = rharm.params.check("fashion_harm", globals())
 # %%
 import time
 
-import pandas as pd
-from myst_nb import glue
+from rharm import charts, headline
+from rharm.report import fashion
 
-from rharm import data, design_report, headline, study, tables
-
+charts.enable()
 t_start = time.perf_counter()
-info = data.dataset_info(dataset)
-grid = {k: P.values[k] for k in ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr",
-                                 "weight_decay", "temperature", "clamp", "schedule", "augment", "ratio", "seeds",
-                                 "n_per_class", "data_source", "threads", "workers")}
-grid["progress"] = False
-common = dict(alpha=alpha, n_boot=n_boot, level=ci_level, dose_seeds=dose_seeds, temperatures=temperatures,
-              temperature_seeds=temperature_seeds, theory_fit_ratio=theory_fit_ratio, theory_dim=theory_dim,
-              probe_c=probe_c, log=lambda *a: None)
 
 # %% [markdown]
 # ## Two designs, both fixed before their runs
@@ -128,22 +119,8 @@ common = dict(alpha=alpha, n_boot=n_boot, level=ci_level, dose_seeds=dose_seeds,
 # Its RH is $1-\cos(h_1^*,h_2^*)$ at the ratio over the same at ratio 1, at the experiment's temperature.
 
 # %%
-results = {}
-results["A"] = study.run_design("Design A (all ten classes)", grid, n_close=n_close, dose_ratios=dose_ratios,
-                                **common)
-results["B"] = study.run_design("Design B (the pilot's five classes)",
-                                {**grid, "classes": list(replication_classes),
-                                 "n_per_class": replication_n_per_class},
-                                n_close=replication_n_close, dose_ratios=replication_dose_ratios, **common)
-setting = pd.DataFrame([
-    {"design": r.name, "classes": ", ".join(r.classes), "pool per class": r.grid["n_per_class"],
-     "minority keeps": f"1/{ratio} = {r.grid['n_per_class'] // ratio} images", "seeds": len(seeds),
-     "training minutes (summed over models)": r.train_minutes} for r in results.values()])
-tables.show(setting, digits=2,
-            caption=f"One row per design. Both: {backbone}, {epochs} epoch{'s' if epochs != 1 else ''}, batch "
-                    f"{batch_size}, lr {lr}, temperature {temperature}, augmentation {augment}; data "
-                    f"{results['A'].data_source}; {len(dose_seeds)} seeds per dose-response point and "
-                    f"{len(temperature_seeds)} per temperature.")
+results = fashion.run_designs(P)
+fashion.setting_table(P, results)
 
 # %% [markdown]
 # ## Design A: all ten classes
@@ -151,16 +128,16 @@ tables.show(setting, digits=2,
 # ### Pre-registration from the balanced models
 
 # %%
-design_report.prereg_table(results["A"])
+fashion.prereg_table(results["A"])
 
 # %% [markdown]
 # ### Representation harm in the pre-registered cells
 
 # %%
-design_report.harm_table(results["A"], ci_level)
+fashion.harm_table(results["A"], P.ci_level)
 
 # %%
-design_report.harm_heatmap(results["A"], results)
+fashion.harm_heatmap(results["A"], results)
 
 # %% [markdown]
 # ### Allocation harm and mediation of the same runs
@@ -170,16 +147,16 @@ design_report.harm_heatmap(results["A"], results)
 # the direct part (NDE) as in the {doc}`allocation_harm` chapter, under both probe protocols.
 
 # %%
-design_report.mediation_table(results["A"], ci_level, probe_c)
+fashion.mediation_table(results["A"], P.ci_level, P.probe_c)
 
 # %% [markdown]
 # ### Dose-response and the theory's curve
 
 # %%
-design_report.dose_table(results["A"])
+fashion.dose_table(results["A"])
 
 # %%
-design_report.dose_chart(results["A"])
+fashion.dose_chart(results["A"])
 
 # %% [markdown]
 # ### Temperature
@@ -190,13 +167,13 @@ design_report.dose_chart(results["A"])
 # the same temperature and seed, beside the theory's RH with the $\alpha$ fitted above.
 
 # %%
-design_report.temperature_table(results["A"])
+fashion.temperature_table(results["A"])
 
 # %% [markdown]
 # ### Verdicts
 
 # %%
-design_report.verdict_table(results["A"])
+fashion.verdict_table(results["A"])
 
 # %% [markdown]
 # ## Design B: the pilot's five classes
@@ -204,67 +181,46 @@ design_report.verdict_table(results["A"])
 # ### Pre-registration from the balanced models
 
 # %%
-design_report.prereg_table(results["B"])
+fashion.prereg_table(results["B"])
 
 # %% [markdown]
 # ### Representation harm in the pre-registered cells
 
 # %%
-design_report.harm_table(results["B"], ci_level)
+fashion.harm_table(results["B"], P.ci_level)
 
 # %%
-design_report.harm_heatmap(results["B"], results)
+fashion.harm_heatmap(results["B"], results)
 
 # %% [markdown]
 # ### Allocation harm and mediation of the same runs
 
 # %%
-design_report.mediation_table(results["B"], ci_level, probe_c)
+fashion.mediation_table(results["B"], P.ci_level, P.probe_c)
 
 # %% [markdown]
 # ### Dose-response and the theory's curve
 
 # %%
-design_report.dose_table(results["B"])
+fashion.dose_table(results["B"])
 
 # %%
-design_report.dose_chart(results["B"])
+fashion.dose_chart(results["B"])
 
 # %% [markdown]
 # ### Temperature
 
 # %%
-design_report.temperature_table(results["B"])
+fashion.temperature_table(results["B"])
 
 # %% [markdown]
 # ### Verdicts
 
 # %%
-design_report.verdict_table(results["B"])
+fashion.verdict_table(results["B"])
 
 # %% tags=["remove-cell"]
-finding = " ".join(r.finding(ci_level) for r in results.values())
-glue("fh_finding", finding, display=False)
-glue("fh_alpha", f"{alpha:g}", display=False)
-glue("fh_fit_ratio", str(theory_fit_ratio), display=False)
-headline.write(P, {
-    "finding": finding,
-    "designs": {k: {
-        "name": r.name, "classes": r.classes, "n_per_class": r.grid["n_per_class"], "data_source": r.data_source,
-        "preregistration": {"rule": r.prereg.rule, "minorities": r.prereg.minorities, "control": r.prereg.control,
-                            "partners": r.prereg.partners, "table": r.prereg.table},
-        "tests": r.tests, "noise_floor": r.floor, "balanced_probe_accuracy": r.probe,
-        "mediation": {p: m.reset_index() for p, m in r.mediation.items()},
-        "dose_response": {"minority": r.minority, "partner": r.partner, "points": r.dose,
-                          "slope_log_rh_per_log_ratio": r.dose_slope, "p_one_sided": r.dose_p},
-        "theory": {"alpha": r.fit.alpha, "fit_ratio": r.fit.fit_ratio, "at_bound": r.fit.at_bound,
-                   "mae_rh": r.theory_mae, "tau": r.fit.tau},
-        "temperature": {"points": r.temperature, "slope_log_rh_per_log_tau": r.temperature_slope,
-                        "p_one_sided": r.temperature_p},
-        "hypotheses_held": r.verdicts(), "training_minutes_summed_over_models": r.train_minutes,
-    } for k, r in results.items()},
-    "wall_minutes": (time.perf_counter() - t_start) / 60,
-})
+headline.publish(P, "fh", fashion.summary(P, results, t_start))
 
 # %% [markdown]
 # ## How this page was made

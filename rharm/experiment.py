@@ -20,7 +20,7 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -297,38 +297,58 @@ def run_grid(grid: Mapping[str, Any]) -> list[RunResult]:
     run resumes from its checkpoint. Returns RunResults ordered seed-major: for each seed, balanced then minorities.
     """
     g = _validate(grid)
-    if g["warm_start"]:
-        run_grid(pretrain_grid(g))  # the pre-trained models first (in parallel too), then the runs that start from them
-    todo = [(m, s) for s in g["seeds"] for m in [None, *g["minority_classes"]]]
     if g["workers"] > 1:
-        _train_missing_in_parallel(g, todo)
-    return [run_one(g, m, s) for m, s in todo]
+        prefetch([g], workers=g["workers"])
+    elif g["warm_start"]:
+        run_grid(pretrain_grid(g))  # the pre-trained models first, then the runs that start from them
+    return [run_one(g, m, s) for m, s in _grid_todo(g)]
+
+
+def _grid_todo(g: Mapping[str, Any]) -> list[tuple[str | None, int]]:
+    return [(m, s) for s in g["seeds"] for m in [None, *g["minority_classes"]]]
 
 
 def _train_only(grid: Mapping[str, Any], minority: str | None, seed: int) -> str:
     return str(run_one(grid, minority, seed).dir)
 
 
-def _train_missing_in_parallel(g: Mapping[str, Any], todo: list) -> None:
-    """Train the runs of ``todo`` that are not in the store yet in ``g["workers"]`` spawned processes.
+def prefetch(grids: Sequence[Mapping[str, Any]], *, workers: int) -> int:
+    """Train every run of ``grids`` that is not in the store yet, all in one pool of ``workers`` spawned processes;
+    return how many were trained.
 
-    Each process writes its run to the store (atomically, as always); the caller then loads every run from the store,
-    so results are identical to a serial execution. On a 2-core CPU, two one-thread processes use both cores, where
-    one process with two threads spends much of its time synchronising small convolutions.
+    A chapter that needs several grids (a design's main grid, its dose-response and temperature points) trains them
+    in one pool, so no worker waits at the end of each small grid and the processes start once. Every grid is
+    validated before anything trains; a warm-start grid's pre-training runs first. Each process writes its run to
+    the store (atomically, as always) and :func:`run_grid` then loads them, so results are those of a serial run.
+    On a 2-core CPU, two one-thread processes use both cores, where one process with two threads spends much of its
+    time synchronising small convolutions.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    validated = [_validate(g) for g in grids]
+    schema.check("workers", workers)
+    stages = [[pretrain_grid(g) for g in validated if g["warm_start"]], validated]
+    trained = 0
+    for stage in stages:
+        missing, seen = [], set()
+        for g in stage:
+            for m, s in _grid_todo(g):
+                folder = store.result_dir(KIND, run_config(g, m, s), _code())
+                if folder not in seen and not store.is_complete(folder):
+                    seen.add(folder)
+                    missing.append(({**g, "workers": 1, "progress": False}, m, s))
+        trained += len(missing)
+        if workers == 1 or len(missing) < 2:
+            for child, m, s in missing:
+                _train_only(child, m, s)
+            continue
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    missing = [(m, s) for m, s in todo
-               if not store.is_complete(store.result_dir(KIND, run_config(g, m, s), _code()))]
-    if len(missing) < 2:
-        return
-    child = {**g, "workers": 1, "progress": False}
-    ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
-    with ProcessPoolExecutor(max_workers=min(g["workers"], len(missing)), mp_context=ctx) as pool:
-        futures = [pool.submit(_train_only, child, m, s) for m, s in missing]
-        for fut in futures:
-            fut.result()
+        ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
+        with ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=ctx) as pool:
+            futures = [pool.submit(_train_only, child, m, s) for child, m, s in missing]
+            for fut in futures:
+                fut.result()
+    return trained
 
 
 def grid_from_params(P) -> dict:

@@ -95,21 +95,37 @@ def publish(P: Any, prefix: str, *sections: Any) -> Path:
     """Glue every scalar field of ``sections`` as ``<prefix>_<field>`` and write all fields to the chapter's JSON.
 
     ``sections`` are summary dataclasses (one per section of the chapter). Scalars (str, int, float, bool) are glued
-    for ``{glue:text}`` roles; every field, lists and tables included, goes to the file (:func:`write`). Outside a
-    kernel nothing is glued. Returns the JSON path.
+    for ``{glue:text}`` roles (a string field with ``metadata={"markdown": True}`` as Markdown, for ``{glue:md}``);
+    every field, lists and tables included, goes to the file (:func:`write`). Outside a kernel nothing is glued.
+    Returns the JSON path.
     """
     values = section_values(*sections)
+    markdown = {f.name for s in sections for f in dataclasses.fields(s) if f.metadata.get("markdown")}
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with the book stack
         get_ipython = None
     if get_ipython is not None and get_ipython() is not None:
+        from IPython.display import Markdown
         from myst_nb import glue
 
-        for name, value in values.items():
-            if value is None or isinstance(value, _GLUABLE):
-                glue(f"{prefix}_{name}", value, display=False)
+        for name, value in gluable(values, markdown).items():
+            glue(f"{prefix}_{name}", Markdown(value) if name in markdown else value, display=False)
     return write(P, values)
+
+
+def gluable(values: Mapping[str, Any], markdown: set[str] = frozenset()) -> dict[str, Any]:
+    """The fields :func:`publish` glues: scalars, as plain Python values (a numpy scalar would be shown as
+    ``np.float64(...)`` by ``{glue:text}``); ``None`` is skipped (nothing to show). A name in ``markdown`` must be a
+    string (glued as Markdown for ``{glue:md}``)."""
+    out = {}
+    for name, value in values.items():
+        if value is None or not isinstance(value, _GLUABLE):
+            continue
+        if name in markdown and not isinstance(value, str):
+            raise TypeError(f"field {name!r} is marked markdown but is a {type(value).__name__}, not a string")
+        out[name] = value.item() if isinstance(value, (np.generic,)) else value
+    return out
 
 
 def read(notebook: str, profile: str) -> dict:

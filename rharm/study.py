@@ -476,6 +476,15 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int
     balanced = runs([], seeds)
     log(f"{name}: {len(balanced)} balanced models")
     prereg = preregister(balanced_distance(metrics.cosine_runs(balanced, classes=classes)), classes, n_close=n_close)
+    m0, p0 = prereg.minorities[0], prereg.partners[prereg.minorities[0]]
+    # every model the rest of the design needs, known once the rule has named the minorities: trained in one pool
+    # (the analysis below then reads them from the store in the registered order)
+    later = [{**grid, "minority_classes": list(prereg.all_minorities), "seeds": seeds}]
+    later += [{**grid, "minority_classes": [m0], "seeds": list(dose_seeds), "ratio": int(r)}
+              for r in dose_ratios if int(r) != 1]
+    later += [{**grid, "minority_classes": [m0], "seeds": list(temperature_seeds), "temperature": float(t)}
+              for t in temperatures]
+    experiment.prefetch(later, workers=int(grid.get("workers") or 1))
     main = runs(prereg.all_minorities, seeds)
     cr = metrics.cosine_runs(main, classes=classes)
     tests = primary_tests(cr, prereg, alpha=alpha, n_boot=n_boot, level=level)
@@ -494,7 +503,6 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int
                                       classes=classes, minorities=prereg.all_minorities)
         med[prot] = mediation.diagonal_summary(mr, n_boot=n_boot, level=level, seed=0)
     log(f"{name}: pre-registered tests done")
-    m0, p0 = prereg.minorities[0], prereg.partners[prereg.minorities[0]]
     bal_dose = runs([], dose_seeds)
     points = []
     for r in dose_ratios:

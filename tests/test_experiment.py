@@ -117,3 +117,21 @@ def test_run_config_shares_balanced_model_and_normalises_ratio():
 def test_workers_is_validated():
     with pytest.raises(ValueError, match="workers=0 is not valid"):
         experiment.run_grid({"workers": 0, "backbone": "small_cnn"})
+
+
+def test_prefetch_trains_each_missing_run_of_several_grids_once(fake_cifar):
+    grids = [{**GRID, "minority_classes": ["automobile", "truck"]},
+             {**GRID, "ratio": 10},  # shares the balanced model of seed 0 with the first grid
+             {**GRID, "temperature": 0.2}]  # another temperature: its own balanced and minority models
+    assert experiment.prefetch(grids, workers=1) == 3 + 1 + 2
+    assert fake_cifar["train"] == 6
+    assert experiment.prefetch(grids, workers=1) == 0  # all in the store now
+    before = fake_cifar["train"]
+    runs = experiment.run_grid(grids[1])
+    assert fake_cifar["train"] == before and [r.minority for r in runs] == [None, "automobile"]
+
+
+def test_prefetch_validates_every_grid_before_training(fake_cifar):
+    with pytest.raises(ValueError, match="parameter ratio=0.5 is not valid"):
+        experiment.prefetch([GRID, {**GRID, "ratio": 0.5}], workers=1)
+    assert fake_cifar["train"] == 0

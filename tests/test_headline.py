@@ -30,9 +30,42 @@ def test_write_profile_page_and_variant(project):
 
 
 @pytest.mark.parametrize("name", runner.toc_chapters())
-def test_every_chapter_writes_its_headline_numbers(name):
+def test_every_chapter_publishes_its_headline_numbers_once_and_glues_nothing_else(name):
     src = (ROOT / "notebooks" / f"{name}.py").read_text()
-    assert re.search(r"headline\.write\(P,", src), f"notebooks/{name}.py never calls rharm.headline.write(P, ...)"
+    assert len(re.findall(r"headline\.publish\(P, \"\w+\"", src)) == 1, f"notebooks/{name}.py: one publish call"
+    assert not re.search(r"\bglue\(", src), f"notebooks/{name}.py glues values one by one: put them in a summary"
+
+
+def test_publish_glues_scalars_writes_everything_and_refuses_clashes(tmp_path, monkeypatch):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class A:
+        rh: float
+        finding: str = dataclasses.field(metadata={"markdown": True})
+        table: list = dataclasses.field(default_factory=list)
+
+    @dataclasses.dataclass(frozen=True)
+    class B:
+        n: int
+        note: str | None = None
+
+    a, b = A(np.float64(0.5), "**harm**", [1, 2]), B(np.int64(3))
+    values = headline.section_values(a, b)
+    assert list(values) == ["rh", "finding", "table", "n", "note"]
+    glued = headline.gluable(values, {"finding"})
+    assert glued == {"rh": 0.5, "finding": "**harm**", "n": 3} and type(glued["rh"]) is float
+    with pytest.raises(ValueError, match="'rh' of A is already given"):
+        headline.section_values(a, a)
+    with pytest.raises(TypeError, match="dataclass instance"):
+        headline.section_values({"rh": 1})
+    with pytest.raises(TypeError, match="marked markdown"):
+        headline.gluable({"finding": 1.0}, {"finding"})
+    monkeypatch.setenv(headline.PATH_ENV, str(tmp_path / "x.json"))
+    P = params.Params(notebook="demo", profile="smoke", values={})
+    out = headline.publish(P, "xx", a, b)  # outside a kernel: written, not glued
+    assert json.loads(out.read_text())["values"] == {"rh": 0.5, "finding": "**harm**", "table": [1, 2], "n": 3,
+                                                     "note": None}
 
 
 def _page(path, title, finding_mime, finding):

@@ -1,18 +1,94 @@
-"""The tables and charts of one pre-registered design (:class:`rharm.study.DesignResult`), one function per section
-of the Fashion-MNIST chapter, so that both of its designs are shown by the same code.
+"""The Fashion-MNIST chapter: its two designs run in the registered order (:func:`run_designs`), the tables and
+charts of one design (:class:`rharm.study.DesignResult`), one function per section so that both designs are shown
+by the same code, and the chapter's summary (:func:`summary`), which :func:`rharm.headline.publish` glues.
 
-Each function returns one displayable object (a :class:`rharm.tables.Table` or an Altair chart); the chapter calls
-it as the last expression of a cell.
+Each display function returns one displayable object (a :class:`rharm.tables.Table` or an Altair chart); the chapter
+calls it as the last expression of a cell.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import pandas as pd
 
-from . import charts, tables
-from .study import DesignResult, ci_text
+from .. import charts, experiment, study, tables
+from ..study import DesignResult, ci_text
+
+#: the parameters that make up a design's training grid (:func:`rharm.experiment.run_grid`)
+GRID_KEYS = ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr", "weight_decay", "temperature",
+             "clamp", "schedule", "augment", "ratio", "seeds", "n_per_class", "data_source", "threads", "workers")
+
+
+def design_grids(P: Any) -> dict[str, dict]:
+    """The training grid of each design: A on every class, B on ``replication_classes`` with its own pool."""
+    grid = {k: P.values[k] for k in GRID_KEYS}
+    grid["progress"] = False
+    return {"A": grid, "B": {**grid, "classes": list(P.replication_classes), "n_per_class": P.replication_n_per_class}}
+
+
+def run_designs(P: Any) -> dict[str, DesignResult]:
+    """Both designs, each in its registered order (:func:`rharm.study.run_design`); the balanced models of both are
+    trained first, in one pool (nothing of either design is underrepresented before its rule has run)."""
+    grids = design_grids(P)
+    experiment.prefetch([{**g, "minority_classes": []} for g in grids.values()], workers=P.workers)
+    common = dict(alpha=P.alpha, n_boot=P.n_boot, level=P.ci_level, dose_seeds=P.dose_seeds,
+                  temperatures=P.temperatures, temperature_seeds=P.temperature_seeds,
+                  theory_fit_ratio=P.theory_fit_ratio, theory_dim=P.theory_dim, probe_c=P.probe_c, log=lambda *a: None)
+    return {"A": study.run_design("Design A (all ten classes)", grids["A"], n_close=P.n_close,
+                                  dose_ratios=P.dose_ratios, **common),
+            "B": study.run_design("Design B (the pilot's five classes)", grids["B"], n_close=P.replication_n_close,
+                                  dose_ratios=P.replication_dose_ratios, **common)}
+
+
+def setting_table(P: Any, results: Mapping[str, DesignResult]) -> tables.Table:
+    """One row per design: classes, pool, what the minority keeps, seeds and training minutes."""
+    setting = pd.DataFrame([
+        {"design": r.name, "classes": ", ".join(r.classes), "pool per class": r.grid["n_per_class"],
+         "minority keeps": f"1/{P.ratio} = {r.grid['n_per_class'] // P.ratio} images", "seeds": len(P.seeds),
+         "training minutes (summed over models)": r.train_minutes} for r in results.values()])
+    return tables.show(setting, digits=2,
+                       caption=f"One row per design. Both: {P.backbone}, {tables.plural(P.epochs, 'epoch')}, batch "
+                               f"{P.batch_size}, lr {P.lr}, temperature {P.temperature}, augmentation {P.augment}; "
+                               f"data {results['A'].data_source}; {len(P.dose_seeds)} seeds per dose-response "
+                               f"point and {len(P.temperature_seeds)} per temperature.")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The chapter's headline: its finding, the numbers its prose quotes, and every design's results."""
+
+    finding: str
+    alpha: str  # the level of the primary tests, as the prose shows it
+    fit_ratio: str  # the ratio the theory's one parameter is fitted at
+    designs: dict
+    wall_minutes: float
+
+
+def _design_numbers(r: DesignResult) -> dict:
+    return {
+        "name": r.name, "classes": r.classes, "n_per_class": r.grid["n_per_class"], "data_source": r.data_source,
+        "preregistration": {"rule": r.prereg.rule, "minorities": r.prereg.minorities, "control": r.prereg.control,
+                            "partners": r.prereg.partners, "table": r.prereg.table},
+        "tests": r.tests, "noise_floor": r.floor, "balanced_probe_accuracy": r.probe,
+        "mediation": {p: m.reset_index() for p, m in r.mediation.items()},
+        "dose_response": {"minority": r.minority, "partner": r.partner, "points": r.dose,
+                          "slope_log_rh_per_log_ratio": r.dose_slope, "p_one_sided": r.dose_p},
+        "theory": {"alpha": r.fit.alpha, "fit_ratio": r.fit.fit_ratio, "at_bound": r.fit.at_bound,
+                   "mae_rh": r.theory_mae, "tau": r.fit.tau},
+        "temperature": {"points": r.temperature, "slope_log_rh_per_log_tau": r.temperature_slope,
+                        "p_one_sided": r.temperature_p},
+        "hypotheses_held": r.verdicts(), "training_minutes_summed_over_models": r.train_minutes,
+    }
+
+
+def summary(P: Any, results: Mapping[str, DesignResult], started: float) -> Summary:
+    """The chapter's summary; ``started`` is the ``time.perf_counter()`` at the chapter's start."""
+    return Summary(finding=" ".join(r.finding(P.ci_level) for r in results.values()), alpha=f"{P.alpha:g}",
+                   fit_ratio=str(P.theory_fit_ratio), designs={k: _design_numbers(r) for k, r in results.items()},
+                   wall_minutes=(time.perf_counter() - started) / 60)
 
 
 def prereg_table(res: DesignResult) -> tables.Table:
