@@ -1,0 +1,493 @@
+"""The mitigation chapter: its cell (the Fashion-MNIST chapter's first pre-registered minority and partner), the
+theory's temperature, the pre-registered expectations E1-E6, every intervention trained in one pool, the harm,
+allocation and cost of each, the verdicts and the finding.
+
+The functions run in the registered order: the balanced models of ``P.seeds`` first (:func:`balanced_runs`; the rule
+of :func:`rharm.study.preregister` reads them), then the unmitigated models (:func:`none_runs`; the theory's
+temperature is fitted to them), then every intervention (:func:`train_arms`). Each section's numbers are a frozen
+dataclass whose fields are what the prose glues (as ``mi_<field>``) and what ``book/<profile>/mitigation.json``
+holds; :func:`rharm.headline.publish` does both. Each display function returns one displayable object (a
+:class:`rharm.tables.Table` or an Altair chart) for the last expression of a chapter cell.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .. import charts, experiment, mediation, metrics, study, tables
+
+#: the parameters that make up the training grid: exactly the Fashion-MNIST chapter's grid of the same design, so
+#: that its balanced and unmitigated runs come from the result store
+GRID_KEYS = ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr", "weight_decay", "temperature",
+             "clamp", "schedule", "augment", "ratio", "seeds", "n_per_class", "classes", "data_source", "threads",
+             "workers")
+
+#: the interventions, in the order of the tables (``none`` first: every other is compared with it, paired by seed)
+INTERVENTIONS = ("none", "re-balancing", "re-weighting", "temperature", "SimSiam", "SDCLR", "warm start")
+
+#: The pre-registered expectations, written in ``profiles.yml`` (section ``mitigation``) before the cpu profile was
+#: run; E1-E5 unchanged since their first registration, E6 added with the move to design B. Per row: id,
+#: intervention, expectation, the range of the harm removed (lo, hi; a share, 0 = no change, 1 = no harm left) and
+#: why. Do not edit: it is a pre-registration.
+EXPECTATIONS = (
+    ("E1", "re-balancing", "reduces the harm", 0.30, np.inf,
+     "the minority at the balanced rate, but only its few images: not all of the harm expected back; "
+     "probe accuracy within 1 point"),
+    ("E2", "re-weighting", "reduces the harm", 0.15, 1.0,
+     "the same expected gradient as re-balancing, with more variance: no more than E1"),
+    ("E3", "temperature", "reduces the harm", 0.0, np.inf,
+     "the three-block theory: least collapse at the smallest temperature (sign is the test)"),
+    ("E4", "SimSiam", "does not remove it", -np.inf, 0.5,
+     "Maity et al. report the harm for SimSiam too; its RH interval below 1"),
+    ("E5", "SDCLR", "reduces it modestly", 0.10, 0.60,
+     "Jiang et al. report better balance on long-tailed CIFAR, not the harm's removal; probe within 2 points"),
+    ("E6", "warm start", "does not remove it", -np.inf, 0.3,
+     "the pre-training never sees the minority, so it cannot separate it from its partner; Maity et al. see the "
+     "harm with their ImageNet-initialised SimCLR; its RH interval below 1"),
+)
+
+#: the expectations that the harm persists: judged by the RH interval lying below 1, not by a paired difference
+PERSISTS = ("E4", "E6")
+
+
+def expectations() -> pd.DataFrame:
+    """:data:`EXPECTATIONS` as a table: columns id, intervention, expected, removed_lo, removed_hi, why (the
+    unbounded ends as ±inf; the chapter's JSON writes them as null)."""
+    return pd.DataFrame(list(EXPECTATIONS),
+                        columns=["id", "intervention", "expected", "removed_lo", "removed_hi", "why"])
+
+
+def expectations_table() -> tables.Table:
+    """The pre-registered expectations with the range of the harm removed in percent."""
+    e = expectations()
+    e["range"] = [f"{charts.fmt_sig(lo * 100, 2) if np.isfinite(lo) else '−∞'}% to "
+                  f"{charts.fmt_sig(hi * 100, 2) if np.isfinite(hi) else '∞'}%"
+                  for lo, hi in zip(e.removed_lo, e.removed_hi)]
+    return tables.show(e, index=None, columns=["id", "intervention", "expected", "range", "why"],
+                       rename={"range": "harm removed"}, caption="The pre-registered expectations.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The grids
+# --------------------------------------------------------------------------------------------------------------
+
+
+def base_grid(P: Any) -> dict:
+    """The unmitigated training grid (without minorities and seeds: each call sets them).
+
+    Raises ValueError when ``P.mitigation_seeds`` is not a subset of ``P.seeds`` (the balanced models of the
+    pre-registration), before anything is trained.
+    """
+    if not set(P.mitigation_seeds) <= set(P.seeds):
+        raise ValueError(f"mitigation_seeds={list(P.mitigation_seeds)} is not valid; it must be a subset of "
+                         f"seeds={list(P.seeds)} (the balanced models of the pre-registration)")
+    grid = {k: P.values[k] for k in GRID_KEYS}
+    grid["progress"] = False
+    return grid
+
+
+def interventions(P: Any, tau: float) -> dict[str, dict]:
+    """The grid changes of each intervention (``none``: no change); ``tau`` is the theory's temperature."""
+    return {
+        "none": {},
+        "re-balancing": {"rebalance": True},
+        "re-weighting": {"minority_weight": float(P.minority_weight)},
+        "temperature": {"temperature": float(tau)},
+        "SimSiam": {"method": "simsiam", "lr": float(P.simsiam_lr), "weight_decay": float(P.simsiam_weight_decay)},
+        "SDCLR": {"sdclr_prune": float(P.sdclr_prune)},
+        "warm start": {"warm_start": True},
+    }
+
+
+def settings(P: Any, minority: str, tau: float, n_classes: int) -> dict[str, str]:
+    """How each intervention was set, as the table shows it."""
+    return {
+        "none": f"SimCLR, τ {P.temperature:g}, lr {P.lr:g}",
+        "re-balancing": f"each {minority} image ×{P.n_per_class // (P.n_per_class // P.ratio)} per epoch",
+        "re-weighting": f"{minority} anchors weighted {P.minority_weight:g}",
+        "temperature": f"τ {tau:g}",
+        "SimSiam": f"lr {P.simsiam_lr:g}, weight decay {P.simsiam_weight_decay:g}",
+        "SDCLR": f"prune {P.sdclr_prune:.0%} of each backbone layer but the first",
+        "warm start": f"pre-trained {P.epochs} epochs on the {n_classes - 1} other classes, then as none",
+    }
+
+
+def arm_grids(P: Any, minority: str, tau: float) -> dict[str, dict]:
+    """Every intervention's grid: the balanced model and ``minority`` at ``P.ratio``, seeds ``P.mitigation_seeds``."""
+    grid = base_grid(P)
+    return {name: {**grid, **changes, "minority_classes": [minority], "seeds": list(P.mitigation_seeds)}
+            for name, changes in interventions(P, tau).items()}
+
+
+def _split(runs: Sequence[Any], minority: str) -> tuple[list, list]:
+    return [r for r in runs if r.minority is None], [r for r in runs if r.minority == minority]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The minority and its partner, from the balanced models alone
+# --------------------------------------------------------------------------------------------------------------
+
+
+def balanced_runs(P: Any) -> list:
+    """The balanced models of every ``P.seeds`` (trained or from the store): the rule's only input."""
+    return experiment.run_grid({**base_grid(P), "minority_classes": [], "seeds": list(P.seeds)})
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The cell every mitigation is measured on: the rule's first minority and its partner."""
+
+    minority: str
+    partner: str
+    ratio: int
+    seeds: list  #: the paired seeds of every intervention (``mitigation_seeds``)
+    classes: list
+    n_per_class: int
+    weight: str  #: the minority's anchor weight of re-weighting, as the prose shows it
+
+
+def choose_cell(P: Any, balanced: Sequence[Any]) -> Cell:
+    """Apply :func:`rharm.study.preregister` (``n_close = P.n_close``) to the balanced models; the first minority."""
+    base_grid(P)  # validates the seeds
+    if any(r.minority is not None for r in balanced):
+        raise ValueError("balanced holds underrepresented runs; the rule reads the balanced models only")
+    classes = list(experiment.run_classes(P.values))
+    prereg = study.preregister(study.balanced_distance(metrics.cosine_runs(list(balanced), classes=classes)),
+                               classes, n_close=P.n_close)
+    m0 = prereg.minorities[0]
+    return Cell(minority=m0, partner=prereg.partners[m0], ratio=int(P.ratio), seeds=list(P.mitigation_seeds),
+                classes=classes, n_per_class=int(P.n_per_class), weight=f"{P.minority_weight:g}")
+
+
+def cell_table(P: Any, cell: Cell) -> tables.Table:
+    """What the cell is: classes, pool, minority, partner, ratio and paired seeds."""
+    return tables.show(pd.DataFrame([("classes", ", ".join(cell.classes)), ("pool per class", cell.n_per_class),
+                                     ("minority", cell.minority), ("partner", cell.partner),
+                                     ("ratio", f"1:{cell.ratio}"), ("paired seeds", ", ".join(map(str, cell.seeds)))],
+                                    columns=["what", "value"]),
+                       caption=f"The cell every mitigation is measured on (profile {P.profile}).")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Which temperature the theory chooses
+# --------------------------------------------------------------------------------------------------------------
+
+
+def none_runs(P: Any, cell: Cell) -> list:
+    """The unmitigated models of the paired seeds (the Fashion-MNIST chapter's, from the store when it ran)."""
+    return experiment.run_grid(arm_grids(P, cell.minority, P.temperature)["none"])
+
+
+def cell_log_rh(cell: Cell, runs: Sequence[Any]) -> np.ndarray:
+    """(S,) per-seed log RH(minority, partner) of one arm's ``runs`` (balanced and minority models, paired by seed)."""
+    return study.cell_log_rh(*_split(runs, cell.minority), cell.minority, cell.partner, cell.classes)
+
+
+@dataclass(frozen=True)
+class TheoryTemperature:
+    """The temperature at which the three-block theory, fitted to the unmitigated RH, predicts the least collapse.
+
+    ``theory_temperature``: ``tau`` (the choice), ``is_smallest`` (whether it is the smallest of the list),
+    ``alpha`` (the fitted parameter) and ``table`` (columns tau, theory_rh).
+    """
+
+    theory_temperature: dict
+
+    @property
+    def tau(self) -> float:
+        return self.theory_temperature["tau"]
+
+    @property
+    def alpha(self) -> float:
+        return self.theory_temperature["alpha"]
+
+    @property
+    def is_smallest(self) -> bool:
+        return self.theory_temperature["is_smallest"]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.theory_temperature["table"]
+
+
+def choose_temperature(P: Any, cell: Cell, base_log_rh: np.ndarray) -> TheoryTemperature:
+    """Fit the theory's alpha to exp(mean of ``base_log_rh``) (S,) at ``P.temperature`` and take, among
+    ``P.temperatures``, the one with the largest theoretical RH (ties: the first of the list)."""
+    k = len(cell.classes)
+    fit = study.fit_alpha(float(np.exp(np.mean(base_log_rh))), cell.ratio, tau=P.temperature, n_classes=k,
+                          dim=P.theory_dim)
+    table = pd.DataFrame({"tau": [float(t) for t in P.temperatures]})
+    table["theory_rh"] = [study.theory_rh(cell.ratio, fit.alpha, tau=t, n_classes=k, dim=P.theory_dim)
+                          for t in table.tau]
+    tau = float(table.tau[table.theory_rh.idxmax()])
+    return TheoryTemperature({"tau": tau, "is_smallest": bool(tau == min(table.tau)), "alpha": float(fit.alpha),
+                              "table": table})
+
+
+def temperature_table(P: Any, cell: Cell, t: TheoryTemperature) -> tables.Table:
+    """The theory's RH at every temperature of the list."""
+    return tables.show(t.table, digits=3,
+                       rename={"tau": "temperature τ", "theory_rh": f"theory RH({cell.minority}, {cell.partner})"},
+                       caption=f"The three-block theory's RH at 1:{cell.ratio} (α = {t.alpha:.2f} fitted to the "
+                               f"unmitigated RH at τ = {P.temperature:g}). The largest is at τ = {t.tau:g}, "
+                               + ("the smallest temperature of the list." if t.is_smallest else
+                                  "not the smallest temperature of the list."))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training the mitigations
+# --------------------------------------------------------------------------------------------------------------
+
+
+def train_arms(P: Any, cell: Cell, tau: float, none: Sequence[Any] | None = None) -> dict[str, tuple[list, list]]:
+    """Every intervention's models, ``{name: (balanced runs, minority runs)}`` in :data:`INTERVENTIONS` order.
+
+    All arms' missing runs are trained in one pool (:func:`rharm.experiment.prefetch`, warm-start pre-training
+    first), then each arm is loaded with :func:`rharm.experiment.run_grid`; the results are those of a serial run.
+    ``none``: the unmitigated runs already loaded (:func:`none_runs`), reused rather than loaded again.
+    """
+    grids = arm_grids(P, cell.minority, tau)
+    experiment.prefetch(list(grids.values()), workers=P.workers)
+    out = {}
+    for name, grid in grids.items():
+        runs = none if (name == "none" and none is not None) else experiment.run_grid(grid)
+        out[name] = _split(runs, cell.minority)
+    return out
+
+
+@dataclass(frozen=True)
+class Training:
+    """What the models shown cost, as recorded when each was trained (the warm start's pre-training not included;
+    a run shared by two arms or with another chapter counted once, at the time it took there)."""
+
+    training_minutes_summed_over_models: float
+    settings: dict  #: intervention -> how it was set
+
+
+def training(P: Any, cell: Cell, tau: float, arms: Mapping[str, tuple[list, list]]) -> Training:
+    """Summed recorded training time of every distinct model of ``arms``."""
+    seconds = {str(r.dir): r.meta.get("wall_time_s", np.nan) for b, i in arms.values() for r in [*b, *i]}
+    return Training(training_minutes_summed_over_models=float(sum(seconds.values())) / 60,
+                    settings=settings(P, cell.minority, tau, len(cell.classes)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Harm, allocation and cost, per intervention
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Effects:
+    """One row per intervention (``interventions``), its per-seed numbers, and whether the unmitigated harm is
+    resolved (its RH interval below 1: only then is a share of it "removed"; else ``removed`` is NaN)."""
+
+    interventions: pd.DataFrame
+    baseline_harm_resolved: bool
+    per_seed: dict  #: intervention -> {"log_rh": (S,), "probe_accuracy": (S,)}
+
+
+def effects(P: Any, cell: Cell, arms: Mapping[str, tuple[list, list]], settings_: Mapping[str, str], *,
+            probe: mediation.ProbeConfig | None = None) -> Effects:
+    """RH of the cell with its interval, the paired difference of log RH against ``none``, the minority's TE and
+    NIE (clean protocol) and the balanced probe accuracy of the imbalanced-data model, per intervention.
+
+    ``arms`` must hold ``none``, and every arm the same seeds (the comparison is paired by seed). ``probe``: the
+    probe of the mediation (default: C = ``P.probe_c``, no cross-validation).
+    """
+    if "none" not in arms:
+        raise ValueError(f"arms={list(arms)} has no 'none' arm; every intervention is compared with it")
+    probe = probe or mediation.ProbeConfig(c_grid=(P.probe_c,), folds=1)
+    m0, p0, classes = cell.minority, cell.partner, cell.classes
+    base_log_rh = study.cell_log_rh(*arms["none"], m0, p0, classes)
+    rows, per_seed = [], {}
+    for name, (bal, imb) in arms.items():
+        log_rh = study.cell_log_rh(bal, imb, m0, p0, classes)
+        if log_rh.shape != base_log_rh.shape:
+            raise ValueError(f"arm {name!r} has {log_rh.size} paired seeds, 'none' {base_log_rh.size}; the "
+                             "comparison is paired by seed")
+        rh, rh_lo, rh_hi = study.geometric_ci(log_rh, n_boot=P.n_boot, level=P.ci_level)
+        d, d_lo, d_hi = study.mean_ci(log_rh - base_log_rh, n_boot=P.n_boot, level=P.ci_level)
+        mr = mediation.mediation_runs([*bal, *imb], protocol="clean", ratio=cell.ratio, split_seeds=[0],
+                                      probe=probe, classes=classes, minorities=[m0])
+        med = mediation.diagonal_summary(mr, n_boot=P.n_boot, level=P.ci_level, seed=0).loc[m0]
+        acc = np.array([metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
+                                                      r.features["test_backbone"], r.features["test_labels"])
+                        for r in imb])
+        a, a_lo, a_hi = study.mean_ci(acc, n_boot=P.n_boot, level=P.ci_level)
+        per_seed[name] = {"log_rh": log_rh, "probe_accuracy": acc}
+        rows.append({"intervention": name, "setting": settings_[name], "rh": rh, "rh_lo": rh_lo, "rh_hi": rh_hi,
+                     "removed": 1 - log_rh.mean() / base_log_rh.mean(), "dlog": d, "dlog_lo": d_lo,
+                     "dlog_hi": d_hi, "TE": med.TE, "TE_lo": med.TE_lo, "TE_hi": med.TE_hi, "NIE": med.NIE,
+                     "NIE_lo": med.NIE_lo, "NIE_hi": med.NIE_hi, "probe": a, "probe_lo": a_lo, "probe_hi": a_hi,
+                     "train_s": float(np.mean([r.meta.get("wall_time_s", np.nan) for r in imb])),
+                     "n_seeds": len(imb)})
+    res = pd.DataFrame(rows)
+    res["dprobe"] = res.probe - res.probe[res.intervention == "none"].iloc[0]
+    resolved = bool(res.rh_hi[res.intervention == "none"].iloc[0] < 1)
+    if not resolved:  # a share of the harm removed is defined only where there is a resolved harm to remove
+        res["removed"] = np.nan
+    return Effects(interventions=res, baseline_harm_resolved=resolved, per_seed=per_seed)
+
+
+def effects_table(P: Any, cell: Cell, e: Effects) -> tables.Table:
+    """One row per intervention: RH, harm removed, TE / NIE, probe accuracy and its change, seconds per model."""
+    m0, p0 = cell.minority, cell.partner
+    return tables.show(
+        e.interventions, index=None, digits=3,
+        columns=["intervention", "setting", "rh", "rh_lo", "rh_hi", "removed", "TE", "TE_lo", "TE_hi", "NIE",
+                 "NIE_lo", "NIE_hi", "probe", "dprobe", "train_s"],
+        rename={"rh": f"RH({m0}, {p0})", "rh_lo": "CI low", "rh_hi": "CI high", "removed": "harm removed",
+                "TE_lo": "TE low", "TE_hi": "TE high", "NIE_lo": "NIE low", "NIE_hi": "NIE high",
+                "probe": "probe accuracy", "dprobe": "Δ probe", "train_s": "s per model"},
+        caption=f"One row per intervention, {len(cell.seeds)} paired seeds, {P.ci_level:.0%} percentile "
+                f"bootstrap intervals. RH: geometric mean over seeds (< 1: {m0} moved toward {p0}); harm "
+                "removed: the share of the unmitigated mean log RH that is gone ("
+                + ("" if e.baseline_harm_resolved else "undefined here: the unmitigated RH interval includes 1; ")
+                + "–: undefined); TE / NIE: the change in the "
+                f"minority's own test accuracy and its part carried by the representation (clean protocol, "
+                f"probe C = {P.probe_c}); probe accuracy: balanced linear probe of the model trained on the "
+                "imbalanced data (what the mitigation costs every class), Δ against no intervention; seconds "
+                "of training per model (mean over its runs; runs shared with other chapters keep the time "
+                "they took there).")
+
+
+def harm_chart(P: Any, cell: Cell, e: Effects):
+    """RH of the cell against the balanced probe accuracy, one point per intervention with both intervals."""
+    res = e.interventions
+    pts = res.assign(kind=np.where(res.intervention == "none", "no intervention", "mitigation"))
+    sx = alt.Scale(domain=charts.padded_domain(pts.probe_lo, pts.probe_hi), zero=False, nice=False)
+    sy = alt.Scale(domain=charts.padded_domain(pts.rh_lo, pts.rh_hi, include=[1.0]), zero=False, nice=False)
+    size = min(420, charts.plot_width(1))
+    one = alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(color="lightgray").encode(y=alt.Y("v:Q", scale=sy))
+    vbar = alt.Chart(pts).mark_rule(opacity=0.6).encode(
+        x=alt.X("probe:Q", scale=sx), y=alt.Y("rh_lo:Q", scale=sy), y2="rh_hi:Q",
+        color=alt.Color("intervention:N", legend=None))
+    hbar = alt.Chart(pts).mark_rule(opacity=0.6).encode(
+        y=alt.Y("rh:Q", scale=sy), x=alt.X("probe_lo:Q", scale=sx), x2="probe_hi:Q",
+        color=alt.Color("intervention:N", legend=None))
+    dots = alt.Chart(pts).mark_point(size=90, filled=True).encode(
+        x=alt.X("probe:Q", scale=sx, title="balanced linear-probe accuracy of the imbalanced-data model"),
+        y=alt.Y("rh:Q", scale=sy, title=f"RH({cell.minority}, {cell.partner})  (1 = no harm)"),
+        color=alt.Color("intervention:N", legend=alt.Legend(orient="bottom", title=None)),
+        shape=alt.Shape("kind:N", scale=alt.Scale(domain=["no intervention", "mitigation"],
+                                                  range=["square", "circle"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["intervention", "setting", "rh", "rh_lo", "rh_hi", "probe", "probe_lo", "probe_hi"])
+    labels = alt.Chart(pts).mark_text(dx=8, dy=-8, align="left", fontSize=11).encode(
+        x=alt.X("probe:Q", scale=sx), y=alt.Y("rh:Q", scale=sy), text="intervention:N")
+    return alt.layer(one, vbar, hbar, dots, labels).properties(
+        title=f"Harm against accuracy, 1:{cell.ratio} ({len(cell.seeds)} paired seeds, {P.ci_level:.0%} intervals)",
+        width=size, height=size)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Which expectations held
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Each pre-registered expectation (``preregistered``), whether it held and the numbers (``expectations_held``)."""
+
+    preregistered: pd.DataFrame
+    expectations_held: pd.DataFrame
+    n_held: int
+    n_expectations: int
+
+
+def held(expectation: Any, row: Any, baseline_resolved: bool) -> bool:
+    """The registered rule: the point estimate of the harm removed lies in the range AND, for an expected
+    reduction, the paired interval of Δ log RH lies above 0; for E4 and E6 (the harm persists) the RH interval lies
+    below 1 and, where a share removed is defined (resolved baseline), that share lies in the range."""
+    in_range = bool(expectation.removed_lo <= row.removed <= expectation.removed_hi)  # False when NaN (undefined)
+    if expectation.id in PERSISTS:
+        return bool(row.rh_hi < 1) and (in_range or not baseline_resolved)
+    return in_range and bool(row.dlog_lo > 0)
+
+
+def _numbers(r: Any) -> str:
+    removed = f"{charts.fmt_sig(r.removed * 100, 2)}%" if np.isfinite(r.removed) else "undefined"
+    return (f"harm removed {removed}; Δ log RH {r.dlog:+.3f} ({r.dlog_lo:+.3f} to {r.dlog_hi:+.3f}); RH "
+            f"{charts.fmt_sig(r.rh)} ({charts.fmt_sig(r.rh_lo)}–{charts.fmt_sig(r.rh_hi)}); probe "
+            f"{r.dprobe * 100:+.1f} points")
+
+
+def verdicts(res: pd.DataFrame, baseline_resolved: bool) -> Verdicts:
+    """Judge every expectation of :data:`EXPECTATIONS` on ``res`` (the ``interventions`` table of :class:`Effects`:
+    one row per intervention with removed, rh, rh_lo, rh_hi, dlog, dlog_lo, dlog_hi, dprobe)."""
+    expected = expectations()
+    missing = sorted(set(expected.intervention) - set(res.intervention))
+    if missing:
+        raise ValueError(f"res has no row for {missing}; it needs one per intervention {list(INTERVENTIONS)}")
+    rows = []
+    for e in expected.itertuples():
+        r = res[res.intervention == e.intervention].iloc[0]
+        rows.append({"id": e.id, "intervention": e.intervention, "expected": e.expected,
+                     "held": "yes" if held(e, r, baseline_resolved) else "no", "numbers": _numbers(r)})
+    table = pd.DataFrame(rows)
+    return Verdicts(preregistered=expected, expectations_held=table, n_held=int((table.held == "yes").sum()),
+                    n_expectations=len(table))
+
+
+def verdict_table(v: Verdicts) -> tables.Table:
+    """Each expectation, whether it held, and the numbers."""
+    return tables.show(v.expectations_held, index=None,
+                       caption="Each pre-registered expectation, whether it held, and the numbers.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The finding
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The chapter's finding and this execution's wall time."""
+
+    finding: str
+    wall_minutes: float
+
+
+def finding_text(res: pd.DataFrame, baseline_resolved: bool, cell: Cell, tau: float, n_held: int,
+                 n_expectations: int, level: float) -> str:
+    """The finding: which mitigations reduced the harm with a paired interval clear of zero (none can where the
+    unmitigated harm is not resolved), the unmitigated RH, how many expectations held and the theory's temperature."""
+    m0, p0 = cell.minority, cell.partner
+    none = res[res.intervention == "none"].iloc[0]
+    mit = res[res.intervention != "none"]
+    sig_less = mit[mit.dlog_lo > 0]
+    if not baseline_resolved:
+        lead = (f"On these {len(cell.seeds)} paired seeds the unmitigated model shows no resolved harm for {m0} "
+                f"toward {p0} (its RH interval includes 1), so no mitigation can be shown to reduce it; "
+                + (f"{len(sig_less)} of {len(mit)} moved RH up with a paired interval clear of zero"
+                   if len(sig_less) else f"none of the {len(mit)} moved RH with a paired interval clear of zero"))
+    elif len(sig_less):
+        which = ", ".join(f"{r.intervention} ({charts.fmt_sig(r.removed * 100, 2)}% removed, probe "
+                          f"{r.dprobe * 100:+.1f} points)" for r in sig_less.itertuples())
+        lead = (f"{len(sig_less)} of {len(mit)} mitigations reduced the harm of {m0} toward {p0} with a paired "
+                f"interval clear of zero: {which}")
+    else:
+        best = mit.loc[mit.dlog.idxmax()]
+        lead = (f"None of the {len(mit)} mitigations reduced the harm of {m0} toward {p0} with a paired interval "
+                f"clear of zero; the largest point estimate was {best.intervention}'s "
+                f"({charts.fmt_sig(best.removed * 100, 2)}% removed)")
+    temperature_reduced = bool(res.dlog_lo[res.intervention == "temperature"].iloc[0] > 0)
+    return (f"{lead}. Without intervention RH({m0}, {p0}) = {charts.fmt_sig(none.rh)} ({level:.0%} CI "
+            f"{charts.fmt_sig(none.rh_lo)}–{charts.fmt_sig(none.rh_hi)}) at 1:{cell.ratio} over {len(cell.seeds)} "
+            f"paired seeds. {n_held} of {n_expectations} pre-registered expectations held; the theory-chosen "
+            f"temperature (τ = {tau:g}) "
+            + ("reduced the harm, as predicted." if temperature_reduced
+               else "did not reduce it significantly, against the prediction."))
+
+
+def finding(P: Any, cell: Cell, theory: TheoryTemperature, e: Effects, v: Verdicts, started: float) -> Finding:
+    """The chapter's finding; ``started`` is the ``time.perf_counter()`` at the chapter's start."""
+    text = finding_text(e.interventions, e.baseline_harm_resolved, cell, theory.tau, v.n_held, v.n_expectations,
+                        P.ci_level)
+    return Finding(finding=text, wall_minutes=(time.perf_counter() - started) / 60)
