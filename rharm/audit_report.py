@@ -1,8 +1,8 @@
 """The one-page ``report.html`` of ``rharm audit``: self-contained, drawn offline.
 
-The page inlines vl-convert's bundle of vega, vega-lite and vega-embed (:func:`rharm.sphinx_vega.vega_bundle`, shipped
+The page inlines vl-convert's bundle of vega, vega-lite and vega-embed (:func:`rharm.charts.vega_bundle`, shipped
 inside the ``vl-convert-python`` wheel) and draws each chart with :mod:`rharm.charts`' renderer, so it needs no
-network and passes ``python -m rharm.browser_check`` like the book's pages.
+network and passes ``python -m rharm.book.browser_check`` like the book's pages.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def charts_for(report: "AuditReport") -> dict:
 
 def render_html(report: "AuditReport") -> str:
     """The standalone page: summary, charts, the ranking and per-group tables, and how to read them."""
-    from .sphinx_vega import vega_bundle
+    from .charts import vega_bundle
 
     names = [str(c) for c in report.classes]
     m = report.meta

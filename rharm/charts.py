@@ -22,7 +22,7 @@ domain, so the same colour means the same value in each.
 Rendering. Altair's default HTML output fetches vega from a CDN when the page is viewed, so an offline reader sees no
 chart. :func:`enable` registers the ``rharm`` renderer, whose output carries the spec
 (``application/vnd.vegalite.v*+json``, drawn natively by JupyterLab) and ``text/html`` that calls
-``rharmVegaEmbed``, which the book's Sphinx extension :mod:`rharm.sphinx_vega` puts into every page.
+``rharmVegaEmbed``, which the book's Sphinx extension :mod:`rharm.book.sphinx_vega` puts into every page.
 """
 
 from __future__ import annotations
@@ -398,3 +398,12 @@ def fmt_sig(value: float, digits: int = 3) -> str:
     decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))
     s = f"{v:.{decimals}f}"
     return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def vega_bundle() -> str:
+    """vl-convert's bundle for Altair's Vega-Lite version, wrapped so it only defines ``window.rharmVegaEmbed``."""
+    import vl_convert
+
+    major_minor = ".".join(alt.SCHEMA_VERSION.split(".")[:2])
+    bundle = vl_convert.javascript_bundle("window.rharmVegaEmbed = vegaEmbed;", vl_version=major_minor)
+    return "/* vega-embed bundle from vl-convert, wrapped by rharm.charts */\n(function () {\n" + bundle + "\n})();\n"

@@ -42,7 +42,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-#: environment variable naming where :func:`write` puts the numbers instead (set by :func:`rharm.runner.run` for
+#: environment variable naming where :func:`write` puts the numbers instead (set by :func:`rharm.book.runner.run` for
 #: a notebook executed to another place than its page)
 PATH_ENV = "RHARM_HEADLINE_PATH"
 

@@ -125,7 +125,7 @@ def plan(notebook: str, profile: str = params_mod.DEFAULT_PROFILE, overrides: Ma
     ``rharm run NOTEBOOK --profile P`` trains nothing. Raises :class:`SweepError` for a notebook without a plain
     grid, and the usual :class:`rharm.params.ParameterError` for a bad parameter, before anything is submitted.
     """
-    from . import runner
+    from .book import runner
 
     name = runner.notebook_source(notebook).stem
     supported = grid_notebooks()

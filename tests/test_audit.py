@@ -8,7 +8,7 @@ import pytest
 
 import rharm
 from rharm import audit as A
-from rharm import cli
+from rharm.book import cli
 
 
 def _clusters(k=4, per=60, d=12, seed=0, collapse=None, strength=0.7, noise=1.0):
@@ -153,7 +153,7 @@ def test_cli_writes_both_outputs_and_refuses_bad_input_without_writing(tmp_path,
 
 
 def test_report_page_draws_offline_in_chromium(tmp_path):
-    from rharm import browser_check
+    from rharm.book import browser_check
 
     chromium = browser_check.find_chromium()
     if chromium is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rharm import browser_check, runner
+from rharm.book import browser_check, runner
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(browser_check.find_chromium() is None, reason="needs Debian's chromium")]

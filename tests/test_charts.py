@@ -43,7 +43,7 @@ def test_offline_renderer_bundle_has_spec_and_html_without_cdn():
 
 
 def test_sphinx_bundle_defines_only_the_wrapped_entry_point():
-    from rharm import sphinx_vega
+    from rharm.book import sphinx_vega
 
     js = sphinx_vega.vega_bundle()
     assert js.lstrip().startswith("/*") and "(function () {" in js and "window.rharmVegaEmbed=" in js.replace(" ", "")

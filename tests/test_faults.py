@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from rharm import cli, params, runner, store
+from rharm import params, store
+
+from rharm.book import cli, runner
 
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +238,7 @@ def test_corrupt_timings_file_does_not_break_later_runs(project, capsys):
 
 def test_concurrent_runs_of_one_notebook_do_not_share_files(project, tmp_path):
     env = {**os.environ, "RHARM_PROJECT_ROOT": str(project)}
-    procs = [subprocess.Popen([sys.executable, "-m", "rharm.cli", "run", "demo", "-p", "alpha", str(a),
+    procs = [subprocess.Popen([sys.executable, "-m", "rharm.book.cli", "run", "demo", "-p", "alpha", str(a),
                                "--output", str(tmp_path / f"out{a}.ipynb")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in (0.25, 0.75)]
     for p in procs:
@@ -341,7 +343,7 @@ def test_ctrl_c_prints_one_line_saying_what_was_kept_and_how_to_resume(project):
     nb.write_text(nb.read_text() + f"\n# %%\nimport pathlib, time\npathlib.Path({str(marker)!r}).touch()\n"
                   "time.sleep(60)\n")
     env = {**os.environ, "RHARM_PROJECT_ROOT": str(project)}
-    proc = subprocess.Popen([sys.executable, "-m", "rharm.cli", "run", "demo", "--profile", "smoke"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "rharm.book.cli", "run", "demo", "--profile", "smoke"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not marker.exists():

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import headline, params, runner
+from rharm import headline, params
+
+from rharm.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +100,7 @@ def test_every_committed_cpu_page_has_its_headline_numbers(name):
 
 
 def test_reproduce_page_timings_come_from_the_build_record(tmp_path):
-    from rharm import runner
+    from rharm.book import runner
 
     assert "No full execution" in runner.timings_markdown(tmp_path, "cpu")
     (tmp_path / "cpu").mkdir()

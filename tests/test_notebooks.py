@@ -6,7 +6,9 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from rharm import params, runner
+from rharm import params
+
+from rharm.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.py"))

@@ -1,6 +1,8 @@
 import pytest
 
-from rharm import cli, models, plan
+from rharm import models, plan
+
+from rharm.book import cli
 
 
 def test_gpu_plan_counts_the_paper_grid_once():

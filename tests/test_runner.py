@@ -5,7 +5,9 @@ import json
 import nbformat
 import pytest
 
-from rharm import cli, params, runner
+from rharm import params
+
+from rharm.book import cli, runner
 
 
 def _injected(nb):

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rharm import cli, experiment, params, store, sweep
+from rharm import experiment, params, store, sweep
+
+from rharm.book import cli
 
 OVERRIDES = {"minority_classes": ["automobile", "truck"], "epochs": 4, "n_per_class": 12, "ratio": 4,
              "batch_size": 16, "threads": 1}

@@ -1,6 +1,6 @@
 """Open built book pages in headless Chromium and check what a reader sees.
 
-Usage: ``python -m rharm.browser_check <html-dir> [--min-charts N] [--widths 1400 420]``. Chromium loads every
+Usage: ``python -m rharm.book.browser_check <html-dir> [--min-charts N] [--widths 1400 420]``. Chromium loads every
 page from ``file://`` with no network, at each window width, and a page fails when
 
 * a chart (``class="rharm-vega"``) did not draw (no Vega SVG with marks), or math was not typeset (no

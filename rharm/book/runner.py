@@ -33,9 +33,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import headline, paths, store
-from . import params as params_mod
-from .provenance import git_commit
+from .. import headline, paths, store
+from .. import params as params_mod
+from ..provenance import git_commit
 
 BOOK_PROFILE = "cpu"  # the profile whose pages the committed book shows
 PAGE_MARKER = ".rharm-page"  # in every folder render_page creates; a folder without it is never touched

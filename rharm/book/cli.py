@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import params as params_mod
+from .. import params as params_mod
 from . import runner
 
 
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sync", help="regenerate the paired notebooks/*.ipynb from the .py sources")
     s.add_argument("--check", action="store_true", help="exit 1 if any paired notebook drifted")
 
-    from . import audit as audit_mod  # light: heavy imports happen inside its functions
+    from .. import audit as audit_mod  # light: heavy imports happen inside its functions
 
     audit_mod.add_cli(sub)
     return p
@@ -90,7 +90,7 @@ def _sweep(args) -> int:
     """``rharm sweep``: plan, submit or report a sweep (see :mod:`rharm.sweep`)."""
     import time
 
-    from . import sweep
+    from .. import sweep
 
     overrides = {}
     for name, value in args.parameter:
@@ -136,7 +136,7 @@ def _sweep(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "audit":  # reports its own bad input (exit 2), writes nothing on error
-        from . import audit as audit_mod
+        from .. import audit as audit_mod
 
         return audit_mod.run_cli(args)
     try:
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             return _sweep(args)
         elif args.command == "plan":
-            from . import plan
+            from .. import plan
 
             try:
                 rows = plan.plan_table(args.profile, images_per_s=plan.parse_throughputs(args.images_per_s),

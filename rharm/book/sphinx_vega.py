@@ -3,7 +3,7 @@
 Listed in ``_config.yml`` under ``sphinx.extra_extensions``. At build time it asks vl-convert for its JavaScript
 bundle of vega, vega-lite and vega-embed (shipped inside the ``vl-convert-python`` wheel, so nothing is downloaded),
 wraps it in a function scope so its top-level names cannot clash with Sphinx's own globals, exposes only
-``window.rharmVegaEmbed``, writes it to ``_static/`` and adds it to every page. :mod:`rharm.charts` emits the
+``window.rharmVegaEmbed`` (:func:`rharm.charts.vega_bundle`), writes it to ``_static/`` and adds it to every page. :mod:`rharm.charts` emits the
 matching ``<div>`` and call.
 """
 
@@ -12,18 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import altair as alt
+from ..charts import vega_bundle
 
 BUNDLE_NAME = "rharm-vega-embed.js"
-
-
-def vega_bundle() -> str:
-    """vl-convert's bundle for Altair's Vega-Lite version, wrapped so it only defines ``window.rharmVegaEmbed``."""
-    import vl_convert
-
-    major_minor = ".".join(alt.SCHEMA_VERSION.split(".")[:2])
-    bundle = vl_convert.javascript_bundle("window.rharmVegaEmbed = vegaEmbed;", vl_version=major_minor)
-    return "/* vega-embed bundle from vl-convert, wrapped by rharm.sphinx_vega */\n(function () {\n" + bundle + "\n})();\n"
 
 
 def _write_bundle(app, exc) -> None:
