@@ -23,7 +23,6 @@ import pytest
 import torch
 
 from rharm import params, store
-
 from rharm.book import cli, runner
 
 pytestmark = pytest.mark.faults

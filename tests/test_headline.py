@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from rharm import headline, params
-
 from rharm.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]

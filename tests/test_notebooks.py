@@ -7,7 +7,6 @@ import jupytext
 import pytest
 
 from rharm import params
-
 from rharm.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,6 @@
 import pytest
 
 from rharm import models, plan
-
 from rharm.book import cli
 
 

@@ -6,7 +6,6 @@ import nbformat
 import pytest
 
 from rharm import params
-
 from rharm.book import cli, runner
 
 

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from rharm import experiment, params, store, sweep
-
 from rharm.book import cli
 
 OVERRIDES = {"minority_classes": ["automobile", "truck"], "epochs": 4, "n_per_class": 12, "ratio": 4,
