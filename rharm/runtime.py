@@ -62,3 +62,52 @@ def hf_offline() -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = prev_env
         if constants is not None:
             constants.HF_HUB_OFFLINE = prev_const
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Python's, NumPy's and torch's global random generators (CPU and every CUDA device) start from ``seed`` inside
+    the block; the states they had before are restored on exit, also on error.
+
+    For code that draws from the global generators and cannot be given its own (a module's weight initialisation,
+    dropout inside a library's model): its draws are a function of ``seed`` alone, and the caller's generators are
+    left as they were.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not valid; it must be an integer >= 0")
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def deterministic_kernels(on: bool, *, cuda: bool) -> Iterator[None]:
+    """torch's deterministic algorithms on (``on``; warn-only on CUDA, where a few backward kernels have no
+    deterministic version) or, on CUDA, cuDNN's benchmark mode (``on=False``) inside the block; the previous
+    settings are restored on exit."""
+    import torch
+
+    prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark)
+    if on:
+        torch.use_deterministic_algorithms(True, warn_only=cuda)
+    elif cuda:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+        torch.backends.cudnn.benchmark = prev[2]

