@@ -84,7 +84,7 @@ from rharm import charts as rcharts
 from rharm import experiment, mediation, reference, tables
 
 rcharts.enable()
-mediation.mediation_diagram()
+rcharts.mediation_diagram()
 
 # %% [markdown]
 # The diagram: underrepresentation $T$ changes the representation $M$, which changes the probe's errors (the
@@ -129,8 +129,8 @@ mr_main = runs_by_protocol[main]
 rows = [c for c in order if c in mr_main.minorities]
 long_main = mediation.long_effects(boots[main], paper_full)
 ours_domain = rcharts.diverging_domain(long_main["value"], 0.0)  # one scale for TE, NDE and NIE: NIE is a part of TE
-rcharts.panels([mediation.effect_heatmap(long_main, e, title=f"Ours ({main} protocol): {e}", order=order, rows=rows,
-                                         domain=ours_domain) for e in mediation.EFFECTS], shared_color=True)
+rcharts.panels([rcharts.effect_heatmap(long_main, e, title=f"Ours ({main} protocol): {e}", order=order, rows=rows,
+                                       domain=ours_domain) for e in mediation.EFFECTS], shared_color=True)
 
 # %% [markdown]
 # Our TE, direct part (NDE) and NIE, stacked, one row per minority class we ran, all ten predicted classes, on one
@@ -153,12 +153,12 @@ else:
                                           0.0)  # paper and ours on one scale: the same colour is the same effect
     six_panels = []
     for e in mediation.EFFECTS:
-        six_panels.append(mediation.effect_heatmap(paper_six_long, e, order=six, rows=six, domain=six_domain,
-                                                   title=f"Paper, 6 classes: {e if e != 'NDE' else '−rNDE'}",
-                                                   width=rcharts.plot_width(2)))
+        six_panels.append(rcharts.effect_heatmap(paper_six_long, e, order=six, rows=six, domain=six_domain,
+                                                 title=f"Paper, 6 classes: {e if e != 'NDE' else '−rNDE'}",
+                                                 width=rcharts.plot_width(2)))
         if six_rows:
-            six_panels.append(mediation.effect_heatmap(long_main, e, title=f"Ours, same cells: {e}", order=six,
-                                                       rows=six_rows, domain=six_domain, width=rcharts.plot_width(2)))
+            six_panels.append(rcharts.effect_heatmap(long_main, e, title=f"Ours, same cells: {e}", order=six,
+                                                     rows=six_rows, domain=six_domain, width=rcharts.plot_width(2)))
     display_six = rcharts.panels(six_panels, shared_color=True)
 display_six
 

@@ -42,7 +42,7 @@ import warnings
 # are not shown on the page anyway
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from rharm import audit_report, charts, headline
+from rharm import charts, headline
 from rharm.report import audit as report
 
 charts.enable()
@@ -94,7 +94,7 @@ synthetic = report.synthetic_summary(syn)
 # ## A known answer: a planted collapse
 
 # %%
-audit_report.charts_for(syn)["ranking"]
+charts.audit_charts(syn)["ranking"]
 
 # %% [markdown]
 # ## MiniLM before and after SimCSE on BUG groups
@@ -107,7 +107,7 @@ audit_report.charts_for(syn)["ranking"]
 # %%
 text_report, group_order = report.text_audit(P)
 text_audit = report.text_summary(text_report)
-text_charts = audit_report.charts_for(text_report)
+text_charts = charts.audit_charts(text_report)
 text_charts["rh"]
 
 # %% [markdown]
@@ -148,7 +148,7 @@ probe[["group", "n", "accuracy", "reference_accuracy", "accuracy_difference", "t
 # %%
 image_report, image_setting = report.image_audit(P.profile, report.audit_options(P))
 image_audit = report.image_summary(image_report, image_setting)
-audit_report.charts_for(image_report)["rh"]
+charts.audit_charts(image_report)["rh"]
 
 # %% [markdown]
 # With **{glue:text}`au_img_minority`** at 1:{glue:text}`au_img_ratio`, the audit ranks its pair with

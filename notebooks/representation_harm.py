@@ -98,15 +98,15 @@ ours_long = metrics.long_rh(boot["estimate"], boot["lo"], boot["hi"], paper)
 comparison = report.paper_comparison(ours_long, P.method, P.ratio)
 ours_title = f"Ours: RH ({P.backbone}, 1:{P.ratio}, {scale.n_seeds})"
 if paper is None:
-    charts.panels([metrics.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows,
-                                      domain=charts.diverging_domain(ours_long.rh, 1.0))])
+    charts.panels([charts.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows,
+                                     domain=charts.diverging_domain(ours_long.rh, 1.0))])
 else:
     paper_long = metrics.long_rh(paper.loc[[r for r in rows if r in paper.index]])
     rh_domain = charts.diverging_domain(np.concatenate([ours_long.rh.to_numpy(), paper_long.rh.to_numpy()]), 1.0)
     charts.panels([
-        metrics.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows, domain=rh_domain),
-        metrics.rh_heatmap(paper_long, title=f"Paper: RH (ResNet-34, {report.paper_label(P.method, P.ratio)})",
-                           order=order, rows=rows, domain=rh_domain),
+        charts.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows, domain=rh_domain),
+        charts.rh_heatmap(paper_long, title=f"Paper: RH (ResNet-34, {report.paper_label(P.method, P.ratio)})",
+                          order=order, rows=rows, domain=rh_domain),
     ], shared_color=True)
 
 # %% [markdown]
@@ -116,7 +116,7 @@ else:
 # of the same seed).
 
 # %%
-(metrics.ours_vs_paper_scatter(ours_long, title="RH per cell: ours against the paper's") if paper is not None
+(charts.ours_vs_paper_scatter(ours_long, title="RH per cell: ours against the paper's") if paper is not None
  else Markdown("*(the paper reports no RH for this setting: no scatter)*"))
 
 # %% [markdown]

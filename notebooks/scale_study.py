@@ -65,8 +65,6 @@ import rharm.params
 P = rharm.params.check("scale_study", globals())
 
 # %%
-import altair as alt
-
 import rharm.provenance
 from rharm import charts, experiment, headline, tables
 from rharm.report import scale as report
@@ -97,13 +95,7 @@ speed = report.throughput(tp)
 tp
 
 # %%
-alt.Chart(tp).mark_bar().encode(
-    x=alt.X("images_per_s:Q", title="training images per second (two views each)"),
-    y=alt.Y("backbone:N", title=None),
-    color=alt.Color("batch_size:N", title="batch"),
-    yOffset="batch_size:N",
-    tooltip=["backbone", "batch_size", alt.Tooltip("images_per_s:Q", format=".0f"), "parameters", "threads"],
-).properties(title="SimCLR training throughput on this machine", width=360)
+charts.throughput_chart(tp)
 
 # %% [markdown]
 # `small_cnn` trains at {glue:text}`ss_tp_small:.0f` images/s against {glue:text}`ss_tp_resnet18:.0f` for the CIFAR
@@ -151,8 +143,8 @@ pair = report.paired(runs, experiment.paired_summary(pairs, sc.partner), P.profi
 pair.paired_summary
 
 # %%
-experiment.paired_chart(pairs, title=f"log RH({sc.minority}, j): underrepresented vs balanced, and balanced vs "
-                        "balanced")
+charts.paired_chart(pairs, title=f"log RH({sc.minority}, j): underrepresented vs balanced, and balanced vs "
+                    "balanced")
 
 # %% [markdown]
 # Averaged over seeds, RH({glue:text}`ss_minority`, {glue:text}`ss_partner`) = {glue:text}`ss_rh_partner:.3f`; the

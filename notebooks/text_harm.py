@@ -112,7 +112,7 @@ runs = report.train_runs(data, train, minority=P.minority, ratio=P.ratio, seeds=
 
 # %%
 signal = report.training_signal(runs)
-text.loss_chart(report.loss_curves(runs, P.augmentation), title="SimCSE loss per step")
+charts.loss_chart(report.loss_curves(runs, P.augmentation), title="SimCSE loss per step")
 
 # %% [markdown]
 # With the main recipe the loss moves from {glue:text}`tx_loss_start:.3g` at the first step to
@@ -139,8 +139,8 @@ text.loss_chart(report.loss_curves(runs, P.augmentation), title="SimCSE loss per
 
 # %%
 harm = report.group_harm_summary(runs, group_order, P.minority)
-text.interval_chart(harm.rh_by_group, category="group", color="label", reference=1.0,
-                    x_title="RH of the minority toward h", title=f"RH of {P.minority} (1:{P.ratio}) toward each group")
+charts.interval_chart(harm.rh_by_group, category="group", color="label", reference=1.0,
+                      x_title="RH of the minority toward h", title=f"RH of {P.minority} (1:{P.ratio}) toward each group")
 
 # %% [markdown]
 # ## Our two-coordinate text metric
@@ -152,8 +152,8 @@ text.interval_chart(harm.rh_by_group, category="group", color="label", reference
 
 # %%
 plane = report.plane_summary(runs, group_order, P.minority)
-text.harm_plane_chart(plane.per_seed, plane.interval_frame(),
-                      title=f"Where {P.minority} moves (one point per seed; geometric mean, 95% interval)")
+charts.harm_plane_chart(plane.per_seed, plane.interval_frame(),
+                        title=f"Where {P.minority} moves (one point per seed; geometric mean, 95% interval)")
 
 # %% [markdown]
 # Over {glue:text}`tx_n_seeds`, the minority's RH (geometric mean) toward {glue:text}`tx_other_group`
@@ -184,9 +184,9 @@ tables.show(plane.per_seed, caption="One row per seed: the minority's RH toward 
 alloc = report.allocation_summary(runs, group_order, minority=P.minority, ratio=P.ratio,
                                   test_size=P.probe_test_size, C=P.probe_C)
 effects = alloc.effects_by_group
-text.interval_chart(effects[effects["quantity"] != "y00"], category="group", color="quantity",
-                    reference=0.0, x_title="change in profession-probe accuracy",
-                    title="Allocation effects by group (mean over seeds, 95% t-interval)")
+charts.interval_chart(effects[effects["quantity"] != "y00"], category="group", color="quantity",
+                      reference=0.0, x_title="change in profession-probe accuracy",
+                      title="Allocation effects by group (mean over seeds, 95% t-interval)")
 
 # %% [markdown]
 # The balanced model's probe classifies the minority group's profession with accuracy {glue:text}`tx_y00_mean:.3f`.

@@ -89,10 +89,10 @@ sc = report.scale(P)
 # %%
 node = report.node_simulations(P)
 node_sec = report.node_level(node, P)
-theory.connectivity_chart(A, title=f"connectivity (α = {P.alpha:g})")
+charts.connectivity_chart(A, title=f"connectivity (α = {P.alpha:g})")
 
 # %%
-theory.node_cosine_charts(node, P.majority_size)
+charts.node_cosine_charts(node, P.majority_size)
 
 # %% [markdown]
 # Each panel shows the mean cosine between node representations of two blocks, ± its standard deviation
@@ -177,7 +177,7 @@ tables.show(table, index="objective, α", caption="cos(h1*, h2*): one row per ob
             "minority share π1.", digits=3, decimals={c: 3 for c in table.columns})
 
 # %%
-theory.population_line_chart(sweep, pair="cos12") & theory.population_line_chart(sweep, pair="cos23")
+charts.population_line_chart(sweep, pair="cos12") & charts.population_line_chart(sweep, pair="cos23")
 
 # %% [markdown]
 # What the official code's own solver (projected gradient descent as in `node2vec.py`, on the official objective)
@@ -186,10 +186,10 @@ theory.population_line_chart(sweep, pair="cos12") & theory.population_line_chart
 # instead, and is compared with our solutions below.
 
 # %%
-theory.population_line_chart(official_gd, pair="cos12", solver="official_gd")
+charts.population_line_chart(official_gd, pair="cos12", solver="official_gd")
 
 # %%
-theory.population_heatmap_charts(report.heatmaps(P))
+charts.population_heatmap_charts(report.heatmaps(P))
 
 # %% [markdown]
 # ### Against the published heatmaps
@@ -219,7 +219,7 @@ tables.show(pub.published_fit, caption="One row per rharm solution: its mean and
                     "cells_within_print": "cells within print precision"}, digits=2)
 
 # %%
-theory.published_comparison_chart(published, precision=precision)
+charts.published_comparison_chart(published, precision=precision)
 
 # %% [markdown]
 # The {glue:text}`th_pub_best_source` matches the published heatmaps best: it differs from the printed cosines by at

@@ -1,8 +1,9 @@
 """The one-page ``report.html`` of ``rharm audit``: self-contained, drawn offline.
 
 The page inlines vl-convert's bundle of vega, vega-lite and vega-embed (:func:`rharm.charts.vega_bundle`, shipped
-inside the ``vl-convert-python`` wheel) and draws each chart with :mod:`rharm.charts`' renderer, so it needs no
-network and passes ``python -m rharm.book.browser_check`` like the book's pages.
+inside the ``vl-convert-python`` wheel) and draws each chart (:func:`rharm.charts.audit_charts`) with
+:mod:`rharm.charts`' renderer, so it needs no network and passes ``python -m rharm.book.browser_check`` like the
+book's pages.
 """
 
 from __future__ import annotations
@@ -27,23 +28,6 @@ text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:
 """
 
 
-def _long(matrix: np.ndarray, classes: list[str], name: str, lo: np.ndarray | None = None,
-          hi: np.ndarray | None = None) -> pd.DataFrame:
-    k = len(classes)
-    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    out = pd.DataFrame({"row": [classes[a] for a in i.ravel()], "column": [classes[b] for b in j.ravel()],
-                        name: matrix.ravel()})
-    if lo is not None:
-        out["ci_low"], out["ci_high"] = lo.ravel(), hi.ravel()
-    return out.replace([np.inf, -np.inf], np.nan).dropna(subset=[name])
-
-
-def _chart_html(chart) -> str:
-    from . import charts
-
-    return charts._render(chart.to_dict())["text/html"]
-
-
 def _table(frame: pd.DataFrame, fmt: str = "{:.3f}", harm_col: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
@@ -55,53 +39,9 @@ def _table(frame: pd.DataFrame, fmt: str = "{:.3f}", harm_col: str | None = None
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def charts_for(report: "AuditReport") -> dict:
-    """The report's Altair charts by name (also used by the chapter)."""
-    import altair as alt
-
-    from . import charts
-
-    names = [str(c) for c in report.classes]
-    k = len(names)
-    size = dict(width=max(200, 28 * k), height=max(160, 22 * k))
-    out = {"cosine_distance": charts.heatmap(
-        _long(report.cosine_distance, names, "distance", report.cosine_distance_ci_low,
-              report.cosine_distance_ci_high), x="column", y="row", value="distance", x_order=names, y_order=names,
-        title="Cosine distance 1 − cos(i, j) (audited encoder)", fmt=".2f", text=k <= 14,
-        tooltip=["row", "column", "distance", "ci_low", "ci_high"], **size)}
-    probe = report.probe.copy()
-    probe["class"] = names
-    bars = [probe.assign(encoder="audited", value=probe["accuracy"])[["class", "encoder", "value"]]]
-    if report.has_reference:
-        out["rh"] = charts.heatmap(
-            _long(report.rh, names, "rh", report.rh_ci_low, report.rh_ci_high), x="column", y="row", value="rh",
-            x_order=names, y_order=names, mid=1.0, fmt=".2f", text=k <= 14,
-            title="Representation harm RH = D / D_reference (< 1: closer than in the reference)",
-            tooltip=["row", "column", "rh", "ci_low", "ci_high"], **size)
-        top = report.ranking.head(15).copy()
-        top["pair"] = top.class_a.astype(str) + " – " + top.class_b.astype(str)
-        y = alt.Y("pair:N", sort=top["pair"].tolist(), title=None)
-        out["ranking"] = alt.layer(
-            alt.Chart(top).mark_rule().encode(x=alt.X("ci_low:Q", title="RH (bootstrap interval)",
-                                                        scale=alt.Scale(zero=False)), x2="ci_high:Q", y=y),
-            alt.Chart(top).mark_point(filled=True, size=50).encode(
-                x="rh:Q", y=y, color=alt.Color("excludes_1:N", title="interval excludes 1"),
-                tooltip=["pair", alt.Tooltip("rh:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"),
-                         alt.Tooltip("ci_high:Q", format=".3f")]),
-            alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="v:Q"),
-        ).properties(title="Class pairs ranked by RH (most collapsed first)", width=380)
-        bars.append(probe.assign(encoder="reference", value=probe["reference_accuracy"])[["class", "encoder", "value"]])
-    out["probe"] = alt.Chart(pd.concat(bars, ignore_index=True)).mark_bar().encode(
-        y=alt.Y("class:N", sort=names, title=None), x=alt.X("value:Q", title="probe accuracy (cross-validated)",
-                                                            scale=alt.Scale(domain=[0, 1])),
-        yOffset="encoder:N", color=alt.Color("encoder:N"), tooltip=["class", "encoder", alt.Tooltip("value:Q", format=".3f")],
-    ).properties(title="Linear-probe accuracy by group", width=360)
-    return out
-
-
 def render_html(report: "AuditReport") -> str:
     """The standalone page: summary, charts, the ranking and per-group tables, and how to read them."""
-    from .charts import vega_bundle
+    from .charts import audit_charts, chart_html, vega_bundle
 
     names = [str(c) for c in report.classes]
     m = report.meta
@@ -110,7 +50,7 @@ def render_html(report: "AuditReport") -> str:
              + f"; {m['n_boot']} bootstrap replicates over items (paired, within class), level {m['level']}; "
              f"probe: {m['probe_folds']}-fold cross-validated logistic regression on {m['probe_items']} items. "
              f"Written {html.escape(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))}.</p>"]
-    charts = charts_for(report)
+    charts = audit_charts(report)
     if report.has_reference:
         rk = report.ranking
         first = rk.iloc[0]
@@ -126,8 +66,8 @@ def render_html(report: "AuditReport") -> str:
             "harm: one may be collapsing onto the other); RH &gt; 1: further apart. The interval comes from "
             "resampling items; one that contains 1 is no evidence of a change. The diagonal compares each group's "
             "own spread.</p>")
-        parts.append("<h2>Representation harm</h2><div class='grid'>" + _chart_html(charts["rh"])
-                     + _chart_html(charts["ranking"]) + "</div>")
+        parts.append("<h2>Representation harm</h2><div class='grid'>" + chart_html(charts["rh"])
+                     + chart_html(charts["ranking"]) + "</div>")
         tab = rk.head(20)[["class_a", "class_b", "rh", "ci_low", "ci_high", "cosine_distance",
                            "reference_cosine_distance", "excludes_1"]]
         tab = tab.assign(below_1=tab.ci_high < 1)
@@ -136,12 +76,12 @@ def render_html(report: "AuditReport") -> str:
         parts.append(f"<h2>Finding</h2><p>No reference was given, so RH is not defined; the cosine distances and "
                      f"the probe below describe this encoder alone. Overall probe accuracy "
                      f"{m['probe_accuracy']:.3f}.</p>")
-    parts.append("<h2>Cosine distances</h2>" + _chart_html(charts["cosine_distance"]))
+    parts.append("<h2>Cosine distances</h2>" + chart_html(charts["cosine_distance"]))
     probe = report.probe.copy()
     probe.insert(0, "class", names)
     for col in ("nearest", "confused_with"):
         probe[col] = [names[i] for i in probe[col]]
-    parts.append("<h2>Allocation: a linear probe by group</h2>" + _chart_html(charts["probe"])
+    parts.append("<h2>Allocation: a linear probe by group</h2>" + chart_html(charts["probe"])
                  + "<p class='note'><code>to_nearest</code>: share of the group's items the probe assigns to its "
                  "nearest group (by cosine distance in the audited encoder).</p>" + _table(probe))
     col = report.collapse

@@ -23,6 +23,12 @@ Rendering. Altair's default HTML output fetches vega from a CDN when the page is
 chart. :func:`enable` registers the ``rharm`` renderer, whose output carries the spec
 (``application/vnd.vegalite.v*+json``, drawn natively by JupyterLab) and ``text/html`` that calls
 ``rharmVegaEmbed``, which the book's Sphinx extension :mod:`rharm.book.sphinx_vega` puts into every page.
+
+Layout. Every chart of the package is built here, and nowhere else (``tests/test_charts.py`` scans for it): the
+science modules compute, this module draws. Sections: primitives (renderer, policies, :func:`heatmap`,
+:func:`line`, :func:`scatter_vs`, :func:`panels`), then one section per subject: representation harm, allocation
+harm and mediation, text, theory, audit. Each builder takes plain data (DataFrames, arrays) and returns an Altair
+chart.
 """
 
 from __future__ import annotations
@@ -50,6 +56,10 @@ MAX_CELL_PX, MIN_CELL_PX = 38, 14
 
 # One diverging palette everywhere: red = below the null (harm direction: RH < 1, an accuracy loss), blue = above.
 DIVERGING = "redblue"
+
+# ==============================================================================================================
+# Primitives: the offline renderer, the width and colour policies, and the generic builders every chapter uses
+# ==============================================================================================================
 
 _STYLE = (
     "<style>.rharm-vega{max-width:100%;overflow-x:visible}"
@@ -407,3 +417,416 @@ def vega_bundle() -> str:
     major_minor = ".".join(alt.SCHEMA_VERSION.split(".")[:2])
     bundle = vl_convert.javascript_bundle("window.rharmVegaEmbed = vegaEmbed;", vl_version=major_minor)
     return "/* vega-embed bundle from vl-convert, wrapped by rharm.charts */\n(function () {\n" + bundle + "\n})();\n"
+
+
+# ==============================================================================================================
+# Representation harm (representation-harm and scale-study chapters)
+# ==============================================================================================================
+
+
+RH_LEGEND = "RH: red < 1 = minority moved closer (harm), blue > 1 = apart"
+
+
+def rh_heatmap(table: pd.DataFrame, *, title: str, value: str = "rh", order: Sequence[str] | None = None,
+               rows: Sequence[str] | None = None, domain: Sequence[float] | None = None, width: int | None = None):
+    """Diverging heatmap of a long RH table (from :func:`rharm.metrics.long_rh` or ``rharm.reference.long``),
+    centred at 1.
+
+    Rows = minority class, columns = other class; tooltips carry every column of ``table`` (CI, paper value).
+    Pass one ``domain`` (:func:`diverging_domain` of every panel) to heatmaps that are compared.
+    """
+    tooltip = [c for c in table.columns]
+    return heatmap(table, x="other", y="minority", value=value, title=title,
+                   x_order=list(order) if order else None, y_order=list(rows) if rows else None, mid=1.0,
+                   fmt=".2f", tooltip=tooltip, domain=domain, width=width, legend=RH_LEGEND,
+                   x_title="other class j", y_title="minority class i")
+
+
+def ours_vs_paper_scatter(table: pd.DataFrame, *, title: str, x: str = "paper", y: str = "rh", lo: str | None = "lo",
+                          hi: str | None = "hi"):
+    """Scatter of our RH (y, with CI bars) against the paper's (x) per cell, with the identity line and RH = 1 rules.
+
+    ``table``: a long table with columns minority, other, ``x``, ``y`` (and ``lo``/``hi``); rows with NaN dropped.
+    """
+    d = table.dropna(subset=[x, y]).copy()
+    d["cell"] = d.minority + " → " + d.other
+    d["cell kind"] = np.where(d.minority == d.other, "diagonal (i = j)", "off-diagonal")
+    have_ci = bool(lo and hi and lo in d and hi in d)
+    return scatter_vs(d, x, y, title=title, x_title="paper's RH (SimCLR, ResNet-34, 1:100)",
+                      y_title="our RH", null=1.0, lo=lo if have_ci else None, hi=hi if have_ci else None,
+                      color="cell kind", legend="cell",
+                      tooltip=[c for c in ["cell", x, y, lo, hi] if c and c in d])
+
+
+def paired_chart(df: pd.DataFrame, *, title: str):
+    """Strip chart of log RH per other class: the paired effect (one dot per seed) against the noise floor.
+
+    ``df``: :func:`rharm.experiment.paired_rh`'s long frame (columns kind, seed, other_class, rh, log_rh).
+    """
+    from .common import CIFAR10_CLASSES
+
+    return alt.Chart(df).mark_circle(size=60, opacity=0.8).encode(
+        x=alt.X("other_class:N", title="other class j", sort=list(CIFAR10_CLASSES)),
+        y=alt.Y("log_rh:Q", title="log RH(i, j)  (< 0: i moved toward j)"),
+        color=alt.Color("kind:N", title=None),
+        xOffset="kind:N",
+        tooltip=["kind", "seed", "other_class", alt.Tooltip("rh:Q", format=".3f")],
+    ).properties(title=title, width=420, height=220)
+
+
+def throughput_chart(tp: pd.DataFrame):
+    """Bars of training images per second per backbone, one bar per batch size.
+
+    ``tp``: :func:`rharm.experiment.throughput_table`'s frame (columns backbone, batch_size, images_per_s,
+    parameters, threads).
+    """
+    return alt.Chart(tp).mark_bar().encode(
+        x=alt.X("images_per_s:Q", title="training images per second (two views each)"),
+        y=alt.Y("backbone:N", title=None),
+        color=alt.Color("batch_size:N", title="batch"),
+        yOffset="batch_size:N",
+        tooltip=["backbone", "batch_size", alt.Tooltip("images_per_s:Q", format=".0f"), "parameters", "threads"],
+    ).properties(title="SimCLR training throughput on this machine", width=360)
+
+
+# ==============================================================================================================
+# Allocation harm and mediation (allocation-harm chapter)
+# ==============================================================================================================
+
+
+EFFECT_LEGEND = ("change in P(predict j | true i): red < 0 = less often (on the diagonal: accuracy lost), "
+                 "blue > 0 = more")
+
+
+def effect_heatmap(table: pd.DataFrame, effect: str, *, title: str, order: Sequence[str] | None = None,
+                   rows: Sequence[str] | None = None, domain: Sequence[float] | None = None,
+                   width: int | None = None):
+    """Diverging heatmap (centred at 0) of one effect from :func:`rharm.mediation.long_effects`; CI and paper value
+    in tooltips.
+
+    Pass one ``domain`` (:func:`diverging_domain` of every panel) to heatmaps that are compared.
+    """
+    d = table[table.effect == effect]
+    if order is not None:
+        d = d[d.predicted.isin(order)]
+    if rows is not None:
+        d = d[d.minority.isin(rows)]
+    return heatmap(d, x="predicted", y="minority", value="value", title=title,
+                   x_order=list(order) if order else None, y_order=list(rows) if rows else None, mid=0.0,
+                   fmt=".2f", tooltip=list(d.columns), domain=domain, width=width, legend=EFFECT_LEGEND,
+                   x_title="predicted class j", y_title="minority class i")
+
+
+def mediation_diagram(direct_label: str = "direct part (NDE = TE − NIE; paper: −rNDE)",
+                      indirect_label: str = "NIE"):
+    """The mediation DAG as an Altair chart: T -> M -> allocation harm (NIE) and T -> allocation harm (direct)."""
+    nodes = pd.DataFrame({"name": ["T: minority underrepresented", "M: CL representation", "Y: allocation harm"],
+                          "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.0]})
+    edges = pd.DataFrame({"x": [0.0, 1.0, 0.0], "y": [0.0, 1.0, 0.0], "x2": [1.0, 2.0, 2.0], "y2": [1.0, 0.0, 0.0],
+                          "label": ["", indirect_label, direct_label], "lx": [0.5, 1.5, 1.0], "ly": [0.5, 0.5, -0.12],
+                          "path": ["indirect", "indirect", "direct"]})
+    sx, sy = alt.Scale(domain=[-0.5, 2.5]), alt.Scale(domain=[-0.3, 1.3])
+    noaxis = dict(axis=None)
+    lines = alt.Chart(edges).mark_rule(strokeWidth=2).encode(
+        x=alt.X("x:Q", scale=sx, **noaxis), y=alt.Y("y:Q", scale=sy, **noaxis), x2="x2", y2="y2",
+        color=alt.Color("path:N", legend=None))
+    arrow = alt.Chart(edges.assign(tx=lambda d: d.x + 0.8 * (d.x2 - d.x), ty=lambda d: d.y + 0.8 * (d.y2 - d.y))
+                      ).mark_point(shape="triangle", size=120, filled=True).encode(
+        x=alt.X("tx:Q", scale=sx), y=alt.Y("ty:Q", scale=sy), color=alt.Color("path:N", legend=None))
+    labels = alt.Chart(edges).mark_text(fontSize=12).encode(x=alt.X("lx:Q", scale=sx), y=alt.Y("ly:Q", scale=sy),
+                                                            text="label:N")
+    pts = alt.Chart(nodes).mark_circle(size=900, color="white", stroke="black").encode(
+        x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy))
+    names = alt.Chart(nodes).mark_text(dy=-28, fontSize=13, fontWeight="bold").encode(
+        x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy), text="name:N")
+    return alt.layer(lines, arrow, pts, names, labels).properties(width=520, height=220,
+                                                                  title="Causal mediation of allocation harm")
+
+
+# ==============================================================================================================
+# Text (text-harm chapter)
+# ==============================================================================================================
+
+
+def loss_chart(curves: pd.DataFrame, *, title: str):
+    """Loss per step (columns step, loss, run) on a log y axis."""
+    return alt.Chart(curves, title=title).mark_line(point=False).encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("loss:Q", title="SimCSE loss (MNRL)", scale=alt.Scale(type="log")),
+        color=alt.Color("run:N", legend=alt.Legend(title="run", orient="bottom", direction="vertical", labelLimit=560)),
+        tooltip=["run", "step", alt.Tooltip("loss:Q", format=".2e")],
+    ).properties(width=480, height=240)
+
+
+def harm_plane_chart(points: pd.DataFrame, summary: pd.DataFrame | None = None, *, title: str):
+    """Our reconstructed text-metric plane: x = RH toward the same profession's other gender, y = RH toward the
+    nearest profession of the same gender; rules at 1; per-seed points and (optionally) the mean with its interval.
+
+    ``points``: columns seed, other_gender, nearest_profession. ``summary``: one row with x, x_lo, x_hi, y, y_lo,
+    y_hi.
+    """
+    vals = np.concatenate([points[["other_gender", "nearest_profession"]].to_numpy().ravel(), [1.0]])
+    if summary is not None:
+        vals = np.concatenate([vals, summary[["x_lo", "x_hi", "y_lo", "y_hi"]].to_numpy().ravel()])
+    vals = vals[np.isfinite(vals)]
+    pad = max(0.02, 0.15 * (vals.max() - vals.min()))
+    dom = [float(vals.min() - pad), float(vals.max() + pad)]
+    sc = alt.Scale(domain=dom, zero=False, nice=False)  # every layer names it: a layer without it would add 0
+    x = alt.X("other_gender:Q", title="RH toward same profession, other gender", scale=sc)
+    y = alt.Y("nearest_profession:Q", title="RH toward nearest profession, same gender", scale=sc)
+    base = alt.Chart(points).mark_point(filled=True, size=60, opacity=0.7).encode(
+        x=x, y=y, tooltip=["seed", alt.Tooltip("other_gender:Q", format=".3f"),
+                           alt.Tooltip("nearest_profession:Q", format=".3f")])
+    one = pd.DataFrame({"v": [1.0]})
+    layers = [alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.X("v:Q", scale=sc)),
+              alt.Chart(one).mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.Y("v:Q", scale=sc))]
+    # quadrant names in the four corners, short enough that two fit side by side in the plot
+    labels = pd.DataFrame({
+        "x": [dom[0], dom[1], dom[0], dom[1]], "y": [dom[0], dom[0], dom[1], dom[1]],
+        "align": ["left", "right", "left", "right"],
+        "text": ["closer to both", "closer to nearest profession", "closer to other gender", "closer to neither"]})
+    for _, r in labels.iterrows():
+        layers.append(alt.Chart(pd.DataFrame([r])).mark_text(
+            align=r["align"], baseline="bottom" if r["y"] == dom[0] else "top", dx=4 if r["align"] == "left" else -4,
+            dy=-4 if r["y"] == dom[0] else 4, color="gray", fontSize=9).encode(
+                x=alt.X("x:Q", scale=sc), y=alt.Y("y:Q", scale=sc), text="text:N"))
+    layers.append(base)
+    if summary is not None:
+        s = alt.Chart(summary)
+        layers += [
+            s.mark_rule(color="black").encode(x=alt.X("x_lo:Q", scale=sc), x2="x_hi:Q", y=alt.Y("y:Q", scale=sc)),
+            s.mark_rule(color="black").encode(y=alt.Y("y_lo:Q", scale=sc), y2="y_hi:Q", x=alt.X("x:Q", scale=sc)),
+            s.mark_point(shape="diamond", size=120, color="black", filled=True).encode(
+                x=alt.X("x:Q", scale=sc), y=alt.Y("y:Q", scale=sc)),
+        ]
+    return alt.layer(*layers, title=title).properties(width=380, height=380)
+
+
+def interval_chart(summary: pd.DataFrame, *, category: str, title: str, x_title: str, reference: float | None = None,
+                   color: str | None = None):
+    """Mean with interval per category (columns ``category``, mean, lo, hi; optional ``color``), reference rule."""
+    order = list(dict.fromkeys(summary[category]))
+    y = alt.Y(f"{category}:N", sort=order, title=None)
+    legend = alt.Legend(title=None, orient="bottom", labelLimit=400)
+    enc = {"color": alt.Color(f"{color}:N", legend=legend)} if color else {}
+    base = alt.Chart(summary)
+    layers = [base.mark_rule().encode(x=alt.X("lo:Q", title=x_title, scale=alt.Scale(zero=False)), x2="hi:Q", y=y,
+                                      **enc),
+              base.mark_point(filled=True, size=50).encode(
+                  x="mean:Q", y=y, tooltip=[category, alt.Tooltip("mean:Q", format=".3f"),
+                                            alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
+                  **enc)]
+    if reference is not None:
+        layers.append(alt.Chart(pd.DataFrame({"v": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
+                      .encode(x="v:Q"))
+    return alt.layer(*layers, title=title).properties(width=440)
+
+
+# ==============================================================================================================
+# Theory (theory chapter: the stochastic block model)
+# ==============================================================================================================
+
+
+def _matrix_frame(mat, std=None, *, value="value") -> pd.DataFrame:
+    """Long frame (row block, column block, ``value``[, sd, label]) of a (K, K) matrix, blocks numbered from 1."""
+    mat = np.asarray(mat)
+    rows = []
+    for i in range(mat.shape[0]):
+        for j in range(mat.shape[1]):
+            row = {"row block": str(i + 1), "column block": str(j + 1), value: float(mat[i, j])}
+            if std is not None:
+                row["sd"] = float(std[i, j])
+                row["label"] = f"{mat[i, j]:.2f} ± {std[i, j]:.2f}"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def connectivity_chart(connectivity, *, title: str = "connectivity α_ij"):
+    """Heatmap of the (K, K) connectivity matrix (Altair chart); the matrix is checked as the theory checks it."""
+    from .theory._validate import _check_connectivity
+
+    a = _check_connectivity(connectivity)
+    order = [str(i + 1) for i in range(a.shape[0])]
+    return heatmap(
+        _matrix_frame(a, value="probability"),
+        "column block",
+        "row block",
+        "probability",
+        title=title,
+        x_order=order,
+        y_order=order,
+        scheme="blues",
+        fmt=".2f",
+        domain=[0.0, 1.0],
+    )
+
+
+def node_cosine_charts(results: dict, majority_size: int):
+    """One mean-cosine heatmap per n1, annotated ``mean ± sd`` (Altair), concatenated horizontally.
+
+    ``results`` maps ``n1 -> (mean, std)`` from :func:`rharm.theory.sbm_node_cosines`. Titles give the block sizes
+    the code ran, n = (n1, m, m) (the published figure's titles gave non-matching powers of two).
+    """
+    parts = []
+    for n1, (mean, std) in results.items():
+        df = _matrix_frame(mean, std, value="mean cosine")
+        order = [str(i + 1) for i in range(np.asarray(mean).shape[0])]
+        base = alt.Chart(df).encode(
+            x=alt.X("column block:N", sort=order),
+            y=alt.Y("row block:N", sort=order),
+        )
+        rect = base.mark_rect().encode(
+            color=alt.Color(
+                "mean cosine:Q",
+                scale=alt.Scale(scheme="redblue", domain=[-1, 1], domainMid=0),
+                legend=alt.Legend(orient="bottom", title="mean cosine: red < 0 = opposed, blue > 0 = aligned"),
+            ),
+            tooltip=["row block", "column block", alt.Tooltip("mean cosine:Q", format=".3f"),
+                     alt.Tooltip("sd:Q", format=".3f")],
+        )
+        text = base.mark_text(fontSize=10).encode(text="label:N")
+        parts.append(
+            (rect + text).properties(title=f"n = ({n1}, {majority_size}, {majority_size})", width=200, height=150)
+        )
+    return panels(parts, shared_color=True)
+
+
+def population_line_chart(sweep, *, pair: str = "cos12", solver: str = "lbfgs"):
+    """cos(h_1*, h_2*) (``pair="cos12"``) or cos(h_2*, h_3*) (``"cos23"``) against pi_1 (log x), one line per
+    alpha, one panel per objective. ``sweep`` is a :func:`rharm.theory.population_sweep` DataFrame."""
+    from .common import check_choice as _check_choice
+
+    names = {"cos12": "cos(h1*, h2*)", "cos13": "cos(h1*, h3*)", "cos23": "cos(h2*, h3*)"}
+    _check_choice("pair", pair, list(names))
+    df = sweep[sweep["solver"] == solver].copy()
+    df["alpha"] = df["alpha"].map(lambda a: f"{a:g}")
+    parts = [
+        line(
+            df[df["objective"] == obj],
+            "pi1",
+            pair,
+            "alpha",
+            title=f"{names[pair]}, {obj} objective",
+            log_x=True,
+            tooltip=["alpha", "pi1", pair, "block_grad_norm", "spread"],
+            width=plot_width(2),
+            x_title="minority share π1 (log scale)",
+            y_title=names[pair],
+            legend="α (link probability)",
+        )
+        for obj in df["objective"].unique()
+    ]
+    return panels(parts)
+
+
+def population_heatmap_charts(solutions: dict):
+    """Population cosine heatmaps, one per key (e.g. ``"principled, π1=1/192"``) of (K, K) matrices."""
+    parts = []
+    for name, mat in solutions.items():
+        mat = np.asarray(mat)
+        order = [str(i + 1) for i in range(mat.shape[0])]
+        parts.append(
+            heatmap(
+                _matrix_frame(mat, value="cosine"),
+                "column block",
+                "row block",
+                "cosine",
+                title=str(name),
+                x_order=order,
+                y_order=order,
+                mid=0.0,
+                domain=[-1.0, 1.0],
+                fmt=".2f",
+                width=150,
+                legend="cosine: red < 0 = opposed, blue > 0 = aligned",
+            )
+        )
+    return panels(parts, shared_color=True)
+
+
+def published_comparison_chart(comparison, *, precision: float):
+    """rharm minus published cosine against pi_1 (log x), one line per rharm source, one panel per block pair; the
+    grey band is ``+- precision``, where a value that rounds to the printed one falls.
+
+    ``comparison`` is a :func:`rharm.theory.published.published_comparison` DataFrame.
+    """
+    names = {"cos12": "cos(h1*, h2*)", "cos13": "cos(h1*, h3*)", "cos23": "cos(h2*, h3*)"}
+    parts = []
+    for pair in comparison["pair"].unique():
+        df = comparison[comparison["pair"] == pair]
+        band = alt.Chart(pd.DataFrame({"lo": [-precision], "hi": [precision]})).mark_rect(
+            color="lightgrey", opacity=0.5).encode(y="lo:Q", y2="hi:Q")
+        ln = line(df, "pi1", "difference", "source", title=f"{names[pair]}: rharm − published",
+                  log_x=True, tooltip=["pi1_label", "source", "published", "cosine", "difference"],
+                  width=plot_width(3), x_title="minority share π1 (log scale)",
+                  y_title="rharm − published", legend="rharm solution")
+        parts.append(band + ln)
+    return panels(parts)
+
+
+# ==============================================================================================================
+# Audit (the audit chapter and the standalone report.html of ``rharm audit``)
+# ==============================================================================================================
+
+
+def _audit_long(matrix: np.ndarray, classes: list[str], name: str, lo: np.ndarray | None = None,
+                hi: np.ndarray | None = None) -> pd.DataFrame:
+    """(K, K) matrix (and its interval) -> long frame row, column, ``name``[, ci_low, ci_high]; non-finite dropped."""
+    k = len(classes)
+    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    out = pd.DataFrame({"row": [classes[a] for a in i.ravel()], "column": [classes[b] for b in j.ravel()],
+                        name: matrix.ravel()})
+    if lo is not None:
+        out["ci_low"], out["ci_high"] = lo.ravel(), hi.ravel()
+    return out.replace([np.inf, -np.inf], np.nan).dropna(subset=[name])
+
+
+def audit_charts(report) -> dict:
+    """The charts of an audit by name: ``cosine_distance`` and ``probe`` always; ``rh`` and ``ranking`` when the
+    audit had a reference encoder.
+
+    ``report``: a :class:`rharm.audit.AuditReport`; only its data fields are read (classes, the (K, K) arrays
+    cosine_distance[, _ci_low, _ci_high] and rh[, _ci_low, _ci_high], the ranking and probe frames).
+    """
+    names = [str(c) for c in report.classes]
+    k = len(names)
+    size = dict(width=max(200, 28 * k), height=max(160, 22 * k))
+    out = {"cosine_distance": heatmap(
+        _audit_long(report.cosine_distance, names, "distance", report.cosine_distance_ci_low,
+                    report.cosine_distance_ci_high), x="column", y="row", value="distance", x_order=names,
+        y_order=names, title="Cosine distance 1 − cos(i, j) (audited encoder)", fmt=".2f", text=k <= 14,
+        tooltip=["row", "column", "distance", "ci_low", "ci_high"], **size)}
+    probe = report.probe.copy()
+    probe["class"] = names
+    bars = [probe.assign(encoder="audited", value=probe["accuracy"])[["class", "encoder", "value"]]]
+    if report.has_reference:
+        out["rh"] = heatmap(
+            _audit_long(report.rh, names, "rh", report.rh_ci_low, report.rh_ci_high), x="column", y="row",
+            value="rh", x_order=names, y_order=names, mid=1.0, fmt=".2f", text=k <= 14,
+            title="Representation harm RH = D / D_reference (< 1: closer than in the reference)",
+            tooltip=["row", "column", "rh", "ci_low", "ci_high"], **size)
+        top = report.ranking.head(15).copy()
+        top["pair"] = top.class_a.astype(str) + " – " + top.class_b.astype(str)
+        y = alt.Y("pair:N", sort=top["pair"].tolist(), title=None)
+        out["ranking"] = alt.layer(
+            alt.Chart(top).mark_rule().encode(x=alt.X("ci_low:Q", title="RH (bootstrap interval)",
+                                                        scale=alt.Scale(zero=False)), x2="ci_high:Q", y=y),
+            alt.Chart(top).mark_point(filled=True, size=50).encode(
+                x="rh:Q", y=y, color=alt.Color("excludes_1:N", title="interval excludes 1"),
+                tooltip=["pair", alt.Tooltip("rh:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"),
+                         alt.Tooltip("ci_high:Q", format=".3f")]),
+            alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="v:Q"),
+        ).properties(title="Class pairs ranked by RH (most collapsed first)", width=380)
+        bars.append(probe.assign(encoder="reference", value=probe["reference_accuracy"])[["class", "encoder", "value"]])
+    out["probe"] = alt.Chart(pd.concat(bars, ignore_index=True)).mark_bar().encode(
+        y=alt.Y("class:N", sort=names, title=None), x=alt.X("value:Q", title="probe accuracy (cross-validated)",
+                                                            scale=alt.Scale(domain=[0, 1])),
+        yOffset="encoder:N", color=alt.Color("encoder:N"),
+        tooltip=["class", "encoder", alt.Tooltip("value:Q", format=".3f")],
+    ).properties(title="Linear-probe accuracy by group", width=360)
+    return out
+
+
+def chart_html(chart: alt.TopLevelMixin) -> str:
+    """The offline renderer's HTML for one chart (for pages built outside a notebook, e.g. ``report.html``)."""
+    return _render(chart.to_dict())["text/html"]

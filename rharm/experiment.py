@@ -427,19 +427,6 @@ def paired_summary(df, partner: str) -> dict:
             "n_seeds": int(len(eff))}
 
 
-def paired_chart(df, *, title: str):
-    """Strip chart of log RH per other class: the paired effect (one dot per seed) against the noise floor."""
-    import altair as alt
-
-    return alt.Chart(df).mark_circle(size=60, opacity=0.8).encode(
-        x=alt.X("other_class:N", title="other class j", sort=list(data.CIFAR10_CLASSES)),
-        y=alt.Y("log_rh:Q", title="log RH(i, j)  (< 0: i moved toward j)"),
-        color=alt.Color("kind:N", title=None),
-        xOffset="kind:N",
-        tooltip=["kind", "seed", "other_class", alt.Tooltip("rh:Q", format=".3f")],
-    ).properties(title=title, width=420, height=220)
-
-
 def grid_runs(grid: Mapping[str, Any]) -> list[tuple[str | None, int, dict, Path]]:
     """Every run of a grid, in :func:`run_grid`'s order (seed-major, balanced first), without training anything.
 

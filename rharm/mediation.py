@@ -556,63 +556,6 @@ def mediation_crosscheck(results: Iterable[Any], mr: MediationRuns, minority: st
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Charts
-# --------------------------------------------------------------------------------------------------------------
-
-
-EFFECT_LEGEND = ("change in P(predict j | true i): red < 0 = less often (on the diagonal: accuracy lost), "
-                 "blue > 0 = more")
-
-
-def effect_heatmap(table: pd.DataFrame, effect: str, *, title: str, order: Sequence[str] | None = None,
-                   rows: Sequence[str] | None = None, domain: Sequence[float] | None = None,
-                   width: int | None = None):
-    """Diverging heatmap (centred at 0) of one effect from :func:`long_effects`; CI and paper value in tooltips.
-
-    Pass one ``domain`` (``rharm.charts.diverging_domain`` of every panel) to heatmaps that are compared.
-    """
-    from rharm import charts
-
-    d = table[table.effect == effect]
-    if order is not None:
-        d = d[d.predicted.isin(order)]
-    if rows is not None:
-        d = d[d.minority.isin(rows)]
-    return charts.heatmap(d, x="predicted", y="minority", value="value", title=title,
-                          x_order=list(order) if order else None, y_order=list(rows) if rows else None, mid=0.0,
-                          fmt=".2f", tooltip=list(d.columns), domain=domain, width=width, legend=EFFECT_LEGEND,
-                          x_title="predicted class j", y_title="minority class i")
-
-
-def mediation_diagram(direct_label: str = "direct part (NDE = TE − NIE; paper: −rNDE)",
-                      indirect_label: str = "NIE"):
-    """The mediation DAG as an Altair chart: T -> M -> allocation harm (NIE) and T -> allocation harm (direct)."""
-    import altair as alt
-
-    nodes = pd.DataFrame({"name": ["T: minority underrepresented", "M: CL representation", "Y: allocation harm"],
-                          "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.0]})
-    edges = pd.DataFrame({"x": [0.0, 1.0, 0.0], "y": [0.0, 1.0, 0.0], "x2": [1.0, 2.0, 2.0], "y2": [1.0, 0.0, 0.0],
-                          "label": ["", indirect_label, direct_label], "lx": [0.5, 1.5, 1.0], "ly": [0.5, 0.5, -0.12],
-                          "path": ["indirect", "indirect", "direct"]})
-    sx, sy = alt.Scale(domain=[-0.5, 2.5]), alt.Scale(domain=[-0.3, 1.3])
-    noaxis = dict(axis=None)
-    lines = alt.Chart(edges).mark_rule(strokeWidth=2).encode(
-        x=alt.X("x:Q", scale=sx, **noaxis), y=alt.Y("y:Q", scale=sy, **noaxis), x2="x2", y2="y2",
-        color=alt.Color("path:N", legend=None))
-    arrow = alt.Chart(edges.assign(tx=lambda d: d.x + 0.8 * (d.x2 - d.x), ty=lambda d: d.y + 0.8 * (d.y2 - d.y))
-                      ).mark_point(shape="triangle", size=120, filled=True).encode(
-        x=alt.X("tx:Q", scale=sx), y=alt.Y("ty:Q", scale=sy), color=alt.Color("path:N", legend=None))
-    labels = alt.Chart(edges).mark_text(fontSize=12).encode(x=alt.X("lx:Q", scale=sx), y=alt.Y("ly:Q", scale=sy),
-                                                            text="label:N")
-    pts = alt.Chart(nodes).mark_circle(size=900, color="white", stroke="black").encode(
-        x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy))
-    names = alt.Chart(nodes).mark_text(dy=-28, fontSize=13, fontWeight="bold").encode(
-        x=alt.X("x:Q", scale=sx), y=alt.Y("y:Q", scale=sy), text="name:N")
-    return alt.layer(lines, arrow, pts, names, labels).properties(width=520, height=220,
-                                                                  title="Causal mediation of allocation harm")
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Result store
 # --------------------------------------------------------------------------------------------------------------
 

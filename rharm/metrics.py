@@ -513,48 +513,6 @@ def linear_probe_accuracy(train_features: Any, train_labels: Any, test_features:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Charts (plain Altair; the heatmap comes from rharm.charts)
-# --------------------------------------------------------------------------------------------------------------
-
-
-RH_LEGEND = "RH: red < 1 = minority moved closer (harm), blue > 1 = apart"
-
-
-def rh_heatmap(table: pd.DataFrame, *, title: str, value: str = "rh", order: Sequence[str] | None = None,
-               rows: Sequence[str] | None = None, domain: Sequence[float] | None = None, width: int | None = None):
-    """Diverging heatmap of a long RH table (from :func:`long_rh` or ``rharm.reference.long``), centred at 1.
-
-    Rows = minority class, columns = other class; tooltips carry every column of ``table`` (CI, paper value).
-    Pass one ``domain`` (``rharm.charts.diverging_domain`` of every panel) to heatmaps that are compared.
-    """
-    from rharm import charts
-
-    tooltip = [c for c in table.columns]
-    return charts.heatmap(table, x="other", y="minority", value=value, title=title,
-                          x_order=list(order) if order else None, y_order=list(rows) if rows else None, mid=1.0,
-                          fmt=".2f", tooltip=tooltip, domain=domain, width=width, legend=RH_LEGEND,
-                          x_title="other class j", y_title="minority class i")
-
-
-def ours_vs_paper_scatter(table: pd.DataFrame, *, title: str, x: str = "paper", y: str = "rh", lo: str | None = "lo",
-                          hi: str | None = "hi"):
-    """Scatter of our RH (y, with CI bars) against the paper's (x) per cell, with the identity line and RH = 1 rules.
-
-    ``table``: a long table with columns minority, other, ``x``, ``y`` (and ``lo``/``hi``); rows with NaN dropped.
-    """
-    from rharm import charts
-
-    d = table.dropna(subset=[x, y]).copy()
-    d["cell"] = d.minority + " → " + d.other
-    d["cell kind"] = np.where(d.minority == d.other, "diagonal (i = j)", "off-diagonal")
-    have_ci = bool(lo and hi and lo in d and hi in d)
-    return charts.scatter_vs(d, x, y, title=title, x_title="paper's RH (SimCLR, ResNet-34, 1:100)",
-                             y_title="our RH", null=1.0, lo=lo if have_ci else None, hi=hi if have_ci else None,
-                             color="cell kind", legend="cell",
-                             tooltip=[c for c in ["cell", x, y, lo, hi] if c and c in d])
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Synthetic runs with a planted collapse (tests, and developing without trained models)
 # --------------------------------------------------------------------------------------------------------------
 

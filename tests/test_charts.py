@@ -132,3 +132,36 @@ def test_renderer_lets_the_svg_shrink_with_its_container():
 def test_fmt_sig_never_prints_negative_zero():
     assert charts.fmt_sig(-0.00001, 2) == "-0.000010"
     assert charts.fmt_sig(2.6781, 3) == "2.68" and charts.fmt_sig(0.0) == "0"
+
+
+#: modules that may still build charts: the book tooling, and the mitigation report until its charts move here
+_CHART_SCAN_EXEMPT = ("rharm/charts.py", "rharm/book/", "rharm/report/mitigation.py")
+
+
+def test_no_module_but_rharm_charts_builds_a_chart():
+    """Every chart constructor lives in rharm.charts: a source scan of the package for Altair use elsewhere."""
+    import re
+    from pathlib import Path
+
+    import rharm
+
+    root = Path(rharm.__file__).resolve().parent
+    pattern = re.compile(r"alt\.Chart|\.mark_[a-z]+\(|^\s*(import|from) altair\b")
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = "rharm/" + path.relative_to(root).as_posix()
+        if rel.startswith(_CHART_SCAN_EXEMPT):
+            continue
+        for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(text):
+                found.append(f"{rel}:{n}: {text.strip()}")
+    assert found == [], "chart code outside rharm/charts.py:\n" + "\n".join(found)
+    assert pattern.search((root / "charts.py").read_text(encoding="utf-8"))  # the scan does see Altair use
+
+
+def test_throughput_chart_has_one_bar_per_backbone_and_batch():
+    tp = pd.DataFrame({"backbone": ["small_cnn", "small_cnn", "resnet18"], "batch_size": [64, 128, 64],
+                       "images_per_s": [900.0, 1100.0, 80.0], "parameters": [1, 1, 11], "threads": [2, 2, 2]})
+    spec = charts.throughput_chart(tp).to_dict()
+    assert spec["mark"]["type"] == "bar" and spec["encoding"]["yOffset"]["field"] == "batch_size"
+    assert sorted(r["images_per_s"] for r in charts.chart_data(charts.throughput_chart(tp))) == [80.0, 900.0, 1100.0]

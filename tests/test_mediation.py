@@ -166,5 +166,7 @@ def test_charts_build(planted):
     _, mr = planted
     t = D.long_effects(D.effect_bootstrap(mr, n_boot=50))
     assert set(t.effect) == {"TE", "NIE", "NDE"}
-    assert D.effect_heatmap(t, "NIE", title="NIE").to_dict()
-    assert D.mediation_diagram().to_dict()["title"] == "Causal mediation of allocation harm"
+    from rharm import charts
+
+    assert charts.effect_heatmap(t, "NIE", title="NIE").to_dict()
+    assert charts.mediation_diagram().to_dict()["title"] == "Causal mediation of allocation harm"

@@ -229,13 +229,12 @@ def test_linear_probe_separates_clusters():
 
 
 def test_charts_build():
-    from rharm import reference
+    from rharm import charts, reference
 
     long = reference.long("simclr_100_rh").rename(columns={"value": "rh"})
-    ch = M.rh_heatmap(long, title="t", order=reference.class_order())
+    ch = charts.rh_heatmap(long, title="t", order=reference.class_order())
     assert ch.to_dict()["title"] == "t"
-    sc = M.ours_vs_paper_scatter(long.assign(paper=long.rh.iloc[::-1].to_numpy()), title="s")
-    from rharm import charts
+    sc = charts.ours_vs_paper_scatter(long.assign(paper=long.rh.iloc[::-1].to_numpy()), title="s")
 
     data = [r for r in charts.chart_data(sc) if "cell" in r]  # the points (the rest: identity line, RH = 1 rule)
     assert len(data) == len(long)  # one point per cell

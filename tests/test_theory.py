@@ -299,14 +299,16 @@ def test_node_validation():
 def test_charts_build():
     import altair as alt
 
+    from rharm import charts
+
     a = th.sbm_connectivity(0.4)
     sweep = th.population_sweep([1 / 3, 1 / 12], [0.1, 0.4], restarts=1)
     assert set(sweep["objective"]) == set(th.OBJECTIVES) and sweep["converged"].all()
     for chart in (
-        th.connectivity_chart(a),
-        th.node_cosine_charts({4: (np.eye(3), np.zeros((3, 3)))}, 256),
-        th.population_line_chart(sweep, pair="cos12"),
-        th.population_heatmap_charts({"x": np.eye(3)}),
+        charts.connectivity_chart(a),
+        charts.node_cosine_charts({4: (np.eye(3), np.zeros((3, 3)))}, 256),
+        charts.population_line_chart(sweep, pair="cos12"),
+        charts.population_heatmap_charts({"x": np.eye(3)}),
     ):
         assert isinstance(chart, alt.TopLevelMixin)
         chart.to_dict()

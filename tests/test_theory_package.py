@@ -4,19 +4,21 @@ published theory figure (official ``simulation/plots/cosine_th.pdf``) against rh
 import numpy as np
 import pytest
 
-from rharm import reference, store
+from rharm import charts, reference, store
 from rharm import theory as th
 
-#: every public name of rharm.theory before the split into a package (its __all__ then)
+#: every public name of rharm.theory before the split into a package (its __all__ then), less the charts
 NAMES_BEFORE_SPLIT = [
     "OBJECTIVES", "SOLVERS", "WITHIN_BLOCK", "PopulationSolution", "RestartSummary", "sbm_connectivity",
     "minority_proportions", "population_objective", "population_gradient", "riemannian_gradient",
     "solve_population", "population_cosines", "population_restarts", "population_sweep", "limit_cosine",
     "limit_derivative", "limit_symbolic_check", "limit_check", "expected_graph", "sample_sbm", "node_loss",
     "node_gradient", "train_node_embeddings", "block_cosine_stats", "sbm_node_cosines", "cached_sbm_node_cosines",
-    "node_population_comparison", "connectivity_chart", "node_cosine_charts", "population_line_chart",
-    "population_heatmap_charts",
+    "node_population_comparison",
 ]
+#: the theory charts, exported by rharm.theory before every chart moved to rharm.charts
+CHART_NAMES = ["connectivity_chart", "node_cosine_charts", "population_line_chart", "population_heatmap_charts",
+               "published_comparison_chart"]
 
 
 def test_every_name_of_the_single_module_is_still_exported():
@@ -26,7 +28,11 @@ def test_every_name_of_the_single_module_is_still_exported():
     assert th.population_cosines.__module__ == "rharm.theory.population"
     assert th.sbm_node_cosines.__module__ == "rharm.theory.node"
     assert th.limit_cosine.__module__ == "rharm.theory.limit"
-    assert th.connectivity_chart.__module__ == "rharm.theory.figures"
+
+
+def test_theory_charts_live_in_rharm_charts_only():
+    assert [n for n in CHART_NAMES if hasattr(th, n) or n in th.__all__] == []
+    assert all(getattr(charts, n).__module__ == "rharm.charts" for n in CHART_NAMES)
 
 
 def test_store_fingerprint_of_an_importer_covers_the_package_submodules():
@@ -37,7 +43,7 @@ def test_store_fingerprint_of_an_importer_covers_the_package_submodules():
     # the node cache is keyed by the node module and what it imports (the population solver, the checks)
     node_closure = {m.__name__ for m in store.code_closure("rharm.theory.node")}
     assert {"rharm.theory.node", "rharm.theory.population", "rharm.theory._validate"} <= node_closure
-    assert "rharm.theory.figures" not in node_closure  # charts do not shape the cached numbers
+    assert "rharm.charts" not in node_closure  # charts do not shape the cached numbers
 
 
 def test_cached_node_cosines_is_keyed_by_the_code_closure(monkeypatch):
@@ -102,7 +108,7 @@ def test_published_comparison_validates_before_solving():
 
 def test_published_comparison_chart_has_one_panel_per_pair():
     comparison = th.published_comparison(restarts=1)
-    spec = th.published_comparison_chart(comparison, precision=0.005).to_dict()
+    spec = charts.published_comparison_chart(comparison, precision=0.005).to_dict()
     assert len(spec.get("hconcat", spec.get("vconcat", spec.get("concat", [])))) == 3
 
 

@@ -4,7 +4,7 @@ Three audits, one per section: a planted collapse with a known answer (:func:`sy
 after SimCSE on BUG groups (:func:`text_audit`) and a Fashion-MNIST encoder trained with a rare class
 (:func:`image_audit`). Each ``*_summary`` function turns an :class:`rharm.audit.AuditReport` into a frozen dataclass
 of what the prose and ``book/<profile>/audit.json`` need; the chapter passes them to :func:`rharm.headline.publish`.
-The audit itself is :func:`rharm.audit.audit`; the report's charts are :func:`rharm.audit_report.charts_for`.
+The audit itself is :func:`rharm.audit.audit`; the report's charts are :func:`rharm.charts.audit_charts`.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def train_runs(data: dict, train: dict, *, minority: str, ratio: int, seeds: Seq
 
 
 def loss_curves(runs: Runs, augmentation: str) -> pd.DataFrame:
-    """Long frame (step, loss, run) of every run's per-step loss, for :func:`rharm.text.loss_chart`."""
+    """Long frame (step, loss, run) of every run's per-step loss, for :func:`rharm.charts.loss_chart`."""
     def curve(run, label):
         return pd.DataFrame({"step": np.arange(1, len(run.loss) + 1), "loss": run.loss, "run": label})
 
@@ -211,7 +211,7 @@ class HarmPlane:
     per_seed: pd.DataFrame  #: seed, other_gender, nearest_profession, other, nearest
 
     def interval_frame(self) -> pd.DataFrame:
-        """One row (x, x_lo, x_hi, y, y_lo, y_hi) for :func:`rharm.text.harm_plane_chart`."""
+        """One row (x, x_lo, x_hi, y, y_lo, y_hi) for :func:`rharm.charts.harm_plane_chart`."""
         return pd.DataFrame([{"x": self.x_mean, "x_lo": self.x_lo, "x_hi": self.x_hi, "y": self.y_mean,
                               "y_lo": self.y_lo, "y_hi": self.y_hi}])
 

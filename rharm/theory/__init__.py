@@ -10,7 +10,8 @@ here, so ``rharm.theory.population_cosines`` and ``rharm.theory.sbm_node_cosines
   github.com/smaityumich/CL-representation-harm) and its comparison with the population optimum.
 * :mod:`rharm.theory.published`: the official code's committed theory figure (``cosine_th.pdf``) against rharm's
   population solutions.
-* :mod:`rharm.theory.figures`: the chapter's Altair charts.
+
+The chapter's charts are built from these results in :mod:`rharm.charts` (its theory section).
 
 Everything is float64 NumPy; every random draw comes from ``numpy.random.default_rng(seed)``.
 """
@@ -25,15 +26,6 @@ from ._validate import (
     _check_graph,
     _check_pi,
     _check_tau,
-)
-from .figures import (
-    _BLOCKS,
-    _matrix_frame,
-    connectivity_chart,
-    node_cosine_charts,
-    population_heatmap_charts,
-    population_line_chart,
-    published_comparison_chart,
 )
 from .limit import limit_check, limit_cosine, limit_derivative, limit_symbolic_check
 from .node import (
@@ -102,18 +94,13 @@ __all__ = [
     "sbm_node_cosines",
     "cached_sbm_node_cosines",
     "node_population_comparison",
-    "connectivity_chart",
-    "node_cosine_charts",
-    "population_line_chart",
-    "population_heatmap_charts",
     "published_comparison",
-    "published_comparison_chart",
     "PUBLISHED_SOURCES",
 ]
 
 #: private helpers kept importable from ``rharm.theory`` as before the split (tests and notebooks may reach them)
 _PRIVATE = (
     _check_block_sizes, _check_connectivity, _check_count, _check_dim, _check_graph, _check_pi, _check_tau,
-    _BLOCKS, _matrix_frame, _node_gradient_fn, _node_terms, _init_sphere, _newton_polish, _normalise_rows, _prepare,
+    _node_gradient_fn, _node_terms, _init_sphere, _newton_polish, _normalise_rows, _prepare,
     _value_and_coeff, _weights,
 )
