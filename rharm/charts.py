@@ -42,6 +42,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+# ==============================================================================================================
+# Primitives: the offline renderer, the width and colour policies, and the generic builders every chapter uses
+# ==============================================================================================================
+
 RENDERER = "rharm"
 MIMETYPE = f"application/vnd.vegalite.{alt.SCHEMA_VERSION.split('.')[0]}+json"
 
@@ -56,10 +60,6 @@ MAX_CELL_PX, MIN_CELL_PX = 38, 14
 
 # One diverging palette everywhere: red = below the null (harm direction: RH < 1, an accuracy loss), blue = above.
 DIVERGING = "redblue"
-
-# ==============================================================================================================
-# Primitives: the offline renderer, the width and colour policies, and the generic builders every chapter uses
-# ==============================================================================================================
 
 _STYLE = (
     "<style>.rharm-vega{max-width:100%;overflow-x:visible}"
@@ -86,6 +86,11 @@ def _render(spec: dict, **_: object) -> dict:
         "})();</script>"
     )
     return {MIMETYPE: spec, "text/html": html}
+
+
+def chart_html(chart: alt.TopLevelMixin) -> str:
+    """The offline renderer's HTML for one chart (for pages built outside a notebook, e.g. ``report.html``)."""
+    return _render(chart.to_dict())["text/html"]
 
 
 def enable() -> None:
@@ -826,7 +831,3 @@ def audit_charts(report) -> dict:
     ).properties(title="Linear-probe accuracy by group", width=360)
     return out
 
-
-def chart_html(chart: alt.TopLevelMixin) -> str:
-    """The offline renderer's HTML for one chart (for pages built outside a notebook, e.g. ``report.html``)."""
-    return _render(chart.to_dict())["text/html"]
