@@ -5,6 +5,7 @@ import pytest
 
 from rharm import mediation as D
 from rharm import metrics as M
+from rharm import testing
 
 FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")  # tiny data: sklearn is quicker
 
@@ -13,7 +14,7 @@ def _runs(**kw):
     base = dict(minorities=("automobile", "cat"), collapse={"automobile": "truck"}, seeds=(0, 1), n_test=80,
                 n_train=40, dim=16, spread=1.4, strength=0.7, ratio=10)
     base.update(kw)
-    return M.synthetic_runs(**base)
+    return testing.synthetic_runs(**base)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_effects_invariant_to_relabelling_classes():
     for r in runs:
         f = dict(r.features)
         f["test_labels"], f["train_labels"] = perm[f["test_labels"]], perm[f["train_labels"]]
-        relabelled.append(M.SyntheticRun(r.minority, r.seed, r.ratio, f))
+        relabelled.append(testing.SyntheticRun(r.minority, r.seed, r.ratio, f))
     a = D.effect_matrices(D.mediation_runs(runs, ratio=10, split_seeds=(0,), probe=FAST))
     b = D.effect_matrices(D.mediation_runs(relabelled, ratio=10, split_seeds=(0,), probe=FAST, classes=names))
     for k in D.EFFECTS:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rharm import metrics as M
+from rharm import testing
 
 MINS = ("automobile", "horse", "cat")
 COLLAPSE = {"automobile": "truck", "horse": "deer"}
@@ -13,7 +14,7 @@ COLLAPSE = {"automobile": "truck", "horse": "deer"}
 
 @pytest.fixture(scope="module")
 def planted():
-    runs = M.synthetic_runs(minorities=MINS, collapse=COLLAPSE, seeds=(0, 1, 2, 3), n_test=60, dim=16)
+    runs = testing.synthetic_runs(minorities=MINS, collapse=COLLAPSE, seeds=(0, 1, 2, 3), n_test=60, dim=16)
     return runs, M.cosine_runs(runs)
 
 
@@ -43,7 +44,7 @@ def test_class_cosines_rejects_bad_input():
 
 
 def test_identical_representations_give_rh_one():
-    runs = M.synthetic_runs(minorities=("automobile", "ship"), seeds=(0, 1), n_test=30, dim=12)
+    runs = testing.synthetic_runs(minorities=("automobile", "ship"), seeds=(0, 1), n_test=30, dim=12)
     bal = {r.seed: r for r in runs if r.minority is None}
     for r in runs:  # the "imbalanced" models are the balanced ones
         r.features = dict(bal[r.seed].features)
@@ -86,7 +87,7 @@ def test_rh_is_invariant_to_relabelling_classes(planted):
 
 
 def test_relabelled_features_give_the_same_rh():
-    runs = M.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, seeds=(0, 1), n_test=30,
+    runs = testing.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, seeds=(0, 1), n_test=30,
                             dim=12)
     perm = np.random.default_rng(1).permutation(10)
     names = [None] * 10
@@ -96,7 +97,7 @@ def test_relabelled_features_give_the_same_rh():
     for r in runs:
         f = dict(r.features)
         f["test_labels"] = perm[np.asarray(f["test_labels"])]
-        relabelled.append(M.SyntheticRun(r.minority, r.seed, r.ratio, f))
+        relabelled.append(testing.SyntheticRun(r.minority, r.seed, r.ratio, f))
     a = M.rh_matrix(M.cosine_runs(runs))
     b = M.rh_matrix(M.cosine_runs(relabelled, classes=names)).loc[a.index, a.columns]
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-12)
@@ -136,7 +137,7 @@ def test_paper_sd_matches_a_hand_computation():
     for s in (5, 6):
         for m in (None, "p"):
             x = rng.normal(size=(8, 3)) + 1.0
-            runs.append(M.SyntheticRun(m, s, 100, {"test_backbone": x,
+            runs.append(testing.SyntheticRun(m, s, 100, {"test_backbone": x,
                                                    "test_labels": np.array([0, 0, 0, 1, 1, 1, 1, 1])}))
     cr = M.cosine_runs(runs, classes=classes)
     sd = M.rh_paper_sd(cr)
@@ -219,7 +220,7 @@ def test_paper_reference_pins_the_most_collapsed_cells():
 
 
 def test_linear_probe_separates_clusters():
-    runs = M.synthetic_runs(minorities=(), seeds=(0,), n_test=40, n_train=40, dim=16, spread=0.5)
+    runs = testing.synthetic_runs(minorities=(), seeds=(0,), n_test=40, n_train=40, dim=16, spread=0.5)
     f = runs[0].features
     acc = M.linear_probe_accuracy(f["train_backbone"], f["train_labels"], f["test_backbone"], f["test_labels"])
     assert acc > 0.9

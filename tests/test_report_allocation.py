@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from rharm import mediation as D
-from rharm import metrics as M
-from rharm import reference
+from rharm import reference, testing
 from rharm.report import allocation as A
 
 FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")
@@ -25,7 +24,7 @@ def _P(**kw):
 
 @pytest.fixture(scope="module")
 def planted():
-    runs = M.synthetic_runs(minorities=("automobile", "cat"), collapse={"automobile": "truck"}, seeds=(0, 1),
+    runs = testing.synthetic_runs(minorities=("automobile", "cat"), collapse={"automobile": "truck"}, seeds=(0, 1),
                             n_test=80, n_train=40, dim=16, spread=1.4, strength=0.7, ratio=10)
     by_protocol, wall = A.mediation_runs(runs, _P(), probe=FAST, cached=False)
     return runs, by_protocol, wall

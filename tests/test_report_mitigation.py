@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import experiment, headline, study
+from rharm import experiment, headline, study, testing
 from rharm import mediation as D
-from rharm import metrics as M
 from rharm.report import mitigation as MI
 
 FIVE = ["tshirt_top", "trouser", "sandal", "shirt", "sneaker"]
@@ -145,7 +144,7 @@ def test_base_grid_rejects_mitigation_seeds_outside_the_balanced_seeds():
 
 def _balanced_with_planted_pair():
     """Balanced runs of five classes in which sneaker sits close to sandal (and nothing else is close)."""
-    runs = M.synthetic_runs(classes=FIVE, minorities=(), seeds=(0, 1, 2), n_test=60, n_train=20, dim=16,
+    runs = testing.synthetic_runs(classes=FIVE, minorities=(), seeds=(0, 1, 2), n_test=60, n_train=20, dim=16,
                             spread=0.5)
     for r in runs:
         y, f = r.features["test_labels"], r.features["test_backbone"]
@@ -160,7 +159,7 @@ def test_choose_cell_finds_the_planted_pair_from_the_balanced_models():
     assert (cell.minority, cell.partner) == ("sandal", "sneaker")
     assert cell.seeds == [0, 1] and cell.classes == FIVE and cell.weight == "10"
     with pytest.raises(ValueError, match="balanced models only"):
-        MI.choose_cell(_P(), M.synthetic_runs(classes=FIVE, minorities=("sandal",), seeds=(0,), dim=16))
+        MI.choose_cell(_P(), testing.synthetic_runs(classes=FIVE, minorities=("sandal",), seeds=(0,), dim=16))
 
 
 def test_choose_temperature_takes_the_largest_theoretical_rh(monkeypatch):
@@ -189,7 +188,7 @@ def test_train_arms_prefetches_every_arm_in_one_pool_then_loads_each(monkeypatch
 
     def fake_run_grid(grid):
         calls.append(("run_grid", dict(grid)))
-        return M.synthetic_runs(classes=FIVE, minorities=tuple(grid["minority_classes"]), seeds=grid["seeds"],
+        return testing.synthetic_runs(classes=FIVE, minorities=tuple(grid["minority_classes"]), seeds=grid["seeds"],
                                 dim=16, n_test=10, n_train=10)
 
     monkeypatch.setattr(experiment, "prefetch", fake_prefetch)
@@ -229,8 +228,9 @@ def test_training_minutes_count_a_shared_model_once():
 
 
 def _arm(strength):
-    runs = M.synthetic_runs(classes=FIVE, minorities=("sandal",), collapse={"sandal": "sneaker"}, strength=strength,
-                            seeds=(0, 1, 2), n_test=40, n_train=20, dim=16, spread=0.6, ratio=10)
+    runs = testing.synthetic_runs(classes=FIVE, minorities=("sandal",), collapse={"sandal": "sneaker"},
+                                  strength=strength, seeds=(0, 1, 2), n_test=40, n_train=20, dim=16, spread=0.6,
+                                  ratio=10)
     return [r for r in runs if r.minority is None], [r for r in runs if r.minority == "sandal"]
 
 

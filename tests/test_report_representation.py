@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from rharm import metrics as M
-from rharm import reference
+from rharm import reference, testing
 from rharm.report import representation as R
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -16,7 +16,7 @@ SEEDS = (0, 1, 2, 3, 4)
 @pytest.fixture(scope="module")
 def planted():
     """automobile collapses toward truck in its own model; cat is a minority with no planted change."""
-    runs = M.synthetic_runs(minorities=("automobile", "cat"), collapse={"automobile": "truck"}, strength=0.6,
+    runs = testing.synthetic_runs(minorities=("automobile", "cat"), collapse={"automobile": "truck"}, strength=0.6,
                             seeds=SEEDS, n_test=60, n_train=40, dim=16, model_noise=0.02, seed_noise=0.02)
     cr = M.cosine_runs(runs)
     boot = M.rh_bootstrap(cr, n_boot=200, level=0.9, seed=0)

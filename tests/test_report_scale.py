@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import metrics, params
+from rharm import params, testing
 from rharm.report import scale
 
 
@@ -102,12 +102,12 @@ def test_pilot_replicates_only_when_the_interval_lies_below_one(hi, replicated):
 
 
 def test_pilot_replication_finds_a_planted_collapse(monkeypatch):
-    runs = metrics.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, strength=0.6,
+    runs = testing.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, strength=0.6,
                                   seeds=(0, 1, 2), n_test=40, dim=16)
     monkeypatch.setattr(scale.experiment, "run_grid", lambda grid: runs)
     rep = scale.pilot_replication("smoke", "automobile", "truck", n_boot=200)
     assert rep["n_seeds"] == 3 and rep["lo"] <= rep["rh"] <= rep["hi"] < 1
-    null = metrics.synthetic_runs(minorities=("automobile",), seeds=(0, 1, 2), n_test=40, dim=16)
+    null = testing.synthetic_runs(minorities=("automobile",), seeds=(0, 1, 2), n_test=40, dim=16)
     monkeypatch.setattr(scale.experiment, "run_grid", lambda grid: null)
     rep0 = scale.pilot_replication("smoke", "automobile", "truck", n_boot=200)
     assert rep0["lo"] < 1 < rep0["hi"] or np.isclose(rep0["rh"], 1, atol=0.05)

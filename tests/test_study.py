@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import metrics, study
+from rharm import metrics, study, testing
 
 CLASSES = ["a", "b", "c", "d", "e", "f"]
 
@@ -63,7 +63,7 @@ def test_holm_matches_statsmodels():
 
 
 def _runs(collapse, strength=0.6):
-    return metrics.synthetic_runs(classes=CLASSES, minorities=("a", "b", "f"), collapse=collapse,
+    return testing.synthetic_runs(classes=CLASSES, minorities=("a", "b", "f"), collapse=collapse,
                                   strength=strength, seeds=range(5), dim=16, n_test=60, spread=0.6)
 
 
