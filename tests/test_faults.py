@@ -251,7 +251,7 @@ def test_concurrent_runs_of_one_notebook_do_not_share_files(project, tmp_path):
 # ---- checks before computation ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("notebook, overrides, names", [
-    ("representation_harm", {"minority_classes": []}, ["'minority_classes' = []", "at least 1"]),
+    ("representation_harm", {"minority_classes": []}, ["minority_classes=[] is not valid", "at least 1"]),
     ("scale_study", {"partner_class": "automobile"}, ["partner_class = 'automobile'", "minority_classes = "]),
     ("scale_study", {"ratio": 600}, ["ratio = 600", "n_per_class = 500"]),
     ("representation_harm", {"batch_size": 4000, "n_per_class": 400},
