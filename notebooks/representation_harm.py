@@ -98,16 +98,17 @@ ours_long = metrics.long_rh(boot["estimate"], boot["lo"], boot["hi"], paper)
 comparison = report.paper_comparison(ours_long, P.method, P.ratio)
 ours_title = f"Ours: RH ({P.backbone}, 1:{P.ratio}, {scale.n_seeds})"
 if paper is None:
-    charts.panels([charts.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows,
-                                     domain=charts.diverging_domain(ours_long.rh, 1.0))])
+    heatmaps = charts.panels([charts.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows,
+                                                domain=charts.diverging_domain(ours_long.rh, 1.0))])
 else:
     paper_long = metrics.long_rh(paper.loc[[r for r in rows if r in paper.index]])
     rh_domain = charts.diverging_domain(np.concatenate([ours_long.rh.to_numpy(), paper_long.rh.to_numpy()]), 1.0)
-    charts.panels([
+    heatmaps = charts.panels([
         charts.rh_heatmap(ours_long, title=ours_title, order=order, rows=rows, domain=rh_domain),
         charts.rh_heatmap(paper_long, title=f"Paper: RH (ResNet-34, {report.paper_label(P.method, P.ratio)})",
                           order=order, rows=rows, domain=rh_domain),
     ], shared_color=True)
+heatmaps
 
 # %% [markdown]
 # Top: our RH matrix, rows = minority class $i$, columns = the other class $j$; {glue:text}`rh_paper_panel`. The

@@ -27,8 +27,8 @@ chart. :func:`enable` registers the ``rharm`` renderer, whose output carries the
 Layout. Every chart of the package is built here, and nowhere else (``tests/test_charts.py`` scans for it): the
 science modules compute, this module draws. Sections: primitives (renderer, policies, :func:`heatmap`,
 :func:`line`, :func:`scatter_vs`, :func:`panels`), then one section per subject: representation harm, allocation
-harm and mediation, text, theory, audit. Each builder takes plain data (DataFrames, arrays) and returns an Altair
-chart.
+harm and mediation, text, theory, mitigation, audit. Each builder takes plain data (DataFrames, arrays) and
+returns an Altair chart.
 """
 
 from __future__ import annotations
@@ -767,6 +767,43 @@ def published_comparison_chart(comparison, *, precision: float):
                   y_title="rharm − published", legend="rharm solution")
         parts.append(band + ln)
     return panels(parts)
+
+
+# ==============================================================================================================
+# Mitigation (mitigation chapter)
+# ==============================================================================================================
+
+
+def harm_accuracy_chart(res: pd.DataFrame, *, minority: str, partner: str, ratio: int, n_seeds: int, level: float):
+    """RH(minority, partner) against the balanced probe accuracy, one point per intervention with both intervals.
+
+    ``res``: one row per intervention, columns ``intervention``, ``setting``, ``rh``, ``rh_lo``, ``rh_hi``,
+    ``probe``, ``probe_lo``, ``probe_hi``; the row ``"none"`` (no intervention) is drawn as a square.
+    """
+    pts = res.assign(kind=np.where(res.intervention == "none", "no intervention", "mitigation"))
+    sx = alt.Scale(domain=padded_domain(pts.probe_lo, pts.probe_hi), zero=False, nice=False)
+    sy = alt.Scale(domain=padded_domain(pts.rh_lo, pts.rh_hi, include=[1.0]), zero=False, nice=False)
+    size = min(420, plot_width(1))
+    one = alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(color="lightgray").encode(y=alt.Y("v:Q", scale=sy))
+    vbar = alt.Chart(pts).mark_rule(opacity=0.6).encode(
+        x=alt.X("probe:Q", scale=sx), y=alt.Y("rh_lo:Q", scale=sy), y2="rh_hi:Q",
+        color=alt.Color("intervention:N", legend=None))
+    hbar = alt.Chart(pts).mark_rule(opacity=0.6).encode(
+        y=alt.Y("rh:Q", scale=sy), x=alt.X("probe_lo:Q", scale=sx), x2="probe_hi:Q",
+        color=alt.Color("intervention:N", legend=None))
+    dots = alt.Chart(pts).mark_point(size=90, filled=True).encode(
+        x=alt.X("probe:Q", scale=sx, title="balanced linear-probe accuracy of the imbalanced-data model"),
+        y=alt.Y("rh:Q", scale=sy, title=f"RH({minority}, {partner})  (1 = no harm)"),
+        color=alt.Color("intervention:N", legend=alt.Legend(orient="bottom", title=None)),
+        shape=alt.Shape("kind:N", scale=alt.Scale(domain=["no intervention", "mitigation"],
+                                                  range=["square", "circle"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["intervention", "setting", "rh", "rh_lo", "rh_hi", "probe", "probe_lo", "probe_hi"])
+    labels = alt.Chart(pts).mark_text(dx=8, dy=-8, align="left", fontSize=11).encode(
+        x=alt.X("probe:Q", scale=sx), y=alt.Y("rh:Q", scale=sy), text="intervention:N")
+    return alt.layer(one, vbar, hbar, dots, labels).properties(
+        title=f"Harm against accuracy, 1:{ratio} ({n_seeds} paired seeds, {level:.0%} intervals)",
+        width=size, height=size)
 
 
 # ==============================================================================================================

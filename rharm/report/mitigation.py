@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -358,32 +357,10 @@ def effects_table(P: Any, cell: Cell, e: Effects) -> tables.Table:
 
 
 def harm_chart(P: Any, cell: Cell, e: Effects):
-    """RH of the cell against the balanced probe accuracy, one point per intervention with both intervals."""
-    res = e.interventions
-    pts = res.assign(kind=np.where(res.intervention == "none", "no intervention", "mitigation"))
-    sx = alt.Scale(domain=charts.padded_domain(pts.probe_lo, pts.probe_hi), zero=False, nice=False)
-    sy = alt.Scale(domain=charts.padded_domain(pts.rh_lo, pts.rh_hi, include=[1.0]), zero=False, nice=False)
-    size = min(420, charts.plot_width(1))
-    one = alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(color="lightgray").encode(y=alt.Y("v:Q", scale=sy))
-    vbar = alt.Chart(pts).mark_rule(opacity=0.6).encode(
-        x=alt.X("probe:Q", scale=sx), y=alt.Y("rh_lo:Q", scale=sy), y2="rh_hi:Q",
-        color=alt.Color("intervention:N", legend=None))
-    hbar = alt.Chart(pts).mark_rule(opacity=0.6).encode(
-        y=alt.Y("rh:Q", scale=sy), x=alt.X("probe_lo:Q", scale=sx), x2="probe_hi:Q",
-        color=alt.Color("intervention:N", legend=None))
-    dots = alt.Chart(pts).mark_point(size=90, filled=True).encode(
-        x=alt.X("probe:Q", scale=sx, title="balanced linear-probe accuracy of the imbalanced-data model"),
-        y=alt.Y("rh:Q", scale=sy, title=f"RH({cell.minority}, {cell.partner})  (1 = no harm)"),
-        color=alt.Color("intervention:N", legend=alt.Legend(orient="bottom", title=None)),
-        shape=alt.Shape("kind:N", scale=alt.Scale(domain=["no intervention", "mitigation"],
-                                                  range=["square", "circle"]),
-                        legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["intervention", "setting", "rh", "rh_lo", "rh_hi", "probe", "probe_lo", "probe_hi"])
-    labels = alt.Chart(pts).mark_text(dx=8, dy=-8, align="left", fontSize=11).encode(
-        x=alt.X("probe:Q", scale=sx), y=alt.Y("rh:Q", scale=sy), text="intervention:N")
-    return alt.layer(one, vbar, hbar, dots, labels).properties(
-        title=f"Harm against accuracy, 1:{cell.ratio} ({len(cell.seeds)} paired seeds, {P.ci_level:.0%} intervals)",
-        width=size, height=size)
+    """RH of the cell against the balanced probe accuracy, one point per intervention with both intervals
+    (:func:`rharm.charts.harm_accuracy_chart`)."""
+    return charts.harm_accuracy_chart(e.interventions, minority=cell.minority, partner=cell.partner, ratio=cell.ratio,
+                                      n_seeds=len(cell.seeds), level=P.ci_level)
 
 
 # --------------------------------------------------------------------------------------------------------------
