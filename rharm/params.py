@@ -72,11 +72,6 @@ def yaml_load(text) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
-def validate_value(spec: Spec, value: Any) -> Any:
-    """Return ``value`` converted to the spec's type, or raise :class:`ParameterError`."""
-    return spec.validate(value)
-
-
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> dict:
     with open(path) as fh:
@@ -237,7 +232,7 @@ def profile_values(notebook: str, profile: str, path: str | Path | None = None) 
             f"profiles.yml: {notebook}.profiles.{profile} must set exactly the declared parameters; "
             f"missing {missing}, undeclared {unknown}"
         )
-    return {n: validate_value(spec[n], values[n]) for n in spec}
+    return {n: spec[n].validate(values[n]) for n in spec}
 
 
 def resolve(notebook: str, given: Mapping[str, Any], path: str | Path | None = None) -> tuple[str, dict]:
@@ -253,7 +248,7 @@ def resolve(notebook: str, given: Mapping[str, Any], path: str | Path | None = N
     values = profile_values(notebook, profile, path)
     for name, value in given.items():
         if name != "profile" and value is not None:
-            values[name] = validate_value(spec[name], value)
+            values[name] = spec[name].validate(value)
     check_rules(notebook, values, path)
     return profile, values
 

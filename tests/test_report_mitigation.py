@@ -253,3 +253,16 @@ def test_effects_without_a_resolved_baseline_define_no_share_removed():
     assert not e.baseline_harm_resolved and e.interventions.removed.isna().all()
     with pytest.raises(ValueError, match="no 'none' arm"):
         MI.effects(_P(), _cell(), {"SimSiam": _arm(0.6)}, {"SimSiam": ""}, probe=FAST)
+
+
+def test_rebalance_times_is_the_training_codes_factor():
+    import torch
+
+    from rharm import mitigation, stats
+    from rharm.report import mitigation as MI
+
+    for n, ratio in [(800, 100), (500, 100), (20, 10), (11, 3)]:
+        kept = stats.kept_count(n, ratio)
+        labels = torch.tensor([0] * n + [1] * n + [2] * kept)  # two full classes and the minority
+        assert MI.rebalance_times(n, ratio) == mitigation.rebalance_factor(labels == 2, labels)
+    assert MI.rebalance_times(11, 3) == 4  # 11 / 3 kept, rounded; the floor 11 // 3 would say 3

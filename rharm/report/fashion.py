@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from .. import charts, experiment, study, tables
+from .. import charts, experiment, stats, study, tables
 from ..study import DesignResult, ci_text
 
 #: the parameters that make up a design's training grid (:func:`rharm.experiment.run_grid`)
@@ -47,7 +47,8 @@ def setting_table(P: Any, results: Mapping[str, DesignResult]) -> tables.Table:
     """One row per design: classes, pool, what the minority keeps, seeds and training minutes."""
     setting = pd.DataFrame([
         {"design": r.name, "classes": ", ".join(r.classes), "pool per class": r.grid["n_per_class"],
-         "minority keeps": f"1/{P.ratio} = {r.grid['n_per_class'] // P.ratio} images", "seeds": len(P.seeds),
+         "minority keeps":
+             f"1/{P.ratio} = {stats.kept_count(r.grid['n_per_class'], P.ratio)} images", "seeds": len(P.seeds),
          "training minutes (summed over models)": r.train_minutes} for r in results.values()])
     return tables.show(setting, digits=2,
                        caption=f"One row per design. Both: {P.backbone}, {tables.plural(P.epochs, 'epoch')}, batch "

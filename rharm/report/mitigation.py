@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import charts, experiment, mediation, metrics, study, tables
+from .. import charts, experiment, mediation, metrics, mitigation, stats, study, tables
 
 #: the parameters that make up the training grid: exactly the Fashion-MNIST chapter's grid of the same design, so
 #: that its balanced and unmitigated runs come from the result store
@@ -104,11 +104,21 @@ def interventions(P: Any, tau: float) -> dict[str, dict]:
     }
 
 
+def rebalance_times(n_per_class: int, ratio: float) -> int:
+    """How often re-balancing shows each kept minority image per epoch: :func:`rharm.mitigation.rebalance_factor`
+    on a pool of ``n_per_class`` images per class whose minority keeps :func:`rharm.stats.kept_count` of them."""
+    import torch
+
+    kept = stats.kept_count(int(n_per_class), ratio)
+    labels = torch.repeat_interleave(torch.arange(2), torch.tensor([int(n_per_class), kept]))  # a class, the minority
+    return mitigation.rebalance_factor(labels == 1, labels)
+
+
 def settings(P: Any, minority: str, tau: float, n_classes: int) -> dict[str, str]:
     """How each intervention was set, as the table shows it."""
     return {
         "none": f"SimCLR, τ {P.temperature:g}, lr {P.lr:g}",
-        "re-balancing": f"each {minority} image ×{P.n_per_class // (P.n_per_class // P.ratio)} per epoch",
+        "re-balancing": f"each {minority} image ×{rebalance_times(P.n_per_class, P.ratio)} per epoch",
         "re-weighting": f"{minority} anchors weighted {P.minority_weight:g}",
         "temperature": f"τ {tau:g}",
         "SimSiam": f"lr {P.simsiam_lr:g}, weight decay {P.simsiam_weight_decay:g}",

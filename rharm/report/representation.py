@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm import metrics, reference, tables
+from rharm import metrics, reference, stats, tables
 
 
 def paper_rh(method: str, ratio: int) -> pd.DataFrame | None:
@@ -80,7 +80,7 @@ def scale(results: Sequence[Any], P: Any) -> Scale:
     workers = int(P.workers or 1)
     return Scale(
         profile=P.profile, backbone=P.backbone, epochs=tables.plural(P.epochs, "epoch"),
-        n_per_class=int(P.n_per_class), kept=int(P.n_per_class) // int(P.ratio), ratio=int(P.ratio),
+        n_per_class=int(P.n_per_class), kept=stats.kept_count(int(P.n_per_class), P.ratio), ratio=int(P.ratio),
         n_seeds=tables.plural(len(P.seeds), "seed"), n_minorities=len(P.minority_classes),
         minorities=", ".join(P.minority_classes),
         data=extra.get("data_source", "CIFAR-10 (source not recorded)"),  # e.g. "CIFAR-10 (JPEG copy)"

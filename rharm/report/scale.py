@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .. import experiment, metrics, params, study, tables
+from .. import experiment, metrics, params, stats, study, tables
 
 #: images in CIFAR-10's training split (Krizhevsky, 2009): one full epoch of the paper's training
 N_CIFAR10_TRAIN = 50_000
@@ -64,7 +64,7 @@ def scale(P) -> Scale:
     paper, _, _ = _runs_of(params.profile_values("representation_harm", "gpu"))
     return Scale(profile=str(P.profile), backbone=str(P.backbone), epochs=int(P.epochs),
                  batch_size=int(P.batch_size), n_per_class=int(P.n_per_class), ratio=int(P.ratio),
-                 n_minority_kept=int(P.n_per_class) // int(P.ratio), n_seeds=len(P.seeds),
+                 n_minority_kept=stats.kept_count(int(P.n_per_class), P.ratio), n_seeds=len(P.seeds),
                  minority=str(P.minority_classes[0]), partner=str(P.partner_class), paper_runs_per_ratio=paper)
 
 

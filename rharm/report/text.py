@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import tables, text, textdata
+from .. import schema, stats, tables, text, textdata
 
 QUANTITIES = ("y00", "TE", "NIE", "NDE")
 
@@ -63,12 +63,12 @@ def data_summary(frame: pd.DataFrame, professions: Sequence[str], *, minority: s
     groups = textdata.groups_of(professions)
     if minority not in groups:
         raise ValueError(f"minority={minority!r} is not a group of this slice; valid: {groups}")
-    if int(ratio) < 1:
-        raise ValueError(f"ratio={ratio!r} must be an integer >= 1 (the minority is kept at 1:ratio)")
+    schema.check("ratio", ratio)
     counts = textdata.group_counts(frame).loc[list(professions)]
     return DataScale(n_sentences=len(frame), n_groups=len(groups), n_professions=len(professions),
                      smallest_group=int(counts["smaller"].min()),
-                     minority_train=tables.plural(max(1, int(n_train_per_group) // int(ratio)), "sentence"),
+                     minority_train=tables.plural(stats.kept_count(int(n_train_per_group), ratio, minimum=1),
+                                                  "sentence"),
                      minority=group_label(minority), minority_group=minority, ratio=int(ratio),
                      n_train_per_group=int(n_train_per_group))
 
