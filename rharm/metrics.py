@@ -5,7 +5,12 @@ Book chapter: "Representation harm in SimCLR on CIFAR-10" (``notebooks/represent
 Definitions (arXiv 2310.01583, §2.1.2). For a model M with unit-normalised features u(x) = f(x)/||f(x)||
 and class means of the unit vectors mu_i = mean_{x in class i} u(x),
 
-    cos_M(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>          (self-pairs included when i = j)
+    cos_M(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>          (i != j: every pair is distinct)
+    cos_M(i, i) = mean_{a != b in i} <u(a), u(b)> = (|s_i|^2 - n_i) / (n_i (n_i - 1)),  s_i = n_i mu_i
+
+The within-class cell (the diagonal) excludes self-pairs by default (``within="unbiased"``): each item's cosine with
+itself is 1, so the all-pairs mean <mu_i, mu_i> the paper's code uses (``within="paper"``) is biased high by
+(1 - cos(i, i)) / n_i, and the distance 1 - cos(i, i) low by as much. Between-class cells are the same either way.
 
     RH(i, j)    = (1 - cos_{M_i}(i, j)) / (1 - cos_{M_bal}(i, j))
 
@@ -28,6 +33,10 @@ from .common import CIFAR10_CLASSES, check_choice
 from .stats import bootstrap_indices  # noqa: F401  (re-exported: the one bootstrap draw)
 
 MULTICOMP_METHODS = stats.P_ADJUSTMENTS
+
+#: estimators of the within-class cell (the diagonal): ``"unbiased"`` (default) averages over the n (n - 1) pairs of
+#: distinct items; ``"paper"`` over all n^2 pairs, self-pairs included, as the paper's code does (for reproductions)
+WITHIN_ESTIMATORS = ("unbiased", "paper")
 
 
 def _as_numpy(x: Any, dtype=np.float64) -> np.ndarray:
@@ -64,6 +73,13 @@ def class_means(features: Any, labels: Any, num_classes: int | None = None) -> n
 
     A class without samples raises ValueError (its cosines would be undefined).
     """
+    _, _, sums, counts, _ = _class_sums(features, labels, num_classes)
+    return sums / counts[:, None]
+
+
+def _class_sums(features: Any, labels: Any, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                              np.ndarray, int]:
+    """(unit vectors (N, d), labels (N,), class sums of unit vectors (K, d), counts (K,), K); empty classes raise."""
     u = unit_normalise(features)
     y, k = _check_labels(labels, u.shape[0], num_classes)
     counts = np.bincount(y, minlength=k)
@@ -72,47 +88,92 @@ def class_means(features: Any, labels: Any, num_classes: int | None = None) -> n
                          f"every class 0..{k - 1} needs one")
     sums = np.zeros((k, u.shape[1]))
     np.add.at(sums, y, u)
-    return sums / counts[:, None]
+    return u, y, sums, counts, k
 
 
-def class_cosines(features: Any, labels: Any, num_classes: int | None = None) -> np.ndarray:
-    """Mean pairwise cosine between classes, self-pairs included.
+def within_from_sums(sums: Any, counts: Any, self_weight: Any = None) -> np.ndarray:
+    """Mean cosine over pairs of distinct items of one class, from its sum of unit vectors: O(d) per class.
 
-    cos(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>, computed in O(N d) from the class means of the
-    unit vectors (exactly equal to the brute-force all-pairs mean).
+    With s = sum_a w_a u_a (weights w_a >= 0, e.g. bootstrap counts; all 1 for the sample itself), n = sum_a w_a and
+    q = sum_a w_a^2 (``self_weight``; default ``counts``, i.e. unit weights)::
+
+        sum_{a != b} w_a w_b <u_a, u_b> / sum_{a != b} w_a w_b = (|s|^2 - q) / (n^2 - q)
+
+    since <u_a, u_a> = 1. With unit weights this is (|s|^2 - n) / (n (n - 1)). A class whose items have no pair of
+    distinct items (n = 1, or a resample of one item repeated) has no within-class pairs: NaN.
+
+    Args:
+        sums: (..., d) sums of unit vectors; counts: (...) n; self_weight: (...) q or None.
+
+    Returns:
+        (...) float64, NaN where n^2 - q = 0.
+    """
+    s = np.asarray(sums, dtype=np.float64)
+    n = np.asarray(counts, dtype=np.float64)
+    q = n if self_weight is None else np.asarray(self_weight, dtype=np.float64)
+    num = np.einsum("...d,...d->...", s, s) - q
+    den = n * n - q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return np.clip(out, -1.0, 1.0)
+
+
+def class_cosines(features: Any, labels: Any, num_classes: int | None = None, *,
+                  within: str = "unbiased") -> np.ndarray:
+    """Mean pairwise cosine between classes; within a class over pairs of distinct items unless ``within="paper"``.
+
+    Off the diagonal, cos(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>. On it, ``within="unbiased"``
+    (default) gives the mean over the n_i (n_i - 1) pairs a != b, (|s_i|^2 - n_i) / (n_i (n_i - 1)) with s_i the
+    class sum of unit vectors (:func:`within_from_sums`); ``within="paper"`` the mean over all n_i^2 pairs,
+    self-pairs included (<mu_i, mu_i>, the paper's code), which is biased high by (1 - cos(i, i)) / n_i. Both are
+    computed in O(N d) from the class sums and equal the brute-force pair means exactly.
 
     Args:
         features: (N, d) array or tensor.
         labels: (N,) integer class indices 0..K-1.
         num_classes: K; default max(label) + 1.
+        within: ``"unbiased"`` or ``"paper"`` (:data:`WITHIN_ESTIMATORS`).
 
     Returns:
-        (K, K) float64, symmetric.
+        (K, K) float64, symmetric. With ``within="unbiased"`` a class with one item has no within-class pair: its
+        diagonal cell is NaN (its between-class cells are defined).
     """
-    mu = class_means(features, labels, num_classes)
-    return mu @ mu.T
+    check_choice("within", within, WITHIN_ESTIMATORS)
+    _, _, sums, counts, _ = _class_sums(features, labels, num_classes)
+    mu = sums / counts[:, None]
+    cos = mu @ mu.T
+    if within == "unbiased":
+        np.fill_diagonal(cos, within_from_sums(sums, counts))
+    return cos
 
 
-def class_cosine_stats(features: Any, labels: Any, num_classes: int | None = None) -> dict[str, np.ndarray]:
-    """Mean, std and count of the individual pairwise cosines between classes (self-pairs included).
+def class_cosine_stats(features: Any, labels: Any, num_classes: int | None = None, *,
+                       within: str = "unbiased") -> dict[str, np.ndarray]:
+    """Mean, std and count of the individual pairwise cosines between classes (within a class: pairs of distinct
+    items unless ``within="paper"``, as :func:`class_cosines`).
 
     The std uses the second moment E[<u_a, u_b>^2] = sum(C_i * C_j) with C_i = mean_{a in i} u_a u_a^T (d x d), so
-    no N x N matrix is formed: O(N d^2).
+    no N x N matrix is formed: O(N d^2). Without self-pairs (each contributes <u_a, u_a>^2 = 1) the within-class
+    second moment is (n^2 E_all - n) / (n (n - 1)).
 
     Returns:
-        dict with ``mean`` (K, K), ``std`` (K, K) (population std over the n_i * n_j pairs), ``pairs`` (K, K)
-        = n_i * n_j, ``counts`` (K,).
+        dict with ``mean`` (K, K), ``std`` (K, K) (population std over the pairs), ``pairs`` (K, K) = n_i n_j off
+        the diagonal and n_i (n_i - 1) (``"unbiased"``) or n_i^2 (``"paper"``) on it, ``counts`` (K,).
     """
-    u = unit_normalise(features)
-    y, k = _check_labels(labels, u.shape[0], num_classes)
-    mu = class_means(u, y, k)
-    counts = np.bincount(y, minlength=k)
+    check_choice("within", within, WITHIN_ESTIMATORS)
+    u, y, _, counts, k = _class_sums(features, labels, num_classes)
+    mean = class_cosines(u, y, k, within=within)
     second = np.stack([(u[y == c].T @ u[y == c]) / counts[c] for c in range(k)])  # (K, d, d)
     flat = second.reshape(k, -1)
     m2 = flat @ flat.T
-    mean = mu @ mu.T
+    pairs = np.outer(counts, counts).astype(float)
+    if within == "unbiased":
+        n = counts.astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.fill_diagonal(m2, (n * n * np.diag(m2) - n) / (n * (n - 1)))
+        np.fill_diagonal(pairs, n * (n - 1))
     var = np.clip(m2 - mean**2, 0.0, None)
-    return {"mean": mean, "std": np.sqrt(var), "pairs": np.outer(counts, counts).astype(float), "counts": counts}
+    return {"mean": mean, "std": np.sqrt(var), "pairs": pairs, "counts": counts}
 
 
 def representation_harm(cos_imbalanced: Any, cos_balanced: Any) -> np.ndarray:
@@ -143,7 +204,8 @@ class CosineRuns:
         balanced: (S, K, K) cosines of the balanced models.
         imbalanced: minority class name -> (S, K, K) cosines of the models with that class underrepresented.
         balanced_pair_std: (S, K, K) std of the individual pairwise cosines of the balanced models (paper's ±).
-        pairs: (K, K) number of pairs n_i * n_j in the evaluation set.
+        pairs: (K, K) number of pairs averaged over in the evaluation set: n_i n_j off the diagonal, n_i (n_i - 1)
+            on it (n_i^2 with ``within="paper"``).
     """
 
     classes: list[str]
@@ -189,7 +251,7 @@ class CosineRuns:
 
 
 def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label_key: str = "test_labels",
-                classes: Sequence[str] = CIFAR10_CLASSES) -> CosineRuns:
+                classes: Sequence[str] = CIFAR10_CLASSES, within: str = "unbiased") -> CosineRuns:
     """Collect class cosines from run results (``rharm.experiment.RunResult`` or anything with ``minority``,
     ``seed`` and ``features``).
 
@@ -198,9 +260,13 @@ def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label
             ``features[label_key]`` (N,).
         feature: which saved feature to analyse (``test_backbone`` as the paper, or ``test_projection``).
         classes: class names by label index.
+        within: estimator of the within-class cells (the diagonal), :data:`WITHIN_ESTIMATORS`: ``"unbiased"``
+            (pairs of distinct items, default) or ``"paper"`` (self-pairs included, the paper's code; use it to
+            reproduce the paper's diagonal). Recorded in ``meta["within"]``.
 
     Every minority must have been run with the same seeds as the balanced model (pairing by seed).
     """
+    check_choice("within", within, WITHIN_ESTIMATORS)
     classes = list(classes)
     k = len(classes)
     bal: dict[int, np.ndarray] = {}
@@ -215,12 +281,12 @@ def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label
         x, y = feats[feature], feats[label_key]
         seed = int(r.seed)
         if r.minority is None:
-            st = class_cosine_stats(x, y, k)
+            st = class_cosine_stats(x, y, k, within=within)
             bal[seed], bal_std[seed], pairs = st["mean"], st["std"], st["pairs"]
         else:
             if r.minority not in classes:
                 raise ValueError(f"run minority {r.minority!r} is not a class; valid: {classes}")
-            imb.setdefault(r.minority, {})[seed] = class_cosines(x, y, k)
+            imb.setdefault(r.minority, {})[seed] = class_cosines(x, y, k, within=within)
     if not bal:
         raise ValueError("results contain no balanced run (minority=None); RH needs one per seed")
     seeds = sorted(bal)
@@ -230,7 +296,7 @@ def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label
                              "pairing needs the same seeds")
     return CosineRuns(classes, seeds, np.stack([bal[s] for s in seeds]),
                       {m: np.stack([imb[m][s] for s in seeds]) for m in classes if m in imb},
-                      np.stack([bal_std[s] for s in seeds]), pairs, {"feature": feature})
+                      np.stack([bal_std[s] for s in seeds]), pairs, {"feature": feature, "within": within})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -260,7 +326,8 @@ def rh_paper_sd(cr: CosineRuns) -> pd.DataFrame:
         SE_pairs = std of the n_i n_j individual pairwise cosines / sqrt(n_i n_j)
 
     SD over seeds is the population std (ddof = 0, numpy's default). Reproduced only to compare with the
-    published figures; it is not a standard error of RH.
+    published figures; it is not a standard error of RH. The paper's diagonal cells are those of
+    ``cosine_runs(..., within="paper")`` (n_i^2 pairs, self-pairs included).
     """
     if cr.balanced_pair_std is None or cr.pairs is None:
         raise ValueError("cr has no balanced_pair_std/pairs; build it with cosine_runs() to get the paper's sd")

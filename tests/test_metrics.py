@@ -18,19 +18,64 @@ def planted():
     return runs, M.cosine_runs(runs)
 
 
-def test_class_cosines_equals_brute_force_all_pairs():
+def _brute_pairs(x, y, k, self_pairs):
+    """Block means and stds of the N x N cosine matrix, the diagonal blocks with or without a != b."""
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    g = u @ u.T
+    mean, sd = np.empty((k, k)), np.empty((k, k))
+    for i in range(k):
+        for j in range(k):
+            block = g[y == i][:, y == j]
+            v = block.ravel() if (i != j or self_pairs) else block[~np.eye(len(block), dtype=bool)]
+            mean[i, j], sd[i, j] = v.mean(), v.std()
+    return mean, sd
+
+
+def test_class_cosines_equals_brute_force_pairs_for_both_within_estimators():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 7)) + 0.3
     y = rng.integers(0, 4, size=90)
-    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    n = np.bincount(y)
+    for within, self_pairs in (("unbiased", False), ("paper", True)):
+        brute, brute_sd = _brute_pairs(x, y, 4, self_pairs)
+        np.testing.assert_allclose(M.class_cosines(x, y, within=within), brute, atol=1e-12)
+        np.testing.assert_allclose(M.class_cosines(torch.tensor(x, dtype=torch.float32), torch.tensor(y),
+                                                   within=within), brute, atol=1e-6)
+        st = M.class_cosine_stats(x, y, within=within)
+        np.testing.assert_allclose(st["mean"], brute, atol=1e-12)
+        np.testing.assert_allclose(st["std"], brute_sd, atol=1e-7)
+        pairs = np.outer(n, n).astype(float)
+        if within == "unbiased":
+            np.fill_diagonal(pairs, n * (n - 1))
+        np.testing.assert_array_equal(st["pairs"], pairs)
+    # the default is the unbiased one; the two differ only on the diagonal, by the self-pairs' share
+    paper, unbiased = M.class_cosines(x, y, within="paper"), M.class_cosines(x, y)
+    off = ~np.eye(4, dtype=bool)
+    assert np.array_equal(paper[off], unbiased[off])
+    np.testing.assert_allclose(np.diag(paper), (n * (n - 1) * np.diag(unbiased) + n) / n**2, atol=1e-12)
+    with pytest.raises(ValueError, match="within"):
+        M.class_cosines(x, y, within="pairs")
+
+
+def test_a_class_of_one_has_no_within_class_pairs():
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    cos = M.class_cosines(x, [0, 1, 1])
+    assert np.isnan(cos[0, 0]) and cos[1, 1] == pytest.approx(np.sqrt(0.5))
+    assert cos[0, 1] == pytest.approx((0.0 + np.sqrt(0.5)) / 2)
+    assert M.class_cosines(x, [0, 1, 1], within="paper")[0, 0] == pytest.approx(1.0)
+
+
+def test_within_from_sums_with_weights_counts_only_distinct_items():
+    """A bootstrap resample (weights w) averages <u_a, u_b> over draws of distinct items a != b only."""
+    rng = np.random.default_rng(3)
+    u = M.unit_normalise(rng.normal(size=(6, 4)) + 1.0)
+    w = np.array([3, 0, 1, 2, 0, 0])
     g = u @ u.T
-    brute = np.array([[g[y == i][:, y == j].mean() for j in range(4)] for i in range(4)])
-    brute_sd = np.array([[g[y == i][:, y == j].std() for j in range(4)] for i in range(4)])
-    np.testing.assert_allclose(M.class_cosines(x, y), brute, atol=1e-12)
-    np.testing.assert_allclose(M.class_cosines(torch.tensor(x, dtype=torch.float32), torch.tensor(y)), brute, atol=1e-6)
-    st = M.class_cosine_stats(x, y)
-    np.testing.assert_allclose(st["std"], brute_sd, atol=1e-7)
-    np.testing.assert_array_equal(st["pairs"], np.outer(np.bincount(y), np.bincount(y)))
+    num = sum(w[a] * w[b] * g[a, b] for a in range(6) for b in range(6) if a != b)
+    den = sum(w[a] * w[b] for a in range(6) for b in range(6) if a != b)
+    got = M.within_from_sums(w @ u, w.sum(), (w**2).sum())
+    assert got == pytest.approx(num / den, abs=1e-12)
+    assert np.isnan(M.within_from_sums(4 * u[0], 4, 16))  # one item drawn 4 times: no pair of distinct items
 
 
 def test_class_cosines_rejects_bad_input():
@@ -139,8 +184,9 @@ def test_paper_sd_matches_a_hand_computation():
             x = rng.normal(size=(8, 3)) + 1.0
             runs.append(testing.SyntheticRun(m, s, 100, {"test_backbone": x,
                                                    "test_labels": np.array([0, 0, 0, 1, 1, 1, 1, 1])}))
-    cr = M.cosine_runs(runs, classes=classes)
+    cr = M.cosine_runs(runs, classes=classes, within="paper")  # the paper's diagonal: self-pairs included
     sd = M.rh_paper_sd(cr)
+    assert cr.meta["within"] == "paper" and M.cosine_runs(runs, classes=classes).meta["within"] == "unbiased"
 
     def unit(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True)
