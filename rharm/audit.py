@@ -3,9 +3,11 @@
 Given n items embedded by an encoder (n, d), their group labels and, optionally, the embeddings of the **same items**
 by a reference encoder (n, d_ref), :func:`audit` returns an :class:`AuditReport` with
 
-* the class cosine-distance matrix D(i, j) = 1 - cos(i, j), cos(i, j) = <mu_i, mu_j> the mean pairwise cosine with
-  self-pairs (paper §2.1.2, :func:`rharm.metrics.class_cosines`), computed from class sums of unit vectors in one
-  O(n d) streaming pass, never an n x n matrix;
+* the class cosine-distance matrix D(i, j) = 1 - cos(i, j), cos(i, j) = <mu_i, mu_j> the mean pairwise cosine
+  between classes (paper §2.1.2, :func:`rharm.metrics.class_cosines`) and, within a class, the mean over pairs of
+  distinct items, (|s_i|^2 - n_i) / (n_i (n_i - 1)) with s_i the class sum of unit vectors (``within="unbiased"``,
+  the default; the paper's self-pair-inclusive mean <mu_i, mu_i> is ``within="paper"``), all computed from class
+  sums of unit vectors in one O(n d) streaming pass, never an n x n matrix;
 * with a reference, RH(i, j) = D(i, j) / D_ref(i, j) (:func:`rharm.metrics.representation_harm`) with percentile
   bootstrap intervals over items, and the class pairs ranked by RH (smallest first: most collapsed);
 * a cross-validated linear probe (logistic regression on unit vectors) disaggregated by group: accuracy (recall) of
@@ -20,7 +22,10 @@ by a reference encoder (n, d_ref), :func:`audit` returns an :class:`AuditReport`
 **Bootstrap.** Items are resampled with replacement within each class (class sizes fixed), jointly for the encoder
 and the reference (a paired bootstrap over items). To stream, each replicate's multinomial draw of n_k items of
 class k is split exactly: first the number of draws falling in each chunk (multinomial over chunks), then, inside a
-chunk, over its items. The resampled class sums are weighted sums, a (B x c) @ (c x d) product per chunk.
+chunk, over its items. The resampled class sums are weighted sums, a (B x c) @ (c x d) product per chunk. A
+within-class cell of a replicate averages only over draws of distinct items: with resample counts w_a it is
+(|sum_a w_a u_a|^2 - sum_a w_a^2) / (n^2 - sum_a w_a^2), so an item is never paired with its own copy (with
+self-pairs the replicates carry ~ 1/n more of them than the sample, and the interval misses the truth).
 
 **Why not fairlearn's MetricFrame.** The per-group table is a group-by of correct predictions; MetricFrame would
 add an unpinned dependency for that one group-by and has no notion of the confusion toward each group's nearest
@@ -257,12 +262,13 @@ class _Sums:
     raw: np.ndarray  # (K, d) sum of raw vectors
     sq: np.ndarray  # (K,) sum of squared norms
     boot: np.ndarray  # (B, K, d) resampled sums of unit vectors
+    boot_sq: np.ndarray  # (B, K) sums of squared resample counts (the self-pairs of each resample)
     nonfinite: list = field(default_factory=list)
     zero: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, k: int, d: int, b: int) -> "_Sums":
-        return cls(np.zeros((k, d)), np.zeros((k, d)), np.zeros(k), np.zeros((b, k, d)))
+        return cls(np.zeros((k, d)), np.zeros((k, d)), np.zeros(k), np.zeros((b, k, d)), np.zeros((b, k)))
 
 
 def _chunk_starts(n: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -302,6 +308,7 @@ def _accumulate(sums: _Sums, x: np.ndarray, start: int, codes: np.ndarray, weigh
     u32 = u.astype(np.float32)
     for c, w in weights.items():  # w: (B, items of class c in this chunk), resample counts
         sums.boot[:, c, :] += w @ u32[codes == c]
+        sums.boot_sq[:, c] += np.einsum("bm,bm->b", w, w, dtype=np.float64)
 
 
 def _stream(sources: list[_Source], codes: np.ndarray, k: int, n_boot: int, seed: int,
@@ -335,9 +342,45 @@ def _check_rows(sources: list[_Source], sums: list[_Sums]) -> None:
                              "is undefined; drop those items (from every input) or fix the encoder")
 
 
-def _cos_from_sums(unit_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _cos_from_sums(unit_sums: np.ndarray, counts: np.ndarray, self_weight: np.ndarray | None = None, *,
+                   within: str = "unbiased") -> np.ndarray:
+    """(..., K, K) class cosines from (..., K, d) class sums of (weighted) unit vectors and (..., K) total weights.
+
+    Between classes: <s_i, s_j> / (n_i n_j). Within a class, ``within="unbiased"``: the mean over pairs of distinct
+    items, (|s_i|^2 - q_i) / (n_i^2 - q_i) with q_i = ``self_weight`` the sum of squared weights (None: unit
+    weights, q_i = n_i; :func:`rharm.metrics.within_from_sums`), so a bootstrap resample, whose repeated draws of
+    one item are self-pairs too, never pairs an item with its own copy; ``within="paper"``: |s_i|^2 / n_i^2,
+    self-pairs included.
+    """
     mu = unit_sums / counts[..., None]
-    return np.clip(mu @ np.swapaxes(mu, -1, -2), -1.0, 1.0)
+    cos = np.clip(mu @ np.swapaxes(mu, -1, -2), -1.0, 1.0)
+    if within == "unbiased":
+        diag = metrics.within_from_sums(unit_sums, counts, self_weight)
+        k = cos.shape[-1]
+        cos[..., np.arange(k), np.arange(k)] = diag
+    return cos
+
+
+def cosine_distance_ci(embeddings: Any, codes: Any, k: int | None = None, *, n_boot: int = 200,
+                       level: float = 0.95, seed: int = 0, within: str = "unbiased",
+                       chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The audit's cosine-distance matrix and its bootstrap interval, without the probe: (D, lo, hi), each (K, K).
+
+    The same streamed pass, estimator and within-class bootstrap as :func:`audit` (``within`` as there), for an
+    (n, d) array and (n,) integer codes 0..K-1 (every class with at least 2 items).
+    """
+    y = np.asarray(codes, dtype=np.int64)
+    k = int(y.max()) + 1 if k is None else int(k)
+    if within not in metrics.WITHIN_ESTIMATORS:
+        raise AuditError(f"within={within!r} is not valid; choose one of {list(metrics.WITHIN_ESTIMATORS)}")
+    counts = np.bincount(y, minlength=k)
+    src = _ArraySource("embeddings", embeddings)
+    s = _stream([src], y, k, int(n_boot), int(seed), int(chunk_rows))[0]
+    _check_rows([src], [s])
+    d = 1.0 - _cos_from_sums(s.unit, counts, within=within)
+    b = 1.0 - _cos_from_sums(s.boot, counts[None, :], s.boot_sq, within=within)
+    lo, hi = stats.percentile_interval(b, level, skip_nan=True)
+    return d, lo, hi
 
 
 def _collapse(s: _Sums, counts: np.ndarray) -> dict:
@@ -411,7 +454,8 @@ class AuditReport:
     Attributes:
         classes: K class labels, the order used everywhere.
         n_per_class: (K,) items per class.
-        cosine_distance: 1 - mean pairwise cosine (self-pairs included) of the audited encoder.
+        cosine_distance: 1 - mean pairwise cosine of the audited encoder; within a class over pairs of distinct
+            items (``meta["within"] == "unbiased"``, the default) or all pairs, self-pairs included (``"paper"``).
         cosine_distance_ci_low, cosine_distance_ci_high: bootstrap interval of it.
         collapse: ``cdnv`` (K, K, NaN diagonal), ``within_variance`` (K,), ``within_between_ratio``.
         probe: per-group frame (``n``, ``accuracy``, ``to_nearest``, ``nearest``, ``confused_with``,
@@ -506,7 +550,7 @@ def _rank(rh: np.ndarray, lo: np.ndarray, hi: np.ndarray, d: np.ndarray, dref: n
 def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_column: str | None = None,
           id_column: str | None = None, classes: Sequence | None = None, n_boot: int = 200, level: float = 0.95,
           probe_folds: int = 5, probe_C: float = 1.0, probe_max_items: int = 5000, seed: int = 0,
-          chunk_rows: int = DEFAULT_CHUNK_ROWS) -> AuditReport:
+          chunk_rows: int = DEFAULT_CHUNK_ROWS, within: str = "unbiased") -> AuditReport:
     """Audit an encoder's embeddings for representation and allocation harm across groups.
 
     Args:
@@ -525,6 +569,10 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
             probe runs on a stratified subsample of at most this many items (seeded).
         seed: seeds the bootstrap, the probe's folds and its subsample.
         chunk_rows: rows read per streaming step (the memory bound).
+        within: the within-class cells (the diagonal of D and of RH): ``"unbiased"`` (default) the mean cosine over
+            pairs of distinct items, and a bootstrap that never pairs an item with its own copy; ``"paper"`` the
+            paper's all-pairs mean, self-pairs included, biased low in distance by (1 - cos) / n_i. Between-class
+            cells are the same either way. Recorded in ``meta["within"]``.
 
     Returns:
         :class:`AuditReport`.
@@ -542,6 +590,8 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
         raise AuditError(f"level={level!r} is not valid; it must lie in (0, 1)")
     if not probe_C > 0:
         raise AuditError(f"probe_C={probe_C!r} is not valid; it must be > 0")
+    if within not in metrics.WITHIN_ESTIMATORS:
+        raise AuditError(f"within={within!r} is not valid; choose one of {list(metrics.WITHIN_ESTIMATORS)}")
     if id_column is not None and reference is None:
         raise AuditError("id_column is given but reference is None; ids only align a reference to the embeddings")
 
@@ -590,8 +640,9 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
     _check_rows(sources, sums)
     t_stream = time.perf_counter() - t0
 
-    dist = [1.0 - _cos_from_sums(s.unit, counts) for s in sums]
-    boot = [1.0 - _cos_from_sums(s.boot, counts[None, :]) for s in sums] if n_boot else [None] * len(sums)
+    dist = [1.0 - _cos_from_sums(s.unit, counts, within=within) for s in sums]
+    boot = ([1.0 - _cos_from_sums(s.boot, counts[None, :], s.boot_sq, within=within) for s in sums] if n_boot
+            else [None] * len(sums))
 
     def interval(b, fallback):
         if b is None:
@@ -611,7 +662,8 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
     meta = {"n": int(src.n), "d": int(src.d), "n_boot": int(n_boot), "level": float(level), "seed": int(seed),
             "chunk_rows": int(chunk_rows), "probe_items": int(prows.size), "probe_folds": probe_folds_used,
             "probe_C": float(probe_C), "probe_accuracy": overall,
-            "bootstrap": "paired, within-class resampling of items (exact multinomial, streamed)"}
+            "bootstrap": "paired, within-class resampling of items (exact multinomial, streamed)",
+            "within": within}
     report = AuditReport(classes=classes, n_per_class=counts, cosine_distance=dist[0], cosine_distance_ci_low=d_lo,
                          cosine_distance_ci_high=d_hi, collapse=_collapse(sums[0], counts), probe=probe, meta=meta)
     if ref is not None:
@@ -641,16 +693,22 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
 # --------------------------------------------------------------------------------------------------------------
 
 
-def class_cosine_distance(embeddings: Any, codes: Any, k: int | None = None) -> np.ndarray:
-    """(K, K) 1 - mean pairwise cosine via class means of unit vectors, O(n d) (:func:`rharm.metrics.class_cosines`)."""
-    return 1.0 - metrics.class_cosines(embeddings, codes, k)
+def class_cosine_distance(embeddings: Any, codes: Any, k: int | None = None, *,
+                          within: str = "unbiased") -> np.ndarray:
+    """(K, K) 1 - mean pairwise cosine via class sums of unit vectors, O(n d) (:func:`rharm.metrics.class_cosines`;
+    ``within`` as there)."""
+    return 1.0 - metrics.class_cosines(embeddings, codes, k, within=within)
 
 
-def class_cosine_distance_pairwise(embeddings: Any, codes: Any, k: int | None = None) -> np.ndarray:
-    """The same matrix by its definition: the n x n cosine matrix, averaged over each block (self-pairs included).
+def class_cosine_distance_pairwise(embeddings: Any, codes: Any, k: int | None = None, *,
+                                   within: str = "unbiased") -> np.ndarray:
+    """The same matrix by its definition: the n x n cosine matrix, averaged over each block; in a diagonal block
+    over a != b (``within="unbiased"``) or over all pairs, self-pairs included (``within="paper"``).
 
     O(n^2 d) time and O(n^2) memory: a reference for tests and the benchmark baseline, not for use.
     """
+    if within not in metrics.WITHIN_ESTIMATORS:
+        raise ValueError(f"within={within!r} is not valid; choose one of {list(metrics.WITHIN_ESTIMATORS)}")
     u = metrics.unit_normalise(embeddings)
     y = np.asarray(codes, dtype=np.int64)
     k = int(y.max()) + 1 if k is None else k
@@ -659,7 +717,10 @@ def class_cosine_distance_pairwise(embeddings: Any, codes: Any, k: int | None = 
     for i in range(k):
         gi = g[y == i]
         for j in range(k):
-            out[i, j] = 1.0 - gi[:, y == j].mean()
+            block = gi[:, y == j]
+            if i == j and within == "unbiased":
+                block = block[~np.eye(block.shape[0], dtype=bool)]
+            out[i, j] = 1.0 - block.mean() if block.size else np.nan
     return out
 
 

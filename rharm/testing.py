@@ -74,3 +74,46 @@ def synthetic_runs(*, classes: Sequence[str] = CIFAR10_CLASSES, minorities: Sequ
                 "train_backbone": f_tr.astype(np.float32),
                 "train_labels": y_tr, "train_in_cl": mask}))
     return out
+
+
+def sphere_classes(*, k: int = 3, per: int | Sequence[int] = 200, dim: int = 16,
+                   mean_cos: Sequence[float] | None = None, half_width: float = 0.25, overlap: float = 0.2,
+                   rng: int | np.random.Generator | None = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings whose true class cosines are known exactly: items of class i have unit direction
+    u = c e_i + sqrt(1 - c^2) v, v uniform on the unit sphere orthogonal to the class axis e_i and
+    c ~ Uniform(m_i - half_width, m_i + half_width), each row then scaled by a random positive factor (cosines do
+    not see it).
+
+    E[u] = m_i e_i, so for two distinct items the expected cosine is m_i^2 within class i and m_i m_j <e_i, e_j>
+    between classes i and j; the axes are unit vectors with <e_i, e_j> = ``overlap`` for i != j.
+
+    Args:
+        k: classes; per: items per class (an int or K ints); dim: dimension (>= k + 1);
+        mean_cos: (K,) m_i in (half_width - 1, 1 - half_width); default evenly from 0.3 to 0.7.
+        rng: seed or generator.
+
+    Returns:
+        (x (N, dim) float64, labels (N,) int64 in class order, truth (K, K) expected cosine of two distinct items).
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if dim < k + 1:
+        raise ValueError(f"dim={dim} must be >= k + 1 = {k + 1}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap={overlap} must lie in [0, 1)")
+    m = np.linspace(0.3, 0.7, k) if mean_cos is None else np.asarray(mean_cos, dtype=np.float64)
+    if m.shape != (k,) or np.any(np.abs(m) + half_width > 1):
+        raise ValueError(f"mean_cos={m.tolist()} must hold k={k} values with |m| + half_width <= 1")
+    sizes = np.full(k, int(per)) if np.ndim(per) == 0 else np.asarray(per, dtype=np.int64)
+    q = np.linalg.qr(np.random.default_rng(4242).normal(size=(dim, k + 1)))[0].T  # (K + 1, dim) orthonormal
+    # e_i = sqrt(1 - overlap) q_i + sqrt(overlap) q_K: unit vectors with pairwise inner product ``overlap``
+    axes = np.sqrt(1 - overlap) * q[:k] + np.sqrt(overlap) * q[k]
+    y = np.repeat(np.arange(k), sizes)
+    e = axes[y]
+    c = m[y] + half_width * rng.uniform(-1, 1, size=y.size)
+    v = rng.normal(size=(y.size, dim))
+    v -= np.einsum("nd,nd->n", v, e)[:, None] * e
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    u = c[:, None] * e + np.sqrt(1 - c**2)[:, None] * v
+    x = u * np.exp(rng.normal(size=(y.size, 1)))
+    truth = np.outer(m, m) * (axes @ axes.T)
+    return x, y, truth
