@@ -120,9 +120,19 @@ def test_tables_with_label_and_id_columns_align_the_reference(tmp_path):
 
 
 def test_rharm_audit_is_callable_lazily():
-    assert rharm.audit is A or callable(rharm.audit)
+    import subprocess
+    import sys
+
+    # `import rharm` alone does not import the audit (nor numpy's consumers); the attribute is the module itself
+    code = ("import sys, rharm; print('rharm.audit' in sys.modules); f = rharm.audit; "
+            "print(f is sys.modules['rharm.audit'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
+    assert rharm.audit is A
     x, y = _clusters(k=2, per=10, d=3)
-    assert rharm.audit(x, y, n_boot=0, probe_folds=2).meta["n"] == 20
+    r = rharm.audit(x, y, n_boot=0, probe_folds=2)  # calling the module is calling A.audit
+    assert r.meta["n"] == 20 and r.classes == [0, 1]
+    np.testing.assert_allclose(r.cosine_distance, A.class_cosine_distance_pairwise(x, y), atol=1e-12)
 
 
 def test_cli_writes_both_outputs_and_refuses_bad_input_without_writing(tmp_path, capsys):
@@ -136,9 +146,20 @@ def test_cli_writes_both_outputs_and_refuses_bad_input_without_writing(tmp_path,
     assert rc == 0
     doc = json.loads((out / "audit.json").read_text())
     assert doc["classes"] == ["x", "y", "z"] and doc["n_per_class"] == [30, 30, 30]
-    for key in ("cosine_distance", "reference_cosine_distance", "rh", "rh_ci_low", "rh_ci_high"):
-        assert np.asarray(doc[key]).shape == (3, 3), key
-    assert {"accuracy", "reference_accuracy"} <= set(doc["probe"][0])
+    # the values are knowable: the definitions by brute force, and the library call with the CLI's settings
+    ref = np.load(tmp_path / "r.npy")
+    d, dref = A.class_cosine_distance_pairwise(x, y), A.class_cosine_distance_pairwise(ref, y)
+    np.testing.assert_allclose(doc["cosine_distance"], d, atol=1e-6)  # the file holds float32
+    np.testing.assert_allclose(doc["reference_cosine_distance"], dref, atol=1e-12)
+    np.testing.assert_allclose(doc["rh"], d / dref, rtol=1e-5)
+    lib = A.audit(x.astype(np.float32), np.array(["x", "y", "z"])[y], reference=ref, n_boot=30, probe_folds=3)
+    for key in ("rh_ci_low", "rh_ci_high", "cosine_distance_ci_low", "cosine_distance_ci_high"):
+        np.testing.assert_allclose(doc[key], getattr(lib, key), rtol=1e-9, err_msg=key)
+    assert doc["meta"]["within"] == "unbiased"
+    probe = pd.DataFrame(doc["probe"]).set_index("class")
+    np.testing.assert_allclose(probe.loc[["x", "y", "z"], "accuracy"], lib.probe.accuracy, atol=1e-12)
+    np.testing.assert_allclose(probe.loc[["x", "y", "z"], "reference_accuracy"], lib.probe.reference_accuracy,
+                               atol=1e-12)
     page = (out / "report.html").read_text()
     assert page.count('class="rharm-vega"') == 4 and "cdn.jsdelivr" not in page
     # a second run into the same folder is refused; bad input leaves no folder behind
@@ -162,3 +183,77 @@ def test_report_page_draws_offline_in_chromium(tmp_path):
     A.audit(x, y, reference=_clusters(k=3, per=20, d=6, seed=11)[0], n_boot=20, probe_folds=2).save(tmp_path / "o")
     rep = browser_check.check_page(tmp_path / "o" / "report.html", chromium)
     assert rep.charts == 4 and rep.ok, rep
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The within-class cells: pairs of distinct items, and an interval that covers (issue 24)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _coverage(per, reps, within="unbiased", n_boot=200):
+    """Share of known distances 1 - truth inside the audit's interval: (diagonal, off-diagonal, diagonal bias)."""
+    from rharm import testing
+
+    off = ~np.eye(3, dtype=bool)
+    hd = ho = 0.0
+    bias = []
+    for r in range(reps):
+        x, y, truth = testing.sphere_classes(k=3, per=per, dim=16, rng=r)
+        d, lo, hi = A.cosine_distance_ci(x, y, 3, n_boot=n_boot, seed=r, within=within)
+        cover = (lo <= 1 - truth) & (1 - truth <= hi)
+        hd += np.diag(cover).mean()
+        ho += cover[off].mean()
+        bias.append(np.diag(d - (1 - truth)).mean())
+    return hd / reps, ho / reps, float(np.mean(bias))
+
+
+@pytest.mark.parametrize("per", [30, 120, 200])  # smoke's synthetic groups, the text arm's and cpu's groups
+def test_diagonal_interval_covers_the_known_within_class_distance(per):
+    diag, off, bias = _coverage(per, reps=150)
+    assert diag >= 0.92 and off >= 0.92
+    assert abs(bias) < 0.25 / per  # the self-pair bias is (1 - cos) / n, about 0.6 / n here
+    if per == 30:  # the planted fault: the paper's self-pair estimator and bootstrap, which this test must catch
+        paper_diag, paper_off, paper_bias = _coverage(per, reps=150, within="paper")
+        assert paper_diag < 0.7 and paper_off == off and paper_bias < -0.4 / per
+
+
+@pytest.mark.slow
+def test_diagonal_interval_coverage_at_every_book_class_size():
+    for per in (8, 30, 120, 200, 1000):  # smoke text arm, smoke synthetic, cpu text arm, cpu synthetic, gpu
+        diag, off, _ = _coverage(per, reps=600 if per < 1000 else 200)
+        assert diag >= 0.92 and off >= 0.92, (per, diag, off)
+
+
+@pytest.mark.slow
+def test_diagonal_rh_interval_covers_the_known_ratio():
+    """RH(i, i) of an audited encoder against a reference embedding the same items, both with known cosines."""
+    from rharm import testing
+
+    hits, reps = 0.0, 150
+    for r in range(reps):
+        x, y, truth = testing.sphere_classes(k=3, per=120, dim=16, rng=r)
+        ref, _, truth_ref = testing.sphere_classes(k=3, per=120, dim=16, rng=r, mean_cos=[0.5, 0.5, 0.5])
+        rep = A.audit(x, y, reference=ref, n_boot=200, seed=r, probe_folds=2, probe_max_items=12)
+        true_rh = np.diag((1 - truth) / (1 - truth_ref))
+        hits += ((np.diag(rep.rh_ci_low) <= true_rh) & (true_rh <= np.diag(rep.rh_ci_high))).mean()
+    assert hits / reps >= 0.92
+
+
+def test_within_class_cells_exclude_self_pairs_and_the_paper_option_keeps_them(tmp_path):
+    x, y = _clusters(k=3, per=7, d=5, seed=11)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for within in ("unbiased", "paper"):
+        r = A.audit(x, y, n_boot=0, probe_folds=2, within=within)
+        for c in range(3):
+            g = u[y == c] @ u[y == c].T
+            pairs = g[~np.eye(7, dtype=bool)] if within == "unbiased" else g.ravel()
+            assert r.cosine_distance[c, c] == pytest.approx(1 - pairs.mean(), abs=1e-12)
+        np.testing.assert_allclose(r.cosine_distance, A.class_cosine_distance_pairwise(x, y, within=within),
+                                   atol=1e-12)
+        assert r.meta["within"] == within
+    n = 7  # the paper's diagonal distance is the unbiased one shrunk by the n self-pairs of distance 0
+    paper, unbiased = (A.audit(x, y, n_boot=0, probe_folds=2, within=w).cosine_distance for w in ("paper", "unbiased"))
+    np.testing.assert_allclose(np.diag(paper), np.diag(unbiased) * (n - 1) / n, atol=1e-12)
+    np.testing.assert_array_equal(paper[~np.eye(3, dtype=bool)], unbiased[~np.eye(3, dtype=bool)])
+    with pytest.raises(A.AuditError, match="within"):
+        A.audit(x, y, n_boot=0, probe_folds=2, within="all")
