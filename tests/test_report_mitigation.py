@@ -50,37 +50,52 @@ def test_expectations_keep_the_registered_ranges_and_write_unbounded_ends_as_nul
     assert "harm removed" in shown.to_html() and "−∞% to 50%" in shown.to_html()
 
 
-def _res(resolved=True, **rows):
-    """A planted interventions table: every arm 'no change' unless ``rows`` sets its numbers."""
-    base = dict(removed=0.0, rh=0.5, rh_lo=0.4, rh_hi=0.6, dlog=0.0, dlog_lo=-0.05, dlog_hi=0.05, dprobe=0.0)
+def _res(resolved=True, base=None, **rows):
+    """A planted interventions table: every arm 'no change' unless ``rows`` (keyed by intervention, spaces and
+    hyphens as underscores) or ``base`` (every arm) sets its numbers. Refuses a key that names no intervention and a
+    row whose estimate lies outside its own interval, so a planted number is one the chapter could produce."""
+    keys = {name.replace(" ", "_").replace("-", "_"): name for name in MI.INTERVENTIONS}
+    unknown = sorted(set(rows) - set(keys))
+    if unknown:
+        raise ValueError(f"planted rows {unknown} name no intervention; valid: {sorted(keys)}")
+    default = dict(removed=0.0, rh=0.5, rh_lo=0.4, rh_hi=0.6, dlog=0.0, dlog_lo=-0.05, dlog_hi=0.05, dprobe=0.0)
     out = []
-    for name in MI.INTERVENTIONS:
-        r = {"intervention": name, **base, **rows.get(name.replace(" ", "_").replace("-", "_"), {})}
+    for key, name in keys.items():
+        r = {"intervention": name, **default, **(base or {}), **rows.get(key, {})}
+        if not (r["rh_lo"] <= r["rh"] <= r["rh_hi"] and r["dlog_lo"] <= r["dlog"] <= r["dlog_hi"]):
+            raise ValueError(f"planted row {name!r} has an estimate outside its interval: {r}")
         if not resolved:
             r["removed"] = np.nan
         out.append(r)
     return pd.DataFrame(out)
 
 
+def test_planted_rows_are_possible_ones():
+    with pytest.raises(ValueError, match="outside its interval"):
+        _res(re_balancing=dict(dlog=0.3, dlog_lo=0.1, dlog_hi=0.05))
+    with pytest.raises(ValueError, match="name no intervention"):
+        _res(rh_hi=1.2)
+
+
 def test_verdicts_on_planted_numbers_with_a_resolved_baseline():
-    res = _res(re_balancing=dict(removed=0.5, dlog=0.3, dlog_lo=0.1),  # in range, interval above 0: held
-               re_weighting=dict(removed=0.5, dlog=0.3, dlog_lo=-0.01),  # in range, interval includes 0: not held
-               temperature=dict(removed=-0.1, dlog=-0.05, dlog_lo=0.01),  # interval above 0 but out of range: no
+    res = _res(re_balancing=dict(removed=0.5, dlog=0.3, dlog_lo=0.1, dlog_hi=0.5),  # in range, above 0: held
+               re_weighting=dict(removed=0.5, dlog=0.3, dlog_lo=-0.01, dlog_hi=0.6),  # interval includes 0: no
+               temperature=dict(removed=-0.1, dlog=-0.05, dlog_lo=-0.1, dlog_hi=0.0),  # harm grew: not held
                SimSiam=dict(removed=0.2, rh_hi=0.9),  # harm persists (RH below 1), little removed: held
-               SDCLR=dict(removed=0.7, dlog_lo=0.2),  # above the registered 60%: not held
+               SDCLR=dict(removed=0.7, dlog=0.5, dlog_lo=0.2, dlog_hi=0.8),  # above the registered 60%: not held
                warm_start=dict(removed=0.1, rh_hi=1.05))  # RH interval includes 1: not held
     v = MI.verdicts(res, baseline_resolved=True)
     assert dict(zip(v.expectations_held.id, v.expectations_held.held)) == {
         "E1": "yes", "E2": "no", "E3": "no", "E4": "yes", "E5": "no", "E6": "no"}
     assert (v.n_held, v.n_expectations) == (2, 6)
-    assert v.expectations_held.numbers[0].startswith("harm removed 50%; Δ log RH +0.300 (+0.100 to +0.050)")
+    assert v.expectations_held.numbers[0].startswith("harm removed 50%; Δ log RH +0.300 (+0.100 to +0.500)")
     # E4's "little removed" matters when the baseline is resolved: 60% removed breaks it even with RH below 1
     v2 = MI.verdicts(_res(SimSiam=dict(removed=0.6, rh_hi=0.9)), baseline_resolved=True)
     assert v2.expectations_held.held[3] == "no"
 
 
 def test_verdicts_with_an_unresolved_baseline():
-    res = _res(resolved=False, re_balancing=dict(dlog_lo=0.3), SimSiam=dict(rh_hi=0.9),
+    res = _res(resolved=False, re_balancing=dict(dlog=0.4, dlog_lo=0.3, dlog_hi=0.5), SimSiam=dict(rh_hi=0.9),
                warm_start=dict(rh_hi=1.1))
     v = MI.verdicts(res, baseline_resolved=False)
     held = dict(zip(v.expectations_held.id, v.expectations_held.held))
@@ -105,8 +120,8 @@ def _finding(res, resolved, n_held=2):
 
 
 def test_finding_names_the_mitigations_whose_paired_interval_clears_zero():
-    text = _finding(_res(re_balancing=dict(removed=0.5, dlog_lo=0.1, dprobe=-0.004),
-                         temperature=dict(removed=0.2, dlog_lo=0.02)), True)
+    text = _finding(_res(re_balancing=dict(removed=0.5, dlog=0.3, dlog_lo=0.1, dlog_hi=0.5, dprobe=-0.004),
+                         temperature=dict(removed=0.2, dlog=0.1, dlog_lo=0.02, dlog_hi=0.2)), True)
     assert text.startswith("2 of 6 mitigations reduced the harm of sandal toward sneaker with a paired interval "
                            "clear of zero: re-balancing (50% removed, probe -0.4 points), temperature (20% removed")
     assert "RH(sandal, sneaker) = 0.500 (90% CI 0.400–0.600) at 1:10 over 2 paired seeds" in text
@@ -115,17 +130,18 @@ def test_finding_names_the_mitigations_whose_paired_interval_clears_zero():
 
 
 def test_finding_without_a_significant_mitigation_names_the_largest_point_estimate():
-    text = _finding(_res(SDCLR=dict(removed=0.3, dlog=0.2), SimSiam=dict(removed=-0.1, dlog=-0.1)), True, 0)
+    text = _finding(_res(SDCLR=dict(removed=0.3, dlog=0.2, dlog_hi=0.4),
+                         SimSiam=dict(removed=-0.1, dlog=-0.1, dlog_lo=-0.2)), True, 0)
     assert text.startswith("None of the 6 mitigations reduced the harm of sandal toward sneaker with a paired "
                            "interval clear of zero; the largest point estimate was SDCLR's (30% removed)")
     assert text.endswith("did not reduce it significantly, against the prediction.")
 
 
 def test_finding_with_an_unresolved_baseline_claims_no_reduction():
-    text = _finding(_res(resolved=False, rh_hi=1.2), False)
+    text = _finding(_res(resolved=False, base=dict(rh_hi=1.2)), False)
     assert "shows no resolved harm for sandal toward sneaker" in text
     assert "none of the 6 moved RH with a paired interval clear of zero" in text
-    text = _finding(_res(resolved=False, SDCLR=dict(dlog_lo=0.1)), False)
+    text = _finding(_res(resolved=False, SDCLR=dict(dlog=0.2, dlog_lo=0.1, dlog_hi=0.3)), False)
     assert "1 of 6 moved RH up with a paired interval clear of zero" in text
 
 
