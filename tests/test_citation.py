@@ -1,0 +1,66 @@
+"""The repository address is one setting (``_config.yml``: ``repository: url``): README.md, CITATION.cff and the
+book's links must agree with it; the citation file and the bibliography must be well formed."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _repository() -> tuple[str, str]:
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = cfg["repository"]["url"].rstrip("/")
+    m = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+)", url)
+    assert m, f"_config.yml repository url {url!r} is not a GitHub repository address"
+    return url, f"https://{m.group(1)}.github.io/{m.group(2)}/"
+
+
+def test_citation_file_names_the_configured_repository():
+    url, pages = _repository()
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0"
+    assert cff["repository-code"].rstrip("/") == url
+    assert cff["url"] == pages
+    assert cff["license"] == "MIT" and cff["authors"] and cff["title"] and cff["message"]
+    assert any("2310.01583" in str(r) for r in cff.get("references", []))
+
+
+def test_readme_names_the_configured_repository_and_no_placeholder():
+    url, pages = _repository()
+    readme = (ROOT / "README.md").read_text()
+    assert url in readme and pages in readme
+    assert "<owner>" not in readme and "<repository>" not in readme
+    other = {u.rstrip("/.") for u in re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", readme)} - {url}
+    assert not other, f"README names another repository: {other}"
+    assert "## How to cite" in readme and "CITATION.cff" in readme
+
+
+def test_license_file_matches_pyproject():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = {text = "MIT"}' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_bibliography_has_the_cited_works():
+    import pybtex.database
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    files = cfg["bibtex_bibfiles"]
+    bib = pybtex.database.parse_file(str(ROOT / "book" / files[0]))
+    keys = set(bib.entries)
+    for key in ("maity2024harms", "chen2020simclr", "chen2021simsiam", "gao2021simcse", "jiang2021sdclr",
+                "levy2021bug", "dearteaga2019bios", "holm1979", "pearl2001effects", "imai2010mediation",
+                "xiao2017fashion", "krizhevsky2009cifar"):
+        assert key in keys, key
+    toc = (ROOT / "_toc.yml").read_text()
+    assert "file: bibliography" in toc and "file: glossary" in toc
+
+
+def test_source_links_point_at_the_jupytext_sources(tmp_path):
+    from rharm.book import sphinx_links
+
+    assert sphinx_links.source_path("cpu/theory", ROOT) == "notebooks/theory.py"
+    assert sphinx_links.source_path("smoke/audit", ROOT) == "notebooks/audit.py"
+    assert sphinx_links.source_path("intro", ROOT) == "book/intro.md"
+    assert sphinx_links.source_path("cpu/no_such_chapter", ROOT) is None
