@@ -129,6 +129,9 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("nesterov", "bool", "Nesterov momentum (the paper's SimCLR code: true; SimSiam: false)"),
     Spec("compile", "bool", "run the model under torch.compile (CUDA; the first steps pay the compilation)"),
     Spec("clamp", "bool", "clamp similarities at 1e-7 inside NT-Xent, as the official code does"),
+    Spec("engine", "str", "single = one model per job (today's engine); batched = the seeds of a grid point trained "
+         "together in one job (rharm.engine; equal to single runs to floating-point rounding, a different store key)",
+         choices=("single", "batched")),
     Spec("schedule", "str", "cosine lr -> lr/1000 per step; official = the code's LambdaLR quirk (lr*lr -> lr*1e-3)",
          choices=("cosine", "official")),
     Spec("augment", "str", "augmentation (rharm.augment.SPECS); simclr_grey for greyscale images",
