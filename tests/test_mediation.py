@@ -1,6 +1,7 @@
 """Known-answer tests for rharm.mediation (allocation harm and its mediation)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rharm import mediation as D
@@ -163,11 +164,27 @@ def test_validation_and_store_roundtrip(tmp_path, monkeypatch):
     assert b.minorities == ["automobile"] and len(list((tmp_path / "mediation").iterdir())) == 1
 
 
-def test_charts_build(planted):
-    _, mr = planted
-    t = D.long_effects(D.effect_bootstrap(mr, n_boot=50))
+def test_charts_build():
+    idx = pd.Index(["automobile", "horse"], name="minority")
+    cols = pd.Index(["automobile", "horse", "truck"], name="predicted")
+
+    def frame(v):
+        return pd.DataFrame(np.asarray(v, dtype=float).reshape(2, 3), index=idx, columns=cols)
+
+    base = np.array([-0.3, 0.05, 0.2, 0.01, -0.6, 0.4])  # planted effects: each effect its own values
+    boot = {e: {"estimate": frame(base * (k + 1)), "lo": frame(base * (k + 1) - 0.1),
+                "hi": frame(base * (k + 1) + 0.1)} for k, e in enumerate(("TE", "NIE", "NDE"))}
+    t = D.long_effects(boot)
     assert set(t.effect) == {"TE", "NIE", "NDE"}
     from rharm import charts
 
-    assert charts.effect_heatmap(t, "NIE", title="NIE").to_dict()
-    assert charts.mediation_diagram().to_dict()["title"] == "Causal mediation of allocation harm"
+    spec = charts.effect_heatmap(t, "NIE", title="NIE").to_dict()
+    records = [r for values in spec["datasets"].values() for r in values]
+    drawn = {(r["minority"], r["predicted"]): r["value"] for r in records if r.get("effect") == "NIE"}
+    est = boot["NIE"]["estimate"]  # every cell of the NIE estimate, at its place, and nothing of TE or NDE
+    assert drawn == {(m, c): est.loc[m, c] for m in est.index for c in est.columns}
+    assert {r.get("effect") for r in records if "effect" in r} == {"NIE"}
+    diagram = charts.mediation_diagram(direct_label="DIRECT", indirect_label="INDIRECT").to_dict()
+    labels = {r["label"]: r["path"] for values in diagram["datasets"].values() for r in values if "label" in r}
+    assert labels == {"": "indirect", "INDIRECT": "indirect", "DIRECT": "direct"}
+    assert diagram["title"] == "Causal mediation of allocation harm"

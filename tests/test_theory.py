@@ -304,14 +304,30 @@ def test_charts_build():
     a = th.sbm_connectivity(0.4)
     sweep = th.population_sweep([1 / 3, 1 / 12], [0.1, 0.4], restarts=1)
     assert set(sweep["objective"]) == set(th.OBJECTIVES) and sweep["converged"].all()
-    for chart in (
-        charts.connectivity_chart(a),
-        charts.node_cosine_charts({4: (np.eye(3), np.zeros((3, 3)))}, 256),
-        charts.population_line_chart(sweep, pair="cos12"),
-        charts.population_heatmap_charts({"x": np.eye(3)}),
+    mean = np.array([[1.0, -0.25, 0.5], [-0.25, 0.75, 0.125], [0.5, 0.125, 0.9]])
+    sd = np.arange(9.0).reshape(3, 3) / 100
+    for chart, encoded in (
+        (charts.connectivity_chart(a), {"probability": a}),
+        (charts.node_cosine_charts({4: (mean, sd)}, 256), {"mean cosine": mean, "sd": sd}),
+        (charts.population_heatmap_charts({"x": mean}), {"cosine": mean}),
     ):
         assert isinstance(chart, alt.TopLevelMixin)
-        chart.to_dict()
+        records = _chart_records(chart)
+        for column, matrix in encoded.items():  # every cell drawn, at its block, with its value
+            drawn = {(r["row block"], r["column block"]): r[column] for r in records if column in r}
+            assert drawn == {(str(i + 1), str(j + 1)): matrix[i, j] for i in range(3) for j in range(3)}, column
+    assert "n = (4, 256, 256)" in str(charts.node_cosine_charts({4: (mean, sd)}, 256).to_dict())
+    line = _chart_records(charts.population_line_chart(sweep, pair="cos12"))
+    lbfgs = sweep[sweep.solver == "lbfgs"]
+    assert sorted((r["pi1"], float(r["alpha"]), r["cos12"]) for r in line) == sorted(
+        zip(lbfgs.pi1, lbfgs.alpha, lbfgs.cos12))
+
+
+def _chart_records(chart):
+    """Every data record a chart's Vega-Lite spec carries (named datasets and inline values)."""
+    spec = chart.to_dict()
+    out = [r for values in spec.get("datasets", {}).values() for r in values]
+    return out + list((spec.get("data") or {}).get("values", []))
 
 
 def test_limit_derivation_symbolic_and_numeric():
