@@ -96,16 +96,44 @@ def test_seed_log_rh_is_paired_by_seed():
 def test_noise_floor_rows_without_underrepresentation():
     cr = metrics.cosine_runs(_runs({}), classes=CLASSES)
     f = study.noise_floor_rows(cr, ["a"])
-    assert f["n"] == 5 * 4 * 5 and f["min"] <= f["lo"] <= 1 <= f["hi"] <= f["max"]
+    # by hand: row a of every ordered pair of distinct balanced seeds, off the diagonal
+    v = np.array([(1 - cr.balanced[a, 0, j]) / (1 - cr.balanced[b, 0, j])
+                  for a in range(5) for b in range(5) if a != b for j in range(1, 6)])
+    assert f["n"] == v.size == 5 * 4 * 5
+    assert (f["min"], f["max"]) == (pytest.approx(v.min(), abs=1e-12), pytest.approx(v.max(), abs=1e-12))
+    assert (f["lo"], f["hi"]) == (pytest.approx(np.quantile(v, 0.025), abs=1e-12),
+                                  pytest.approx(np.quantile(v, 0.975), abs=1e-12))
 
 
-def test_geometric_ci_is_positive_and_covers_the_estimate():
+def _geometric_ci_by_hand(x, level=0.95):
+    """The interval study.geometric_ci should give, derived independently for the method in place: the
+    exponentiated t-interval of the logs (issue 25) or, before it, the percentile bootstrap over seeds."""
+    import inspect
+
+    from scipy import stats as sps
+
+    if "n_boot" not in inspect.signature(study.geometric_ci).parameters:
+        half = sps.t.ppf((1 + level) / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+        return np.exp(x.mean()), np.exp(x.mean() - half), np.exp(x.mean() + half)
+    idx = np.random.default_rng(0).integers(0, x.size, size=(2000, x.size))
+    b = x[idx].mean(axis=1)
+    return np.exp(x.mean()), np.exp(np.quantile(b, (1 - level) / 2)), np.exp(np.quantile(b, (1 + level) / 2))
+
+
+def test_geometric_ci_equals_an_independent_derivation_and_is_equivariant():
     rng = np.random.default_rng(1)
     x = np.log(0.5) + 0.8 * rng.normal(size=4)
-    est, lo, hi = study.geometric_ci(x, n_boot=500)
-    assert 0 < lo <= est <= hi and est == pytest.approx(np.exp(x.mean()))
-    t = study.sweep_table([{"x": 2, "log_rh": x, "te": np.array([-0.1, -0.2, -0.3, -0.2])}], n_boot=200)
-    assert t.te.iloc[0] == pytest.approx(-0.2) and t.te_lo.iloc[0] <= -0.2 <= t.te_hi.iloc[0]
+    est, lo, hi = study.geometric_ci(x)
+    assert (est, lo, hi) == pytest.approx(_geometric_ci_by_hand(x), rel=1e-12)
+    assert est == pytest.approx(np.exp(x.mean()), rel=1e-12) and 0 < lo < est < hi
+    # shifting every log ratio by c multiplies estimate and ends by exp(c); negating inverts and swaps the ends
+    assert study.geometric_ci(x + 0.3) == pytest.approx(tuple(np.exp(0.3) * np.array([est, lo, hi])), rel=1e-9)
+    assert study.geometric_ci(-x) == pytest.approx((1 / est, 1 / hi, 1 / lo), rel=1e-9)
+    te = np.array([-0.1, -0.2, -0.3, -0.2])
+    t = study.sweep_table([{"x": 2, "log_rh": x, "te": te}]).iloc[0]
+    assert (t.rh, t.rh_lo, t.rh_hi) == pytest.approx((est, lo, hi), rel=1e-12) and t.n_seeds == 4
+    te_est, te_lo, te_hi = np.log(_geometric_ci_by_hand(te))  # the same interval, on the natural scale
+    assert (t.te, t.te_lo, t.te_hi) == pytest.approx((te_est, te_lo, te_hi), rel=1e-9, abs=1e-12)
 
 
 def test_block_proportions():
