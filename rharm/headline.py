@@ -2,9 +2,9 @@
 
 A chapter computes one summary dataclass per section (its ``rharm.report`` module) and calls :func:`publish` once
 with all of them: every field is glued into the prose as ``<prefix>_<field>`` and written to the JSON file, so a
-reader, a test or another paper can use the numbers without parsing HTML. A run with parameter overrides (a
-variant) never writes into ``book/``: its file goes to ``runs/<chapter>/<profile>-<overrides>.json``, beside the
-variant notebook.
+reader, a test or another paper can use the numbers without parsing HTML. The file always lies beside the executed
+notebook that ``rharm run``/``rharm book`` wrote (a variant's in ``runs/<chapter>/``, an ``--output``'s beside it);
+a plain papermill run writes none (it could only guess, and a guess would overwrite the book's numbers).
 """
 
 from __future__ import annotations
@@ -56,17 +56,28 @@ def path_for(notebook: str, profile: str, overrides: Mapping[str, Any] | None = 
     return paths.repo_root() / "book" / profile / f"{notebook}.json"
 
 
-def write(P: Any, values: Mapping[str, Any]) -> Path:
+def write(P: Any, values: Mapping[str, Any]) -> Path | None:
     """Write ``values`` (the chapter's headline numbers) with the run's profile and overrides; return the path.
+
+    The file is ``$RHARM_HEADLINE_PATH`` (:data:`PATH_ENV`, set by ``rharm run``/``rharm book`` to the ``.json``
+    beside the executed notebook); without it nothing is written and None is returned.
 
     ``P`` is the notebook's :class:`rharm.params.Params`. The file holds ``{"chapter", "profile", "overrides",
     "values"}``; it is written atomically.
     """
     from .store import atomic_path
 
-    # a notebook executed to another place (rharm run --output) has its numbers written beside it (set by runner.run)
+    # rharm run / rharm book name the file beside the executed notebook (runner.run sets PATH_ENV). A plain
+    # papermill run (or any other caller) has no output path it could know: its numbers are written nowhere, never
+    # into book/ or runs/ of the repository (a user's run must not replace the committed pages' numbers)
     env = os.environ.get(PATH_ENV)
-    out = Path(env) if env else path_for(P.notebook, P.profile, P.overrides)
+    if not env:
+        import sys
+
+        print(f"rharm: headline numbers of {P.notebook} not written (no {PATH_ENV}: not run by `rharm run`); "
+              "`rharm run` writes them beside its output", file=sys.stderr)
+        return None
+    out = Path(env)
     doc = {"chapter": P.notebook, "profile": P.profile, "overrides": _plain(dict(P.overrides)),
            "values": _plain(dict(values))}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +102,7 @@ def section_values(*sections: Any) -> dict[str, Any]:
     return out
 
 
-def publish(P: Any, prefix: str, *sections: Any) -> Path:
+def publish(P: Any, prefix: str, *sections: Any) -> Path | None:
     """Glue every scalar field of ``sections`` as ``<prefix>_<field>`` and write all fields to the chapter's JSON.
 
     ``sections`` are summary dataclasses (one per section of the chapter). Scalars (str, int, float, bool) are glued

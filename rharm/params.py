@@ -57,14 +57,50 @@ _INJECTED_HEADER = "# Parameters"
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats: ``1e-10`` and ``1E5`` are numbers, not strings."""
+    """PyYAML's safe loader with the YAML 1.2 core schema's scalars instead of YAML 1.1's.
+
+    ``1e-10`` and ``1E5`` are floats (1.1: strings); ``010`` is ten (1.1: octal 8); ``1:30`` is a string (1.1:
+    sexagesimal 90); ``yes``/``no``/``on``/``off`` are strings (1.1: booleans); ``2024-01-01`` is a string (1.1: a
+    date); ``1_000`` is a string. Octal and hexadecimal need their 1.2 prefixes ``0o17``, ``0x1F``. Merge keys
+    (``<<``) keep working.
+    """
 
 
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
-    list("-+0123456789."),
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:merge"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YAML12_SCALARS = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     list("-+0123456789.")),
 )
+for _tag, _rx, _first in _YAML12_SCALARS:
+    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_rx), _first)
+
+
+def _yaml12_int(loader, node) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)  # "010" is ten
+
+
+def _yaml12_float(loader, node) -> float:
+    text = loader.construct_scalar(node).lower()
+    return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+
+def _yaml12_bool(loader, node) -> bool:
+    return loader.construct_scalar(node).lower() == "true"
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _yaml12_float)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:bool", _yaml12_bool)
 
 
 def yaml_load(text) -> Any:
@@ -248,9 +284,47 @@ def resolve(notebook: str, given: Mapping[str, Any], path: str | Path | None = N
     values = profile_values(notebook, profile, path)
     for name, value in given.items():
         if name != "profile" and value is not None:
-            values[name] = spec[name].validate(value)
+            values[name] = _check_list(spec[name], spec[name].validate(value))
     check_rules(notebook, values, path)
     return profile, values
+
+
+#: the most items a list parameter may hold (a grid of more runs than this is a mistake, not a study)
+MAX_LIST_LEN = 64
+
+
+def _check_list(spec: Spec, value: Any) -> Any:
+    """A list parameter's value, refused when longer than :data:`MAX_LIST_LEN` or holding an item twice."""
+    if not isinstance(value, list):
+        return value
+    if len(value) > MAX_LIST_LEN:
+        raise ParameterError(f"parameter {spec.name} has {len(value)} items; at most {MAX_LIST_LEN} are allowed "
+                             f"(each item is a run or a grid point): give fewer")
+    seen, dup = set(), []
+    for v in value:
+        if v in seen and v not in dup:
+            dup.append(v)
+        seen.add(v)
+    if dup:
+        raise ParameterError(f"parameter {spec.name}={value!r} repeats {dup}; each item may appear once "
+                             f"(a repeated {spec.name[:-1] if spec.name.endswith('s') else 'item'} would be one run "
+                             "counted twice)")
+    return value
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides given on a command line (``-p NAME VALUE``) or to :func:`rharm.book.runner.run`, before anything
+    else: ``profile`` is chosen with ``--profile`` (it names the output), and ``null`` is not a value (leave the
+    parameter out to get the profile's value). Raises :class:`ParameterError`; returns a copy."""
+    out = dict(overrides)
+    if "profile" in out:
+        raise ParameterError(f"-p profile {out['profile']!r}: the profile is not a parameter here; use --profile "
+                             f"{out['profile']} (valid: {', '.join(PROFILES)})")
+    for name, value in out.items():
+        if value is None:
+            raise ParameterError(f"-p {name} null: null is not a value; leave -p {name} out to use the profile's "
+                                 "value, or give one")
+    return out
 
 
 @dataclass

@@ -18,6 +18,7 @@ given, *assumed* from the FLOP at a stated fraction (``utilisation``) of the dev
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -73,6 +74,11 @@ def _n_train(values: Mapping[str, Any], minority: str | None) -> int:
     return (classes - 1) * npc + int(npc / float(values["ratio"]))
 
 
+#: plausibility bounds of the cost model's inputs: no device trains faster, none has a higher dense peak
+MAX_IMAGES_PER_S = 1.0e7
+MAX_TFLOPS = 1.0e5
+
+
 def plan_table(profile: str, *, images_per_s: Mapping[str, float] | None = None, peak_tflops: float = H200_BF16_TFLOPS,
                utilisation: float = ASSUMED_UTILISATION, profiles_path=None) -> list[GridCost]:
     """One :class:`GridCost` per (backbone, method) of the profile's contrastive grids.
@@ -86,13 +92,13 @@ def plan_table(profile: str, *, images_per_s: Mapping[str, float] | None = None,
         raise ValueError(f"profile={profile!r} is not valid; choose one of {list(params.PROFILES)}")
     if not 0 < utilisation <= 1:
         raise ValueError(f"utilisation={utilisation!r} is not valid; it must lie in (0, 1]")
-    if not peak_tflops > 0:
-        raise ValueError(f"peak_tflops={peak_tflops!r} is not valid; it must be > 0")
+    if not (math.isfinite(peak_tflops) and 0 < peak_tflops <= MAX_TFLOPS):
+        raise ValueError(f"peak_tflops={peak_tflops!r} is not valid; it must lie in (0, {MAX_TFLOPS:g}]")
     measured = dict(images_per_s or {})
     for k, v in measured.items():
-        if k not in models.BACKBONES or not v > 0:
+        if k not in models.BACKBONES or not (math.isfinite(v) and 0 < v <= MAX_IMAGES_PER_S):
             raise ValueError(f"images_per_s entry {k}={v!r} is not valid; give backbone names from "
-                             f"{list(models.BACKBONES)} with positive throughputs")
+                             f"{list(models.BACKBONES)} with finite throughputs in (0, {MAX_IMAGES_PER_S:g}]")
     seen: dict[str, tuple] = {}
     chapters: dict[tuple, set] = {}
     for name, v in _grids(profile, profiles_path).items():

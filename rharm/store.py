@@ -268,9 +268,15 @@ def save_json(path: str | os.PathLike, obj: Any) -> None:
 
 def _unreadable(path: Path, err: BaseException) -> UnreadableFileError:
     first = str(err).splitlines()[0] if str(err) else ""
+    where = ""
+    with contextlib.suppress(OSError, ValueError):
+        root = paths.results_root().resolve()
+        rel = Path(path).resolve().relative_to(root)
+        if len(rel.parts) >= 3:  # <kind>/<key>/<file>: the whole result is re-creatable
+            where = f" (or its result folder {root / rel.parts[0] / rel.parts[1]}: the next run computes it again)"
     return UnreadableFileError(
-        f"{path} is unreadable ({type(err).__name__}: {first[:200]}): the file is truncated or damaged; delete it "
-        f"(a result folder in the store is moved aside and recomputed by the next run)"
+        f"{path} is unreadable ({type(err).__name__}: {first[:200]}): the file is truncated or damaged; delete it"
+        + where
     )
 
 
@@ -386,11 +392,18 @@ def problem(folder: Path) -> str | None:
             return f"{name} is missing (an interrupted or foreign write)"
     try:
         meta = load_json(folder / "meta.json")
-        load_json(folder / COMPLETE_MARKER)
+        stored = load_json(folder / COMPLETE_MARKER)
     except UnreadableFileError as err:
-        return str(err).split(":", 1)[0] + " is unreadable"
+        return str(err).split(" is unreadable", 1)[0].rsplit("/", 1)[-1] + " is unreadable (truncated or damaged)"
+    if not isinstance(meta, dict) or not isinstance(meta.get("files", {}) or {}, dict):
+        return f"meta.json is a JSON {type(meta).__name__} without a files record, not rharm's (damaged or foreign)"
+    why = config_mismatch(folder, stored)
+    if why is not None:
+        return why
     for rel, rec in (meta.get("files") or {}).items():
         p = folder / rel
+        if not isinstance(rec, dict) or not isinstance(rec.get("size"), int) or not isinstance(rec.get("sha256"), str):
+            return f"meta.json's record of {rel} lacks its size or sha256 (damaged or foreign)"
         try:
             st = p.stat()
         except OSError:
@@ -402,6 +415,24 @@ def problem(folder: Path) -> str | None:
             if sha256_file(p) != rec["sha256"]:
                 return f"{rel} does not match its recorded sha256 (damaged)"
             _VERIFIED[stamp] = True
+    return None
+
+
+def config_mismatch(folder: Path, stored: Any) -> str | None:
+    """Why ``config.json`` (``stored``) does not belong to the key ``folder`` is named by (None: it does).
+
+    A result is addressed by the hash of its kind, configuration and code fingerprint; the stored copy of those must
+    hash to the folder's name, so a folder copied or renamed under another key is never trusted.
+    """
+    if not isinstance(stored, dict) or not {"kind", "config", "code"} <= set(stored):
+        return f"{COMPLETE_MARKER} is not rharm's record of kind, config and code (damaged or foreign)"
+    try:
+        payload = _canonical_json({"kind": stored["kind"], "config": stored["config"], "code": stored["code"]})
+    except ValueError:
+        return f"{COMPLETE_MARKER} holds a config that cannot be hashed (damaged or foreign)"
+    if hashlib.sha256(payload.encode()).hexdigest()[:20] != folder.name or stored["kind"] != folder.parent.name:
+        return (f"its {COMPLETE_MARKER} belongs to another key (the folder was copied or renamed), so it is not the "
+                "result of this configuration")
     return None
 
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +77,9 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return store.is_complete(self.dir)
+        """In the store and intact: the same check a run makes before reusing it (:func:`rharm.store.problem`:
+        every file's size and sha256, and the stored config matching its key)."""
+        return self.dir.is_dir() and store.problem(self.dir) is None
 
 
 @dataclass
@@ -344,10 +348,34 @@ def _manifest_path(p: Plan) -> Path:
     return p.folder / "sweep.json"
 
 
+def _read_manifest(path: Path) -> dict:
+    """A sweep record, checked: SweepError naming the file and the remedy when it is damaged."""
+    try:
+        man = store.load_json(path)
+    except (store.UnreadableFileError, OSError) as err:
+        why = str(err).split("(", 1)[-1].split(")", 1)[0] if "(" in str(err) else type(err).__name__
+        man, problem = None, f"unreadable ({why})"
+    else:
+        problem = None
+    if problem is None:
+        if not isinstance(man, dict):
+            problem = f"a JSON {type(man).__name__}, not an object"
+        elif not isinstance(man.get("notebook"), str) or not isinstance(man.get("profile"), str):
+            problem = "no notebook/profile"
+        elif not isinstance(man.get("jobs", {}), dict) or not isinstance(man.get("submissions", []), list):
+            problem = "jobs/submissions of the wrong type"
+    if problem is not None:
+        raise SweepError(f"sweep record {path} is damaged ({problem}); move it away or delete it (the results in "
+                         "the store are kept; `rharm sweep NOTEBOOK` records the jobs it submits anew)")
+    man.setdefault("jobs", {})
+    man.setdefault("submissions", [])
+    return man
+
+
 def _load_manifest(p: Plan) -> dict:
     path = _manifest_path(p)
     if path.is_file():
-        return store.load_json(path)
+        return _read_manifest(path)
     return {"notebook": p.notebook, "profile": p.profile, "overrides": p.overrides, "jobs": {}, "submissions": []}
 
 
@@ -414,6 +442,27 @@ class Submission:
             time.sleep(poll_s)
 
 
+#: (lowest, highest) of each per-job resource option; the names are submit's keywords (``--gpus-per-job`` etc.)
+OPTION_RANGES = {"gpus_per_job": (0, 64), "cpus_per_job": (1, 1024), "timeout_min": (1, 60 * 24 * 30),
+                 "array_parallelism": (1, 100_000), "max_num_timeout": (0, 1000), "mem_gb": (0.001, 100_000.0)}
+
+
+def check_options(**options: Any) -> None:
+    """Raise :class:`SweepError` (one line naming the option, the value and the valid range) for a per-job option
+    out of :data:`OPTION_RANGES` (None: the default, always valid). Checked before planning, dry runs included."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        lo, hi = OPTION_RANGES[name]
+        flag = "--" + name.replace("_", "-")
+        is_float = name == "mem_gb"
+        ok = not isinstance(value, bool) and isinstance(value, (int, float) if is_float else int)
+        ok = ok and math.isfinite(value) and lo <= value <= hi
+        if not ok:
+            kind = "a number" if is_float else "an integer"
+            raise SweepError(f"{name}={value!r} ({flag}) is not valid; it must be {kind} in [{lo:g}, {hi:g}]")
+
+
 def submit(p: Plan, *, executor: str = "local", slurm_partition: str | None = None, gpus_per_job: int = 0,
            cpus_per_job: int | None = None, timeout_min: int = 60, array_parallelism: int | None = None,
            mem_gb: float | None = None, max_num_timeout: int = 10) -> Submission:
@@ -431,11 +480,8 @@ def submit(p: Plan, *, executor: str = "local", slurm_partition: str | None = No
 
     if executor not in EXECUTORS:
         raise SweepError(f"executor={executor!r} is not valid; choose one of {list(EXECUTORS)}")
-    for name, value, lo in (("gpus_per_job", gpus_per_job, 0), ("timeout_min", timeout_min, 1),
-                            ("cpus_per_job", cpus_per_job, 1), ("array_parallelism", array_parallelism, 1),
-                            ("max_num_timeout", max_num_timeout, 0)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lo):
-            raise SweepError(f"{name}={value!r} is not valid; it must be an integer >= {lo}")
+    check_options(gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, timeout_min=timeout_min,
+                  array_parallelism=array_parallelism, mem_gb=mem_gb, max_num_timeout=max_num_timeout)
     if executor == "slurm" and shutil.which("sbatch") is None:
         raise SweepError("executor='slurm' needs SLURM's sbatch on PATH (run on a login node of the cluster), "
                          "or use executor='local'")
@@ -576,8 +622,11 @@ def known_sweeps() -> list[Plan]:
     """Plans of every sweep recorded under the results root (for ``rharm sweep --status`` without a notebook)."""
     plans = []
     for path in sorted((paths.results_root() / "sweeps").glob("*/sweep.json")):
-        man = store.load_json(path)
-        plans.append(plan(man["notebook"], man["profile"], man.get("overrides") or {}))
+        try:
+            man = _read_manifest(path)
+            plans.append(plan(man["notebook"], man["profile"], man.get("overrides") or {}))
+        except params_mod.ParameterError as err:  # one damaged record never hides the others
+            print(f"rharm: {err}", file=sys.stderr)
     return plans
 
 

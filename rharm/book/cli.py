@@ -97,6 +97,9 @@ def _sweep(args) -> int:
         if name in overrides:
             raise params_mod.ParameterError(f"parameter {name!r} given twice")
         overrides[name] = params_mod.parse_cli_value(value)
+    overrides = params_mod.check_overrides(overrides)
+    sweep.check_options(gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,
+                        array_parallelism=args.array_parallelism, mem_gb=args.mem_gb)
     if args.status:
         plans = [sweep.plan(args.notebook, args.profile, overrides)] if args.notebook else sweep.known_sweeps()
         if not plans:

@@ -46,13 +46,29 @@ class RunError(RuntimeError):
 
 
 def notebook_source(notebook: str | os.PathLike) -> Path:
-    """Resolve a notebook name (``theory``) or path (``notebooks/theory.py``/``.ipynb``) to its ``.py`` source."""
+    """Resolve a notebook name (``theory``) or path (``notebooks/theory.py``/``.ipynb``) to its ``.py`` source.
+
+    A path is honoured: it must be one of the project's chapters (``notebooks/<name>.py`` or its paired ``.ipynb``);
+    any other path, existing or not, is refused (a name alone never silently stands for a path elsewhere).
+    """
     p = Path(notebook)
     name = p.stem if p.suffix in (".py", ".ipynb") else p.name
     src = paths.notebooks_dir() / f"{name}.py"
+    known = sorted(x.stem for x in paths.notebooks_dir().glob("*.py"))
     if not src.is_file():
-        known = sorted(x.stem for x in paths.notebooks_dir().glob("*.py"))
         raise params_mod.ParameterError(f"notebook {str(notebook)!r} not found; known notebooks: {', '.join(known)}")
+    if len(p.parts) > 1 or p.suffix:  # a path: it must be the chapter's own file
+        given = p.expanduser()
+        if not given.is_absolute() and not given.exists():  # relative to the project, as the README writes it
+            given = paths.repo_root() / given
+        if not given.exists():
+            raise params_mod.ParameterError(
+                f"notebook {str(notebook)!r} does not exist; rharm runs the project's chapters "
+                f"({paths.notebooks_dir()}): give a name ({name}) or a path there")
+        if given.resolve() not in (src.resolve(), src.with_suffix(".ipynb").resolve()):
+            raise params_mod.ParameterError(
+                f"notebook {str(notebook)!r} is not a chapter of this project (they are {paths.notebooks_dir()}/"
+                f"<name>.py: {', '.join(known)}); run another notebook with papermill")
     return src
 
 
@@ -127,14 +143,16 @@ def run(
 
     src = notebook_source(notebook)
     name = src.stem
-    overrides = dict(parameters or {})
+    overrides = params_mod.check_overrides(parameters or {})
     params_mod.resolve(name, {"profile": profile, **overrides})  # raises before execution
     dest = Path(output) if output is not None else output_path(name, profile, overrides)
     is_page = output is None and not overrides
-    if dest.exists() and not is_page and not force:
-        raise RunError(f"{dest} exists; pass force=True (--force) to replace it, or choose another output")
+    numbers = dest.with_suffix(".json")  # the chapter's headline numbers, beside the notebook
+    if not is_page:
+        _check_outputs(dest, numbers, name, profile, overrides, force)
     work = paths.repo_root() / "_build" / "exec" / profile
     work.mkdir(parents=True, exist_ok=True)
+    _clean_exec_leftovers(work)
     # one file per execution: concurrent runs of the same notebook never write into each other's copy
     fd, executed_name = tempfile.mkstemp(prefix=f"{name}.{os.getpid()}.", suffix=".ipynb", dir=work)
     os.close(fd)
@@ -147,9 +165,8 @@ def run(
             # the kernel's environment, for this execution only: progress bars are noise in a page (tqdm's notebook
             # widget cannot render in static HTML) unless the caller asked for them; the chapter's headline numbers
             # go beside a notebook written elsewhere (--output), never over a page's
-            kernel_env = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1")}
-            if not is_page:
-                kernel_env[headline.PATH_ENV] = str(dest.with_suffix(".json").resolve())
+            kernel_env = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1"),
+                          headline.PATH_ENV: str(numbers.resolve())}
             try:
                 with _environment(kernel_env):
                     _execute(papermill, inp, executed, profile, overrides, log_output)
@@ -167,15 +184,75 @@ def run(
         dest.parent.mkdir(parents=True, exist_ok=True)
         with store.atomic_path(dest) as tmp_dest:
             store.guarded_write(dest, lambda: _hide_parameter_cells(executed, tmp_dest), executed.stat().st_size)
+    except BaseException:  # a failed or interrupted execution: its kernel log is kept, named in the message
+        _keep_kernel_log(executed, profile, name)
+        raise
     finally:
         with contextlib.suppress(OSError):
             executed.unlink()
-        log = executed.with_suffix(".kernel.log")
         with contextlib.suppress(OSError):
-            if not log.stat().st_size:
-                log.unlink()
+            executed.with_suffix(".kernel.log").unlink()
     _record_timing(profile, name, overrides, time.time() - start)
     return dest
+
+
+def _is_executed_notebook(path: Path) -> bool:
+    """Whether ``path`` is a notebook papermill executed (rharm's own output), read without trusting it."""
+    try:
+        doc = json.loads(path.read_text())
+        return isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) and "papermill" in doc["metadata"]
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def _headline_of(path: Path) -> dict | None:
+    """The headline document at ``path`` (rharm's own), or None when it is anything else."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    ok = isinstance(doc, dict) and {"chapter", "profile", "overrides", "values"} <= set(doc)
+    return doc if ok else None
+
+
+def _check_outputs(dest: Path, numbers: Path, name: str, profile: str, overrides: Mapping[str, Any],
+                   force: bool) -> None:
+    """Before a kernel starts: the executed notebook and its headline file may be written (see
+    :func:`rharm.paths.check_new_file`): new, or with ``force`` rharm's own; never inside the result store."""
+    try:
+        paths.check_new_file(dest, param="--output", force=force, owned=_is_executed_notebook)
+        if dest.resolve() == numbers.resolve() or dest.suffix != ".ipynb":
+            raise paths.OwnershipError(f"--output {str(dest)!r} must end in .ipynb (its headline numbers go to "
+                                       "the .json beside it)")
+        doc = _headline_of(numbers) if numbers.exists() else None
+        same_run = doc is not None and doc.get("chapter") == name and doc.get("profile") == profile and \
+            doc.get("overrides") == headline._plain(dict(overrides))
+        if not (same_run and not dest.exists()):  # a failed run's own numbers are re-created; anything else is asked
+            paths.check_new_file(numbers, param=f"the headline file beside --output ({numbers.name})", force=force,
+                                 owned=lambda p: _headline_of(p) is not None)
+    except paths.OwnershipError as err:
+        raise RunError(str(err)) from None
+
+
+def _keep_kernel_log(executed: Path, profile: str, name: str) -> None:
+    log = executed.with_suffix(".kernel.log")
+    with contextlib.suppress(OSError):
+        if log.stat().st_size:
+            kept = paths.repo_root() / "_build" / "failed" / f"{profile}-{name}.kernel.log"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(log, kept)
+
+
+def _clean_exec_leftovers(work: Path) -> None:
+    """Remove ``<name>.<pid>.*`` execution copies and kernel logs that a killed ``rharm run`` left in ``work``."""
+    for p in work.glob("*.*.*"):
+        parts = p.name.split(".")
+        if len(parts) < 3 or not parts[1].isdigit() or not p.is_file():
+            continue
+        pid = int(parts[1])
+        if pid != os.getpid() and not store._pid_alive(pid):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def _execute(papermill, inp: Path, executed: Path, profile: str, overrides: Mapping[str, Any],
