@@ -25,7 +25,8 @@ test: setup
 	$(BIN)/ruff check rharm tests benchmarks
 	$(BIN)/python -m pytest -q
 
-# rerun every fault probe of issue 9 (bad input, damaged files, races, Ctrl-C, disk full, permissions); ~1 minute
+# rerun every fault probe of issues 9 and 26 (bad input, damaged files, ownership of written paths, stale caches,
+# races, Ctrl-C, disk full, permissions); ~2 minutes
 fault-check: setup
 	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider tests/test_faults.py
 

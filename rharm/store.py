@@ -395,7 +395,7 @@ def problem(folder: Path) -> str | None:
         stored = load_json(folder / COMPLETE_MARKER)
     except UnreadableFileError as err:
         return str(err).split(" is unreadable", 1)[0].rsplit("/", 1)[-1] + " is unreadable (truncated or damaged)"
-    if not isinstance(meta, dict) or not isinstance(meta.get("files", {}) or {}, dict):
+    if not isinstance(meta, dict) or not isinstance(meta.get("files", {}), (dict, type(None))):
         return f"meta.json is a JSON {type(meta).__name__} without a files record, not rharm's (damaged or foreign)"
     why = config_mismatch(folder, stored)
     if why is not None:

