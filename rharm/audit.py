@@ -885,10 +885,9 @@ def resolve_model(model: str, param: str = "--model") -> tuple[str, bool]:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(model if "/" in model else f"sentence-transformers/{model}",
-                                        "config.json")
-        if isinstance(cached, str):
-            return model, True
+        for repo in ([model] if "/" in model else [model, f"sentence-transformers/{model}"]):
+            if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+                return repo, True
     except Exception:  # an old huggingface_hub or a malformed name: decided by the probe below
         pass
     ok, why = _hub_reachable()
@@ -997,6 +996,10 @@ def run_cli(args) -> int:
     except AuditError as err:
         print(f"rharm: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; save() renames a complete folder or nothing
+        print(f"rharm: interrupted; nothing was written to --out {args.out!r} (it is written only when complete). "
+              "Resume: run the same command again", file=sys.stderr)
+        return 130
     print(f"audit: {out / 'audit.json'}\nreport: {out / 'report.html'}")
     return 0
 

@@ -754,3 +754,31 @@ def test_audit_id_column_labels_overflow_and_degenerate_reference(tmp_path, caps
     ref = np.ones_like(x)
     with pytest.raises(audit_mod.AuditError, match="does not separate classes"):
         audit_mod.audit(x, y, reference=ref + 0.0, n_boot=0, probe_folds=2)
+
+
+def test_render_page_removes_what_a_killed_render_left(project, monkeypatch):
+    monkeypatch.setattr(runner, "_build_one_page", _fake_build)
+    executed = project / "runs" / "X.ipynb"
+    executed.parent.mkdir(parents=True)
+    executed.write_text("{}")
+    (project / "runs" / ".X-page.999999.abc.tmp").mkdir()
+    (project / "runs" / ".X-page.999999.old").mkdir()
+    (project / "runs" / ".X-page.999999.old" / runner.PAGE_MARKER).write_text("")
+    (project / "runs" / ".X-page.notes").mkdir()  # not ours: kept
+    runner.render_page(executed)
+    assert sorted(p.name for p in (project / "runs").iterdir()) == [".X-page.notes", "X-page", "X.ipynb"]
+
+
+def test_audit_ctrl_c_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from rharm import audit as audit_mod
+
+    e, lab = _audit_inputs(tmp_path / "in")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_mod, "_stream", interrupted)
+    assert _audit_cli("--embeddings", str(e), "--labels", str(lab), "--out", str(tmp_path / "out")) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rharm: interrupted") and "Resume" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -544,6 +544,15 @@ def _build_one_page(staging: Path, out: Path) -> None:
         raise RunError(f"jupyter-book build failed ({' '.join(cmd)}), exit {proc.returncode}")
 
 
+def _stale_render_leftover(left: Path, final: Path) -> bool:
+    """Whether ``left`` is ``.<name>.<pid>.<random>.tmp`` (staging) or ``.<name>.<pid>.old`` (a replaced page) that a
+    killed :func:`render_page` of ``final`` left: its process is gone, and an ``.old`` folder is a page of ours."""
+    pid = left.name[len(final.name) + 2:].split(".")[0]
+    if not (left.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not store._pid_alive(int(pid))):
+        return False
+    return left.name.endswith(".tmp") or (left.name.endswith(".old") and (left / PAGE_MARKER).is_file())
+
+
 def render_page(executed: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
     """Render one executed notebook (e.g. a variant from :func:`run`) as a one-page book; return its index.html.
 
@@ -557,7 +566,10 @@ def render_page(executed: str | os.PathLike, dest: str | os.PathLike | None = No
         raise RunError(f"{final} exists and was not made by rharm (it has no {PAGE_MARKER}); it is left untouched: "
                        "move it away, or choose another place for the page")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    for left in final.parent.glob(f".{final.name}.*"):
+        if _stale_render_leftover(left, final):
+            shutil.rmtree(left, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
     try:
         os.chmod(staging, store.dir_mode())  # mkdtemp makes 0700; the page folder gets what the umask gives
         for item in paths.book_dir().iterdir():
