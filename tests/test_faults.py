@@ -688,6 +688,9 @@ def test_leftovers_of_a_killed_run_are_removed_and_logs_kept_only_on_failure(pro
     runner.run("demo", profile="smoke", parameters={"alpha": 0.3}, output=tmp_path / "ok.ipynb")
     assert not list(work.iterdir())  # the killed run's files and this run's own kernel log are gone
     assert json.loads((tmp_path / "ok.json").read_text())["values"] == {"alpha": 0.3}
+    with pytest.raises(runner.RunError, match="exists; pass --force"):
+        runner.run("demo", profile="smoke", parameters={"alpha": 0.3}, output=tmp_path / "ok.ipynb")
+    runner.run("demo", profile="smoke", parameters={"alpha": 0.3}, output=tmp_path / "ok.ipynb", force=True)  # ours
     nb = project / "notebooks" / "demo.py"
     nb.write_text(nb.read_text() + "\n# %%\nimport sys\nprint('noise', file=sys.__stderr__)\nraise SystemExit(3)\n")
     with pytest.raises(runner.RunError):
