@@ -25,14 +25,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import data, runtime, schema, store, train
+from . import data, engine, runtime, schema, store, train
 
 KIND = "simclr_run"
 
 #: Training settings a grid may set (passed to :class:`rharm.train.TrainConfig`).
 TRAIN_KEYS = ("method", "backbone", "init", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
               "temperature", "clamp", "schedule", "augment", "precision", "deterministic",
-              *("rebalance", "minority_weight", "sdclr_prune"))
+              *("rebalance", "minority_weight", "sdclr_prune"), "engine")
 #: The mitigations (rharm.mitigation) and the values that switch them off. A run at these values has the store key
 #: it had before they existed (they are left out of the key); the balanced model has no minority, so re-balancing
 #: and re-weighting are no-ops there and it shares the unmitigated balanced model's key.
@@ -148,6 +148,8 @@ def run_config(g: Mapping[str, Any], minority: str | None, seed: int) -> dict:
     for k, off in MITIGATION_OFF.items():
         if tc[k] == off:
             tc.pop(k)
+    if tc["engine"] == "single":  # today's engine keeps the key it had before engines existed
+        tc.pop("engine")
     device = _device(g["device"])
     return {
         "train": tc,
@@ -216,8 +218,8 @@ def _splits(cfg: Mapping[str, Any]) -> tuple[data.ImageData, data.ImageData]:
     return tr, te
 
 
-def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
-    cpu0 = time.process_time()
+def _prepare_run(cfg: dict, g: Mapping[str, Any]) -> dict:
+    """Everything one run trains on: its TrainConfig, training images and their ids, groups, warm start."""
     tr, te = _splits(cfg)
     pool = data.per_class_subset(tr.labels, cfg["n_per_class"], cfg["pool_seed"])
     pool_labels = tr.labels[torch.from_numpy(pool)]
@@ -234,10 +236,33 @@ def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
     if cfg.get("warm_start"):
         pre = run_one(pretrain_grid(g), None, cfg["seed"])
         init_state = store.load_tensors(pre.dir / "model.pt")
+    return {"tc": tc, "tr": tr, "te": te, "pool": pool, "pool_labels": pool_labels, "kept": kept,
+            "kept_in_pool": kept_in_pool, "images": tr.images[torch.from_numpy(kept)], "labels": kept_labels,
+            "sample_ids": torch.from_numpy(kept_in_pool), "groups": groups, "init_state": init_state, "device": device}
+
+
+def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
+    cpu0 = time.process_time()
+    p = _prepare_run(cfg, g)
     ckpt = store.result_dir("checkpoints", cfg, _code()).with_suffix(".pt")
-    result = train.train(tc, tr.images[torch.from_numpy(kept)], kept_labels,
-                         checkpoint_path=ckpt, device=device, progress=bool(g["progress"]),
-                         sample_ids=torch.from_numpy(kept_in_pool), groups=groups, init_state=init_state)
+    kw = dict(checkpoint_path=ckpt, device=p["device"], progress=bool(g["progress"]), sample_ids=p["sample_ids"])
+    if p["tc"].engine == "batched":  # a batched job of one model (rharm.engine; prefetch groups the seeds)
+        result = engine.train_batched([p["tc"]], [p["images"]], [p["labels"]], groups=[p["groups"]],
+                                      init_states=[p["init_state"]], **{**kw, "sample_ids": [p["sample_ids"]]})[0]
+    else:
+        result = train.train(p["tc"], p["images"], p["labels"], groups=p["groups"], init_state=p["init_state"], **kw)
+    extra = _save_run(p, g, out, result)
+    if ckpt.exists():
+        ckpt.unlink()
+    # process CPU seconds: with one torch thread this is close to the wall time on an otherwise idle core, so it
+    # measures the cost of a run on a shared machine better than the wall time does
+    return {**extra, "cpu_time_s": round(time.process_time() - cpu0, 3)}
+
+
+def _save_run(p: dict, g: Mapping[str, Any], out: Path, result: train.TrainResult) -> dict:
+    """Write a trained run's artefacts (features, indices, history, weights) into ``out``; return its meta extra."""
+    tr, te, pool, pool_labels, kept, kept_in_pool, device = (p[k] for k in (
+        "tr", "te", "pool", "pool_labels", "kept", "kept_in_pool", "device"))
     model = result.model
     fb = int(g["feature_batch_size"])
     te_h, te_z = train.extract_features(model, te.images, fb, device)
@@ -252,13 +277,9 @@ def _compute(cfg: dict, g: Mapping[str, Any], out: Path) -> dict:
     np.save(out / "pool_indices.npy", pool)  # indices into the train split of the rows of train_backbone
     store.save_json(out / "history.json", result.history)
     store.save_tensors(out / "model.pt", model.state_dict())
-    if ckpt.exists():
-        ckpt.unlink()
     imgs = [t["images_per_s"] for t in result.history["throughput"]]
-    # process CPU seconds: with one torch thread this is close to the wall time on an otherwise idle core, so it
-    # measures the cost of a run on a shared machine better than the wall time does
     return {"data_source": tr.source, "device": str(device), "n_train": int(len(kept)),
-            "cpu_time_s": round(time.process_time() - cpu0, 3), "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "engine": p["tc"].engine,
             "images_per_s": float(np.median(imgs)) if imgs else None, "final_loss": result.history["loss"][-1]}
 
 
@@ -286,7 +307,7 @@ def run_grid(grid: Mapping[str, Any]) -> list[RunResult]:
 
     ``grid`` keys (all optional, defaults = the paper's SimCLR setting except ``minority_classes=[]``):
     training - method, backbone, init, epochs, batch_size, lr, momentum, nesterov, weight_decay, temperature,
-    clamp, schedule, augment (see :class:`rharm.train.TrainConfig`); data - minority_classes (class names),
+    clamp, schedule, augment, engine (see :class:`rharm.train.TrainConfig`); data - minority_classes (class names),
     ratio (1:ratio kept), seeds, n_per_class (per-class pool, 5000 = full train set), data_source ("auto" |
     "jpeg" | "torchvision"), pool_seed; execution (not part of the cache key) - device ("auto"), progress,
     feature_batch_size, threads (torch threads while training; 0 = leave as is), workers (runs trained at once in
@@ -297,7 +318,7 @@ def run_grid(grid: Mapping[str, Any]) -> list[RunResult]:
     run resumes from its checkpoint. Returns RunResults ordered seed-major: for each seed, balanced then minorities.
     """
     g = _validate(grid)
-    if g["workers"] > 1:
+    if g["workers"] > 1 or g["engine"] == "batched":  # batched: prefetch trains the seeds of a grid point together
         prefetch([g], workers=g["workers"])
     elif g["warm_start"]:
         run_grid(pretrain_grid(g))  # the pre-trained models first, then the runs that start from them
@@ -312,6 +333,58 @@ def _train_only(grid: Mapping[str, Any], minority: str | None, seed: int) -> str
     return str(run_one(grid, minority, seed).dir)
 
 
+def _train_batched_job(grid: Mapping[str, Any], minority: str | None, seeds: Sequence[int]) -> list[str]:
+    """Train the runs ``(minority, seed)`` of ``grid`` for every seed of ``seeds`` as one batched job
+    (:func:`rharm.engine.train_batched`) and store each as its own result; runs already stored are skipped."""
+    g = _validate(grid)
+    todo = [(int(s), run_config(g, minority, s)) for s in seeds]
+    todo = [(s, c) for s, c in todo if not store.is_complete(store.result_dir(KIND, c, _code()))]
+    if todo:
+        with runtime.torch_threads(int(g["threads"])):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            preps = [_prepare_run(c, g) for _, c in todo]
+            ckpt = store.result_dir("checkpoints", {"batched": [c for _, c in todo]}, _code()).with_suffix(".pt")
+            results = engine.train_batched(
+                [p["tc"] for p in preps], [p["images"] for p in preps], [p["labels"] for p in preps],
+                sample_ids=[p["sample_ids"] for p in preps], groups=[p["groups"] for p in preps],
+                init_states=[p["init_state"] for p in preps], checkpoint_path=ckpt, device=preps[0]["device"],
+                progress=bool(g["progress"]))
+            # the job's training cost, shared equally by its runs (meta "extra"; the store's own wall_time_s of a
+            # batched run covers only its feature extraction and writing)
+            share = {"job_models": len(todo), "train_cpu_time_s_share": round((time.process_time() - cpu0) / len(todo), 3),
+                     "train_wall_time_s_share": round((time.perf_counter() - wall0) / len(todo), 3)}
+            for (_, c), p, r in zip(todo, preps, results):
+                def save(out: Path, p=p, r=r) -> dict:
+                    t0 = time.process_time()
+                    extra = _save_run(p, g, out, r)
+                    cpu = share["train_cpu_time_s_share"] + time.process_time() - t0
+                    return {**extra, **share, "cpu_time_s": round(cpu, 3)}
+
+                store.cached(KIND, c, save, code=_code())
+            if ckpt.exists():
+                ckpt.unlink()
+    return [str(store.result_dir(KIND, run_config(g, minority, s), _code())) for s in seeds]
+
+
+def _batched_jobs(missing: Sequence[tuple[dict, str | None, int]], workers: int) -> list[tuple[dict, str | None, list]]:
+    """Group missing runs ``(grid, minority, seed)`` into batched jobs ``(grid, minority, seeds)``: the seeds of one
+    grid point together, split into near-equal parts of at most ceil(runs / (2 x workers)) seeds when ``workers``
+    > 1 (so that every worker stays busy to the end), largest jobs first."""
+    import json
+    import math
+
+    groups: dict[str, tuple[dict, str | None, list]] = {}
+    for child, m, s in missing:
+        k = json.dumps([{**child, "seeds": None}, m], sort_keys=True, default=str)
+        groups.setdefault(k, (child, m, []))[2].append(int(s))
+    cap = len(missing) if workers <= 1 else max(1, math.ceil(len(missing) / (2 * workers)))
+    jobs = []
+    for child, m, seeds in groups.values():
+        parts = math.ceil(len(seeds) / cap)
+        jobs += [(child, m, seeds[i::parts]) for i in range(parts)]
+    return sorted(jobs, key=lambda j: -len(j[2]))
+
+
 def prefetch(grids: Sequence[Mapping[str, Any]], *, workers: int) -> int:
     """Train every run of ``grids`` that is not in the store yet, all in one pool of ``workers`` spawned processes;
     return how many were trained.
@@ -320,6 +393,9 @@ def prefetch(grids: Sequence[Mapping[str, Any]], *, workers: int) -> int:
     in one pool, so no worker waits at the end of each small grid and the processes start once. Every grid is
     validated before anything trains; a warm-start grid's pre-training runs first. Each process writes its run to
     the store (atomically, as always) and :func:`run_grid` then loads them, so results are those of a serial run.
+    With ``engine="batched"`` the missing seeds of each grid point (same grid, same minority) train together as one
+    job (:func:`rharm.engine.train_batched`; :func:`_batched_jobs` splits them so that no worker idles), each run
+    still stored under its own key.
     On a 2-core CPU, two one-thread processes use both cores, where one process with two threads spends much of its
     time synchronising small convolutions.
     """
@@ -336,16 +412,19 @@ def prefetch(grids: Sequence[Mapping[str, Any]], *, workers: int) -> int:
                     seen.add(folder)
                     missing.append(({**g, "workers": 1, "progress": False}, m, s))
         trained += len(missing)
-        if workers == 1 or len(missing) < 2:
-            for child, m, s in missing:
-                _train_only(child, m, s)
+        batched = [x for x in missing if x[0]["engine"] == "batched"]
+        tasks = [(_train_batched_job, job) for job in _batched_jobs(batched, workers)]
+        tasks += [(_train_only, x) for x in missing if x[0]["engine"] != "batched"]
+        if workers == 1 or len(tasks) < 2:
+            for fn, args in tasks:
+                fn(*args)
             continue
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
         with ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=ctx) as pool:
-            futures = [pool.submit(_train_only, child, m, s) for child, m, s in missing]
+            futures = [pool.submit(fn, *args) for fn, args in tasks]
             for fut in futures:
                 fut.result()
     return trained

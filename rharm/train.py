@@ -81,6 +81,9 @@ class TrainConfig:
             :func:`rharm.mitigation.rebalance_factor` times per epoch (False: unchanged training).
         minority_weight: weight of the minority's anchors in NT-Xent (1.0: unchanged; SimCLR only).
         sdclr_prune: SDCLR's pruned fraction of the backbone (0.0: plain SimCLR; :mod:`rharm.mitigation`).
+        engine: "single" (:func:`train`, one model per job) or "batched" (the seeds of a grid point trained together
+            by :func:`rharm.engine.train_batched`; the grid trainer :mod:`rharm.experiment` groups them). :func:`train`
+            itself trains one model either way; the field makes the two engines' results different store keys.
     """
 
     method: str = "simclr"
@@ -106,6 +109,7 @@ class TrainConfig:
     rebalance: bool = False
     minority_weight: float = 1.0
     sdclr_prune: float = 0.0
+    engine: str = "single"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -243,7 +247,8 @@ def _loss(model: models.ContrastiveModel, config: TrainConfig, v1: torch.Tensor,
         _, z1 = model(v1)
         _, z2 = mitigation.pruned_forward(model, v2, masks)
     else:
-        _, z = (forward or model)(torch.cat([v1, v2], dim=0))
+        # `is None`, not `or`: bool() of a torch.compile'd module raises TypeError (it has no __len__)
+        _, z = (model if forward is None else forward)(torch.cat([v1, v2], dim=0))
         z1, z2 = z[:n], z[n:]
     if config.method == "simclr":
         return losses.nt_xent(z1, z2, config.temperature, clamp=config.clamp, weights=weights)

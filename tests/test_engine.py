@@ -162,3 +162,84 @@ def test_nt_xent_stacked_is_nt_xent_per_model():
     got = engine.nt_xent_stacked(z, 0.5, weights=w)
     want = torch.stack([losses.nt_xent(zz[:5], zz[5:], 0.5, weights=ww) for zz, ww in zip(z, w)])
     torch.testing.assert_close(got, want)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# integration: the grid trainer (rharm.experiment) with engine="batched"
+# ----------------------------------------------------------------------------------------------------------------
+
+GRID = dict(backbone="small_cnn", epochs=1, batch_size=16, lr=0.1, minority_classes=["automobile"], ratio=5,
+            seeds=[0, 1, 2], n_per_class=10, progress=False)
+
+
+@pytest.fixture
+def fake_cifar(monkeypatch, tmp_path):
+    """A 10-class fake CIFAR-10 (12 train / 3 test images per class), a private store, and counts of what trained."""
+    from rharm import data, experiment
+
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
+    calls = {"single": 0, "batched": []}
+
+    def load(dataset, split, source):
+        per = 12 if split == "train" else 3
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        labels = torch.arange(10).repeat_interleave(per)
+        return data.ImageData(torch.randint(0, 256, (10 * per, 3, 32, 32), dtype=torch.uint8, generator=g),
+                              labels, "fake")
+
+    real_train, real_batched = train.train, engine.train_batched
+
+    def counting_train(*args, **kwargs):
+        calls["single"] += 1
+        return real_train(*args, **kwargs)
+
+    def counting_batched(configs, *args, **kwargs):
+        calls["batched"].append(sorted(c.seed for c in configs))
+        return real_batched(configs, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_load_split", load)
+    monkeypatch.setattr(experiment.train, "train", counting_train)
+    monkeypatch.setattr(experiment.engine, "train_batched", counting_batched)
+    return calls
+
+
+def test_batched_grid_trains_the_seeds_of_a_grid_point_together_and_equals_the_single_grid(fake_cifar):
+    from rharm import experiment
+
+    single = experiment.run_grid(GRID)
+    assert fake_cifar["single"] == 6 and fake_cifar["batched"] == []
+    batched = experiment.run_grid({**GRID, "engine": "batched"})
+    assert fake_cifar["single"] == 6  # nothing of the single grid was reused: another engine, another key
+    assert sorted(fake_cifar["batched"]) == [[0, 1, 2], [0, 1, 2]]  # balanced seeds together, minority seeds together
+    assert [(r.minority, r.seed) for r in single] == [(r.minority, r.seed) for r in batched]
+    for a, b in zip(single, batched):
+        assert a.dir != b.dir
+        for k in ("test_backbone", "test_projection", "train_backbone"):
+            torch.testing.assert_close(a.features[k], b.features[k], **TOL["loop"])
+        assert b.meta["extra"]["engine"] == "batched" and b.meta["extra"]["job_models"] == 3
+    assert experiment.run_grid({**GRID, "engine": "batched"})[0].dir == batched[0].dir  # a store hit
+    assert len(fake_cifar["batched"]) == 2
+
+
+def test_engine_is_in_the_key_only_when_batched():
+    from rharm import experiment
+
+    g = experiment._validate(GRID)
+    assert "engine" not in experiment.run_config(g, None, 0)["train"]  # today's keys are unchanged
+    gb = experiment._validate({**GRID, "engine": "batched"})
+    assert experiment.run_config(gb, None, 0)["train"]["engine"] == "batched"
+    with pytest.raises(ValueError, match="engine"):
+        experiment.run_grid({**GRID, "engine": "vmap"})
+
+
+def test_batched_jobs_keep_every_worker_busy():
+    from rharm import experiment
+
+    g = {**GRID, "engine": "batched"}
+    missing = [(g, m, s) for m in (None, "automobile") for s in range(5)]
+    one = experiment._batched_jobs(missing, workers=1)
+    assert sorted((m or "", sorted(s)) for _, m, s in one) == [("", [0, 1, 2, 3, 4]), ("automobile", [0, 1, 2, 3, 4])]
+    two = experiment._batched_jobs(missing, workers=2)  # 10 runs, 2 workers: jobs of at most 3 seeds
+    assert max(len(s) for _, _, s in two) <= 3 and len(two) == 4
+    assert sorted(s for _, m, seeds in two if m is None for s in seeds) == [0, 1, 2, 3, 4]
+    assert len(experiment._batched_jobs(missing[:5], workers=2)) == 3  # 5 balanced seeds: jobs of 2, 2, 1
