@@ -472,6 +472,8 @@ def test_run_never_overwrites_a_file_beside_its_output(project, tmp_path, monkey
         with pytest.raises(runner.RunError, match=r"report\.json"):
             runner.run("demo", parameters={"alpha": 0.32}, output=tmp_path / "report.ipynb", force=force)
     assert mine.read_text() == '{"my": "numbers"}'
+    with pytest.raises(runner.RunError, match="inside the book's pages"):
+        runner.run("demo", parameters={"alpha": 0.32}, output=project / "book" / "cpu" / "demo.ipynb", force=True)
     inside = store.cached("run", {"p": 1}, _features, root=paths.results_root())
     with pytest.raises(runner.RunError, match="inside the result store"):
         runner.run("demo", parameters={"alpha": 0.32}, output=inside / "x.ipynb", force=True)

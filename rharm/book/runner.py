@@ -220,6 +220,11 @@ def _check_outputs(dest: Path, numbers: Path, name: str, profile: str, overrides
     """Before a kernel starts: the executed notebook and its headline file may be written (see
     :func:`rharm.paths.check_new_file`): new, or with ``force`` rharm's own; never inside the result store."""
     try:
+        book = paths.book_dir().resolve()
+        if dest.resolve().is_relative_to(book):
+            raise paths.OwnershipError(f"--output {str(dest)!r} lies inside the book's pages ({book}); a variant or "
+                                       "an --output never replaces a page (`rharm run NAME --profile P` writes "
+                                       "pages): choose a place outside it")
         paths.check_new_file(dest, param="--output", force=force, owned=_is_executed_notebook)
         if dest.resolve() == numbers.resolve() or dest.suffix != ".ipynb":
             raise paths.OwnershipError(f"--output {str(dest)!r} must end in .ipynb (its headline numbers go to "
