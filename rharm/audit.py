@@ -465,10 +465,17 @@ def cosine_distance_ci(embeddings: Any, codes: Any, k: int | None = None, *, n_b
     src = _ArraySource("embeddings", embeddings)
     s = _stream([src], y, k, int(n_boot), int(seed), int(chunk_rows))[0]
     _check_rows([src], [s])
-    d = 1.0 - _cos_from_sums(s.unit, counts, within=within)
-    b = 1.0 - _cos_from_sums(s.boot, counts[None, :], s.boot_sq, within=within)
+    d, b = _distances(s, counts, within)
     lo, hi = stats.percentile_interval(b, level, skip_nan=True)
     return d, lo, hi
+
+
+def _distances(s: _Sums, counts: np.ndarray, within: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(D (K, K), its B bootstrap replicates (B, K, K) or None without replicates) of one encoder's sums."""
+    d = 1.0 - _cos_from_sums(s.unit, counts, within=within)
+    if not s.boot.shape[0]:
+        return d, None
+    return d, 1.0 - _cos_from_sums(s.boot, counts[None, :], s.boot_sq, within=within)
 
 
 def _collapse(s: _Sums, counts: np.ndarray) -> dict:
@@ -746,9 +753,7 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
     _check_rows(sources, sums)
     t_stream = time.perf_counter() - t0
 
-    dist = [1.0 - _cos_from_sums(s.unit, counts, within=within) for s in sums]
-    boot = ([1.0 - _cos_from_sums(s.boot, counts[None, :], s.boot_sq, within=within) for s in sums] if n_boot
-            else [None] * len(sums))
+    dist, boot = (list(v) for v in zip(*(_distances(s, counts, within) for s in sums)))
 
     def interval(b, fallback):
         if b is None:
