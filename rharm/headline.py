@@ -122,7 +122,16 @@ def publish(P: Any, prefix: str, *sections: Any) -> Path | None:
 
         for name, value in gluable(values, markdown).items():
             glue(f"{prefix}_{name}", Markdown(value) if name in markdown else value, display=False)
-    return write(P, values)
+    out = write(P, values)
+    return _Unshown(out) if out is not None else None
+
+
+class _Unshown(type(Path())):
+    """The path :func:`publish` returns: an ordinary path, shown as nothing when it is a cell's last expression
+    (a local path never reaches a page)."""
+
+    def _ipython_display_(self) -> None:
+        pass
 
 
 def gluable(values: Mapping[str, Any], markdown: set[str] = frozenset()) -> dict[str, Any]:

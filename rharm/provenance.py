@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import importlib.metadata
 import json
+import re
 import subprocess
 import time
 from typing import Any
@@ -84,13 +85,35 @@ def rebuild_command(rec: dict) -> str:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
+def format_value(value: Any, digits: int = 6) -> str:
+    """A parameter value for a page: floats with ``digits`` significant digits (``0.333333``, not
+    ``0.3333333333333333``), lists and mappings element by element, an absolute path as its last part only (a local
+    path never reaches a page); the record keeps the exact values."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return "0" if value == 0 else f"{value:.{digits}g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v, digits) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {format_value(v, digits)}" for k, v in value.items()) + "}"
+    if isinstance(value, str) and (value.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", value)):
+        return "…/" + re.split(r"[\\/]", value.rstrip("/\\"))[-1]
+    return str(value)
+
+
+def format_parameters(values: dict) -> str:
+    """``name = value`` for every parameter, separated by semicolons (:func:`format_value`)."""
+    return "; ".join(f"{k} = {format_value(v)}" for k, v in values.items())
+
+
 def to_html(rec: dict) -> str:
     hw = rec["hardware"]
     device = hw["gpu"] or f"{hw['cpu']} ({hw['cpu_count']} cores, CPU only)"
     minutes, seconds = divmod(rec["wall_time_s"], 60)
     rows = [
         ("profile", rec["profile"] + (" (with overrides)" if rec["overrides"] else "")),
-        ("parameters", json.dumps(rec["parameters"], sort_keys=False)),
+        ("parameters", format_parameters(rec["parameters"])),
         ("git commit", rec["git_commit"]),
         ("hardware", device),
         ("precision", rec.get("precision", "not recorded")),

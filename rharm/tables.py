@@ -10,8 +10,11 @@ How to use (in a chapter, as the last expression of a cell)::
 e.g. the minority class); ``None`` drops it (a RangeIndex carries nothing). Each float column gets one number of
 decimals, chosen so that its largest magnitude shows ``digits`` significant digits (``decimals`` overrides per
 column); values that round to zero print as ``0`` (never ``-0.000``); NaN prints as an en dash. Integer columns
-print with thousands separators. The result renders as HTML (its cells padded, numbers right-aligned) in Jupyter
-and in the book, and as plain text elsewhere; :attr:`Table.text` holds the formatted strings for tests.
+print with thousands separators. A column without a ``rename`` is headed in words (:func:`header_words`:
+``TE_lo`` -> "TE lower"). Numbers stay on one line; headers and text cells wrap, so the table fits the column (the
+book's CSS scrolls a still-too-wide table inside its own box on a phone). The result renders as HTML (its cells
+padded, numbers right-aligned) in Jupyter and in the book, and as plain text elsewhere; :attr:`Table.text` holds the
+formatted strings for tests.
 """
 
 from __future__ import annotations
@@ -25,7 +28,21 @@ import pandas as pd
 
 _CSS = ("border-collapse:collapse;margin:0.5em 0 1em 0;font-size:0.9em;font-variant-numeric:tabular-nums")
 _TH = "padding:0.25em 0.75em;border-bottom:1px solid #999;text-align:{align};vertical-align:bottom"
-_TD = "padding:0.2em 0.75em;text-align:{align};white-space:nowrap"
+_TD = "padding:0.2em 0.75em;text-align:{align};white-space:{wrap}"
+
+#: words for the parts of a snake_case column name left without a ``rename`` (``TE_lo`` -> "TE lower")
+HEADER_WORDS = {"lo": "lower", "hi": "upper", "adj": "adjusted", "sd": "SD", "se": "SE", "ci": "interval",
+                "rh": "RH", "te": "TE", "nie": "NIE", "nde": "NDE", "cos": "cosine", "pct": "%", "n": "n",
+                "acc": "accuracy", "p": "p", "std": "SD", "min": "min.", "max": "max."}
+
+
+def header_words(name: str) -> str:
+    """A column name in words: ``snake_case`` parts joined by spaces, abbreviations spelled out
+    (:data:`HEADER_WORDS`): ``TE_lo`` -> "TE lower", ``p_adj`` -> "p adjusted", ``rh_seed_mean`` -> "RH seed mean".
+    A name without an underscore is kept as it is."""
+    if "_" not in name:
+        return name
+    return " ".join(HEADER_WORDS.get(part.lower(), part) for part in name.split("_") if part)
 
 
 def column_decimals(values: pd.Series | np.ndarray, digits: int = 3, max_decimals: int = 6) -> int:
@@ -69,7 +86,8 @@ class Table:
             for c, num in zip(self.text.columns, self.numeric))
         body = "".join(
             "<tr>" + "".join(
-                f"<td style='{_TD.format(align='right' if num else 'left')}'>{html.escape(str(v))}</td>"
+                f"<td style='{_TD.format(align='right' if num else 'left', wrap='nowrap' if num else 'normal')}'>"
+                f"{html.escape(str(v))}</td>"
                 for v, num in zip(row, self.numeric)) + "</tr>"
             for row in self.text.itertuples(index=False))
         # the caption is a paragraph above the scrolling box, so it wraps at the column's width however wide the table
@@ -139,7 +157,7 @@ def show(
     text = pd.DataFrame(out)
     headers = []
     for col in d.columns:
-        h = (rename or {}).get(col, str(col))
+        h = (rename or {}).get(col, header_words(str(col)))
         if units and col in units:
             h = f"{h} ({units[col]})"
         headers.append(h)

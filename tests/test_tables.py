@@ -53,3 +53,34 @@ def test_provenance_ends_with_the_command_that_rebuilds_the_page():
 def test_scientific_columns():
     t = tables.show(pd.DataFrame({"grad": [3.2e-9, 1.1e-8]}), scientific=["grad"], digits=2)
     assert t.text["grad"].tolist() == ["3.2e-09", "1.1e-08"]
+
+
+def test_headers_in_words_and_text_cells_wrap():
+    df = pd.DataFrame({"TE_lo": [-0.0004, 0.2], "p_adj": [0.01, 0.5], "rh_seed_mean": [1.0, 0.9],
+                       "kind": ["a long text cell", "b"]})
+    t = tables.show(df)
+    assert list(t.text.columns) == ["TE lower", "p adjusted", "RH seed mean", "kind"]
+    assert t.text["TE lower"].tolist()[0] == "0"  # never "-0.00"
+    html = t.to_html()
+    assert "white-space:nowrap'>0.200<" in html.replace(" ", "") or "nowrap" in html
+    assert "white-space:normal'>a long text cell<" in html
+
+
+def test_provenance_parameters_are_formatted_and_hide_local_paths():
+    from rharm import provenance
+
+    text = provenance.format_parameters({"pi1": [1 / 3, 1 / 6], "alpha": 0.4, "path": "/home/me/data/bios.pkl",
+                                         "method": "simclr", "seeds": 3})
+    assert text == "pi1 = [0.333333, 0.166667]; alpha = 0.4; path = …/bios.pkl; method = simclr; seeds = 3"
+
+
+def test_publish_returns_a_path_that_displays_as_nothing():
+    from pathlib import Path
+
+    from rharm import headline
+
+    p = headline._Unshown("/x/book/cpu/theory.json")
+    assert p == Path("/x/book/cpu/theory.json") and isinstance(p, Path)
+    from IPython.core.interactiveshell import InteractiveShell
+
+    assert InteractiveShell.instance().display_formatter.format(p) == ({}, {})
