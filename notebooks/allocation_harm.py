@@ -52,7 +52,6 @@ precision = None
 deterministic = None
 checkpoint_every = None
 feature = None
-n_boot = None
 ci_level = None
 paired = None
 multicomp = None
@@ -121,7 +120,7 @@ scale = report.scale(results, runs_by_protocol, P, wall_seconds)
 
 # %%
 order = reference.class_order()
-boots = {prot: mediation.effect_bootstrap(mr, n_boot=P.n_boot, level=P.ci_level, seed=0)
+boots = {prot: mediation.effect_intervals(mr, level=P.ci_level)
          for prot, mr in runs_by_protocol.items()}
 paper_full = report.paper_effects(P.method, P.ratio)  # None when the paper reports no TE/NIE for this setting
 main = P.protocols[0]
@@ -135,8 +134,9 @@ rcharts.panels([rcharts.effect_heatmap(long_main, e, title=f"Ours ({main} protoc
 # %% [markdown]
 # Our TE, direct part (NDE) and NIE, stacked, one row per minority class we ran, all ten predicted classes, on one
 # colour scale centred at 0 (red: less often predicted; on the diagonal, accuracy lost), so NIE's colour can be
-# compared with TE's directly. The tooltip gives the bootstrap interval (model seeds, then split seeds within each, resampled with replacement; the three
-# conditions share the draws) and the paper's value.
+# compared with TE's directly. The tooltip gives the Student t-interval over model seeds (each seed's effect
+# averaged over its split seeds; the three conditions share the seed and the splits, so each effect is a paired
+# difference) and the paper's value.
 
 # %%
 paper_six = report.paper_effects_6(P.method, P.ratio)
@@ -170,11 +170,11 @@ display_six
 # ## How much of the minority's accuracy loss does the representation carry?
 
 # %%
-summaries = report.summaries(runs_by_protocol, n_boot=P.n_boot, level=P.ci_level)
+summaries = report.summaries(runs_by_protocol, level=P.ci_level)
 diag = report.diagonal(summaries, main, paper_full, P.method, P.ratio)
 tables.show(diag.diagonal_table, index="minority", caption="One row per minority class (and their mean): the change of its "
             "own accuracy in total (TE) and through the representation (NIE), NIE's share of TE, each with its "
-            "bootstrap interval, beside the paper's values for the same class where it reports this setting; the "
+            "t-interval over model seeds (NIE / TE: Fieller's interval, none where TE is not resolved from 0), beside the paper's values for the same class where it reports this setting; the "
             "mean row averages the same classes in both.", digits=2)
 
 # %% [markdown]
@@ -202,20 +202,20 @@ tables.show(protos.protocol_table, caption="One row per protocol and minority cl
             "own accuracy, and NIE's share of TE with its interval.", digits=2)
 
 # %% [markdown]
-# The share carried by the representation is {glue:text}`ah_share_a:.2f` with the {glue:text}`ah_proto_a`
-# protocol and {glue:text}`ah_share_b:.2f` with the {glue:text}`ah_proto_b` protocol.
+# The share carried by the representation is {glue:text}`ah_share_a:z.2f` with the {glue:text}`ah_proto_a`
+# protocol and {glue:text}`ah_share_b:z.2f` with the {glue:text}`ah_proto_b` protocol.
 #
 # ## The paper's "±"
 #
 # The official figures print, per condition, the standard deviation over all (model seed × split seed) replicates
 # times $1/\sqrt{250}$ (250 = test images per class in the 25% split), combined in quadrature for a difference.
-# This is neither a standard error over replicates nor a binomial one; we show it beside the bootstrap standard
-# error for the minority diagonals.
+# This is neither a standard error over replicates nor a binomial one; we show it beside the standard error over
+# model seeds for the minority diagonals.
 
 # %%
 tables.show(report.paper_sd_table(mr_main, boots[main]), index="minority",
-            caption="One row per minority class: the paper's ± for its diagonal TE, NDE and NIE beside our bootstrap "
-            "standard errors.", digits=2)
+            caption="One row per minority class: the paper's ± for its diagonal TE, NDE and NIE beside our standard "
+            "errors over model seeds.", digits=2)
 
 # %% [markdown]
 # ## A regression cross-check with pingouin

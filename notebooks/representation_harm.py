@@ -49,7 +49,6 @@ precision = None
 deterministic = None
 checkpoint_every = None
 feature = None
-n_boot = None
 ci_level = None
 paired = None
 multicomp = None
@@ -90,7 +89,7 @@ scale = report.scale(results, P)
 
 # %%
 cr = metrics.cosine_runs(results, feature=P.feature, classes=metrics.CIFAR10_CLASSES)
-boot = metrics.rh_bootstrap(cr, n_boot=P.n_boot, level=P.ci_level, paired=P.paired, seed=0)
+boot = metrics.rh_interval(cr, level=P.ci_level, paired=P.paired)
 paper = report.paper_rh(P.method, P.ratio)  # None when the paper reports no RH for this method and ratio
 order = reference.class_order()
 rows = [c for c in order if c in cr.minorities]
@@ -113,8 +112,9 @@ heatmaps
 # %% [markdown]
 # Top: our RH matrix, rows = minority class $i$, columns = the other class $j$; {glue:text}`rh_paper_panel`. The
 # panels share one colour scale centred at 1: red below 1 (the minority moved closer: harm), blue above, so the same
-# colour is the same RH in both. The tooltip gives our bootstrap interval over seeds (paired with the balanced model
-# of the same seed).
+# colour is the same RH in both. Our RH is the geometric mean over seeds of each seed's RH (the underrepresented
+# model paired with the balanced model of the same seed); the tooltip gives its Student t-interval of log RH over
+# seeds, exponentiated (with three seeds a percentile bootstrap would cover only about 75%).
 
 # %%
 (charts.ours_vs_paper_scatter(ours_long, title="RH per cell: ours against the paper's") if paper is not None
@@ -174,11 +174,12 @@ tables.show(most, index="minority", caption="One row per minority class: the cla
 # ## Is the collapse specific to one class?
 #
 # The paper's collapse is concentrated: automobile moves toward truck, horse toward deer, not toward every class.
-# `contrast` is the row's median off-diagonal RH minus its smallest (with a paired bootstrap interval); `share` is
+# `contrast` is the row's median off-diagonal RH minus its smallest (per seed, then averaged, with its Student
+# t-interval over seeds); `share` is
 # the most-collapsed cell's part of the row's total $(1-\mathrm{RH})_+$.
 
 # %%
-spec = report.specificity(cr, paper, n_boot=P.n_boot, level=P.ci_level)
+spec = report.specificity(cr, paper, level=P.ci_level)
 tables.show(spec.table, index="minority", caption="One row per minority class: contrast (median minus "
             "smallest off-diagonal RH, interval), the most-collapsed cell's share of the row's total (1 − RH)+, and "
             "the paper's values.")
@@ -213,8 +214,9 @@ tables.show(pd.DataFrame({"seed": probe.probe_seeds, "linear_probe_accuracy": pr
 
 # %%
 tables.show(report.paper_sd_table(cr, boot, most),
-            caption="One row per minority's most-collapsed cell: the paper's ± formula beside our bootstrap "
-            "standard error.", rename={"paper_formula_sd": "paper's formula (sd)", "bootstrap_se": "bootstrap SE"})
+            caption="One row per minority's most-collapsed cell: the paper's ± formula beside our standard error "
+            "of RH over seeds.", rename={"paper_formula_sd": "paper's formula (sd)",
+                                         "se_over_seeds": "standard error over seeds"})
 
 # %%
 import rharm.headline

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from rharm import schema, stats
-from rharm.metrics import CIFAR10_CLASSES, _as_numpy, bootstrap_indices, class_means, unit_normalise
+from rharm.metrics import CIFAR10_CLASSES, _as_numpy, class_means, unit_normalise
 
 PROTOCOLS = ("paper", "clean")
 CONDITIONS = ("y00", "y01", "y11")
@@ -407,67 +407,48 @@ def effect_paper_sd(mr: MediationRuns, n_eval_per_class: float | None = None) ->
     return _frames({"TE": q("y11", "y00"), "NIE": q("y01", "y00"), "NDE": q("y11", "y01")}, mr)
 
 
-def _boot_indices(S: int, P: int, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two-stage draws: model seeds (n_boot, S), then split seeds within each drawn seed (n_boot, S, P)."""
-    return bootstrap_indices(rng, S, (n_boot,)), bootstrap_indices(rng, P, (n_boot, S))
+def _seed_rows(mr: MediationRuns) -> dict[str, np.ndarray]:
+    """Each condition's rows per model seed, averaged over split seeds: condition -> (R, S, K)."""
+    return {c: v.mean(axis=2) for c, v in mr.rows().items()}
 
 
-def effect_bootstrap(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.95,
-                     seed: int | None = 0) -> dict[str, dict[str, pd.DataFrame]]:
-    """Two-stage percentile bootstrap: model seeds drawn with replacement, then split seeds within each drawn seed.
+def effect_intervals(mr: MediationRuns, *, level: float = 0.95) -> dict[str, dict[str, pd.DataFrame]]:
+    """TE, NIE, NDE of every cell with a Student t-interval over model seeds.
 
-    The three conditions share the drawn (seed, split) pairs, so every effect is a paired difference.
-    Returns {effect: {"estimate", "lo", "hi", "se"}} of (R, K) DataFrames. With one seed and one split the
-    interval collapses to the estimate.
+    The unit is the model seed: the effect of seed s is averaged over its split seeds (the three conditions share
+    the seed and the splits, so every effect is a paired difference), and the interval is the t-interval of those S
+    per-seed effects (:func:`rharm.stats.t_interval`; NaN with one seed).
+    Returns {effect: {"estimate", "lo", "hi", "se"}} of (R, K) DataFrames.
     """
-    if not 0 < level < 1:
-        raise ValueError(f"level={level} must lie in (0, 1)")
-    if n_boot < 2:
-        raise ValueError(f"n_boot={n_boot} must be >= 2")
-    rows = mr.rows()
-    R, S, P, K = rows["y00"].shape
-    si, pi = _boot_indices(S, P, n_boot, np.random.default_rng(seed))
-    means = {}
-    for c in CONDITIONS:
-        g = rows[c][:, si[:, :, None], pi, :]  # (R, B, S, P, K)
-        means[c] = g.mean(axis=(2, 3))  # (R, B, K)
-    boot = effects(means["y00"], means["y01"], means["y11"])
-    est = effect_matrices(mr)
+    rows = _seed_rows(mr)
+    per_seed = effects(rows["y00"], rows["y01"], rows["y11"])  # (R, S, K)
     out = {}
     for e in EFFECTS:
-        lo, hi = stats.percentile_interval(boot[e], level, axis=1)
-        f = _frames({"lo": lo, "hi": hi, "se": boot[e].std(axis=1, ddof=1)}, mr)
-        out[e] = {"estimate": est[e], **f}
+        est, lo, hi = stats.t_interval(per_seed[e], level=level, axis=1)
+        s = per_seed[e].shape[1]
+        se = per_seed[e].std(axis=1, ddof=1) / np.sqrt(s) if s > 1 else np.full_like(est, np.nan)
+        out[e] = {"estimate": _frames({"v": est}, mr)["v"], **_frames({"lo": lo, "hi": hi, "se": se}, mr)}
     return out
 
 
-def diagonal_summary(mr: MediationRuns, *, n_boot: int = 2000, level: float = 0.95,
-                     seed: int | None = 0) -> pd.DataFrame:
+def diagonal_summary(mr: MediationRuns, *, level: float = 0.95) -> pd.DataFrame:
     """The minority's own accuracy change and the share the representation carries.
 
-    Per minority i: TE_ii, NIE_ii, NDE_ii and share = NIE_ii / TE_ii; plus a row "mean" with the means of the
-    diagonals and share = mean NIE_ii / mean TE_ii (the paper's summary). Percentile CIs (``*_lo``, ``*_hi``) from
-    the same two-stage bootstrap as :func:`effect_bootstrap`.
+    Per minority i: TE_ii, NIE_ii, NDE_ii over model seeds (t-intervals, as :func:`effect_intervals`) and share =
+    mean NIE_ii / mean TE_ii with Fieller's interval for a ratio of paired means
+    (:func:`rharm.stats.fieller_ratio_ci`; NaN when TE is not resolved from 0); plus a row "mean" with the means of
+    the diagonals (per seed, then over seeds) and share = mean NIE / mean TE (the paper's summary).
     """
-    rows = mr.rows()
-    R, S, P, K = rows["y00"].shape
+    rows = _seed_rows(mr)
+    e = effects(rows["y00"], rows["y01"], rows["y11"])  # (R, S, K)
     idx = [mr.classes.index(m) for m in mr.minorities]
-    si, pi = _boot_indices(S, P, n_boot, np.random.default_rng(seed))
-
-    def diag(stat_rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        e = effects(*(stat_rows[c] for c in CONDITIONS))  # (..., R, K)
-        d = {n: np.stack([e[n][..., r, i] for r, i in enumerate(idx)], axis=-1) for n in EFFECTS}  # (..., R)
-        d = {n: np.concatenate([v, v.mean(axis=-1, keepdims=True)], axis=-1) for n, v in d.items()}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d["share"] = d["NIE"] / d["TE"]
-        return d
-
-    point = diag({c: rows[c].mean(axis=(1, 2)) for c in CONDITIONS})
-    boot = diag({c: np.moveaxis(rows[c][:, si[:, :, None], pi, :].mean(axis=(2, 3)), 1, 0) for c in CONDITIONS})
+    d = {n: np.stack([e[n][r, :, i] for r, i in enumerate(idx)], axis=0) for n in EFFECTS}  # (R, S)
+    d = {n: np.concatenate([v, v.mean(axis=0, keepdims=True)], axis=0) for n, v in d.items()}  # (R + 1, S)
     out = pd.DataFrame(index=pd.Index([*mr.minorities, "mean"], name="minority"))
-    for n in (*EFFECTS, "share"):
-        out[n] = point[n]
-        out[f"{n}_lo"], out[f"{n}_hi"] = stats.percentile_interval(boot[n], level, skip_nan=True)
+    for n in EFFECTS:
+        out[n], out[f"{n}_lo"], out[f"{n}_hi"] = stats.t_interval(d[n], level=level, axis=1)
+    share = [stats.fieller_ratio_ci(d["NIE"][r], d["TE"][r], level=level) for r in range(len(out))]
+    out["share"], out["share_lo"], out["share_hi"] = (np.array([s[k] for s in share]) for k in range(3))
     return out
 
 

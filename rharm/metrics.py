@@ -300,7 +300,7 @@ def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label
 
 
 # --------------------------------------------------------------------------------------------------------------
-# RH matrix, the paper's ±, and our bootstrap
+# RH matrix, the paper's ±, and our estimator with its t-interval
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -338,38 +338,58 @@ def rh_paper_sd(cr: CosineRuns) -> pd.DataFrame:
     return _frame(sd, cr)
 
 
-def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+#: the name every page gives the RH estimator over seeds (:func:`rh_interval`)
+RH_ESTIMATOR = ("geometric mean over paired seeds of the per-seed RH, with a Student t-interval of the per-seed "
+                "log RH, exponentiated")
 
 
-def rh_bootstrap(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, paired: bool = True,
-                 seed: int | None = 0) -> dict[str, pd.DataFrame]:
-    """Percentile bootstrap of the RH matrix over model seeds.
+def seed_log_rh(cr: CosineRuns) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed log distances of the minority rows: (log(1 - cos) of the underrepresented models, the same of the
+    balanced models), each (R, S, K), seed s of one paired with seed s of the other."""
+    imb, bal = cr.rows()
+    return np.log1p(-imb), np.log1p(-bal)
 
-    Each replicate draws S seeds with replacement. ``paired=True`` (default, common random numbers): the balanced
-    model of the same drawn seed is used in the denominator, so seed-level noise shared by the pair cancels.
-    ``paired=False``: balanced seeds are drawn independently.
+
+def rh_interval(cr: CosineRuns, *, level: float = 0.95, paired: bool = True) -> dict[str, pd.DataFrame]:
+    """RH of every cell over model seeds: the one estimator rharm shows, and its interval.
+
+    ``paired=True`` (default, common random numbers): per seed s, d_s = log(1 - cos_{M_i,s}(i, j)) -
+    log(1 - cos_{M_bal,s}(i, j)); RH = exp(mean_s d_s) (the geometric mean of the per-seed RH) and the interval is
+    exp of the Student t-interval of d over seeds, so it agrees with the paired t-test of :func:`rh_test`.
+    ``paired=False``: the balanced seeds are treated as an independent sample; RH = exp(mean log distance of the
+    underrepresented models - mean log distance of the balanced ones), Welch's t-interval. With one seed RH is the
+    single ratio and the interval is NaN (undefined). For one seed RH equals :func:`rh_matrix`, the paper's
+    one-model estimator.
 
     Returns:
-        dict of (R, K) DataFrames: ``estimate`` (= :func:`rh_matrix`), ``lo``, ``hi`` (percentile CI at
-        ``level``), ``se`` (bootstrap std). With one seed the interval collapses to the estimate.
+        dict of (R, K) DataFrames: ``estimate``, ``lo``, ``hi`` and ``se`` (standard error on the RH scale by the
+        delta method, estimate x se of the mean log ratio).
     """
+    from scipy import stats as sps
+
     if not 0 < level < 1:
-        raise ValueError(f"level={level} must lie in (0, 1)")
-    if n_boot < 1:
-        raise ValueError(f"n_boot={n_boot} must be >= 1")
-    imb, bal = cr.rows()
-    s = imb.shape[1]
-    rng = _rng(seed)
-    i1 = bootstrap_indices(rng, s, (n_boot,))
-    i2 = i1 if paired else bootstrap_indices(rng, s, (n_boot,))
-    num = 1.0 - imb[:, i1, :].mean(axis=2)  # (R, B, K)
-    den = 1.0 - bal[:, i2, :].mean(axis=2)
-    boot = num / den
-    lo, hi = stats.percentile_interval(boot, level, axis=1)
-    est = rh_matrix(cr)
-    return {"estimate": est, "lo": _frame(lo, cr), "hi": _frame(hi, cr),
-            "se": _frame(boot.std(axis=1, ddof=1) if n_boot > 1 else np.zeros_like(est.values), cr)}
+        raise ValueError(f"level={level!r} is not valid; it must lie in (0, 1)")
+    li, lb = seed_log_rh(cr)
+    s = li.shape[1]
+    q = (1 + level) / 2
+    if paired:
+        d = li - lb
+        mean = d.mean(axis=1)
+        se = d.std(axis=1, ddof=1) / np.sqrt(s) if s > 1 else np.full_like(mean, np.nan)
+        t = sps.t.ppf(q, s - 1) if s > 1 else np.nan
+    else:
+        mean = li.mean(axis=1) - lb.mean(axis=1)
+        if s > 1:
+            vi, vb = li.var(axis=1, ddof=1) / s, lb.var(axis=1, ddof=1) / s
+            se = np.sqrt(vi + vb)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                df = (vi + vb) ** 2 / ((vi ** 2 + vb ** 2) / (s - 1))
+            t = sps.t.ppf(q, np.where(np.isfinite(df), df, s - 1))
+        else:
+            se, t = np.full_like(mean, np.nan), np.nan
+    est = np.exp(mean)
+    return {"estimate": _frame(est, cr), "lo": _frame(np.exp(mean - t * se), cr),
+            "hi": _frame(np.exp(mean + t * se), cr), "se": _frame(est * se, cr)}
 
 
 #: which pairs of balanced seeds :func:`noise_floor_ratios` compares
@@ -473,37 +493,32 @@ def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05,
     return out
 
 
-def pair_specificity(cr: CosineRuns, *, n_boot: int = 2000, level: float = 0.95, seed: int | None = 0) -> pd.DataFrame:
+def pair_specificity(cr: CosineRuns, *, level: float = 0.95) -> pd.DataFrame:
     """Is each minority's collapse concentrated on one class (as in the paper) or spread over all classes?
 
-    Per minority row i of :func:`rh_matrix`, over off-diagonal j::
+    Per minority row i of the RH estimate (:func:`rh_interval`), over off-diagonal j::
 
-        most_collapsed  = argmin_j RH(i, j) (chosen on the full-sample estimate, then held fixed)
-        contrast        = median_{j != i} RH(i, j) - RH(i, most_collapsed)   (> 0: one class stands out)
+        most_collapsed  = argmin_j RH(i, j) (chosen on the estimate over all seeds, then held fixed)
+        contrast_s      = median_{j != i} RH_s(i, j) - RH_s(i, most_collapsed)  per seed s (> 0: one class stands out)
+        contrast        = mean_s contrast_s, with its Student t-interval over seeds (NaN with one seed)
         share           = (1 - RH_min)_+ / sum_{j != i} (1 - RH(i, j))_+    (1: all collapse in one cell)
-
-    with a paired bootstrap over seeds for the contrast (percentile CI).
 
     Returns:
         DataFrame indexed by minority: most_collapsed, rh_min, rh_median_other, contrast, contrast_lo,
         contrast_hi, share.
     """
-    imb, bal = cr.rows()
-    s = imb.shape[1]
-    rng = _rng(seed)
-    idx = bootstrap_indices(rng, s, (n_boot,))
-    boot = (1 - imb[:, idx, :].mean(axis=2)) / (1 - bal[:, idx, :].mean(axis=2))  # (R, B, K)
-    est = rh_matrix(cr)
+    li, lb = seed_log_rh(cr)
+    per_seed = np.exp(li - lb)  # (R, S, K) RH of each seed's paired models
+    est = rh_interval(cr, level=level)["estimate"]
     rows = []
     for r, m in enumerate(cr.minorities):
         off = [j for j, c in enumerate(cr.classes) if c != m]
         v = est.loc[m].to_numpy()[off]
         jstar = off[int(np.argmin(v))]
-        contrast = np.median(v) - v.min()
-        bc = np.median(boot[r][:, off], axis=1) - boot[r][:, jstar]
+        contrast, lo, hi = stats.t_interval(np.median(per_seed[r][:, off], axis=1) - per_seed[r][:, jstar],
+                                            level=level)
         pos = np.clip(1 - v, 0, None)
         share = float(pos.max() / pos.sum()) if pos.sum() > 0 else float("nan")
-        lo, hi = stats.percentile_interval(bc, level)
         rows.append((m, cr.classes[jstar], float(v.min()), float(np.median(v)), float(contrast), float(lo),
                      float(hi), share))
     return pd.DataFrame(rows, columns=["minority", "most_collapsed", "rh_min", "rh_median_other", "contrast",
@@ -515,7 +530,7 @@ def most_collapsed_table(estimate: pd.DataFrame, lo: pd.DataFrame, hi: pd.DataFr
     """Each minority row's most-collapsed other class (smallest off-diagonal RH) with its CI, beside the paper.
 
     Args:
-        estimate, lo, hi: (R, K) DataFrames from :func:`rh_bootstrap`.
+        estimate, lo, hi: (R, K) DataFrames from :func:`rh_interval`.
         paper: the paper's RH matrix (``rharm.reference.matrix("simclr_100_rh")``), rows/columns by class name.
 
     Returns:

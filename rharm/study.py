@@ -19,6 +19,7 @@ The Fashion-MNIST chapter (``notebooks/fashion_harm.py``) is built from these fu
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -34,7 +35,8 @@ from . import metrics, stats
 
 RULE = ("partner(i) = the class nearest to i (smallest 1 - cos) in the balanced models (mean over seeds); "
         "room(i): 1 - cos(i, partner) > 1 - cos(i, i); minorities: the {n_close} classes with room whose partner "
-        "is nearest; control: the class with room whose nearest class is farthest")
+        "is nearest (ties: {tie_break}); control: the class with room whose nearest class is farthest")
+_TIE_TEXT = {"room": "the larger room 1 - cos(i, partner) - (1 - cos(i, i)) first", "name": "alphabetical (v1)"}
 
 
 @dataclass
@@ -74,11 +76,24 @@ def balanced_distance(cr: metrics.CosineRuns) -> np.ndarray:
     return 1.0 - cr.balanced.mean(axis=0)
 
 
-def preregister(distance, classes: Sequence[str], n_close: int = 3) -> Preregistration:
+#: how :func:`preregister` orders classes whose nearest-class distances tie exactly (two classes that are each
+#: other's nearest class always tie: the distance is symmetric). "room": the class with more room to collapse,
+#: d(i, partner) - d(i, i), comes first (registered for v2: a tighter class has further to fall, argued before any
+#: v2 model was trained); a tie in both is refused. "name": alphabetical, as v1 did (kept to reproduce v1 only).
+TIE_BREAKS = ("room", "name")
+
+
+def preregister(distance, classes: Sequence[str], n_close: int = 3, *, tie_break: str = "room") -> Preregistration:
     """Apply the partner rule to a (K, K) distance matrix 1 - cos of the balanced models (see module docstring).
 
-    Raises ValueError when fewer than ``n_close + 1`` classes have room to collapse (no control would remain).
+    Classes are ordered by the distance to their nearest class; exact ties are broken by ``tie_break``
+    (:data:`TIE_BREAKS`), never by a name unless ``tie_break="name"`` asks for v1's rule.
+    Raises ValueError when fewer than ``n_close + 1`` classes have room to collapse (no control would remain), or
+    when ``tie_break="room"`` meets two classes tied in both distance and room.
     """
+    from .common import check_choice
+
+    check_choice("tie_break", tie_break, TIE_BREAKS)
     d = np.asarray(distance, dtype=np.float64)
     classes = list(classes)
     k = len(classes)
@@ -99,13 +114,23 @@ def preregister(distance, classes: Sequence[str], n_close: int = 3) -> Preregist
     if len(room) < n_close + 1:
         raise ValueError(f"only {len(room)} classes have room to collapse ({room['class'].tolist()}); the rule needs "
                          f"n_close + 1 = {n_close + 1} (n_close minorities and a control); use a smaller n_close")
-    ordered = room.sort_values(["d_nearest", "class"], kind="stable")
+    room = room.assign(room_size=room.d_nearest - room.d_within)
+    if tie_break == "room":
+        ordered = room.sort_values(["d_nearest", "room_size"], ascending=[True, False], kind="stable")
+        key = list(zip(ordered.d_nearest, ordered.room_size))
+        tied = [ordered["class"].iloc[k] for k in range(len(key) - 1) if key[k] == key[k + 1]]
+        if tied:
+            raise ValueError(f"classes {tied} and their successors tie in both nearest distance and room; the "
+                             "registered rule cannot order them (more balanced seeds separate them)")
+    else:
+        ordered = room.sort_values(["d_nearest", "class"], kind="stable")
     minorities = ordered["class"].iloc[:n_close].tolist()
     control = ordered["class"].iloc[-1]
     partners = {r["class"]: r["nearest"] for _, r in table.iterrows() if r["class"] in [*minorities, control]}
+    table["room_size"] = table.d_nearest - table.d_within
     table["role"] = ["minority" if c in minorities else "control" if c == control else "" for c in table["class"]]
     return Preregistration(classes, pd.DataFrame(d, index=classes, columns=classes), table, minorities, partners,
-                           control, RULE.format(n_close=n_close), n_close)
+                           control, RULE.format(n_close=n_close, tie_break=_TIE_TEXT[tie_break]), n_close)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -136,21 +161,21 @@ def _one_sided_less(x: np.ndarray) -> float:
     return float(stats.ttest_1samp(x, 0.0, alternative="less").pvalue)
 
 
-def primary_tests(cr: metrics.CosineRuns, prereg: Preregistration, *, alpha: float = 0.05, n_boot: int = 2000,
-                  level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def primary_tests(cr: metrics.CosineRuns, prereg: Preregistration, *, alpha: float = 0.05,
+                  level: float = 0.95) -> pd.DataFrame:
     """Test every pre-registered hypothesis on paired seeds.
 
     For minority i and partner p, per seed s: log RH_s(i, p) (primary) and the specificity contrast
     log RH_s(i, p) - mean_{j not in {i, p}} log RH_s(i, j) (the partner cell below the rest of its row). Both are
     tested one-sided (mean < 0) with a t-test over seeds; Holm adjusts each family over the ``n_close``
     pre-registered minorities only (the control is reported beside them, unadjusted, with the opposite
-    prediction). RH and its CI: the paper's estimator (ratio of seed-mean distances) with a paired percentile
-    bootstrap over seeds (:func:`rharm.metrics.rh_bootstrap`), so the interval stays positive.
+    prediction). RH and its interval: :func:`rharm.metrics.rh_interval` (geometric mean over paired seeds, t-interval
+    of log RH), the same per-seed log RH the test uses, so the interval and the test cannot disagree.
 
     Returns one row per minority (control last): minority, role, partner, rh, rh_lo, rh_hi, row_median_rh,
     contrast (mean over seeds of the log contrast), p_rh, p_rh_holm, p_contrast, p_contrast_holm, held.
     """
-    boot = metrics.rh_bootstrap(cr, n_boot=n_boot, level=level, paired=True, seed=seed)
+    boot = metrics.rh_interval(cr, level=level)
     rows = []
     for m in prereg.all_minorities:
         if m not in cr.imbalanced:
@@ -190,13 +215,8 @@ def noise_floor_rows(cr: metrics.CosineRuns, rows: Sequence[str]) -> dict:
     return {k: s[k] for k in ("min", "max", "lo", "hi", "n")}
 
 
-def geometric_ci(log_values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple:
-    """exp(mean) of per-seed log values and its percentile-bootstrap interval over seeds (positive by construction):
-    :func:`rharm.stats.mean_ci` of the logs, mapped back by exp (monotone, so the quantiles map exactly)."""
-    return tuple(float(np.exp(v)) for v in stats.mean_ci(log_values, n_boot=n_boot, level=level, seed=seed))
-
-
-#: mean over seeds and its percentile-bootstrap interval (one implementation, in :mod:`rharm.stats`)
+#: the per-seed summaries (one implementation each, in :mod:`rharm.stats`)
+geometric_ci = stats.geometric_ci
 mean_ci = stats.mean_ci
 
 
@@ -226,11 +246,18 @@ class TheoryFit:
     n_classes: int
     grid: pd.DataFrame = field(default_factory=pd.DataFrame)
     at_bound: bool = False
+    solutions: list = field(default_factory=list)  #: every alpha that reproduces the observed RH (two if not monotone)
 
 
 def _cos12(pi: np.ndarray, alpha: float, tau: float, dim: int) -> float:
+    return _cos12_cached(tuple(float(v) for v in pi), float(alpha), float(tau), int(dim))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cos12_cached(pi: tuple, alpha: float, tau: float, dim: int) -> float:
     from . import theory
 
+    pi = np.asarray(pi)
     a = theory.sbm_connectivity(float(alpha))
     last = None
     for seed in range(4):  # a failed convergence check is retried from another start
@@ -252,8 +279,13 @@ def theory_rh(ratio: float, alpha: float, *, tau: float, n_classes: int, dim: in
 
 def fit_alpha(observed_rh: float, fit_ratio: float, *, tau: float, n_classes: int,
               alphas: Sequence[float] = tuple(np.round(np.linspace(0.0, 0.9, 19), 3)), dim: int = 20) -> TheoryFit:
-    """The one fitted parameter: alpha whose predicted RH at ``fit_ratio`` is closest to ``observed_rh``
-    (grid search, then linear interpolation in log RH between the two bracketing grid points)."""
+    """The one fitted parameter: alpha whose predicted RH at ``fit_ratio`` equals ``observed_rh``.
+
+    The theory's RH is evaluated on the ``alphas`` grid; every grid interval whose ends bracket the observed value
+    gives one solution (linear interpolation in log RH), so a curve that is not monotone in alpha can give two:
+    ``solutions`` lists them all and ``alpha`` is the first. With none (the observed value outside the theory's
+    range) ``alpha`` is the grid point closest in log RH and ``at_bound`` is True.
+    """
     rows = [{"alpha": float(a), "rh": theory_rh(fit_ratio, a, tau=tau, n_classes=n_classes, dim=dim)} for a in alphas]
     grid = pd.DataFrame(rows)
     grid = grid[np.isfinite(grid.rh) & (grid.rh > 0)].reset_index(drop=True)
@@ -261,16 +293,21 @@ def fit_alpha(observed_rh: float, fit_ratio: float, *, tau: float, n_classes: in
         raise ValueError(f"cannot fit alpha: observed_rh={observed_rh!r}, finite theory values {len(grid)}")
     target = math.log(observed_rh)
     lg = np.log(grid.rh.to_numpy())
-    best = int(np.argmin(np.abs(lg - target)))
-    alpha = float(grid.alpha.iloc[best])
-    # refine between neighbours that bracket the target
-    for k in (best - 1, best):
-        if 0 <= k < len(lg) - 1 and (lg[k] - target) * (lg[k + 1] - target) <= 0 and lg[k] != lg[k + 1]:
-            t = (target - lg[k]) / (lg[k + 1] - lg[k])
-            alpha = float(grid.alpha.iloc[k] + t * (grid.alpha.iloc[k + 1] - grid.alpha.iloc[k]))
-            break
-    at_bound = bool(target < lg.min() or target > lg.max())
-    return TheoryFit(alpha, float(fit_ratio), float(observed_rh), float(tau), int(n_classes), grid, at_bound)
+    al = grid.alpha.to_numpy()
+    solutions = []
+    for k in range(len(lg) - 1):
+        lo_side, hi_side = lg[k] - target, lg[k + 1] - target
+        if lo_side == 0:
+            solutions.append(float(al[k]))
+        elif lo_side * hi_side < 0:
+            solutions.append(float(al[k] + (target - lg[k]) / (lg[k + 1] - lg[k]) * (al[k + 1] - al[k])))
+    if len(lg) and lg[-1] == target:
+        solutions.append(float(al[-1]))
+    at_bound = not solutions
+    alpha = solutions[0] if solutions else float(al[int(np.argmin(np.abs(lg - target)))])
+    fit = TheoryFit(alpha, float(fit_ratio), float(observed_rh), float(tau), int(n_classes), grid, at_bound)
+    fit.solutions = solutions or [alpha]
+    return fit
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -300,16 +337,16 @@ def allocation_te(balanced: Sequence, imbalanced: Sequence, minority: str, ratio
     return te[0, :, :, i].mean(axis=1)
 
 
-def sweep_table(points: Sequence[dict], *, n_boot: int = 2000, level: float = 0.95) -> pd.DataFrame:
+def sweep_table(points: Sequence[dict], *, level: float = 0.95) -> pd.DataFrame:
     """One row per sweep point from dicts with ``x`` (ratio or temperature), ``log_rh`` (S,) and optionally ``te``
-    (S,) per-seed values: rh, rh_lo, rh_hi (geometric mean and percentile bootstrap over seeds), te, te_lo, te_hi,
-    n_seeds."""
+    (S,) per-seed values: rh, rh_lo, rh_hi (geometric mean over paired seeds, exponentiated t-interval of log RH),
+    te, te_lo, te_hi (t-interval), n_seeds."""
     rows = []
     for p in points:
-        rh, lo, hi = geometric_ci(p["log_rh"], n_boot=n_boot, level=level)
+        rh, lo, hi = geometric_ci(p["log_rh"], level=level)
         row = {"x": p["x"], "rh": rh, "rh_lo": lo, "rh_hi": hi, "n_seeds": int(len(p["log_rh"]))}
         if p.get("te") is not None:
-            row["te"], row["te_lo"], row["te_hi"] = mean_ci(p["te"], n_boot=n_boot, level=level)
+            row["te"], row["te_lo"], row["te_hi"] = mean_ci(p["te"], level=level)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -336,9 +373,12 @@ def separation(features, labels, num_classes: int) -> dict:
 
 
 def ci_text(estimate: float, lo: float, hi: float, digits: int = 3) -> str:
-    """``"0.846 (0.490 to 1.31)"``: an estimate with its interval, each to ``digits`` significant digits."""
+    """``"0.846 (0.490 to 1.31)"``: an estimate with its interval, each to ``digits`` significant digits; an
+    undefined interval (one seed) is said as such."""
     from .charts import fmt_sig
 
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{fmt_sig(estimate, digits)} (no interval: one seed)"
     return f"{fmt_sig(estimate, digits)} ({fmt_sig(lo, digits)} to {fmt_sig(hi, digits)})"
 
 
@@ -450,7 +490,7 @@ def _slope_p(xs: Sequence[float], ys: Sequence[np.ndarray]) -> tuple[float, floa
     return float(fit.slope), float(p)
 
 
-def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int, level: float,
+def run_design(name: str, grid: dict, *, n_close: int, alpha: float, level: float,
                dose_ratios: Sequence[int], dose_seeds: Sequence[int], temperatures: Sequence[float],
                temperature_seeds: Sequence[int], theory_fit_ratio: int, theory_dim: int, probe_c: float,
                log=print) -> DesignResult:
@@ -477,7 +517,8 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int
     seeds = list(grid["seeds"])
     balanced = runs([], seeds)
     log(f"{name}: {len(balanced)} balanced models")
-    prereg = preregister(balanced_distance(metrics.cosine_runs(balanced, classes=classes)), classes, n_close=n_close)
+    prereg = preregister(balanced_distance(metrics.cosine_runs(balanced, classes=classes)), classes, n_close=n_close,
+                         tie_break="name")
     m0, p0 = prereg.minorities[0], prereg.partners[prereg.minorities[0]]
     # every model the rest of the design needs, known once the rule has named the minorities: trained in one pool
     # (the analysis below then reads them from the store in the registered order)
@@ -489,21 +530,21 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int
     experiment.prefetch(later, workers=int(grid.get("workers") or 1))
     main = runs(prereg.all_minorities, seeds)
     cr = metrics.cosine_runs(main, classes=classes)
-    tests = primary_tests(cr, prereg, alpha=alpha, n_boot=n_boot, level=level)
+    tests = primary_tests(cr, prereg, alpha=alpha, level=level)
     floor = noise_floor_rows(cr, prereg.all_minorities)
-    boot = metrics.rh_bootstrap(cr, n_boot=n_boot, level=level, paired=True, seed=0)
+    boot = metrics.rh_interval(cr, level=level)
     rh_long = metrics.long_rh(boot["estimate"], boot["lo"], boot["hi"])
     rh_long = rh_long[rh_long.minority.isin(prereg.all_minorities)]
     acc = np.array([metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
                                                   r.features["test_backbone"], r.features["test_labels"])
                     for r in balanced])
-    pm, plo, phi = mean_ci(acc, n_boot=n_boot, level=level)
+    pm, plo, phi = mean_ci(acc, level=level)
     probe_cfg = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
     med = {}
     for prot in ("paper", "clean"):
         mr = mediation.mediation_runs(main, protocol=prot, ratio=int(grid["ratio"]), split_seeds=[0], probe=probe_cfg,
                                       classes=classes, minorities=prereg.all_minorities)
-        med[prot] = mediation.diagonal_summary(mr, n_boot=n_boot, level=level, seed=0)
+        med[prot] = mediation.diagonal_summary(mr, level=level)
     log(f"{name}: pre-registered tests done")
     bal_dose = runs([], dose_seeds)
     points = []
@@ -514,7 +555,7 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int
         imb = [x for x in runs([m0], dose_seeds, ratio=int(r)) if x.minority == m0]
         points.append({"x": int(r), "log_rh": cell_log_rh(bal_dose, imb, m0, p0, classes),
                        "te": allocation_te(bal_dose, imb, m0, int(r), classes, probe_c)})
-    dose = sweep_table(points, n_boot=n_boot, level=level)
+    dose = sweep_table(points, level=level)
     fit_row = dose[dose.x == theory_fit_ratio]
     if fit_row.empty:
         raise ValueError(f"theory_fit_ratio={theory_fit_ratio} is not one of dose_ratios={list(dose_ratios)}")
@@ -529,7 +570,7 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, n_boot: int
         rs = runs([m0], temperature_seeds, temperature=float(tau))
         tpoints.append({"x": float(tau), "log_rh": cell_log_rh([x for x in rs if x.minority is None],
                                                               [x for x in rs if x.minority == m0], m0, p0, classes)})
-    temp = sweep_table(tpoints, n_boot=n_boot, level=level)
+    temp = sweep_table(tpoints, level=level)
     temp["theory_rh"] = [theory_rh(int(grid["ratio"]), fit.alpha, tau=x, n_classes=len(classes), dim=theory_dim)
                          for x in temp.x]
     t_slope, t_p = _slope_p([p["x"] for p in tpoints], [p["log_rh"] for p in tpoints])

@@ -72,12 +72,20 @@ def test_planted_collapse_gives_positive_nie_in_that_cell(planted):
     assert off.idxmax() == "truck" and off["truck"] > 0.1
     assert (off.drop("truck").abs() < off["truck"] / 3).all()  # sampling noise elsewhere (~20 images per cell)
     assert nie.loc["cat"].abs().max() < off["truck"] / 3  # nothing planted for cat
-    boot = D.effect_bootstrap(mr, n_boot=300)
-    assert boot["NIE"]["lo"].loc["automobile", "truck"] > 0
-    rows = mr.rows()  # the bootstrap's point estimate is the plain mean over seeds and splits of y11 - y00
+    boot = D.effect_intervals(mr)
+    rows = mr.rows()  # the point estimate is the plain mean over seeds and splits of y11 - y00
     direct = rows["y11"].mean(axis=(1, 2)) - rows["y00"].mean(axis=(1, 2))
     np.testing.assert_allclose(boot["TE"]["estimate"].to_numpy(), direct, atol=1e-12)
-    summ = D.diagonal_summary(mr, n_boot=300)
+    # the interval, by hand: per model seed the NIE averaged over its splits, then a t-interval over seeds
+    from scipy import stats as sps
+
+    r, i, j = mr.minorities.index("automobile"), mr.classes.index("automobile"), mr.classes.index("truck")
+    per_seed = (rows["y01"][r, :, :, j] - rows["y00"][r, :, :, j]).mean(axis=1)
+    half = sps.t.ppf(0.975, per_seed.size - 1) * per_seed.std(ddof=1) / np.sqrt(per_seed.size)
+    assert (boot["NIE"]["lo"].loc["automobile", "truck"], boot["NIE"]["hi"].loc["automobile", "truck"]) == \
+        pytest.approx((per_seed.mean() - half, per_seed.mean() + half), rel=1e-10)
+    assert boot["NIE"]["estimate"].loc["automobile", "truck"] > 0 and i != j
+    summ = D.diagonal_summary(mr)
     assert 0 < summ.loc["automobile", "share"] < 1
     assert summ.loc["mean", "TE"] == pytest.approx(np.mean([e["TE"].loc[m, m] for m in mr.minorities]))
 
@@ -110,12 +118,14 @@ def test_paper_sd_matches_a_hand_computation(planted):
     assert sd["NIE"].loc["automobile", "truck"] == pytest.approx(hand, rel=1e-12)
 
 
-def test_bootstrap_with_one_replicate_collapses_to_the_estimate():
+def test_one_model_seed_gives_no_interval():
+    """Split seeds are not replicates of the model: with one model seed there is no interval over seeds (NaN), not
+    a collapsed or split-based one."""
     runs = _runs(seeds=(0,), minorities=("automobile",))
-    mr = D.mediation_runs(runs, ratio=10, split_seeds=(3,), probe=FAST)
-    b = D.effect_bootstrap(mr, n_boot=20)
-    np.testing.assert_allclose(b["NIE"]["lo"].to_numpy(), b["NIE"]["estimate"].to_numpy())
-    np.testing.assert_allclose(b["NIE"]["hi"].to_numpy(), b["NIE"]["estimate"].to_numpy())
+    mr = D.mediation_runs(runs, ratio=10, split_seeds=(3, 4), probe=FAST)
+    b = D.effect_intervals(mr)
+    assert np.isnan(b["NIE"]["lo"].to_numpy()).all() and np.isnan(b["NIE"]["hi"].to_numpy()).all()
+    assert np.isfinite(b["NIE"]["estimate"].to_numpy()).all()
 
 
 def test_cv_probe_matches_sklearn_gridsearch():

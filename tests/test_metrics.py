@@ -95,7 +95,8 @@ def test_identical_representations_give_rh_one():
         r.features = dict(bal[r.seed].features)
     cr = M.cosine_runs(runs)
     np.testing.assert_allclose(M.rh_matrix(cr).to_numpy(), 1.0, atol=1e-12)
-    b = M.rh_bootstrap(cr, n_boot=50)
+    b = M.rh_interval(cr)
+    np.testing.assert_allclose(b["estimate"].to_numpy(), 1.0, atol=1e-12)
     np.testing.assert_allclose(b["lo"].to_numpy(), 1.0, atol=1e-12)
     np.testing.assert_allclose(b["hi"].to_numpy(), 1.0, atol=1e-12)
 
@@ -112,7 +113,7 @@ def test_planted_collapse_is_found_in_exactly_that_cell(planted):
     test = M.rh_test(cr, method="holm")
     rejected = set(map(tuple, test.loc[test.reject, ["minority", "other"]].to_numpy()))
     assert rejected == set(COLLAPSE.items())
-    spec = M.pair_specificity(cr, n_boot=200)
+    spec = M.pair_specificity(cr)
     for m, t in COLLAPSE.items():
         assert spec.loc[m, "most_collapsed"] == t
         assert spec.loc[m, "contrast_lo"] > 0.1
@@ -194,14 +195,47 @@ def _c4(s):
     return np.sqrt(2 / (s - 1)) * np.exp(gammaln(s / 2) - gammaln((s - 1) / 2))
 
 
-def test_paired_bootstrap_is_narrower_with_shared_seed_noise():
+def test_paired_interval_is_narrower_with_shared_seed_noise():
     rng = np.random.default_rng(1)
     shared = 0.1 * rng.normal(size=(8, 3, 3))
     bal = 0.1 + shared
     imb = 0.3 + shared + 0.005 * rng.normal(size=(8, 3, 3))
     cr = _stack(bal, {"a": imb})
-    p, u = M.rh_bootstrap(cr, n_boot=500, paired=True), M.rh_bootstrap(cr, n_boot=500, paired=False)
+    p, u = M.rh_interval(cr, paired=True), M.rh_interval(cr, paired=False)
     assert (p["hi"] - p["lo"]).loc["a", "b"] < 0.5 * (u["hi"] - u["lo"]).loc["a", "b"]
+
+
+def test_rh_interval_is_the_geometric_mean_with_a_t_interval_that_agrees_with_rh_test(planted):
+    """One estimator: per cell, exp(mean over seeds of the paired log ratio), with the exponentiated t-interval, derived
+    here by hand from the cosines; the 95% interval excludes 1 exactly when the two-sided paired t-test has p < 0.05
+    (one-sided p < 0.025 for a cell below 1)."""
+    from scipy import stats as sps
+
+    _, cr = planted
+    b = M.rh_interval(cr)
+    imb, bal = cr.rows()
+    s = imb.shape[1]
+    test = M.rh_test(cr, method="none").set_index(["minority", "other"])
+    for r, m in enumerate(cr.minorities):
+        for j, c in enumerate(cr.classes):
+            d = np.log(1 - imb[r, :, j]) - np.log(1 - bal[r, :, j])
+            half = sps.t.ppf(0.975, s - 1) * d.std(ddof=1) / np.sqrt(s)
+            assert b["estimate"].loc[m, c] == pytest.approx(np.exp(d.mean()), rel=1e-10)
+            assert (b["lo"].loc[m, c], b["hi"].loc[m, c]) == pytest.approx(
+                (np.exp(d.mean() - half), np.exp(d.mean() + half)), rel=1e-10)
+            if c != m:
+                assert test.loc[(m, c), "rh_seed_mean"] == pytest.approx(b["estimate"].loc[m, c], rel=1e-12)
+                assert (b["hi"].loc[m, c] < 1) == (test.loc[(m, c), "p"] < 0.025)
+
+
+def test_rh_interval_with_one_seed_is_the_single_ratio_and_no_interval():
+    bal = 0.2 + 0.1 * np.eye(3)[None]
+    imb = bal.copy()
+    imb[0, 0, 1] = imb[0, 1, 0] = 0.6
+    cr = _stack(bal, {"a": imb})
+    b = M.rh_interval(cr)
+    np.testing.assert_allclose(b["estimate"].to_numpy(), M.rh_matrix(cr).to_numpy(), rtol=1e-12)
+    assert np.isnan(b["lo"].to_numpy()).all() and np.isnan(b["hi"].to_numpy()).all()
 
 
 def test_paper_sd_matches_a_hand_computation():
@@ -249,7 +283,7 @@ def test_validation_errors_name_the_parameter(planted):
     with pytest.raises(ValueError, match="method"):
         M.rh_test(cr, method="bh")
     with pytest.raises(ValueError, match="level"):
-        M.rh_bootstrap(cr, level=1.5)
+        M.rh_interval(cr, level=1.5)
     with pytest.raises(ValueError, match="feature"):
         M.cosine_runs(runs, feature="nope")
     with pytest.raises(ValueError, match="seeds"):

@@ -134,10 +134,10 @@ def test_crosscheck_finds_the_planted_direction(planted):
 def test_paper_sd_table(planted):
     _, by_protocol, _ = planted
     mr = by_protocol["paper"]
-    boot = D.effect_bootstrap(mr, n_boot=50, level=0.9, seed=0)
+    boot = D.effect_intervals(mr, level=0.9)
     t = A.paper_sd_table(mr, boot)
     assert list(t.index) == ["automobile"]
-    assert t.loc["automobile", "bootstrap SE: TE"] == pytest.approx(boot["TE"]["se"].loc["automobile", "automobile"])
+    assert t.loc["automobile", "SE over seeds: TE"] == pytest.approx(boot["TE"]["se"].loc["automobile", "automobile"])
 
 
 def test_finding_sentences():
@@ -158,7 +158,7 @@ def test_the_sections_publish_without_a_name_clash(planted):
     from rharm import headline
 
     runs, by_protocol, wall = planted
-    summary = A.summaries(by_protocol, n_boot=50, level=0.9)
+    summary = A.summaries(by_protocol, level=0.9)
     diag = A.diagonal(summary, "paper", None, "simclr", 10)
     protos = A.protocols(summary)
     runs_meta = [SimpleNamespace(meta={})]

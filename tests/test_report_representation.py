@@ -19,7 +19,7 @@ def planted():
     runs = testing.synthetic_runs(minorities=("automobile", "cat"), collapse={"automobile": "truck"}, strength=0.6,
                             seeds=SEEDS, n_test=60, n_train=40, dim=16, model_noise=0.02, seed_noise=0.02)
     cr = M.cosine_runs(runs)
-    boot = M.rh_bootstrap(cr, n_boot=200, level=0.9, seed=0)
+    boot = M.rh_interval(cr, level=0.9)
     return runs, cr, boot
 
 
@@ -104,14 +104,14 @@ def test_noise_floor_and_strongest_collapse(planted):
 def test_specificity_against_an_independent_paper_contrast(planted):
     _, cr, _ = planted
     paper = reference.matrix("simclr_100_rh")
-    sp = R.specificity(cr, paper, n_boot=200, level=0.9)
+    sp = R.specificity(cr, paper, level=0.9)
     assert sp.contrast_first_minority == "automobile"
     assert sp.table.loc["automobile", "most_collapsed"] == "truck"
     row = paper.loc["automobile"].drop("automobile")
     assert sp.contrast_first_paper == pytest.approx(float(np.median(row.to_numpy()) - row.min()))
     assert sp.contrast_first_lo <= sp.contrast_first <= sp.contrast_first_hi
     assert sp.contrast_first > 0.2  # one class stands out in the planted row
-    none = R.specificity(cr, None, n_boot=50, level=0.9)
+    none = R.specificity(cr, None, level=0.9)
     assert np.isnan(none.contrast_first_paper) and "no value" in none.contrast_first_paper_text
 
 
@@ -131,7 +131,7 @@ def test_paper_sd_table_rows_are_the_most_collapsed_cells(planted):
     most = M.most_collapsed_table(boot["estimate"], boot["lo"], boot["hi"])
     t = R.paper_sd_table(cr, boot, most)
     assert list(t.cell) == [f"{m} → {most.loc[m, 'ours_class']}" for m in most.index]
-    assert t.bootstrap_se.iloc[0] == pytest.approx(float(boot["se"].loc["automobile", "truck"]))
+    assert t.se_over_seeds.iloc[0] == pytest.approx(float(boot["se"].loc["automobile", "truck"]))
 
 
 def test_finding_sentences(planted):
@@ -160,6 +160,6 @@ def test_the_sections_publish_without_a_name_clash(planted):
     nf = R.noise_floor(cr, most, 0.9)
     comp = R.paper_comparison(long, "simclr", 10)
     values = headline.section_values(R.scale(meta_runs, _P()), comp, sig, nf,
-                                     R.specificity(cr, None, n_boot=20, level=0.9), R.probe_anchor(runs),
+                                     R.specificity(cr, None, level=0.9), R.probe_anchor(runs),
                                      R.finding(_P(), sig, nf, comp))
     assert {"floor_lo", "corr_text", "probe_accs", "finding", "kept"} <= set(values)

@@ -105,9 +105,9 @@ def test_pilot_replication_finds_a_planted_collapse(monkeypatch):
     runs = testing.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, strength=0.6,
                                   seeds=(0, 1, 2), n_test=40, dim=16)
     monkeypatch.setattr(scale.experiment, "run_grid", lambda grid: runs)
-    rep = scale.pilot_replication("smoke", "automobile", "truck", n_boot=200)
+    rep = scale.pilot_replication("smoke", "automobile", "truck")
     assert rep["n_seeds"] == 3 and rep["lo"] <= rep["rh"] <= rep["hi"] < 1
     null = testing.synthetic_runs(minorities=("automobile",), seeds=(0, 1, 2), n_test=40, dim=16)
     monkeypatch.setattr(scale.experiment, "run_grid", lambda grid: null)
-    rep0 = scale.pilot_replication("smoke", "automobile", "truck", n_boot=200)
+    rep0 = scale.pilot_replication("smoke", "automobile", "truck")
     assert rep0["lo"] < 1 < rep0["hi"] or np.isclose(rep0["rh"], 1, atol=0.05)

@@ -15,6 +15,7 @@ def _distance():
     """a-b close (0.10) with small within spread; c-d overlapping (no room); e and f far from everything."""
     d = np.full((6, 6), 0.8)
     np.fill_diagonal(d, 0.05)
+    d[0, 0] = 0.04  # a is tighter than b: more room (0.06 against 0.05), so a comes first under the v2 tie-break
     d[0, 1] = d[1, 0] = 0.10
     d[2, 3] = d[3, 2] = 0.20
     d[2, 2], d[3, 3] = 0.30, 0.25  # within > between: c and d already overlap
@@ -28,10 +29,26 @@ def test_rule_picks_nearest_partners_with_room_and_a_far_control():
     t = pre.table.set_index("class")
     assert t.loc["a", "nearest"] == "b" and t.loc["b", "nearest"] == "a" and t.loc["e", "nearest"] == "a"
     assert not t.loc["c", "room"] and not t.loc["d", "room"] and t.loc["a", "room"]
-    assert pre.minorities == ["a", "b"]  # smallest nearest distance among classes with room (tie broken by name)
+    assert pre.minorities == ["a", "b"]  # smallest nearest distance among classes with room (tie: larger room)
     assert pre.control == "f" and pre.partners["f"] == "e"  # f's nearest class (e, 0.5) is the farthest
     assert pre.all_minorities == ["a", "b", "f"]
     assert list(t.role) == ["minority", "minority", "", "", "", "control"]
+
+
+def test_tie_break_uses_room_never_the_name_unless_v1_is_asked_for():
+    d = _distance()
+    d[0, 0], d[1, 1] = 0.06, 0.03  # now b (the later name) is the tighter class: it must come first
+    pre = study.preregister(d, CLASSES, n_close=2)
+    assert pre.minorities == ["b", "a"]
+    assert "larger room" in pre.rule
+    # v1's rule, kept to reproduce v1: alphabetical
+    assert study.preregister(d, CLASSES, n_close=2, tie_break="name").minorities == ["a", "b"]
+    # a tie in both distance and room is refused, not broken by a name
+    d[0, 0] = d[1, 1] = 0.05
+    with pytest.raises(ValueError, match="tie in both nearest distance and room"):
+        study.preregister(d, CLASSES, n_close=2)
+    with pytest.raises(ValueError, match="tie_break"):
+        study.preregister(d, CLASSES, n_close=2, tie_break="spelling")
 
 
 def test_rule_refuses_when_no_control_would_remain():
@@ -70,7 +87,7 @@ def _runs(collapse, strength=0.6):
 def test_planted_collapse_is_confirmed_and_an_absent_one_is_not():
     pre = study.preregister(_distance(), CLASSES, n_close=2)  # minorities a -> b, b -> a; control f
     cr = metrics.cosine_runs(_runs({"a": "b"}), classes=CLASSES)
-    t = study.primary_tests(cr, pre, n_boot=300).set_index("minority")
+    t = study.primary_tests(cr, pre).set_index("minority")
     assert t.loc["a", "held"] and t.loc["a", "rh"] < 0.8 and t.loc["a", "rh_hi"] < 1
     assert t.loc["a", "p_rh_holm"] < 0.05 and t.loc["a", "contrast"] < 0
     assert not t.loc["b", "held"]  # nothing planted for b
@@ -81,7 +98,7 @@ def test_planted_collapse_is_confirmed_and_an_absent_one_is_not():
 def test_control_prediction_fails_when_the_control_collapses():
     pre = study.preregister(_distance(), CLASSES, n_close=2)
     cr = metrics.cosine_runs(_runs({"f": "e"}), classes=CLASSES)
-    t = study.primary_tests(cr, pre, n_boot=300).set_index("minority")
+    t = study.primary_tests(cr, pre).set_index("minority")
     assert not t.loc["f", "held"] and t.loc["f", "p_contrast"] < 0.05
 
 

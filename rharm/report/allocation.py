@@ -120,11 +120,10 @@ def scale(results: Sequence[Any], runs_by_protocol: dict[str, mediation.Mediatio
         wall_minutes=wall_seconds / 60, probe_time=probe_time)
 
 
-def summaries(runs_by_protocol: dict[str, mediation.MediationRuns], *, n_boot: int,
-              level: float) -> dict[str, pd.DataFrame]:
+def summaries(runs_by_protocol: dict[str, mediation.MediationRuns], *, level: float) -> dict[str, pd.DataFrame]:
     """:func:`rharm.mediation.diagonal_summary` per protocol (rows: minorities and "mean")."""
     with np.errstate(invalid="ignore", divide="ignore"):  # a share NIE/TE is undefined where a draw has TE = 0
-        return {prot: mediation.diagonal_summary(mr, n_boot=n_boot, level=level, seed=0)
+        return {prot: mediation.diagonal_summary(mr, level=level)
                 for prot, mr in runs_by_protocol.items()}
 
 
@@ -218,11 +217,11 @@ def protocols(summary: dict[str, pd.DataFrame]) -> Protocols:
 
 def paper_sd_table(mr: mediation.MediationRuns, boot: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
     """The paper's ± (:func:`rharm.mediation.effect_paper_sd`) for each minority's diagonal TE, NDE, NIE beside our
-    bootstrap SE (``boot`` from :func:`rharm.mediation.effect_bootstrap`); one row per minority."""
+    standard error over seeds (``boot`` from :func:`rharm.mediation.effect_intervals`); one row per minority."""
     psd = mediation.effect_paper_sd(mr)
     ours = {e: {m: psd[e].loc[m, m] for m in mr.minorities} for e in mediation.EFFECTS}
     se = {e: {m: boot[e]["se"].loc[m, m] for m in mr.minorities} for e in mediation.EFFECTS}
-    return pd.DataFrame(ours).add_prefix("paper's formula: ").join(pd.DataFrame(se).add_prefix("bootstrap SE: "))
+    return pd.DataFrame(ours).add_prefix("paper's formula: ").join(pd.DataFrame(se).add_prefix("SE over seeds: "))
 
 
 @dataclass(frozen=True)
@@ -256,7 +255,7 @@ def crosscheck(results: Sequence[Any], mr: mediation.MediationRuns, *, feature: 
     weighted by its number of evaluated minority images (:func:`pooled_nie`; the plain NIE when that number is the
     same in every split, e.g. with one split seed); a RuntimeError is raised if it is not.
     """
-    rh_est = metrics.rh_matrix(metrics.cosine_runs(results, feature=feature, classes=mr.classes))
+    rh_est = metrics.rh_interval(metrics.cosine_runs(results, feature=feature, classes=mr.classes))["estimate"]
     rows = []
     for m in mr.minorities:
         toward = rh_est.loc[m].drop(m).idxmin()

@@ -53,6 +53,9 @@ EXPECTATIONS = (
 
 #: the expectations that the harm persists: judged by the RH interval lying below 1, not by a paired difference
 PERSISTS = ("E4", "E6")
+#: the registered probe-accuracy clauses (``profiles.yml``): |change of the balanced probe accuracy| at most this
+#: (a fraction: 0.01 = 1 point), judged on the mean over paired seeds
+PROBE_WITHIN = {"E1": 0.01, "E2": 0.01, "E5": 0.02}
 
 
 def expectations() -> pd.DataFrame:
@@ -162,13 +165,14 @@ class Cell:
 
 
 def choose_cell(P: Any, balanced: Sequence[Any]) -> Cell:
-    """Apply :func:`rharm.study.preregister` (``n_close = P.n_close``) to the balanced models; the first minority."""
+    """Apply :func:`rharm.study.preregister` (``n_close = P.n_close``, ties broken by the larger room, as the
+    Fashion-MNIST chapter's registration v2) to the balanced models; the first minority."""
     base_grid(P)  # validates the seeds
     if any(r.minority is not None for r in balanced):
         raise ValueError("balanced holds underrepresented runs; the rule reads the balanced models only")
     classes = list(experiment.run_classes(P.values))
     prereg = study.preregister(study.balanced_distance(metrics.cosine_runs(list(balanced), classes=classes)),
-                               classes, n_close=P.n_close)
+                               classes, n_close=P.n_close, tie_break="room")
     m0 = prereg.minorities[0]
     return Cell(minority=m0, partner=prereg.partners[m0], ratio=int(P.ratio), seeds=list(P.mitigation_seeds),
                 classes=classes, n_per_class=int(P.n_per_class), weight=f"{P.minority_weight:g}")
@@ -320,15 +324,15 @@ def effects(P: Any, cell: Cell, arms: Mapping[str, tuple[list, list]], settings_
         if log_rh.shape != base_log_rh.shape:
             raise ValueError(f"arm {name!r} has {log_rh.size} paired seeds, 'none' {base_log_rh.size}; the "
                              "comparison is paired by seed")
-        rh, rh_lo, rh_hi = study.geometric_ci(log_rh, n_boot=P.n_boot, level=P.ci_level)
-        d, d_lo, d_hi = study.mean_ci(log_rh - base_log_rh, n_boot=P.n_boot, level=P.ci_level)
+        rh, rh_lo, rh_hi = stats.geometric_ci(log_rh, level=P.ci_level)
+        d, d_lo, d_hi = stats.mean_ci(log_rh - base_log_rh, level=P.ci_level)
         mr = mediation.mediation_runs([*bal, *imb], protocol="clean", ratio=cell.ratio, split_seeds=[0],
                                       probe=probe, classes=classes, minorities=[m0])
-        med = mediation.diagonal_summary(mr, n_boot=P.n_boot, level=P.ci_level, seed=0).loc[m0]
+        med = mediation.diagonal_summary(mr, level=P.ci_level).loc[m0]
         acc = np.array([metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
                                                       r.features["test_backbone"], r.features["test_labels"])
                         for r in imb])
-        a, a_lo, a_hi = study.mean_ci(acc, n_boot=P.n_boot, level=P.ci_level)
+        a, a_lo, a_hi = stats.mean_ci(acc, level=P.ci_level)
         per_seed[name] = {"log_rh": log_rh, "probe_accuracy": acc}
         rows.append({"intervention": name, "setting": settings_[name], "rh": rh, "rh_lo": rh_lo, "rh_hi": rh_hi,
                      "removed": 1 - log_rh.mean() / base_log_rh.mean(), "dlog": d, "dlog_lo": d_lo,
@@ -354,8 +358,8 @@ def effects_table(P: Any, cell: Cell, e: Effects) -> tables.Table:
         rename={"rh": f"RH({m0}, {p0})", "rh_lo": "CI low", "rh_hi": "CI high", "removed": "harm removed",
                 "TE_lo": "TE low", "TE_hi": "TE high", "NIE_lo": "NIE low", "NIE_hi": "NIE high",
                 "probe": "probe accuracy", "dprobe": "Δ probe", "train_s": "s per model"},
-        caption=f"One row per intervention, {len(cell.seeds)} paired seeds, {P.ci_level:.0%} percentile "
-                f"bootstrap intervals. RH: geometric mean over seeds (< 1: {m0} moved toward {p0}); harm "
+        caption=f"One row per intervention, {len(cell.seeds)} paired seeds, {P.ci_level:.0%} Student "
+                f"t-intervals over seeds. RH: {metrics.RH_ESTIMATOR} (< 1: {m0} moved toward {p0}); harm "
                 "removed: the share of the unmitigated mean log RH that is gone ("
                 + ("" if e.baseline_harm_resolved else "undefined here: the unmitigated RH interval includes 1; ")
                 + "–: undefined); TE / NIE: the change in the "
@@ -389,13 +393,15 @@ class Verdicts:
 
 
 def held(expectation: Any, row: Any, baseline_resolved: bool) -> bool:
-    """The registered rule: the point estimate of the harm removed lies in the range AND, for an expected
-    reduction, the paired interval of Δ log RH lies above 0; for E4 and E6 (the harm persists) the RH interval lies
-    below 1 and, where a share removed is defined (resolved baseline), that share lies in the range."""
+    """The registered rule, every clause: the point estimate of the harm removed lies in the range AND, for an
+    expected reduction, the paired interval of Δ log RH lies above 0; for E4 and E6 (the harm persists) the RH
+    interval lies below 1 and, where a share removed is defined (resolved baseline), that share lies in the range;
+    and where a probe-accuracy clause is registered (:data:`PROBE_WITHIN`), |Δ probe| is within it."""
     in_range = bool(expectation.removed_lo <= row.removed <= expectation.removed_hi)  # False when NaN (undefined)
+    probe_ok = abs(row.dprobe) <= PROBE_WITHIN[expectation.id] if expectation.id in PROBE_WITHIN else True
     if expectation.id in PERSISTS:
-        return bool(row.rh_hi < 1) and (in_range or not baseline_resolved)
-    return in_range and bool(row.dlog_lo > 0)
+        return bool(row.rh_hi < 1) and (in_range or not baseline_resolved) and bool(probe_ok)
+    return in_range and bool(row.dlog_lo > 0) and bool(probe_ok)
 
 
 def _numbers(r: Any) -> str:
@@ -449,6 +455,12 @@ def finding_text(res: pd.DataFrame, baseline_resolved: bool, cell: Cell, tau: fl
     none = res[res.intervention == "none"].iloc[0]
     mit = res[res.intervention != "none"]
     sig_less = mit[mit.dlog_lo > 0]
+    sig_more = mit[mit.dlog_hi < 0]  # RH fell further: the intervention increased the harm
+    more = ("" if not len(sig_more) else
+            "; " + ", ".join(r.intervention for r in sig_more.itertuples())
+            + " increased the harm with a paired interval clear of zero ("
+            + ", ".join(f"{r.intervention}: Δ log RH {r.dlog:+.2f}, {r.dlog_lo:+.2f} to {r.dlog_hi:+.2f}"
+                        for r in sig_more.itertuples()) + ")")
     if not baseline_resolved:
         lead = (f"On these {len(cell.seeds)} paired seeds the unmitigated model shows no resolved harm for {m0} "
                 f"toward {p0} (its RH interval includes 1), so no mitigation can be shown to reduce it; "
@@ -465,7 +477,7 @@ def finding_text(res: pd.DataFrame, baseline_resolved: bool, cell: Cell, tau: fl
                 f"clear of zero; the largest point estimate was {best.intervention}'s "
                 f"({charts.fmt_sig(best.removed * 100, 2)}% removed)")
     temperature_reduced = bool(res.dlog_lo[res.intervention == "temperature"].iloc[0] > 0)
-    return (f"{lead}. Without intervention RH({m0}, {p0}) = {charts.fmt_sig(none.rh)} ({level:.0%} CI "
+    return (f"{lead}{more}. Without intervention RH({m0}, {p0}) = {charts.fmt_sig(none.rh)} ({level:.0%} CI "
             f"{charts.fmt_sig(none.rh_lo)}–{charts.fmt_sig(none.rh_hi)}) at 1:{cell.ratio} over {len(cell.seeds)} "
             f"paired seeds. {n_held} of {n_expectations} pre-registered expectations held; the theory-chosen "
             f"temperature (τ = {tau:g}) "

@@ -203,9 +203,9 @@ class Specificity:
     table: pd.DataFrame = field(compare=False)  #: per minority: ours (metrics.pair_specificity) and the paper's
 
 
-def specificity(cr: metrics.CosineRuns, paper: pd.DataFrame | None, *, n_boot: int, level: float) -> Specificity:
+def specificity(cr: metrics.CosineRuns, paper: pd.DataFrame | None, *, level: float) -> Specificity:
     """:func:`rharm.metrics.pair_specificity` with the paper's most-collapsed class and contrast per row."""
-    spec = metrics.pair_specificity(cr, n_boot=n_boot, level=level, seed=0)
+    spec = metrics.pair_specificity(cr, level=level)
     has = [m for m in spec.index if paper is not None and m in paper.index]
     paper_spec = pd.DataFrame({
         "paper_most_collapsed": [paper.loc[m].drop(m).idxmin() if m in has else None for m in spec.index],
@@ -247,13 +247,14 @@ def probe_anchor(results: Sequence[Any], C: float = 0.1) -> ProbeAnchor:
 
 
 def paper_sd_table(cr: metrics.CosineRuns, boot: dict[str, pd.DataFrame], most: pd.DataFrame) -> pd.DataFrame:
-    """The paper's ± formula (:func:`rharm.metrics.rh_paper_sd`) beside our bootstrap SE, in each minority's
-    most-collapsed cell: columns cell, paper_formula_sd, bootstrap_se (one row per row of ``most``)."""
+    """The paper's ± formula (:func:`rharm.metrics.rh_paper_sd`) beside our standard error of RH over seeds (delta
+    method from the t-interval's log scale, :func:`rharm.metrics.rh_interval`), in each minority's most-collapsed
+    cell: columns cell, paper_formula_sd, se_over_seeds (one row per row of ``most``)."""
     paper_sd = metrics.rh_paper_sd(cr)
     return pd.DataFrame({
         "cell": [f"{m} → {most.loc[m, 'ours_class']}" for m in most.index],
         "paper_formula_sd": [paper_sd.loc[m, most.loc[m, "ours_class"]] for m in most.index],
-        "bootstrap_se": [boot["se"].loc[m, most.loc[m, "ours_class"]] for m in most.index],
+        "se_over_seeds": [boot["se"].loc[m, most.loc[m, "ours_class"]] for m in most.index],
     })
 
 

@@ -202,16 +202,16 @@ def pilot_history(path=None) -> dict:
     return dict(history)
 
 
-def pilot_replication(profile: str, minority: str, partner: str, *, n_boot: int = 2000) -> dict:
+def pilot_replication(profile: str, minority: str, partner: str) -> dict:
     """RH(minority, partner) over every seed of the representation-harm chapter's grid of ``profile``.
 
     Trains (or fetches from the store) that grid's balanced model and ``minority`` runs, and returns
-    ``{"minority", "partner", "rh", "lo", "hi", "n_seeds"}`` with a paired 95% bootstrap interval.
+    ``{"minority", "partner", "rh", "lo", "hi", "n_seeds"}`` (:func:`rharm.metrics.rh_interval`, 95%).
     """
     grid = experiment.grid_from_params(params.profile_values("representation_harm", profile))
     runs = experiment.run_grid({**grid, "minority_classes": [minority], "progress": False})
     cr = metrics.cosine_runs(runs)
-    boot = metrics.rh_bootstrap(cr, n_boot=n_boot, level=0.95, paired=True, seed=0)
+    boot = metrics.rh_interval(cr, level=0.95)
     return {"minority": minority, "partner": partner, "rh": float(boot["estimate"].loc[minority, partner]),
             "lo": float(boot["lo"].loc[minority, partner]), "hi": float(boot["hi"].loc[minority, partner]),
             "n_seeds": len(cr.seeds)}
