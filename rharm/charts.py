@@ -344,6 +344,71 @@ def line(
         title=title, width=width or plot_width(1), height=height)
 
 
+def line_band(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    lo: str,
+    hi: str,
+    color: str,
+    *,
+    title: str,
+    log_x: bool = False,
+    width: int | None = None,
+    height: int = 220,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    legend: str | None = None,
+) -> alt.LayerChart:
+    """Lines of ``df[y]`` against ``df[x]`` (one per ``df[color]``) with a shaded band from ``df[lo]`` to ``df[hi]``
+    where those are finite (an estimate's interval; a series without one, e.g. a theory curve, is drawn as a line
+    only). The band says how sure each point is, so a zigzag inside it reads as noise."""
+    xs = alt.X(f"{x}:Q", scale=alt.Scale(type="log") if log_x else alt.Scale(zero=False), title=x_title or x)
+    col = alt.Color(f"{color}:N", legend=_legend(legend or color, direction="horizontal"))
+    tip = [x, y, lo, hi, color]
+    base = alt.Chart(df)
+    band = base.transform_filter(f"isFinite(datum['{lo}']) && isFinite(datum['{hi}'])").mark_area(opacity=0.2).encode(
+        x=xs, y=alt.Y(f"{lo}:Q", scale=alt.Scale(zero=False), title=y_title or y), y2=f"{hi}:Q", color=col)
+    lines = base.mark_line(point=True).encode(x=xs, y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False),
+                                                            title=y_title or y), color=col, tooltip=tip)
+    return alt.layer(band, lines).properties(title=title, width=width or plot_width(1), height=height)
+
+
+def interval_dots(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    lo: str,
+    hi: str,
+    color: str,
+    *,
+    title: str,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    legend: str | None = None,
+    rule_at: float | None = None,
+    width: int | None = None,
+    height: int = 220,
+) -> alt.LayerChart:
+    """One dot per row at ``df[y]`` with a vertical bar from ``df[lo]`` to ``df[hi]`` where finite, categories of
+    ``df[x]`` side by side (offset by ``df[color]``), and an optional reference line at ``rule_at``."""
+    xs = alt.X(f"{x}:N", title=x_title or x, axis=alt.Axis(labelAngle=0))
+    off = alt.XOffset(f"{color}:N")
+    col = alt.Color(f"{color}:N", legend=_legend(legend or color, direction="horizontal"))
+    ys = alt.Y(f"{y}:Q", scale=alt.Scale(zero=False), title=y_title or y)
+    base = alt.Chart(df)
+    bars = base.transform_filter(f"isFinite(datum['{lo}']) && isFinite(datum['{hi}'])").mark_rule().encode(
+        x=xs, xOffset=off, y=alt.Y(f"{lo}:Q", scale=alt.Scale(zero=False), title=y_title or y), y2=f"{hi}:Q",
+        color=col)
+    dots = base.mark_point(filled=True, size=60).encode(x=xs, xOffset=off, y=ys, color=col,
+                                                        tooltip=[x, color, y, lo, hi])
+    layers = [bars, dots]
+    if rule_at is not None:
+        layers.append(alt.Chart(pd.DataFrame({"v": [rule_at]})).mark_rule(strokeDash=[4, 4], color="grey")
+                      .encode(y="v:Q"))
+    return alt.layer(*layers).properties(title=title, width=width or plot_width(1), height=height)
+
+
 def padded_domain(*arrays: Iterable[float], include: Sequence[float] = (), pad: float = 0.08) -> list[float]:
     """``[lo, hi]`` around every finite value of ``arrays`` (and ``include``), padded by ``pad`` of the range, so
     that an axis starts where the data are rather than at 0."""
