@@ -191,12 +191,13 @@ def test_report_page_draws_offline_in_chromium(tmp_path):
 
 
 def _coverage(per, reps, within="unbiased", n_boot=200):
-    """Share of known distances 1 - truth inside the audit's interval: (diagonal, off-diagonal, diagonal bias)."""
+    """Share of known distances 1 - truth inside the audit's interval: (diagonal, off-diagonal, diagonal bias,
+    mean offset of the diagonal interval's centre from its estimate)."""
     from rharm import testing
 
     off = ~np.eye(3, dtype=bool)
     hd = ho = 0.0
-    bias = []
+    bias, centre = [], []
     for r in range(reps):
         x, y, truth = testing.sphere_classes(k=3, per=per, dim=16, rng=r)
         d, lo, hi = A.cosine_distance_ci(x, y, 3, n_boot=n_boot, seed=r, within=within)
@@ -204,23 +205,26 @@ def _coverage(per, reps, within="unbiased", n_boot=200):
         hd += np.diag(cover).mean()
         ho += cover[off].mean()
         bias.append(np.diag(d - (1 - truth)).mean())
-    return hd / reps, ho / reps, float(np.mean(bias))
+        centre.append(np.diag((lo + hi) / 2 - d).mean())
+    return hd / reps, ho / reps, float(np.mean(bias)), float(np.mean(centre))
 
 
 @pytest.mark.parametrize("per", [30, 120, 200])  # smoke's synthetic groups, the text arm's and cpu's groups
 def test_diagonal_interval_covers_the_known_within_class_distance(per):
-    diag, off, bias = _coverage(per, reps=150)
+    diag, off, bias, centre = _coverage(per, reps=150)
     assert diag >= 0.92 and off >= 0.92
     assert abs(bias) < 0.25 / per  # the self-pair bias is (1 - cos) / n, about 0.6 / n here
+    # replicates that paired an item with its own copy would sit ~0.8 / n below the estimate (measured: ~0.06 / n)
+    assert abs(centre) < 0.3 / per
     if per == 30:  # the planted fault: the paper's self-pair estimator and bootstrap, which this test must catch
-        paper_diag, paper_off, paper_bias = _coverage(per, reps=150, within="paper")
+        paper_diag, paper_off, paper_bias, _ = _coverage(per, reps=150, within="paper")
         assert paper_diag < 0.7 and paper_off == off and paper_bias < -0.4 / per
 
 
 @pytest.mark.slow
 def test_diagonal_interval_coverage_at_every_book_class_size():
     for per in (8, 30, 120, 200, 1000):  # smoke text arm, smoke synthetic, cpu text arm, cpu synthetic, gpu
-        diag, off, _ = _coverage(per, reps=600 if per < 1000 else 200)
+        diag, off, _, _ = _coverage(per, reps=600 if per < 1000 else 200)
         assert diag >= 0.92 and off >= 0.92, (per, diag, off)
 
 
