@@ -147,11 +147,18 @@ def test_finding_sentences():
     f = A.finding(10, d, protos).finding
     assert f.startswith("Underrepresenting a class (1:10) changes its own accuracy by -0.400 on average over 2 "
                         "minorities (paper protocol)")
-    assert "a share of 0.25 (interval 0.15 to 0.35)" in f and "the paper reports no value" in f
+    assert "a share of 0.25 (Fieller interval 0.15 to 0.35)" in f and "the paper reports no value" in f
     assert "Most of the loss is the probe's own" in f and f.endswith("The clean protocol gives a share of 0.25.")
     small = {"paper": _summary([0.001, -0.001], [0.0, 0.0])}
     f0 = A.finding(10, A.diagonal(small, "paper", None, "simclr", 10), A.protocols(small)).finding
-    assert "not meaningful" in f0 and "probe's own" not in f0
+    assert "no share is given: the total change (+0.000) is not a loss" in f0 and "probe's own" not in f0
+    # a real loss whose mediated part has the other sign: the sentence says so (not "too small")
+    opposite = {"paper": _summary([-0.4, -0.4], [0.002, 0.0])}
+    f1 = A.finding(10, A.diagonal(opposite, "paper", None, "simclr", 10), A.protocols(opposite)).finding
+    assert "opposite sign to the loss (NIE +0.001 against TE -0.400)" in f1 and "too small" not in f1
+    over = {"paper": _summary([-0.4, -0.4], [-0.6, -0.6])}
+    f2 = A.finding(10, A.diagonal(over, "paper", None, "simclr", 10), A.protocols(over)).finding
+    assert "exceeds the whole loss" in f2
 
 
 def test_the_sections_publish_without_a_name_clash(planted):

@@ -281,11 +281,20 @@ class Finding:
 def finding(ratio: int, diag: Diagonal, protos: Protocols) -> Finding:
     """The finding sentence from the main protocol's diagonal and the other protocol's share."""
     meaningful = bool(np.isfinite(diag.share) and diag.te_mean < -0.01 and 0 <= diag.share <= 1)
-    share_txt = (f"a share of {diag.share:.2f}"
-                 + (f" (interval {diag.share_lo:.2f} to {diag.share_hi:.2f})" if diag.share_hi > diag.share_lo
-                    else "")
-                 if meaningful else "a share that is not meaningful here (the total loss is too small or has the "
-                 "other sign)")
+    if meaningful:
+        share_txt = f"a share of {diag.share:.2f}" + (
+            f" (Fieller interval {diag.share_lo:.2f} to {diag.share_hi:.2f})" if diag.share_hi > diag.share_lo
+            else " (no finite interval over these seeds)")
+    elif not diag.te_mean < -0.01:
+        share_txt = (f"so no share is given: the total change ({diag.te_mean:+.3f}) is not a loss of more than one "
+                     "point")
+    elif diag.share < 0:
+        share_txt = (f"so no share is given: the representation's part has the opposite sign to the loss (NIE "
+                     f"{diag.nie_mean:+.3f} against TE {diag.te_mean:+.3f}), so the loss is not carried by the "
+                     "representation at all")
+    else:
+        share_txt = (f"so no share is given: the representation's part exceeds the whole loss (NIE "
+                     f"{diag.nie_mean:+.3f} against TE {diag.te_mean:+.3f})")
     other = [p for p in protos.share_by_protocol if p != diag.main]
     other_share = protos.share_by_protocol[other[0]] if other else float("nan")
     paper_part = (f", against the paper's {diag.paper_share:.2f} for the same classes. "
