@@ -189,6 +189,20 @@ fashion.dose_table(res)
 fashion.dose_chart(res)
 
 # %% [markdown]
+# ### Allocation harm along the dose-response
+#
+# At this scale the probe trained on the imbalanced data soon stops predicting the minority at all, and its accuracy
+# then sits at 0 whatever the representation: an accuracy-based TE stops changing long before 1:100 and its NIE
+# says nothing. The minority's one-vs-rest AUC under the same probes asks whether its test images still *rank*
+# above the others, which stays informative at every ratio; the finding quotes the AUC for that reason.
+
+# %%
+fashion.allocation_table(res)
+
+# %%
+fashion.allocation_chart(res)
+
+# %% [markdown]
 # ### T: temperature, learning rate and representation
 
 # %%

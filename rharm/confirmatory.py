@@ -125,6 +125,8 @@ class Result:
     alpha: float
     level: float
     registration: dict = field(default_factory=dict)
+    #: the minority's allocation effects per ratio (accuracy and one-vs-rest AUC; :func:`allocation_table`)
+    allocation: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def contradiction_survives(self) -> bool:
@@ -199,7 +201,21 @@ class Result:
                 "the low-temperature contradiction of the theory does not survive once the learning rate is scaled "
                 "by τ on both representations")
         return (f"{self.name}: {lead} ({cells}; {metrics.RH_ESTIMATOR}, {self.level:.0%}). Dose-response of "
-                f"{self.minority} → {self.partner}: {dose}. Temperature: {temp}.")
+                f"{self.minority} → {self.partner}: {dose}. Temperature: {temp}." + self.allocation_sentence())
+
+    def allocation_sentence(self) -> str:
+        """The allocation harm at the main ratio in the measure that does not saturate (the minority's AUC), with
+        how much of it the representation carries; empty when not computed."""
+        a = self.allocation
+        if a.empty or self.grid.get("ratio") not in set(a.x):
+            return ""
+        r = a[a.x == self.grid["ratio"]].iloc[0]
+        acc = f"its accuracy changes by {r.TE_acc:+.2f}"
+        sat = (" (the imbalanced probe almost never predicts it, so accuracy says nothing more)"
+               if r.acc00 + r.TE_acc < 0.05 else "")
+        auc = (f"its one-vs-rest AUC by {study.ci_text(r.TE_auc, r.TE_auc_lo, r.TE_auc_hi)}, of which the "
+               f"representation carries {study.ci_text(r.NIE_auc, r.NIE_auc_lo, r.NIE_auc_hi)}")
+        return f" Allocation at 1:{self.grid['ratio']}: {acc}{sat}; {auc}."
 
 
 def _fmt(v: float, digits: int = 3) -> str:
@@ -268,12 +284,14 @@ def run(name: str, grid: dict, *, n_close: int, alpha: float, level: float, dose
     log(f"{name}: H1-H3 done")
     imb_by_ratio = {int(r): [x for x in runs([m0], ratio=int(r)) if x.minority == m0]
                     for r in dose_ratios if int(r) != 1}
-    te = {r: study.allocation_te(balanced, imb, m0, r, classes, probe_c) for r, imb in imb_by_ratio.items()}
+    alloc = {r: mediation.minority_probe_effects([*balanced, *imb], m0, ratio=r, classes=classes, probe=probe_cfg)
+             for r, imb in imb_by_ratio.items()}
+    allocation = allocation_table(alloc, level)
     dose = {}
     for feat in FEATURES:
         points = [{"x": 1, "log_rh": np.zeros(len(seeds)), "te": np.zeros(len(seeds))}]
-        points += [{"x": r, "log_rh": study.cell_log_rh(balanced, imb, m0, p0, classes, feature=feat), "te": te[r]}
-                   for r, imb in imb_by_ratio.items()]
+        points += [{"x": r, "log_rh": study.cell_log_rh(balanced, imb, m0, p0, classes, feature=feat),
+                    "te": alloc[r]["TE_acc"]} for r, imb in imb_by_ratio.items()]
         table = study.sweep_table(points, level=level)
         fit = study.fit_alpha(float(table[table.x == fit_ratio].rh.iloc[0]), fit_ratio, tau=main_tau,
                               n_classes=len(classes), dim=theory_dim)
@@ -304,4 +322,20 @@ def run(name: str, grid: dict, *, n_close: int, alpha: float, level: float, dose
     return Result(name, classes, dict(grid), prereg, tests, floor, rh_long,
                   {"mean": pm, "lo": plo, "hi": phi, "per_seed": acc}, med, dose, temp, m0, p0, src,
                   sum(run_seconds.values()) / 60, float(alpha), float(level),
-                  {"r0": r0, "margin": margin, "fit_ratio": fit_ratio, "low_temperature": low_temperature})
+                  {"r0": r0, "margin": margin, "fit_ratio": fit_ratio, "low_temperature": low_temperature},
+                  allocation)
+
+
+def allocation_table(alloc: dict, level: float) -> pd.DataFrame:
+    """Per ratio: the minority's accuracy change (TE, clean protocol) and the change of its one-vs-rest AUC (TE, NIE,
+    NDE), each the mean over paired seeds with its t-interval (from
+    :func:`rharm.mediation.minority_probe_effects`). Ratio 1 (the balanced model against itself) is 0 by
+    definition and left out."""
+    rows = []
+    for r, e in sorted(alloc.items()):
+        row = {"x": r, "n_seeds": int(e["TE_acc"].size), "acc00": float(e["acc00"].mean()),
+               "auc00": float(e["auc00"].mean())}
+        for k in ("TE_acc", "TE_auc", "NIE_auc", "NDE_auc"):
+            row[k], row[f"{k}_lo"], row[f"{k}_hi"] = stats.t_interval(e[k], level=level)
+        rows.append(row)
+    return pd.DataFrame(rows)

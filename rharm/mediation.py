@@ -407,6 +407,64 @@ def effect_paper_sd(mr: MediationRuns, n_eval_per_class: float | None = None) ->
     return _frames({"TE": q("y11", "y00"), "NIE": q("y01", "y00"), "NDE": q("y11", "y01")}, mr)
 
 
+def minority_score(model: tuple, x: np.ndarray, label: int) -> np.ndarray:
+    """The probe's log-probability of class ``label`` for each row of x (N, d): z_label - logsumexp(z), a score that
+    ranks the test images by how strongly the probe believes they are ``label`` (threshold-free, so it stays
+    informative where the probe never *predicts* the class)."""
+    coef, intercept, classes = model
+    z = np.asarray(x) @ coef.T + intercept
+    if coef.shape[0] == 1:  # binary sklearn layout: one decision function for classes[1]
+        z = np.concatenate([np.zeros((z.shape[0], 1)), z], axis=1)
+    col = int(np.flatnonzero(np.asarray(classes) == label)[0])
+    zmax = z.max(axis=1, keepdims=True)
+    return z[:, col] - (zmax[:, 0] + np.log(np.exp(z - zmax).sum(axis=1)))
+
+
+def minority_probe_effects(results: Iterable[Any], minority: str, *, ratio: int, classes: Sequence[str],
+                           probe: ProbeConfig = ProbeConfig(), feature: str = "test_backbone",
+                           train_feature: str = "train_backbone", head_seed: int = 0) -> dict[str, np.ndarray]:
+    """The minority's allocation effects per model seed under the clean protocol, on two outcomes: its test accuracy
+    (the diagonal of the confusion, as :func:`mediation_runs`) and its one-vs-rest ROC AUC under the probe's score
+    (:func:`minority_score`). The AUC does not saturate when an imbalanced probe stops predicting the minority
+    altogether (accuracy then sits at 0 whatever the representation), because it asks whether minority test images
+    still *rank* above the others.
+
+    Conditions per seed, as :func:`mediation_runs`' clean protocol: 00 balanced model, balanced probe; 01 the
+    underrepresented model's representation with a balanced-label probe; 11 the underrepresented model with the probe
+    trained on what its contrastive run saw. Returns {"acc00", "acc01", "acc11", "auc00", "auc01", "auc11",
+    "TE_acc", "NIE_acc", "TE_auc", "NIE_auc", "NDE_auc"} of (S,) arrays, seeds sorted.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    classes = list(classes)
+    bal, imb = _index_runs(results, classes)
+    seeds = sorted(bal)
+    missing = [s for s in seeds if (minority, s) not in imb]
+    if missing:
+        raise ValueError(f"minority {minority!r} has no run for seeds {missing}; run seeds: {seeds}")
+    m = classes.index(minority)
+    out: dict[str, list] = {k: [] for k in ("acc00", "acc01", "acc11", "auc00", "auc01", "auc11")}
+    for s in seeds:
+        y = _as_numpy(bal[s].features["test_labels"], np.int64)
+        ytr = _as_numpy(bal[s].features["train_labels"], np.int64)
+        run = imb[(minority, s)]
+        xb, xi = unit_normalise(bal[s].features[feature]), unit_normalise(run.features[feature])
+        xbt = unit_normalise(_as_numpy(bal[s].features[train_feature]))
+        xit = unit_normalise(_as_numpy(run.features[train_feature]))
+        keep = (_as_numpy(run.features["train_in_cl"], bool) if "train_in_cl" in run.features else
+                undersample_mask(ytr, m, ratio, np.random.default_rng([head_seed, s, 0])))
+        fits = {"00": (fit_probe(xbt, ytr, probe)[0], xb), "01": (fit_probe(xit, ytr, probe)[0], xi),
+                "11": (fit_probe(xit[keep], ytr[keep], probe)[0], xi)}
+        for c, (model, x) in fits.items():
+            out[f"acc{c}"].append(float(np.mean(predict(model, x)[y == m] == m)))
+            out[f"auc{c}"].append(float(roc_auc_score(y == m, minority_score(model, x, m))))
+    res = {k: np.asarray(v) for k, v in out.items()}
+    res["TE_acc"], res["NIE_acc"] = res["acc11"] - res["acc00"], res["acc01"] - res["acc00"]
+    res["TE_auc"], res["NIE_auc"] = res["auc11"] - res["auc00"], res["auc01"] - res["auc00"]
+    res["NDE_auc"] = res["TE_auc"] - res["NIE_auc"]
+    return res
+
+
 def _seed_rows(mr: MediationRuns) -> dict[str, np.ndarray]:
     """Each condition's rows per model seed, averaged over split seeds: condition -> (R, S, K)."""
     return {c: v.mean(axis=2) for c, v in mr.rows().items()}

@@ -131,3 +131,19 @@ def test_one_sided_p():
         C.run("x", {"classes": ["a"], "seeds": [0, 1], "temperature": 0.5, "lr": 0.1, "dataset": "fashion_mnist"},
               n_close=1, alpha=0.05, level=0.95, dose_ratios=[1, 2], r0=2, fit_ratio=10, margin=0.0,
               low_temperature=0.1, theory_dim=3, probe_c=1.0)
+
+
+def test_allocation_sentence_uses_the_auc_and_says_when_accuracy_saturates():
+    r = _result()
+    assert r.allocation_sentence() == ""  # not computed: nothing said
+    alloc = {100: {"TE_acc": np.array([-0.8, -0.82, -0.79]), "acc00": np.array([0.8, 0.82, 0.79]),
+                   "auc00": np.array([0.97, 0.98, 0.97]), "TE_auc": np.array([-0.10, -0.12, -0.11]),
+                   "NIE_auc": np.array([-0.05, -0.06, -0.04]), "NDE_auc": np.array([-0.05, -0.06, -0.07])}}
+    r.allocation = C.allocation_table(alloc, 0.95)
+    text = r.allocation_sentence()
+    assert "accuracy changes by -0.80" in text and "almost never predicts it" in text
+    assert "AUC by -0.11" in text and "representation carries -0.05" in text
+    alloc[100]["TE_acc"] = np.array([-0.3, -0.31, -0.29])  # not saturated: no such clause
+    r.allocation = C.allocation_table(alloc, 0.95)
+    assert "almost never" not in r.allocation_sentence()
+    assert r.allocation_sentence() in r.finding()

@@ -198,3 +198,42 @@ def test_charts_build():
     labels = {r["label"]: r["path"] for values in diagram["datasets"].values() for r in values if "label" in r}
     assert labels == {"": "indirect", "INDIRECT": "indirect", "DIRECT": "direct"}
     assert diagram["title"] == "Causal mediation of allocation harm"
+
+
+def test_minority_probe_effects_match_mediation_runs_and_auc_by_hand():
+    """Accuracy effects equal the clean protocol's diagonal; each AUC equals a rank computation by hand."""
+    from scipy.stats import rankdata
+
+    runs = _runs()
+    e = D.minority_probe_effects(runs, "automobile", ratio=10, classes=M.CIFAR10_CLASSES, probe=FAST)
+    mr = D.mediation_runs(runs, protocol="clean", ratio=10, probe=FAST, minorities=["automobile"])
+    i = mr.classes.index("automobile")
+    np.testing.assert_allclose(e["acc00"], mr.y00[:, 0, i, i], atol=1e-12)
+    np.testing.assert_allclose(e["acc11"], mr.y11[0, :, 0, i, i], atol=1e-12)
+    np.testing.assert_allclose(e["TE_acc"], mr.y11[0, :, 0, i, i] - mr.y00[:, 0, i, i], atol=1e-12)
+    # AUC by hand (Mann-Whitney) for seed 0's balanced probe
+    bal = next(r for r in runs if r.minority is None and r.seed == 0)
+    model, _ = D.fit_probe(M.unit_normalise(bal.features["train_backbone"]), bal.features["train_labels"], FAST)
+    score = D.minority_score(model, M.unit_normalise(bal.features["test_backbone"]), i)
+    y = np.asarray(bal.features["test_labels"]) == i
+    ranks = rankdata(score)
+    auc = (ranks[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum())
+    assert e["auc00"][0] == pytest.approx(auc, rel=1e-12)
+    assert np.allclose(e["TE_auc"], e["NIE_auc"] + e["NDE_auc"])
+
+
+def test_auc_stays_informative_where_accuracy_saturates():
+    """A probe that never predicts the minority has accuracy 0 on it whatever the representation, while its score
+    can still rank the minority's images: minority_score is a log-probability, so a large negative intercept for the
+    class shifts every score equally and leaves the AUC unchanged."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    y = (x[:, 0] > 1.0).astype(int)
+    coef = np.array([[-3.0, 0, 0, 0], [3.0, 0, 0, 0]])
+    good = (coef, np.array([0.0, -3.0]), np.array([0, 1]))
+    never = (coef, np.array([0.0, -50.0]), np.array([0, 1]))  # class 1 never wins the arg-max
+    assert (D.predict(never, x) == 1).sum() == 0
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, D.minority_score(never, x, 1)) == pytest.approx(
+        roc_auc_score(y, D.minority_score(good, x, 1))) and roc_auc_score(y, D.minority_score(never, x, 1)) > 0.9

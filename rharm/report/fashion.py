@@ -145,6 +145,7 @@ def _numbers(r: confirmatory.Result) -> dict:
                                             "at_bound": d.fit.at_bound, "h4a": d.h4a, "h4b": d.h4b}
                           for f, d in r.dose.items()},
         "temperature": r.temperature, "contradiction_survives": r.contradiction_survives,
+        "allocation": r.allocation,
         "hypotheses_held": r.verdicts(), "registration": r.registration,
         "training_minutes_summed_over_models": r.train_minutes,
     }
@@ -252,6 +253,40 @@ def dose_chart(res: confirmatory.Result):
                                     x_title="ratio (minority keeps 1/ratio)", y_title="RH (< 1: collapse)",
                                     legend="series"))
     return charts.panels(out)
+
+
+def allocation_table(res: confirmatory.Result) -> tables.Table:
+    """The minority's allocation harm per ratio on two outcomes: accuracy (saturates) and one-vs-rest AUC (does not),
+    with the AUC's mediated part."""
+    a = res.allocation
+    out = pd.DataFrame({
+        "ratio": a.x,
+        "balanced accuracy on the minority": a.acc00,
+        "accuracy change, TE (interval)": [ci_text(x, lo, hi) for x, lo, hi in zip(a.TE_acc, a.TE_acc_lo,
+                                                                                    a.TE_acc_hi)],
+        "balanced AUC": a.auc00,
+        "AUC change, TE (interval)": [ci_text(x, lo, hi) for x, lo, hi in zip(a.TE_auc, a.TE_auc_lo, a.TE_auc_hi)],
+        "AUC change carried by the representation, NIE (interval)": [
+            ci_text(x, lo, hi) for x, lo, hi in zip(a.NIE_auc, a.NIE_auc_lo, a.NIE_auc_hi)]})
+    return tables.show(out, digits=3, caption=(
+        f"{res.name}: the allocation harm of {res.minority} per ratio (clean protocol, paired seeds, Student "
+        "t-intervals). Accuracy: the share of its test images the linear probe labels correctly; once the probe "
+        "trained on the imbalanced data stops predicting the class at all, accuracy sits at 0 whatever the "
+        "representation, so its change stops carrying information. AUC: how well the probe's score for the class "
+        "ranks its test images above the others; it stays informative at any ratio, and its NIE is the part of the "
+        "change that the representation alone causes (a balanced-label probe on the underrepresented model's "
+        "representation). Descriptive, not a registered hypothesis; added before v2's runs were read."))
+
+
+def allocation_chart(res: confirmatory.Result):
+    """Accuracy TE and AUC TE / NIE against the ratio, each with its interval band."""
+    a = res.allocation
+    parts = [a.assign(series=name, v=a[k], lo=a[f"{k}_lo"], hi=a[f"{k}_hi"])[["x", "v", "lo", "hi", "series"]]
+             for name, k in (("accuracy, TE", "TE_acc"), ("AUC, TE", "TE_auc"), ("AUC, NIE", "NIE_auc"))]
+    return charts.line_band(pd.concat(parts), "x", "v", "lo", "hi", "series", log_x=True,
+                            title=f"{res.minority}: allocation harm against the imbalance",
+                            x_title="ratio (minority keeps 1/ratio)", y_title="change (0: no harm)",
+                            legend="outcome")
 
 
 def temperature_table(res: confirmatory.Result) -> tables.Table:
