@@ -243,3 +243,27 @@ def test_batched_jobs_keep_every_worker_busy():
     assert max(len(s) for _, _, s in two) <= 3 and len(two) == 4
     assert sorted(s for _, m, seeds in two if m is None for s in seeds) == [0, 1, 2, 3, 4]
     assert len(experiment._batched_jobs(missing[:5], workers=2)) == 3  # 5 balanced seeds: jobs of 2, 2, 1
+
+
+@pytest.mark.slow
+def test_batched_jobs_in_spawned_workers_equal_serial_single_runs(tmp_path, monkeypatch):
+    """workers=2 with engine="batched": the seeds' jobs train in spawned processes (real Fashion-MNIST data: a
+    spawned process cannot see a fake loader) and give the single engine's serial results."""
+    from rharm import data as rdata
+    from rharm import experiment
+
+    try:
+        rdata.load_dataset("fashion_mnist", "test")
+    except FileNotFoundError:
+        pytest.skip("no Fashion-MNIST copy under the data root")
+    grid = {"dataset": "fashion_mnist", "backbone": "small_cnn", "epochs": 1, "batch_size": 8, "lr": 0.1,
+            "augment": "simclr_grey", "minority_classes": ["sandal"], "ratio": 2, "seeds": [0, 1, 2],
+            "n_per_class": 4, "threads": 1, "progress": False}
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "single"))
+    single = experiment.run_grid({**grid, "workers": 1})
+    monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "batched"))
+    batched = experiment.run_grid({**grid, "workers": 2, "engine": "batched"})
+    assert [(r.minority, r.seed) for r in single] == [(r.minority, r.seed) for r in batched]
+    for a, b in zip(single, batched):
+        assert str(tmp_path / "batched") in str(b.dir) and b.meta["extra"]["engine"] == "batched"
+        torch.testing.assert_close(a.features["test_backbone"], b.features["test_backbone"], **TOL["loop"])
