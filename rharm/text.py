@@ -259,18 +259,6 @@ def harm_coordinates(cos_imb: np.ndarray, cos_bal: np.ndarray, group_order: Sequ
             "other": other, "nearest": order[nearest], "row": row}
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided Student-t interval over seeds; (mean, nan, nan) with fewer than two values."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
-
 def harm_table(pairs: Sequence[tuple[TextRun, TextRun]], group_order: Sequence[str], minority: str) -> pd.DataFrame:
     """Per-seed RH of the minority toward every group, from paired (balanced, underrepresented) runs of one seed.
 
@@ -298,7 +286,7 @@ def summarise(table: pd.DataFrame, by: Sequence[str], value: str, level: float =
     """Mean and t-interval over seeds of ``value`` for each combination of ``by``: columns mean, lo, hi, n."""
     out = []
     for key, sub in table.groupby(list(by), sort=False):
-        mean, lo, hi = t_interval(sub[value].to_numpy(), level)
+        mean, lo, hi = stats.t_interval(sub[value].to_numpy(), level=level)
         key = key if isinstance(key, tuple) else (key,)
         out.append({**dict(zip(by, key)), "mean": mean, "lo": lo, "hi": hi, "n": len(sub)})
     return pd.DataFrame(out)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import simcse, text, textdata
+from rharm import simcse, stats, text, textdata
 
 # --- loaders ----------------------------------------------------------------------------------------------------
 
@@ -250,9 +250,9 @@ def test_allocation_effects_planted_collapse_hurts_minority_accuracy():
 
 
 def test_t_interval_and_harm_coordinate_validation():
-    mean, lo, hi = text.t_interval([1.0, 2.0, 3.0])
+    mean, lo, hi = stats.t_interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and lo < 2.0 < hi
-    assert np.isnan(text.t_interval([1.0])[1])
+    assert np.isnan(stats.t_interval([1.0])[1])
     cos = np.eye(len(ORDER))
     with pytest.raises(ValueError, match="minority='vet\\|female'"):
         text.harm_coordinates(cos, cos, ORDER, "vet|female")

@@ -226,8 +226,8 @@ def plane_summary(runs: Runs, group_order: Sequence[str], minority: str) -> Harm
         rows.append({"seed": bal.seed, "other_gender": c["other_gender"],
                      "nearest_profession": c["nearest_profession"], "other": c["other"], "nearest": c["nearest"]})
     coords = pd.DataFrame(rows)
-    x = [float(v) for v in np.exp(text.t_interval(np.log(coords["other_gender"])))]
-    y = [float(v) for v in np.exp(text.t_interval(np.log(coords["nearest_profession"])))]
+    x = list(stats.geometric_ci(np.log(coords["other_gender"])))
+    y = list(stats.geometric_ci(np.log(coords["nearest_profession"])))
     nearest = coords["nearest"].value_counts()
     return HarmPlane(x_mean=x[0], x_lo=x[1], x_hi=x[2], y_mean=y[0], y_lo=y[1], y_hi=y[2],
                      other_group=str(coords["other"].iloc[0]), nearest_group=str(nearest.index[0]),
