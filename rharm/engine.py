@@ -337,7 +337,8 @@ def train_batched(configs: Sequence[train.TrainConfig], images: Sequence[torch.T
         stacked = StackedModel(members).to(device).to(memory_format=fmt) if strategy == "stacked" else None
         params = list(stacked.parameters()) if stacked is not None else [p for m in members for p in m.parameters()]
         optimizer = torch.optim.SGD(params, lr=train.lr_at(cfg0, 0, total_steps), momentum=cfg0.momentum,
-                                    nesterov=cfg0.resolved_nesterov, weight_decay=cfg0.resolved_weight_decay)
+                                    nesterov=cfg0.resolved_nesterov, weight_decay=cfg0.resolved_weight_decay,
+                                    foreach=True)
         step = 0
         if checkpoint_path is not None and Path(checkpoint_path).exists():
             ck = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
