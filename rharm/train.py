@@ -357,8 +357,30 @@ def save_checkpoint(path: str | Path, model, optimizer, step: int, gen: torch.Ge
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint without running code (``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint without running code (``weights_only=True``). A truncated or damaged file raises
+    :class:`rharm.store.UnreadableFileError` naming it (torch's own message names neither the file nor a remedy)."""
+    from . import store
+
+    return store.load_tensors(path)
+
+
+def _resumable_checkpoint(path: str | Path | None) -> dict | None:
+    """The checkpoint at ``path`` if there is a readable one. A damaged one (a run killed while the disk filled, a
+    copy cut short) is moved aside to ``<name>.damaged`` with one line on stderr and the run starts from scratch:
+    a checkpoint only saves time, so losing it loses nothing computed."""
+    import sys
+
+    from . import store
+
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        return load_checkpoint(path)
+    except store.UnreadableFileError as err:
+        aside = Path(path).with_name(Path(path).name + ".damaged")
+        Path(path).replace(aside)
+        print(f"rharm: {err}; moved it to {aside} and training starts from the beginning", file=sys.stderr)
+        return None
 
 
 def initial_model(config: TrainConfig) -> models.ContrastiveModel:
@@ -467,8 +489,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         history: dict[str, Any] = {"loss": [], "lr": [], "knn": [], "throughput": [], "steps": 0,
                                    "steps_per_epoch": steps_per_epoch, "finished": False}
         step = 0
-        if checkpoint_path is not None and Path(checkpoint_path).exists():
-            ck = load_checkpoint(checkpoint_path)
+        ck = _resumable_checkpoint(checkpoint_path)
+        if ck is not None:
             if ck["config"] != config.to_dict():
                 raise ValueError(f"checkpoint {checkpoint_path} was written by a different TrainConfig: "
                                  f"{ck['config']} != {config.to_dict()}")

@@ -789,3 +789,14 @@ def test_audit_ctrl_c_is_one_line_and_writes_nothing(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rharm: interrupted") and "Resume" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_theory_sizes_that_need_more_than_8_gib_are_refused_before_running():
+    """In-range block sizes could ask the node simulation for an N x N matrix of 671 GiB; a rule refuses it in one
+    line naming both parameters and the size limit, before a kernel starts."""
+    from rharm import params
+
+    values = params.profile_values("theory", "smoke")
+    params.check_rules("theory", values)  # the profile itself passes
+    with pytest.raises(params.ParameterError, match="majority_size = 100000.*8 GiB"):
+        params.check_rules("theory", {**values, "majority_size": 100000})

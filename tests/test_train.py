@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from rharm import train
+from rharm import store, train
 from rharm.train import TrainConfig
 
 
@@ -224,3 +224,18 @@ def test_non_finite_loss_stops_before_a_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match="at step 2"):
         train.train(tiny(epochs=2), images(16), checkpoint_path=ckpt, progress=False)
     assert train.load_checkpoint(ckpt)["step"] == 2  # epoch 1's checkpoint; nothing written from the bad state
+
+
+def test_a_truncated_checkpoint_is_moved_aside_with_one_line_and_training_starts_over(tmp_path, capsys):
+    ckpt = tmp_path / "run.pt"
+    full = train.train(tiny(epochs=2), images(16), progress=False)
+    train.train(tiny(epochs=2), images(16), checkpoint_path=ckpt, progress=False)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # cut short, as a kill during a copy leaves it
+    with pytest.raises(store.UnreadableFileError, match=str(ckpt)):
+        train.load_checkpoint(ckpt)
+    again = train.train(tiny(epochs=2), images(16), checkpoint_path=ckpt, progress=False)
+    err = capsys.readouterr().err
+    assert f"{ckpt} is unreadable" in err and "run.pt.damaged" in err and err.count("\n") == 1
+    assert (tmp_path / "run.pt.damaged").exists()
+    for a, b in zip(full.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)  # from scratch, the same run
