@@ -125,9 +125,6 @@ def test_expectations_hold_when_the_probe_stays_within_its_registered_points(eid
     assert _verdict(eid, -0.5 * points / 100) == "yes"  # half the allowed change: every clause met
 
 
-@pytest.mark.xfail(not hasattr(MI, "PROBE_WITHIN"), strict=True,
-                   reason="issue 25 item 7: before PROBE_WITHIN, report.mitigation.held ignored the registered "
-                          "probe-accuracy clauses")
 @pytest.mark.parametrize("eid", ["E1", "E2", "E5"])
 def test_expectations_fail_when_the_probe_moves_beyond_its_registered_points(eid):
     points = _registered_probe_points()[eid]
@@ -168,9 +165,8 @@ def test_alpha_fit_with_two_solutions_returns_a_root_and_lists_both(monkeypatch)
     assert not fit.at_bound
     assert min(abs(fit.alpha - r) for r in roots) < 1e-9  # one of the two roots, never a point between them
     assert np.exp(_log_rh(fit.alpha)) == pytest.approx(observed, rel=1e-9)  # it reproduces the observed RH
-    if hasattr(fit, "solutions"):  # every alpha that reproduces the observed RH, in order, the fit among them
-        assert fit.solutions == pytest.approx(roots, abs=1e-9)
-        assert fit.alpha == pytest.approx(fit.solutions[0])
+    assert fit.solutions == pytest.approx(roots, abs=1e-9)  # every alpha that reproduces the observed RH, in order
+    assert fit.alpha == pytest.approx(fit.solutions[0])
 
 
 def test_alpha_fit_outside_the_theory_range_is_at_its_bound(monkeypatch):
