@@ -33,6 +33,7 @@ returns an Altair chart.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import math
 import uuid
@@ -60,6 +61,41 @@ MAX_CELL_PX, MIN_CELL_PX = 38, 14
 
 # One diverging palette everywhere: red = below the null (harm direction: RH < 1, an accuracy loss), blue = above.
 DIVERGING = "redblue"
+#: every RH heatmap of the book uses this one colour domain (centred at 1; values beyond it take the end colours),
+#: so the same colour means the same RH on every page (stated on the Glossary page)
+RH_DOMAIN = (0.6, 1.4)
+#: one colour per meaning across the book (Okabe-Ito, distinguishable by colour-blind readers; the Glossary page
+#: lists them): our measurement, the paper's published numbers, the theory, the three mediation effects, and
+#: whether an interval excludes the null
+COLOURS = {
+    "ours": "#0072B2", "paper": "#E69F00", "theory": "#009E73",
+    "TE": "#CC79A7", "NIE": "#56B4E9", "NDE": "#D55E00",
+    "excludes": "#000000", "includes": "#999999",
+}
+#: smallest font (px) of any chart text, at any width (the page's renderer refits charts to their container
+#: rather than shrinking them: resources/vega_fit.js); below NARROW_PX side-by-side panels are stacked
+MIN_FONT_PX, NARROW_PX = 11, 600
+#: cell labels of a heatmap are drawn only in cells at least this wide (px)
+CELL_TEXT_PX = 28
+#: readable defaults for every chart (fonts never below MIN_FONT_PX)
+CONFIG = {
+    "axis": {"labelFontSize": MIN_FONT_PX, "titleFontSize": 12},
+    "legend": {"labelFontSize": MIN_FONT_PX, "titleFontSize": 12},
+    "header": {"labelFontSize": 12, "titleFontSize": 12},
+    "title": {"fontSize": 14, "subtitleFontSize": 12},
+    "text": {"fontSize": MIN_FONT_PX},
+}
+
+
+def readable(spec: dict) -> dict:
+    """``spec`` with :data:`CONFIG`'s font sizes as minimums (explicit larger sizes are kept)."""
+    config = spec.setdefault("config", {})
+    for group, values in CONFIG.items():
+        g = config.setdefault(group, {})
+        for key, v in values.items():
+            if not isinstance(g.get(key), (int, float)) or g[key] < v:
+                g[key] = v
+    return spec
 
 _STYLE = (
     "<style>.rharm-vega{max-width:100%;overflow-x:visible}"
@@ -69,6 +105,7 @@ _STYLE = (
 
 
 def _render(spec: dict, **_: object) -> dict:
+    spec = readable(spec)
     div_id = f"rharm-vega-{uuid.uuid4().hex[:12]}"
     payload = json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")
     html = (
@@ -246,12 +283,19 @@ def heatmap(
     x_title: str | None = None,
     y_title: str | None = None,
     max_width: int = CONTENT_WIDTH,
+    lo: str | None = None,
+    hi: str | None = None,
 ) -> alt.LayerChart:
     """A cell heatmap of ``df[value]`` over ``df[x]`` × ``df[y]``, annotated with the value.
 
     With ``mid`` the palette is diverging (red below ``mid``, blue above), centred at ``mid`` and symmetric around
-    it (``domain`` overrides the span: pass :func:`diverging_domain` of all compared panels). The plot is at most
+    it (``domain`` overrides the span: pass :func:`diverging_domain` of all compared panels). Every RH heatmap
+    (``mid=1``) uses the book's one RH scale, :data:`RH_DOMAIN`, whatever ``domain`` says. The plot is at most
     ``max_width`` px wide including the y axis; the legend (title ``legend``) sits below it.
+
+    Intervals: with ``lo``/``hi`` columns (found by themselves when named ``lo``/``hi``, ``ci_low``/``ci_high`` or
+    ``<value>_lo``/``<value>_hi``), a cell whose interval excludes ``mid`` is outlined in black, and the subtitle
+    says so; the interval is in the tooltip.
     """
     for col in (x, y, value):
         if col not in df.columns:
@@ -262,9 +306,16 @@ def heatmap(
     width = min(width or int(MAX_CELL_PX * max(n_x, 1)), fit)
     width = max(width, 120)
     cell = width / max(n_x, 1)
-    text = text and cell >= MIN_CELL_PX * 1.5
-    height = height or max(60, int(min(26, max(16, cell * 0.8)) * n_y))
-    if mid is not None:
+    text = text and cell >= CELL_TEXT_PX
+    height = height or max(60, int(min(26, max(18, cell * 0.8)) * n_y))
+    if lo is None and hi is None and mid is not None:
+        for a, b in (("lo", "hi"), ("ci_low", "ci_high"), (f"{value}_lo", f"{value}_hi")):
+            if a in df.columns and b in df.columns:
+                lo, hi = a, b
+                break
+    if mid is not None and mid == 1.0:
+        scale = alt.Scale(scheme=scheme, domainMid=mid, domain=list(RH_DOMAIN), clamp=True)
+    elif mid is not None:
         dom = list(domain) if domain is not None else diverging_domain(df[value], mid)
         scale = alt.Scale(scheme=scheme, domainMid=mid, domain=dom)
     else:
@@ -280,10 +331,22 @@ def heatmap(
     rect = base.mark_rect().encode(color=alt.Color(f"{value}:Q", scale=scale, legend=_legend(legend or value)),
                                    tooltip=tips)
     layers = [rect]
+    subtitle = None
+    if mid is not None and lo and hi and lo in df.columns and hi in df.columns:
+        excl = (pd.to_numeric(df[lo], errors="coerce") > mid) | (pd.to_numeric(df[hi], errors="coerce") < mid)
+        marked = df[excl.fillna(False).to_numpy()]
+        if len(marked):
+            layers.append(alt.Chart(marked).mark_rect(filled=False, stroke=COLOURS["excludes"], strokeWidth=2.5).encode(
+                x=alt.X(f"{x}:N", sort=list(x_order) if x_order is not None else None),
+                y=alt.Y(f"{y}:N", sort=list(y_order) if y_order is not None else None), tooltip=tips))
+        subtitle = (f"outlined: the cell's interval excludes {mid:g} ({len(marked)} of {len(df)} cells)"
+                    if len(marked) else f"no cell's interval excludes {mid:g}")
     if text:
-        font = 9 if cell >= 30 else 7
-        layers.append(base.mark_text(fontSize=font).encode(text=alt.Text(f"{value}:Q", format=fmt), tooltip=tips))
-    return alt.layer(*layers).properties(title=title, width=width, height=height)
+        layers.append(base.mark_text(fontSize=MIN_FONT_PX).encode(text=alt.Text(f"{value}:Q", format=fmt),
+                                                                  tooltip=tips).properties(
+            name=f"rharm-cell-text-{max(n_x, 1)}"))
+    head = alt.Title(title, subtitle=subtitle) if subtitle else title
+    return alt.layer(*layers).properties(title=head, width=width, height=height)
 
 
 def compare_heatmaps(
@@ -486,7 +549,11 @@ def vega_bundle() -> str:
 
     major_minor = ".".join(alt.SCHEMA_VERSION.split(".")[:2])
     bundle = vl_convert.javascript_bundle("window.rharmVegaEmbed = vegaEmbed;", vl_version=major_minor)
-    return "/* vega-embed bundle from vl-convert, wrapped by rharm.charts */\n(function () {\n" + bundle + "\n})();\n"
+    # every chart is refitted to its container before it is drawn (fonts >= MIN_FONT_PX, panels stacked below
+    # NARROW_PX, widths that fit): resources/vega_fit.js
+    fit = (importlib.resources.files("rharm") / "resources" / "vega_fit.js").read_text()
+    return ("/* vega-embed bundle from vl-convert, wrapped by rharm.charts */\n(function () {\n" + bundle + "\n"
+            + fit + "\nwindow.rharmVegaEmbed = rharmEmbedFitted(window.rharmVegaEmbed);\n})();\n")
 
 
 # ==============================================================================================================
@@ -524,7 +591,7 @@ def ours_vs_paper_scatter(table: pd.DataFrame, *, title: str, x: str = "paper", 
     have_ci = bool(lo and hi and lo in d and hi in d)
     return scatter_vs(d, x, y, title=title, x_title="paper's RH (SimCLR, ResNet-34, 1:100)",
                       y_title="our RH", null=1.0, lo=lo if have_ci else None, hi=hi if have_ci else None,
-                      color="cell kind", legend="cell",
+                      color="cell kind", legend="kind of cell",
                       tooltip=[c for c in ["cell", x, y, lo, hi] if c and c in d])
 
 
@@ -538,7 +605,7 @@ def paired_chart(df: pd.DataFrame, *, title: str):
     return alt.Chart(df).mark_circle(size=60, opacity=0.8).encode(
         x=alt.X("other_class:N", title="other class j", sort=list(CIFAR10_CLASSES)),
         y=alt.Y("log_rh:Q", title="log RH(i, j)  (< 0: i moved toward j)"),
-        color=alt.Color("kind:N", title=None),
+        color=alt.Color("kind:N", title="models compared", legend=alt.Legend(orient="bottom")),
         xOffset="kind:N",
         tooltip=["kind", "seed", "other_class", alt.Tooltip("rh:Q", format=".3f")],
     ).properties(title=title, width=420, height=220)
@@ -553,7 +620,7 @@ def throughput_chart(tp: pd.DataFrame):
     return alt.Chart(tp).mark_bar().encode(
         x=alt.X("images_per_s:Q", title="training images per second (two views each)"),
         y=alt.Y("backbone:N", title=None),
-        color=alt.Color("batch_size:N", title="batch"),
+        color=alt.Color("batch_size:N", title="batch size (images)", legend=alt.Legend(orient="bottom")),
         yOffset="batch_size:N",
         tooltip=["backbone", "batch_size", alt.Tooltip("images_per_s:Q", format=".0f"), "parameters", "threads"],
     ).properties(title="SimCLR training throughput on this machine", width=360)
@@ -623,7 +690,8 @@ def loss_chart(curves: pd.DataFrame, *, title: str):
     return alt.Chart(curves, title=title).mark_line(point=False).encode(
         x=alt.X("step:Q", title="training step"),
         y=alt.Y("loss:Q", title="SimCSE loss (MNRL)", scale=alt.Scale(type="log")),
-        color=alt.Color("run:N", legend=alt.Legend(title="run", orient="bottom", direction="vertical", labelLimit=560)),
+        color=alt.Color("run:N", legend=alt.Legend(title="training run", orient="bottom", direction="vertical",
+                                                   labelLimit=560)),
         tooltip=["run", "step", alt.Tooltip("loss:Q", format=".2e")],
     ).properties(width=480, height=240)
 
@@ -673,12 +741,18 @@ def harm_plane_chart(points: pd.DataFrame, summary: pd.DataFrame | None = None, 
 
 
 def interval_chart(summary: pd.DataFrame, *, category: str, title: str, x_title: str, reference: float | None = None,
-                   color: str | None = None):
-    """Mean with interval per category (columns ``category``, mean, lo, hi; optional ``color``), reference rule."""
+                   color: str | None = None, legend: str | None = None):
+    """Mean with interval per category (columns ``category``, mean, lo, hi; optional ``color``, its legend titled
+    ``legend``), reference rule. TE, NIE and NDE take the book's colours (:data:`COLOURS`)."""
     order = list(dict.fromkeys(summary[category]))
     y = alt.Y(f"{category}:N", sort=order, title=None)
-    legend = alt.Legend(title=None, orient="bottom", labelLimit=400)
-    enc = {"color": alt.Color(f"{color}:N", legend=legend)} if color else {}
+    leg = alt.Legend(title=legend or color, orient="bottom", labelLimit=400)
+    enc = {}
+    if color:
+        values = list(dict.fromkeys(summary[color]))
+        scale = (alt.Scale(domain=values, range=[COLOURS[v] for v in values])
+                 if set(values) <= {"TE", "NIE", "NDE"} else alt.Undefined)
+        enc = {"color": alt.Color(f"{color}:N", legend=leg, scale=scale)}
     base = alt.Chart(summary)
     layers = [base.mark_rule().encode(x=alt.X("lo:Q", title=x_title, scale=alt.Scale(zero=False)), x2="hi:Q", y=y,
                                       **enc),
@@ -728,6 +802,7 @@ def connectivity_chart(connectivity, *, title: str = "connectivity α_ij"):
         scheme="blues",
         fmt=".2f",
         domain=[0.0, 1.0],
+        legend="link probability α_ij",
     )
 
 
@@ -859,10 +934,10 @@ def harm_accuracy_chart(res: pd.DataFrame, *, minority: str, partner: str, ratio
     dots = alt.Chart(pts).mark_point(size=90, filled=True).encode(
         x=alt.X("probe:Q", scale=sx, title="balanced linear-probe accuracy of the imbalanced-data model"),
         y=alt.Y("rh:Q", scale=sy, title=f"RH({minority}, {partner})  (1 = no harm)"),
-        color=alt.Color("intervention:N", legend=alt.Legend(orient="bottom", title=None)),
+        color=alt.Color("intervention:N", legend=alt.Legend(orient="bottom", title="intervention")),
         shape=alt.Shape("kind:N", scale=alt.Scale(domain=["no intervention", "mitigation"],
                                                   range=["square", "circle"]),
-                        legend=alt.Legend(orient="bottom", title=None)),
+                        legend=alt.Legend(orient="bottom", title="point shape")),
         tooltip=["intervention", "setting", "rh", "rh_lo", "rh_hi", "probe", "probe_lo", "probe_hi"])
     labels = alt.Chart(pts).mark_text(dx=8, dy=-8, align="left", fontSize=11).encode(
         x=alt.X("probe:Q", scale=sx), y=alt.Y("rh:Q", scale=sy), text="intervention:N")
@@ -902,7 +977,8 @@ def audit_charts(report) -> dict:
         _audit_long(report.cosine_distance, names, "distance", report.cosine_distance_ci_low,
                     report.cosine_distance_ci_high), x="column", y="row", value="distance", x_order=names,
         y_order=names, title="Cosine distance 1 − cos(i, j) (audited encoder)", fmt=".2f", text=k <= 14,
-        tooltip=["row", "column", "distance", "ci_low", "ci_high"], **size)}
+        tooltip=["row", "column", "distance", "ci_low", "ci_high"], legend="cosine distance 1 − cos(i, j)",
+        x_title="class j", y_title="class i", **size)}
     probe = report.probe.copy()
     probe["class"] = names
     bars = [probe.assign(encoder="audited", value=probe["accuracy"])[["class", "encoder", "value"]]]
@@ -911,15 +987,19 @@ def audit_charts(report) -> dict:
             _audit_long(report.rh, names, "rh", report.rh_ci_low, report.rh_ci_high), x="column", y="row",
             value="rh", x_order=names, y_order=names, mid=1.0, fmt=".2f", text=k <= 14,
             title="Representation harm RH = D / D_reference (< 1: closer than in the reference)",
-            tooltip=["row", "column", "rh", "ci_low", "ci_high"], **size)
+            tooltip=["row", "column", "rh", "ci_low", "ci_high"], legend=RH_LEGEND, x_title="class j",
+            y_title="class i", **size)
         top = report.ranking.head(15).copy()
         top["pair"] = top.class_a.astype(str) + " – " + top.class_b.astype(str)
+        top["interval"] = np.where(top["excludes_1"].astype(bool), "excludes 1", "includes 1")
         y = alt.Y("pair:N", sort=top["pair"].tolist(), title=None)
         out["ranking"] = alt.layer(
             alt.Chart(top).mark_rule().encode(x=alt.X("ci_low:Q", title="RH (bootstrap interval)",
                                                         scale=alt.Scale(zero=False)), x2="ci_high:Q", y=y),
             alt.Chart(top).mark_point(filled=True, size=50).encode(
-                x="rh:Q", y=y, color=alt.Color("excludes_1:N", title="interval excludes 1"),
+                x="rh:Q", y=y, color=alt.Color("interval:N", title="bootstrap interval of RH", scale=alt.Scale(
+                    domain=["excludes 1", "includes 1"], range=[COLOURS["excludes"], COLOURS["includes"]]),
+                    legend=alt.Legend(orient="bottom")),
                 tooltip=["pair", alt.Tooltip("rh:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"),
                          alt.Tooltip("ci_high:Q", format=".3f")]),
             alt.Chart(pd.DataFrame({"v": [1.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="v:Q"),
@@ -928,7 +1008,9 @@ def audit_charts(report) -> dict:
     out["probe"] = alt.Chart(pd.concat(bars, ignore_index=True)).mark_bar().encode(
         y=alt.Y("class:N", sort=names, title=None), x=alt.X("value:Q", title="probe accuracy (cross-validated)",
                                                             scale=alt.Scale(domain=[0, 1])),
-        yOffset="encoder:N", color=alt.Color("encoder:N"),
+        yOffset="encoder:N", color=alt.Color("encoder:N", title="encoder probed", scale=alt.Scale(
+            domain=["audited", "reference"], range=[COLOURS["ours"], COLOURS["paper"]]),
+            legend=alt.Legend(orient="bottom")),
         tooltip=["class", "encoder", alt.Tooltip("value:Q", format=".3f")],
     ).properties(title="Linear-probe accuracy by group", width=360)
     return out

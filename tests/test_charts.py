@@ -17,7 +17,8 @@ def test_heatmap_carries_its_data_and_centres_palette():
     assert sorted(r["rh"] for r in rows) == [0.8, 0.95, 1.0, 1.1]
     spec = chart.to_dict()
     scale = spec["layer"][0]["encoding"]["color"]["scale"]
-    assert scale["domainMid"] == 1.0 and scale["domain"] == pytest.approx([0.8, 1.2])
+    # every RH heatmap (centred at 1) uses the book's one RH scale, clamped
+    assert scale["domainMid"] == 1.0 and scale["domain"] == pytest.approx(list(charts.RH_DOMAIN)) and scale["clamp"]
 
 
 def test_heatmap_rejects_unknown_column():
@@ -36,7 +37,8 @@ def test_offline_renderer_bundle_has_spec_and_html_without_cdn():
     charts.enable()
     chart = charts.heatmap(_df(), "col", "row", "rh", title="RH", mid=1.0)
     bundle = charts._render(chart.to_dict())
-    assert json.dumps(bundle[charts.MIMETYPE]) == json.dumps(chart.to_dict())
+    assert json.dumps(bundle[charts.MIMETYPE]) == json.dumps(charts.readable(chart.to_dict()))
+    assert bundle[charts.MIMETYPE]["config"]["axis"]["labelFontSize"] >= charts.MIN_FONT_PX
     html = bundle["text/html"]
     assert "rharmVegaEmbed" in html and "<script src" not in html and "jsdelivr" not in html
     assert alt.renderers.active == charts.RENDERER
@@ -183,3 +185,17 @@ def test_harm_accuracy_chart_draws_every_intervention_with_both_intervals():
     assert dots["shape"]["scale"]["range"] == ["square", "circle"]
     kinds = {r["intervention"]: r["kind"] for d in spec["datasets"].values() for r in d if "kind" in r}
     assert kinds == {"none": "no intervention", "re-balancing": "mitigation"}
+
+
+def test_heatmap_outlines_cells_whose_interval_excludes_the_null():
+    df = pd.DataFrame({"col": ["a", "b", "a", "b"], "row": ["x", "x", "y", "y"], "rh": [0.8, 1.0, 1.1, 0.95],
+                       "lo": [0.7, 0.9, 1.05, 0.9], "hi": [0.9, 1.1, 1.2, 1.0]})
+    spec = charts.heatmap(df, "col", "row", "rh", title="RH", mid=1.0).to_dict()
+    outlined = [layer for layer in spec["layer"] if layer["mark"].get("filled") is False]
+    assert len(outlined) == 1
+    rows = spec["datasets"][outlined[0]["data"]["name"]]
+    assert sorted(r["rh"] for r in rows) == [0.8, 1.1]  # 0.95's interval [0.9, 1.0] touches 1: not outlined
+    assert "excludes 1" in spec["title"]["subtitle"]
+    texts = [layer for layer in spec["layer"] if layer["mark"].get("type") == "text"]
+    assert all(t["mark"]["fontSize"] >= charts.MIN_FONT_PX for t in texts)
+    assert all(t["name"].startswith("rharm-cell-text-") for t in texts)  # the page's refit drops it in narrow cells
