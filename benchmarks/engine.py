@@ -150,7 +150,8 @@ def profile_step(setting: str) -> dict:
         else:
             out["other (augmentation, optimiser, small ops)"] += t
     return {"share": {k: v / total for k, v in out.items()}, "aten_calls_per_step": calls / 3,
-            "step_s": total / 3, "us_per_call": total / calls * 1e6}
+            "step_s": total / 3, "us_per_call": total / calls * 1e6,
+            "conv_flop_per_step": 6.0 * models.forward_macs(m.backbone) * 2 * BATCH}
 
 
 def main(argv=None) -> dict:
@@ -221,6 +222,13 @@ def main(argv=None) -> dict:
           f"per step, {prof['us_per_call']:.0f} us per call on average):")
     for k, v in prof["share"].items():
         print(f"  {k:45s} {100 * v:5.1f}%")
+    # the profiler's times are wall-clock (inflated on a loaded machine): its shares are applied to the process-CPU
+    # step time measured above
+    conv_s = prof["share"]["convolution (fwd+bwd)"] * result["settings"]["fashion_mnist"]["today (single)"][
+        "step_s_per_model"]
+    prof["conv_gflop_s"] = prof["conv_flop_per_step"] / conv_s / 1e9
+    print(f"  the convolution kernels alone (their share of today's CPU step time): {prof['conv_gflop_s']:.1f} "
+          f"GFLOP/s = {100 * prof['conv_gflop_s'] * 1e9 / peak:.0f}% of the matmul peak")
     for v, c in compiled.items():
         name = "today (single)" if v[0] == "single" else f"batched {v[2]} S={v[1]}"
         e, k = c["eager_step_s"], c["compiled_step_s"]

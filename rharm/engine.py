@@ -14,10 +14,13 @@ What is shared across the S models in each step, in two strategies:
 * ``"loop"`` (the CPU default): the augmentation of all S x 2 views is drawn per model from its own generator and
   applied in one batched call (:func:`rharm.augment.apply_params` on S x 2B images); then each model runs its own
   forward and backward (per-model convolution kernels), and one SGD step updates the parameters of all S models.
-  Measured on one CPU core (``benchmarks/engine.py``): a small_cnn step is already dominated by large kernels
-  (convolutions near the core's matmul peak, BatchNorm/ReLU/pooling passes bound by memory bandwidth), not by
-  per-call overhead, and grouped convolutions are several times slower on the CPU than the S separate ones, so the
-  convolutions stay per model.
+  Measured on one CPU core (``benchmarks/engine.py``): a small_cnn step of today's engine is already made of large
+  kernels (~2,200 operator calls per step, ~26 us each on average on a quiet core), not of per-call overhead: its
+  convolutions (~37 % of the step) run at ~70 % of the core's fp32 matmul peak, and BatchNorm, ReLU and pooling
+  (~35 %) are passes over activations bound by memory bandwidth, whose cost grows with S like the work itself. So
+  batching can only save the per-call overhead (a few per cent: measured 0.96-1.08x runs per CPU-minute at S = 3, 5,
+  10). Grouped convolutions are slower on the CPU than the S separate ones (strategy "stacked", S = 3: 0.88-0.95x),
+  so here the convolutions stay per model.
 * ``"stacked"`` (the CUDA default): one computation for all S models. The backbones become one network S times as
   wide, every convolution a grouped convolution (``groups = S x groups``), every BatchNorm one layer of S x C
   channels (per-channel statistics, so never mixed between models), the projection heads batched matrix products;
