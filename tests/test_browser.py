@@ -1,6 +1,8 @@
 """Build a tiny book and open it in headless Chromium: the chart draws, fits the column at desktop and phone width,
-the math is typeset, nothing prints a warning, offline. Planted faults (no bundle, a chart that cannot shrink, a
-printed warning, a script error) must each make the check fail."""
+the math is typeset, nothing prints a warning, offline, from file:// and over HTTP under a sub-path. Planted faults
+must each make the check fail: no bundle, a chart that cannot shrink, a printed warning, a script error, a table
+wider than the column at 1400 px, text under 11 px at 420 px, a page that scrolls sideways at 420 px, raw reprs
+(a PosixPath, a dict, a 16-digit float) in the page text, an unlabelled legend, a fault that shows only over HTTP."""
 
 import os
 import re
@@ -22,6 +24,9 @@ def built_book(tmp_path_factory):
     dest = tmp_path_factory.mktemp("browser") / "project"
     shutil.copytree(root / "tests" / "fixtures" / "project", dest, symlinks=True)
     shutil.copy2(root / "_config.yml", dest / "_config.yml")
+    # the book's own stylesheet and bibliography, as the real book has them
+    shutil.copytree(root / "book" / "_static", dest / "book" / "_static")
+    shutil.copy2(root / "book" / "references.bib", dest / "book" / "references.bib")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RHARM_PROJECT_ROOT", str(dest))
         for var in ("RHARM_RESULTS_ROOT", "RHARM_BOOK_DIR"):
@@ -46,7 +51,7 @@ def _demo_page(html):
 
 
 def test_fixture_book_renders_offline_and_fits(book):
-    reports = browser_check.check_book(book)
+    reports = browser_check.check_book(book)  # file:// and HTTP, 1400 and 420 px
     assert reports and all(r.ok for r in reports), [(r.page.name, r.problems()) for r in reports if not r.ok]
     assert sum(r.drawn for r in reports) >= 1
 
@@ -60,14 +65,29 @@ def test_check_fails_without_the_bundle(book):
 def test_check_fails_on_a_chart_wider_than_the_column(book):
     page = _demo_page(book)
     src = page.read_text()
-    # a chart built 2000 px wide whose SVG the page does not let shrink: cut off at both widths
+    # a chart that no refit can narrow (a text mark 200 characters long) and whose SVG the page does not let shrink:
+    # cut off at both widths
+    spec = ('{"data": {"values": [{"t": "' + "W" * 200 + '"}]}, "mark": {"type": "text", "fontSize": 14}, '
+            '"encoding": {"text": {"field": "t", "type": "nominal"}}, "width": 100, "height": 40}')
+    planted = ('<div id="rharm-vega-planted" class="rharm-vega"></div><script>window.addEventListener("load", '
+               'function () { window.rharmVegaEmbed("#rharm-vega-planted", ' + spec
+               + ', {actions: false, renderer: "svg"}); });</script>')
+    src = src.replace("</head>", "<style>.rharm-vega svg.marks{max-width:none !important}</style></head>", 1)
+    page.write_text(src.replace('<div class="cell_output', planted + '<div class="cell_output', 1))
+    report = browser_check.check_page(page, browser_check.find_chromium())
+    assert report.drawn >= 2 and not report.ok
+    assert any(w.startswith("1400px") for w in report.too_wide) and any(w.startswith("420px") for w in report.too_wide)
+
+
+def test_chart_built_too_wide_is_refitted_to_the_column(book):
+    page = _demo_page(book)
+    src = page.read_text()
+    # a chart built 2000 px wide: the page's refit draws it at the column's width, text at full size
     src, n = re.subn(r'"width":\d+', '"width":2000', src)
     assert n >= 1
-    src = src.replace("</head>", "<style>.rharm-vega svg.marks{max-width:none !important}</style></head>", 1)
     page.write_text(src)
     report = browser_check.check_page(page, browser_check.find_chromium())
-    assert report.drawn >= 1 and not report.ok
-    assert any(w.startswith("1400px") for w in report.too_wide) and any(w.startswith("420px") for w in report.too_wide)
+    assert report.drawn >= 1 and report.ok, report.problems()
 
 
 def test_check_fails_on_a_printed_warning(book):
@@ -95,3 +115,89 @@ def test_check_fails_on_a_console_error(book):
     page.write_text(src.replace("</head>", "<script>const DUP = 1;</script><script>const DUP = 2;</script></head>", 1))
     report = browser_check.check_page(page, browser_check.find_chromium(), widths=(1400,))
     assert not report.ok and any("DUP" in e for e in report.console_errors), report.console_errors
+
+
+def _plant(page, html_text, where='<div class="cell_output'):
+    src = page.read_text()
+    assert where in src
+    page.write_text(src.replace(where, html_text + where, 1))
+
+
+def _check(page, widths=(1400,), modes=("file",), root=None):
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        servers = {m: (stack.enter_context(browser_check.serve(root, "rharm")) if m == "http" else None)
+                   for m in modes}
+        return browser_check.check_page(page, browser_check.find_chromium(), widths, servers=servers)
+
+
+def test_check_fails_on_a_table_wider_than_the_column_at_desktop_width(book):
+    page = _demo_page(book)
+    cells = "".join(f"<td style='white-space:nowrap'>column_{k}_with_a_long_unbreakable_name</td>" for k in range(8))
+    _plant(page, f"<table><tr>{cells}</tr></table>")
+    report = _check(page, widths=(1400,))
+    assert not report.ok and report.wide_tables and report.wide_tables[0].startswith("1400px"), report.problems()
+
+
+def test_check_fails_on_text_under_11px_at_phone_width(book):
+    page = _demo_page(book)
+    _plant(page, '<p style="font-size:8px">a footnote nobody can read</p>')
+    report = _check(page, widths=(420,))
+    assert not report.ok and any("nobody can read" in t and "420px" in t for t in report.small_text), \
+        report.problems()
+
+
+def test_check_fails_on_a_page_that_scrolls_sideways_at_phone_width(book):
+    page = _demo_page(book)
+    _plant(page, '<div style="width:900px">a box wider than a phone</div>')
+    report = _check(page, widths=(420,))
+    assert not report.ok and report.overflow and report.overflow[0].startswith("420px"), report.problems()
+
+
+def test_check_fails_on_raw_reprs_in_the_page_text(book):
+    page = _demo_page(book)
+    _plant(page, '<div class="cell_output docutils container"><pre>PosixPath(\'/home/me/book/cpu/demo.json\')'
+                 "</pre></div>")
+    report = _check(page)
+    assert not report.ok and any("PosixPath(" in r for r in report.raw_output), report.problems()
+    page2 = _demo_page(book)
+    _plant(page2, "<p>{'rh_mean': 1.0316264704768183}</p>", where="</article>")
+    assert any("1.0316264704768183" in r for r in _check(page2).raw_output)
+
+
+def test_raw_output_patterns():
+    bad = ["PosixPath('/x/y.json')", "{'a': 1}", "RH is 0.3333333333333333", "np.float64(0.5)", "x = -1.23456789"]
+    for text in bad:
+        assert browser_check.raw_output(f"before {text} after"), text
+    good = ["RH 0.913 [0.85, 0.97]", "p = 0.0004", "version 2026.10.19", "{glue} and {x}", "1,234.5678 s", "1e-08"]
+    for text in good:
+        assert not browser_check.raw_output(text), text
+
+
+def test_check_fails_on_an_unlabelled_legend(book):
+    page = _demo_page(book)
+    src = page.read_text()
+    # the demo heatmap's legend, retitled with a bare field name
+    src, n = re.subn(r'"title":"RH: red &lt; 1[^"]*"|"title":"RH: red < 1[^"]*"', '"title":"series"', src)
+    assert n >= 1
+    page.write_text(src)
+    report = _check(page)
+    assert not report.ok and any("'series'" in g for g in report.legends), report.problems()
+
+
+def test_unlabelled_legend_rules():
+    assert browser_check.unlabelled_legends([{"title": "RH: red < 1 = closer", "labels": ["0.8", "1.2"]}]) == []
+    assert browser_check.unlabelled_legends([{"title": None, "labels": ["a"]}])
+    assert browser_check.unlabelled_legends([{"title": "rh_seed_mean", "labels": []}])
+    assert browser_check.unlabelled_legends([{"title": "interval excludes 1", "labels": ["false", "true"]}])
+
+
+def test_check_fails_on_a_fault_that_shows_only_over_http(book):
+    page = _demo_page(book)
+    src = page.read_text()
+    page.write_text(src.replace("</head>", "<script>if (location.protocol.indexOf('http') === 0) "
+                                "{ throw new Error('HTTPONLY broken over http'); }</script></head>", 1))
+    assert _check(page, modes=("file",)).ok
+    report = _check(page, modes=("file", "http"), root=book)
+    assert not report.ok and any("HTTPONLY" in e for e in report.console_errors), report.problems()
