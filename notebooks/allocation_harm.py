@@ -25,7 +25,7 @@
 # [the previous chapter](representation_harm.ipynb).
 #
 # :::{admonition} Finding
-# :class: important
+# :class: rharm-finding
 # {glue:text}`ah_finding`
 # :::
 

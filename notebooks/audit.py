@@ -42,7 +42,7 @@ import warnings
 # are not shown on the page anyway
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from rharm import charts, headline
+from rharm import charts, headline, tables
 from rharm.report import audit as report
 
 charts.enable()
@@ -119,13 +119,21 @@ text_charts["rh"]
 text_charts["ranking"]
 
 # %%
-text_report.ranking.head(10).round(3)
+tables.show(text_report.ranking.head(10), digits=3,
+            columns=["class_a", "class_b", "rh", "ci_low", "ci_high", "excludes_1", "cosine_distance",
+                     "reference_cosine_distance"],
+            rename={"class_a": "group i", "class_b": "group j", "rh": "RH", "ci_low": "interval low",
+                    "ci_high": "interval high", "excludes_1": "interval excludes 1",
+                    "cosine_distance": "cosine distance, trained", "reference_cosine_distance": "cosine distance, "
+                    "pre-trained"},
+            caption="The ten most collapsed group pairs (smallest RH first), with the bootstrap interval over "
+            "sentences.")
 
 # %% [markdown]
 # ## Allocation: the probe by group
 #
 # A logistic-regression probe predicts the group (profession × gender) from the unit-normalised embedding, with
-# stratified cross-validation, for both encoders. `to_nearest` is the share of a group's sentences assigned to its
+# stratified cross-validation, for both encoders. "Share to nearest group" is the share of a group's sentences assigned to its
 # nearest group. The within/between variance ratio, a neural-collapse measure, is {glue:text}`au_text_wbr:.3f` after
 # training against {glue:text}`au_text_wbr_ref:.3f` before (smaller: groups tighter relative to their spread).
 
@@ -134,8 +142,14 @@ text_charts["probe"]
 
 # %%
 probe = text_report.probe.assign(group=group_order)
-probe[["group", "n", "accuracy", "reference_accuracy", "accuracy_difference", "to_nearest",
-       "reference_to_nearest"]].round(3)
+tables.show(probe, digits=3, columns=["group", "n", "accuracy", "reference_accuracy", "accuracy_difference",
+                                      "to_nearest", "reference_to_nearest"],
+            rename={"n": "sentences", "accuracy": "probe accuracy, trained",
+                    "reference_accuracy": "probe accuracy, pre-trained", "accuracy_difference": "difference",
+                    "to_nearest": "share to nearest group, trained",
+                    "reference_to_nearest": "share to nearest group, pre-trained"},
+            caption="One row per group (profession × gender): the cross-validated probe's accuracy and the share of "
+            "the group's sentences it assigns to the nearest other group, after and before SimCSE training.")
 
 # %% [markdown]
 # ## An image encoder trained with a rare class: Fashion-MNIST

@@ -9,7 +9,7 @@
 # # Representation harm on Fashion-MNIST, pre-registered
 #
 # :::{admonition} Finding (registration v2, confirmatory)
-# :class: tip
+# :class: rharm-finding
 # {glue:text}`fh_finding`
 # :::
 #

@@ -9,7 +9,7 @@
 # # What reduces the harm? Mitigations on the Fashion-MNIST setting
 #
 # :::{admonition} Finding
-# :class: tip
+# :class: rharm-finding
 # {glue:text}`mi_finding`
 # :::
 #

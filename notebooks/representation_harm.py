@@ -22,7 +22,7 @@
 # $j$ (representation harm). The functions are in {mod}`rharm.metrics`; the paper's values in {mod}`rharm.reference`.
 #
 # :::{admonition} Finding
-# :class: important
+# :class: rharm-finding
 # {glue:text}`rh_finding`
 # :::
 

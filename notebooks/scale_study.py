@@ -9,7 +9,7 @@
 # # Why CIFAR-10 shows no harm on two CPU cores
 #
 # :::{admonition} Finding
-# :class: tip
+# :class: rharm-finding
 # {glue:text}`ss_finding`
 # :::
 #
@@ -92,13 +92,17 @@ sc = report.scale(P)
 tp = experiment.throughput_table(P.throughput_backbones, P.throughput_batch_sizes, P.throughput_steps,
                                  threads=P.threads)
 speed = report.throughput(tp)
-tp
+tables.show(tp, columns=["backbone", "batch_size", "images_per_s", "parameters", "threads"], digits=3,
+            rename={"batch_size": "batch size (images)", "images_per_s": "training images per second",
+                    "parameters": "parameters", "threads": "torch threads"},
+            caption="One row per backbone and batch size: SimCLR training throughput on this machine (two views "
+            "of each image per step).")
 
 # %%
 charts.throughput_chart(tp)
 
 # %% [markdown]
-# `small_cnn` trains at {glue:text}`ss_tp_small:.0f` images/s against {glue:text}`ss_tp_resnet18:.0f` for the CIFAR
+# The small CNN trains at {glue:text}`ss_tp_small:.0f` images/s against {glue:text}`ss_tp_resnet18:.0f` for the CIFAR
 # ResNet-18 ({glue:text}`ss_tp_ratio:.0f`x), so one full 50,000-image epoch of ResNet-18 alone would take about
 # {glue:text}`ss_epoch_min_resnet18:.0f` minutes here: the paper's backbone is out of reach on two cores, and every
 # CPU-minute is better spent on the small network.
@@ -140,7 +144,15 @@ tables.show(sep.separation_mean, digits=3,
 runs = experiment.run_grid({**grid, "progress": False})
 pairs = experiment.paired_rh(runs, sc.minority)
 pair = report.paired(runs, experiment.paired_summary(pairs, sc.partner), P.profile)
-pair.paired_summary
+import pandas as pd
+
+tables.show(pd.DataFrame([pair.paired_summary]), digits=3,
+            columns=["rh_mean", "log_rh_sd_seeds", "noise_log_rms", "snr", "n_seeds"],
+            rename={"rh_mean": f"RH({sc.minority}, {sc.partner}), geometric mean over seeds",
+                    "log_rh_sd_seeds": "SD of log RH over seeds", "noise_log_rms": "noise floor: RMS of log RH",
+                    "snr": "distance from 1 in noise-floor units", "n_seeds": "seeds"},
+            caption=f"The paired effect on RH({sc.minority}, {sc.partner}) against the noise floor (balanced "
+            "against balanced models of different seeds, every other class).")
 
 # %%
 charts.paired_chart(pairs, title=f"log RH({sc.minority}, j): underrepresented vs balanced, and balanced vs "

@@ -16,7 +16,7 @@
 # :::
 #
 # :::{admonition} Finding
-# :class: important
+# :class: rharm-finding
 # {glue:text}`tx_finding`
 # :::
 #
@@ -139,7 +139,7 @@ charts.loss_chart(report.loss_curves(runs, P.augmentation), title="SimCSE loss p
 
 # %%
 harm = report.group_harm_summary(runs, group_order, P.minority)
-charts.interval_chart(harm.rh_by_group, category="group", color="label", reference=1.0,
+charts.interval_chart(harm.rh_by_group, category="group", color="label", reference=1.0, legend="what is shown",
                       x_title="RH of the minority toward h", title=f"RH of {P.minority} (1:{P.ratio}) toward each group")
 
 # %% [markdown]
@@ -185,7 +185,7 @@ alloc = report.allocation_summary(runs, group_order, minority=P.minority, ratio=
                                   test_size=P.probe_test_size, C=P.probe_C)
 effects = alloc.effects_by_group
 charts.interval_chart(effects[effects["quantity"] != "y00"], category="group", color="quantity",
-                      reference=0.0, x_title="change in profession-probe accuracy",
+                      legend="mediation effect", reference=0.0, x_title="change in profession-probe accuracy",
                       title="Allocation effects by group (mean over seeds, 95% t-interval)")
 
 # %% [markdown]

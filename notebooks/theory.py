@@ -17,7 +17,7 @@
 # objective, and derives where the minority's representation goes as its share $\pi_1$ vanishes.
 #
 # :::{admonition} Finding
-# :class: important
+# :class: rharm-finding
 # {glue:text}`th_finding`
 # :::
 #

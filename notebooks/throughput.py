@@ -20,7 +20,7 @@
 # rounds of ours / baseline, with the spread over rounds.
 #
 # :::{admonition} Finding
-# :class: important
+# :class: rharm-finding
 # {glue:text}`tput_finding`
 # :::
 
