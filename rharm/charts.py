@@ -890,8 +890,9 @@ def population_heatmap_charts(solutions: dict):
 
 
 def published_comparison_chart(comparison, *, precision: float):
-    """rharm minus published cosine against pi_1 (log x), one line per rharm source, one panel per block pair; the
-    grey band is ``+- precision``, where a value that rounds to the printed one falls.
+    """rharm minus published cosine against pi_1 (log x), one line per rharm source, one panel per block pair (full
+    column width, stacked: three side by side were illegible); the grey band is ``+- precision``, where a value that
+    rounds to the printed one falls.
 
     ``comparison`` is a :func:`rharm.theory.published.published_comparison` DataFrame.
     """
@@ -903,7 +904,7 @@ def published_comparison_chart(comparison, *, precision: float):
             color="lightgrey", opacity=0.5).encode(y="lo:Q", y2="hi:Q")
         ln = line(df, "pi1", "difference", "source", title=f"{names[pair]}: rharm − published",
                   log_x=True, tooltip=["pi1_label", "source", "published", "cosine", "difference"],
-                  width=plot_width(3), x_title="minority share π1 (log scale)",
+                  width=plot_width(1), height=150, x_title="minority share π1 (log scale)",
                   y_title="rharm − published", legend="rharm solution")
         parts.append(band + ln)
     return panels(parts)
