@@ -25,6 +25,10 @@ FLOP of a step (:func:`rharm.models.training_flops_per_view` x 2 views x batch x
 over its CPU seconds. A profile of today's step (where its time goes: convolution kernels, BatchNorm/ReLU/pooling,
 the rest) gives the measured reason behind the ratio.
 
+Rows marked bf16 train in bf16 autocast on the CPU (``precision: bf16``: a different number format, so different
+results; their "% peak" is of the bf16 matmul peak) and are there to show where else CPU time could come from; every
+"x today" is against today's engine in fp32, the book's setting (``precision: auto`` is fp32 on the CPU).
+
 The last line printed is exactly ``ratio: <batched / today, runs per CPU-minute at the Fashion-MNIST setting>``, for
 S = 5 (the seeds of fashion_harm's main grid) with the strategy the engine picks on the CPU ("loop").
 """
@@ -55,9 +59,9 @@ def synthetic(n: int, seed: int, grey: bool) -> torch.Tensor:
     return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
 
 
-def matmul_peak(n: int = 1024, reps: int = 5) -> float:
-    """Best single-thread fp32 dense matmul rate, FLOP/s."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 1024, reps: int = 5, dtype=torch.float32) -> float:
+    """Best single-thread dense matmul rate in ``dtype``, FLOP/s."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     a @ b
     best = float("inf")
     for _ in range(reps):
@@ -74,22 +78,31 @@ def cpu_seconds(fn) -> float:
     return time.process_time() - t
 
 
+TODAY = ("single", 1, "-", "fp32")
+
+
+def variant_name(v: tuple) -> str:
+    kind, s_count, strategy, precision = v
+    name = "today (single)" if kind == "single" else f"batched {strategy} S={s_count}"
+    return name if precision == "fp32" else f"{name} {precision}"
+
+
 def measure(setting: str, variant: tuple, steps: int, compile_: bool = False) -> dict:
-    """CPU seconds of setup and per step of one variant: ("single",) or ("batched", S, strategy)."""
+    """CPU seconds of setup and per step of one variant (kind "single" or "batched", S, strategy, precision)."""
     from rharm import engine, train
 
     st = SETTINGS[setting]
-    s_count = 1 if variant[0] == "single" else variant[1]
+    kind, s_count, strategy, precision = variant
     cfgs = [train.TrainConfig(backbone="small_cnn", epochs=st["epochs"], batch_size=BATCH, lr=0.3,
                               weight_decay=1e-6, augment=st["augment"], seed=k, checkpoint_every=0,
-                              compile=compile_) for k in range(s_count)]
+                              compile=compile_, precision=precision) for k in range(s_count)]
     imgs = [synthetic(N_IMAGES, 100 + k, st["grey"]) for k in range(s_count)]
-    if variant[0] == "single":
+    if kind == "single":
         def call(k):
             return train.train(cfgs[0], imgs[0], progress=False, stop_after_steps=k)
     else:
         def call(k):
-            return engine.train_batched(cfgs, imgs, stop_after_steps=k, strategy=variant[2])
+            return engine.train_batched(cfgs, imgs, stop_after_steps=k, strategy=strategy)
     setup = cpu_seconds(lambda: call(0))
     total = cpu_seconds(lambda: call(steps))
     return {"setup_s": setup, "step_s": max(total - setup, 1e-9) / steps, "models": s_count}
@@ -160,6 +173,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", type=int, nargs="+", default=[3, 5, 10], help="S values")
     ap.add_argument("--stacked", type=int, nargs="*", default=[3], help="S values also timed with strategy 'stacked'")
+    ap.add_argument("--bf16", type=int, nargs="*", default=[5],
+                    help="S values of the batched engine also timed in bf16 autocast (today's engine too, if any)")
     ap.add_argument("--compile", action="store_true", help="also time both engines under torch.compile (Fashion)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -168,9 +183,12 @@ def main(argv=None) -> dict:
 
     load0 = os.getloadavg()
     peak = matmul_peak()
+    peak_bf16 = matmul_peak(dtype=torch.bfloat16)
     flop_view = models.training_flops_per_view("small_cnn", "simclr")
-    variants = [("single",)] + [("batched", s, "loop") for s in a.models] + [("batched", s, "stacked")
-                                                                            for s in a.stacked]
+    variants = [TODAY] + [("batched", s, "loop", "fp32") for s in a.models]
+    variants += [("batched", s, "stacked", "fp32") for s in a.stacked]
+    if a.bf16:
+        variants += [("single", 1, "-", "bf16")] + [("batched", s, "loop", "bf16") for s in a.bf16]
     for setting in SETTINGS:  # warm-up: kernels chosen, memory allocated
         for v in variants:
             measure(setting, v, 1)
@@ -182,7 +200,7 @@ def main(argv=None) -> dict:
                 rows.setdefault((setting, v), []).append(measure(setting, v, a.steps))
     compiled = {}
     if a.compile:
-        for v in (("single",), ("batched", 5, "loop")):
+        for v in (TODAY, ("batched", 5, "loop", "fp32")):
             t0 = time.perf_counter()
             measure("fashion_mnist", v, 1, compile_=True)  # compilation
             compile_s = time.perf_counter() - t0
@@ -192,14 +210,15 @@ def main(argv=None) -> dict:
                            "compiled_step_s": comp["step_s"]}
     load1 = os.getloadavg()
 
-    result: dict = {"peak_gflop_s": peak / 1e9, "flop_per_view": flop_view, "load_before": load0, "load_after": load1,
-                    "settings": {}}
-    print(f"one core, 1 torch thread; dense fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; small_cnn training "
-          f"{flop_view / 1e6:.1f} MFLOP per view; load average {load0[0]:.2f} -> {load1[0]:.2f}")
-    print(f"{'setting':14s} {'engine':18s} {'ms/step/model':>13s} {'runs/CPU-min':>12s} {'x today':>8s} "
+    result: dict = {"peak_gflop_s": peak / 1e9, "peak_bf16_gflop_s": peak_bf16 / 1e9, "flop_per_view": flop_view,
+                    "load_before": load0, "load_after": load1, "settings": {}}
+    print(f"one core, 1 torch thread; dense matmul peak fp32 {peak / 1e9:.1f} GFLOP/s, bf16 {peak_bf16 / 1e9:.1f} "
+          f"GFLOP/s; small_cnn training {flop_view / 1e6:.1f} MFLOP per view; load average {load0[0]:.2f} -> "
+          f"{load1[0]:.2f}")
+    print(f"{'setting':14s} {'engine':23s} {'ms/step/model':>13s} {'runs/CPU-min':>12s} {'x today':>8s} "
           f"{'(min-max)':>11s} {'GFLOP/s':>8s} {'% peak':>7s}")
     for setting in SETTINGS:
-        base = rows[(setting, ("single",))]
+        base = rows[(setting, TODAY)]
         out = {}
         for v in variants:
             ms = rows[(setting, v)]
@@ -207,12 +226,13 @@ def main(argv=None) -> dict:
             ratios = [rr / runs_per_cpu_minute(b, setting) for rr, b in zip(rpm, base)]
             step_model = statistics.median(m["step_s"] / m["models"] for m in ms)
             gflops = 2 * BATCH * flop_view / step_model / 1e9
-            name = "today (single)" if v[0] == "single" else f"batched {v[2]} S={v[1]}"
+            name = variant_name(v)
+            own_peak = peak if v[3] == "fp32" else peak_bf16  # the peak of the row's own arithmetic
             out[name] = {"step_s_per_model": step_model, "runs_per_cpu_minute": statistics.median(rpm),
                          "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-                         "gflop_s": gflops, "fraction_of_peak": gflops * 1e9 / peak}
+                         "gflop_s": gflops, "fraction_of_peak": gflops * 1e9 / own_peak}
             o = out[name]
-            print(f"{setting:14s} {name:18s} {step_model * 1e3:13.1f} {o['runs_per_cpu_minute']:12.2f} "
+            print(f"{setting:14s} {name:23s} {step_model * 1e3:13.1f} {o['runs_per_cpu_minute']:12.2f} "
                   f"{o['ratio']:8.2f} {o['ratio_min']:5.2f}-{o['ratio_max']:<5.2f} {gflops:8.1f} "
                   f"{100 * o['fraction_of_peak']:6.1f}%")
         result["settings"][setting] = out
@@ -230,11 +250,11 @@ def main(argv=None) -> dict:
     print(f"  the convolution kernels alone (their share of today's CPU step time): {prof['conv_gflop_s']:.1f} "
           f"GFLOP/s = {100 * prof['conv_gflop_s'] * 1e9 / peak:.0f}% of the matmul peak")
     for v, c in compiled.items():
-        name = "today (single)" if v[0] == "single" else f"batched {v[2]} S={v[1]}"
+        name = variant_name(v)
         e, k = c["eager_step_s"], c["compiled_step_s"]
         print(f"torch.compile, Fashion-MNIST, {name}: {e * 1e3:.1f} -> {k * 1e3:.1f} ms/step ({e / k:.2f}x), "
               f"compilation {c['compile_wall_s']:.0f} s wall")
-    result["compile"] = {str(k): v for k, v in compiled.items()}
+    result["compile"] = {variant_name(k): v for k, v in compiled.items()}
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(result, fh, indent=1)

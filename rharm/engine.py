@@ -49,9 +49,9 @@ STRATEGIES = ("auto", "loop", "stacked")
 #: TrainConfig fields that may differ between the models of one batched job (everything else must be equal).
 PER_MODEL = ("seed",)
 
-#: Measured on the CPU with ``benchmarks/engine.py`` (2026-12-05, AMD EPYC, one torch thread per process, a shared
-#: 2-core machine, load average ~3, median of 3 paired rounds of 5 steps): training images per second (two views
-#: each) of today's engine on one core, at the book's settings (Fashion-MNIST 955, CIFAR-10 912 images/s).
+#: Measured on the CPU with ``benchmarks/engine.py`` (2026-12-05, Intel Xeon with AMX, one torch thread per
+#: process, a shared 2-core machine, load average ~3, median of 3 paired rounds of 5 steps): training images per
+#: second (two views each) of today's engine on one core, at the book's settings (Fashion-MNIST 955, CIFAR-10 912).
 CPU_IMAGES_PER_S = {"small_cnn": 930.0}
 #: Runs per CPU-minute of the batched engine (strategy "loop", S = 5) over today's, same measurement (Fashion-MNIST
 #: 1.03, CIFAR-10 1.03; S = 3: 1.05 / 1.04; S = 10: 1.00 / 0.96; strategy "stacked", S = 3: 0.94 / 0.93).
