@@ -82,7 +82,10 @@ synthetic = report.synthetic_summary(syn)
 # ## How to read RH and its interval
 #
 # For groups $i$ and $j$, the cosine distance $D(i,j) = 1-\cos(i,j)$ is one minus the mean cosine over all pairs
-# of items, one from each group (self-pairs included, as in the paper); it is computed in $O(nd)$ from the groups'
+# of items, one from each group; within a group ($D(i,i)$) over pairs of *distinct* items, so the diagonal is not
+# pulled toward 0 by each item's similarity with itself (the paper's code includes those self-pairs, which biases
+# $D(i,i)$ low by about $(1-\cos)/n_i$ and makes its interval cover the truth far less often than it claims;
+# `within="paper"` in {func}`rharm.audit.audit` reproduces it). Both are computed in $O(nd)$ from the groups'
 # sums of unit vectors. With a reference,
 # $\mathrm{RH}(i,j) = D(i,j) / D_{\text{ref}}(i,j)$: below 1 the two groups sit closer in the audited encoder than
 # in the reference. The interval resamples items within each group (the same items for both encoders), so it
@@ -155,7 +158,8 @@ tables.show(probe, digits=3, columns=["group", "n", "accuracy", "reference_accur
 # ## An image encoder trained with a rare class: Fashion-MNIST
 #
 # The {doc}`fashion_harm` chapter trains, per seed, a balanced SimCLR encoder and one with each pre-registered
-# minority class kept at 1:ratio (design A, all ten classes; the runs come from the result store). Here the first
+# minority class kept at 1:ratio (its registration v2: five classes, fresh seeds; the runs come from the result
+# store). Here the first
 # seed's encoder with the chapter's first minority is audited against the balanced encoder of the same seed, on the
 # same test images, exactly as a practitioner would audit a model trained on data where one group is rare.
 

@@ -117,8 +117,9 @@ charts.throughput_chart(tp)
 # ## 2. What training added to the representation
 #
 # For each seed, the balanced model's backbone features on the test split, at initialisation (the same initial
-# weights, untrained) and after training: the mean cosine between two images of the same class (self-pairs
-# included, as in the paper's definition), between two images of different classes, and a linear probe's test
+# weights, untrained) and after training: the mean cosine between two distinct images of the same class (an image
+# paired with itself is left out, unlike the paper's code, so the value does not depend on the class size), between
+# two images of different classes, and a linear probe's test
 # accuracy (logistic regression on the pool's features).
 
 # %%

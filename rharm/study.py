@@ -364,8 +364,9 @@ def theory_prediction_error(table: pd.DataFrame, fit: TheoryFit, *, dim: int = 2
 
 def separation(features, labels, num_classes: int) -> dict:
     """How far apart the classes are in a representation: mean within-class cosine (the diagonal of
-    :func:`rharm.metrics.class_cosines`, self-pairs included), mean between-class cosine (off-diagonal), and their
-    gap. A gap near 0 means the classes are not separated, and RH is then a ratio of tiny, unstructured numbers."""
+    :func:`rharm.metrics.class_cosines`, over pairs of distinct items), mean between-class cosine (off-diagonal),
+    and their gap. A gap near 0 means the classes are not separated, and RH is then a ratio of tiny, unstructured
+    numbers."""
     cos = metrics.class_cosines(features, labels, num_classes)
     off = ~np.eye(num_classes, dtype=bool)
     within, between = float(np.diag(cos).mean()), float(cos[off].mean())
@@ -517,8 +518,9 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, level: floa
     seeds = list(grid["seeds"])
     balanced = runs([], seeds)
     log(f"{name}: {len(balanced)} balanced models")
-    prereg = preregister(balanced_distance(metrics.cosine_runs(balanced, classes=classes)), classes, n_close=n_close,
-                         tie_break="name")
+    # v1 as it ran: its within-class distances included self-pairs and its ties were broken by name
+    prereg = preregister(balanced_distance(metrics.cosine_runs(balanced, classes=classes, within="paper")), classes,
+                         n_close=n_close, tie_break="name")
     m0, p0 = prereg.minorities[0], prereg.partners[prereg.minorities[0]]
     # every model the rest of the design needs, known once the rule has named the minorities: trained in one pool
     # (the analysis below then reads them from the store in the registered order)

@@ -180,14 +180,15 @@ def image_audit(profile: str, options: dict) -> tuple["AuditReport", ImageSettin
     from ..audit import audit
 
     fp = params.profile_values("fashion_harm", profile)
-    grid = {k: fp[k] for k in ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr", "weight_decay",
-                               "temperature", "clamp", "schedule", "augment", "ratio", "seeds", "n_per_class",
-                               "data_source", "threads", "workers")}
+    from .fashion import GRID_KEYS
+
+    # exactly the fashion_harm chapter's registration-v2 grid, so every run comes from its result store
+    grid = {k: fp[k] for k in GRID_KEYS}
     grid["progress"] = False
-    classes = list(image_data.dataset_info(fp["dataset"]).classes)
+    classes = list(fp.get("classes") or image_data.dataset_info(fp["dataset"]).classes)
     balanced = experiment.run_grid({**grid, "minority_classes": []})
     pre = study.preregister(study.balanced_distance(metrics.cosine_runs(balanced, classes=classes)), classes,
-                            n_close=fp["n_close"])
+                            n_close=fp["n_close"], tie_break="room")
     minority = pre.minorities[0]
     seed = fp["seeds"][0]
     imb = experiment.run_one(grid, minority, seed)
