@@ -532,12 +532,15 @@ def scatter_vs(
 
 
 def fmt_sig(value: float, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits in plain (not scientific) notation, never ``-0``."""
+    """A number with ``digits`` significant digits in plain (not scientific) notation, never ``-0``; below 1e-5 in
+    magnitude in scientific notation (``8.95e-06``: a plain 0.00000895 is unreadable)."""
     if value is None or not math.isfinite(float(value)):
         return "–"
     v = float(value)
     if v == 0:
         return "0"
+    if abs(v) < 1e-5:
+        return f"{v:.{max(digits - 1, 0)}e}"
     decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))
     s = f"{v:.{decimals}f}"
     return s[1:] if s.startswith("-") and float(s) == 0 else s

@@ -85,8 +85,8 @@ def rebuild_command(rec: dict) -> str:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
-def format_value(value: Any, digits: int = 6) -> str:
-    """A parameter value for a page: floats with ``digits`` significant digits (``0.333333``, not
+def format_value(value: Any, digits: int = 4) -> str:
+    """A parameter value for a page: floats with ``digits`` significant digits (``0.3333``, not
     ``0.3333333333333333``), lists and mappings element by element, an absolute path as its last part only (a local
     path never reaches a page); the record keeps the exact values."""
     if isinstance(value, bool) or value is None:

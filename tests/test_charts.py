@@ -134,6 +134,7 @@ def test_renderer_lets_the_svg_shrink_with_its_container():
 def test_fmt_sig_never_prints_negative_zero():
     assert charts.fmt_sig(-0.00001, 2) == "-0.000010"
     assert charts.fmt_sig(2.6781, 3) == "2.68" and charts.fmt_sig(0.0) == "0"
+    assert charts.fmt_sig(8.95e-6, 3) == "8.95e-06" and charts.fmt_sig(10981443.2, 3) == "10981443"
 
 
 #: modules that may still build charts: the book tooling, and the mitigation report until its charts move here

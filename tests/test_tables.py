@@ -71,7 +71,7 @@ def test_provenance_parameters_are_formatted_and_hide_local_paths():
 
     text = provenance.format_parameters({"pi1": [1 / 3, 1 / 6], "alpha": 0.4, "path": "/home/me/data/bios.pkl",
                                          "method": "simclr", "seeds": 3})
-    assert text == "pi1 = [0.333333, 0.166667]; alpha = 0.4; path = …/bios.pkl; method = simclr; seeds = 3"
+    assert text == "pi1 = [0.3333, 0.1667]; alpha = 0.4; path = …/bios.pkl; method = simclr; seeds = 3"
 
 
 def test_publish_returns_a_path_that_displays_as_nothing():
