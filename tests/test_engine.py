@@ -267,3 +267,12 @@ def test_batched_jobs_in_spawned_workers_equal_serial_single_runs(tmp_path, monk
     for a, b in zip(single, batched):
         assert str(tmp_path / "batched") in str(b.dir) and b.meta["extra"]["engine"] == "batched"
         torch.testing.assert_close(a.features["test_backbone"], b.features["test_backbone"], **TOL["loop"])
+
+
+def test_bf16_autocast_loop_matches_single_runs():
+    # precision bf16 on the CPU (autocast): the loop strategy runs the same kernels as train() in the same precision
+    cfgs = configs(epochs=1, precision="bf16")
+    imgs, ids = data()
+    for r, g in zip(singles(cfgs, imgs, ids), engine.train_batched(cfgs, imgs, sample_ids=ids)):
+        assert g.config["resolved_precision"] == r.config["resolved_precision"] == "bf16"
+        assert_same_model(g.model, r.model, TOL["loop"])
