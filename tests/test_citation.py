@@ -64,3 +64,23 @@ def test_source_links_point_at_the_jupytext_sources(tmp_path):
     assert sphinx_links.source_path("smoke/audit", ROOT) == "notebooks/audit.py"
     assert sphinx_links.source_path("intro", ROOT) == "book/intro.md"
     assert sphinx_links.source_path("cpu/no_such_chapter", ROOT) is None
+
+
+def test_first_use_of_each_glossary_term_links_to_it():
+    from docutils import nodes
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+    from sphinx import addnodes
+
+    from rharm.book import sphinx_links
+
+    doc = new_document("page", get_default_settings(Parser))
+    doc += nodes.title(text="RH in the title is left alone")
+    doc += nodes.paragraph(text="RH falls; the noise floor is wide. Again RH and TE.")
+    doc += nodes.literal_block(text="NIE in code is left alone")
+    assert sphinx_links._link_first_uses(doc, "page") == 3
+    refs = list(doc.findall(addnodes.pending_xref))
+    assert [r["reftarget"] for r in refs] == ["RH", "Noise floor", "TE"]
+    assert all(r["reftype"] == "term" for r in refs)
+    assert "RH in the title" in doc[0].astext() and not list(doc[0].findall(addnodes.pending_xref))
