@@ -200,8 +200,30 @@ class Result:
                 if self.contradiction_survives else
                 "the low-temperature contradiction of the theory does not survive once the learning rate is scaled "
                 "by τ on both representations")
-        return (f"{self.name}: {lead} ({cells}; {metrics.RH_ESTIMATOR}, {self.level:.0%}). Dose-response of "
+        return (f"{self.name}: {lead} ({cells}; {metrics.RH_ESTIMATOR}, {self.level:.0%}). "
+                + self.control_sentence() + f"Dose-response of "
                 f"{self.minority} → {self.partner}: {dose}. Temperature: {temp}." + self.allocation_sentence())
+
+    def control_sentence(self) -> str:
+        """What the control did, in its partner cell and in its most collapsed cell when that is another one (a
+        control can keep its prediction, no pair-specific collapse toward its nearest class, while another cell of
+        its row falls further)."""
+        ctrl = self.tests[self.tests.role == "control"]
+        if ctrl.empty:
+            return ""
+        c = ctrl.iloc[0]
+        verdict = ("no pair-specific collapse toward its nearest class" if c.held
+                   else "a pair-specific collapse toward its nearest class, against the prediction")
+        text = (f"The control ({c.minority}) showed {verdict} (RH({c.minority}, {c.partner}) = "
+                f"{study.ci_text(c.rh, c.rh_lo, c.rh_hi)}, contrast p {_fmt(c.p_contrast, 2)})")
+        row = self.rh_long[(self.rh_long.minority == c.minority) & (self.rh_long.other != c.minority)] \
+            if not self.rh_long.empty else self.rh_long
+        if len(row):
+            low = row.loc[row.rh.idxmin()]
+            if low.other != c.partner:
+                text += (f"; its most collapsed cell is toward {low.other} (RH {study.ci_text(low.rh, low.lo, low.hi)})"
+                         if {"lo", "hi"} <= set(row.columns) else f"; its most collapsed cell is toward {low.other}")
+        return text + ". "
 
     def allocation_sentence(self) -> str:
         """The allocation harm at the main ratio in the measure that does not saturate (the minority's AUC), with

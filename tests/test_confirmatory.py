@@ -147,3 +147,18 @@ def test_allocation_sentence_uses_the_auc_and_says_when_accuracy_saturates():
     r.allocation = C.allocation_table(alloc, 0.95)
     assert "almost never" not in r.allocation_sentence()
     assert r.allocation_sentence() in r.finding()
+
+
+def test_control_sentence_names_a_lower_cell_than_its_partner():
+    r = _result()
+    r.rh_long = pd.DataFrame([{"minority": "trouser", "other": "shirt", "rh": 0.9, "lo": 0.8, "hi": 1.0},
+                              {"minority": "trouser", "other": "tshirt_top", "rh": 0.6, "lo": 0.45, "hi": 0.8},
+                              {"minority": "trouser", "other": "trouser", "rh": 1.0, "lo": 0.9, "hi": 1.1}])
+    text = r.control_sentence()
+    assert text.startswith("The control (trouser) showed no pair-specific collapse toward its nearest class")
+    assert "most collapsed cell is toward tshirt_top (RH 0.600 (0.450 to 0.800))" in text
+    assert text in r.finding()
+    r.rh_long.loc[1, "rh"] = 0.95  # now the partner cell is the lowest: no such clause
+    assert "most collapsed" not in r.control_sentence()
+    r.tests.loc[r.tests.role == "control", "held"] = False
+    assert "against the prediction" in r.control_sentence()
