@@ -87,15 +87,59 @@ CONFIG = {
 }
 
 
+def meaning(label) -> str | None:
+    """The key of :data:`COLOURS` a series label stands for ("experiment (interval band)" -> "ours", "theory (α
+    0.77)" -> "theory", "paper" -> "paper", "NIE" -> "NIE"), or None."""
+    s = str(label).strip()
+    if s.upper() in ("TE", "NIE", "NDE"):
+        return s.upper()
+    low = s.lower()
+    for key, starts in (("ours", ("experiment", "ours", "our ", "rharm")), ("theory", ("theory",)),
+                        ("paper", ("paper", "published"))):
+        if low.startswith(starts):
+            return key
+    return None
+
+
+def _palette(spec: dict) -> None:
+    """Give a nominal colour encoding without a scale the book's colours (:data:`COLOURS`) when each of its values
+    stands for a different one of them (our measurement, the paper, the theory, TE, NIE, NDE)."""
+    rows = [r for values in (spec.get("datasets") or {}).values() if isinstance(values, list) for r in values
+            if isinstance(r, dict)]
+
+    def walk(node):
+        if isinstance(node, list):
+            for n in node:
+                walk(n)
+            return
+        if not isinstance(node, dict):
+            return
+        color = (node.get("encoding") or {}).get("color")
+        if isinstance(color, dict) and color.get("type") == "nominal" and isinstance(color.get("field"), str) \
+                and "scale" not in color:
+            values = sorted({str(r[color["field"]]) for r in rows if r.get(color["field"]) is not None})
+            keys = [meaning(v) for v in values]
+            if values and None not in keys and len(set(keys)) == len(keys):
+                color["scale"] = {"domain": values, "range": [COLOURS[k] for k in keys]}
+        for key, child in node.items():
+            if key not in ("datasets", "data", "encoding"):
+                walk(child)
+
+    walk(spec)
+
+
 def readable(spec: dict) -> dict:
-    """``spec`` with :data:`CONFIG`'s font sizes as minimums (explicit larger sizes are kept)."""
+    """``spec`` with :data:`CONFIG`'s font sizes as minimums (explicit larger sizes are kept), and the book's colour
+    for every series that stands for one of :data:`COLOURS`' meanings (:func:`meaning`)."""
     config = spec.setdefault("config", {})
     for group, values in CONFIG.items():
         g = config.setdefault(group, {})
         for key, v in values.items():
             if not isinstance(g.get(key), (int, float)) or g[key] < v:
                 g[key] = v
+    _palette(spec)
     return spec
+
 
 _STYLE = (
     "<style>.rharm-vega{max-width:100%;overflow-x:visible}"

@@ -200,3 +200,17 @@ def test_heatmap_outlines_cells_whose_interval_excludes_the_null():
     texts = [layer for layer in spec["layer"] if layer["mark"].get("type") == "text"]
     assert all(t["mark"]["fontSize"] >= charts.MIN_FONT_PX for t in texts)
     assert all(t["name"].startswith("rharm-cell-text-") for t in texts)  # the page's refit drops it in narrow cells
+
+
+def test_series_that_stand_for_a_meaning_get_the_book_colours():
+    df = pd.DataFrame({"x": [1, 2, 1, 2], "y": [1.0, 0.9, 1.0, 0.8],
+                       "series": ["experiment (interval band)"] * 2 + ["theory (α 0.77)"] * 2})
+    spec = charts.readable(charts.line(df, "x", "y", "series", title="t", legend="what the curve shows").to_dict())
+    scale = spec["encoding"]["color"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"])) == {"experiment (interval band)": charts.COLOURS["ours"],
+                                                          "theory (α 0.77)": charts.COLOURS["theory"]}
+    # two series standing for the same meaning stay apart: no book colour is forced on them
+    df2 = df.assign(series=["experiment, backbone"] * 2 + ["experiment, projection"] * 2)
+    spec2 = charts.readable(charts.line(df2, "x", "y", "series", title="t", legend="what").to_dict())
+    assert "scale" not in spec2["encoding"]["color"]
+    assert charts.meaning("NIE") == "NIE" and charts.meaning("paper") == "paper" and charts.meaning("cat") is None
