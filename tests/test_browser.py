@@ -2,7 +2,8 @@
 the math is typeset, nothing prints a warning, offline, from file:// and over HTTP under a sub-path. Planted faults
 must each make the check fail: no bundle, a chart that cannot shrink, a printed warning, a script error, a table
 wider than the column at 1400 px, text under 11 px at 420 px, a page that scrolls sideways at 420 px, raw reprs
-(a PosixPath, a dict, a 16-digit float) in the page text, an unlabelled legend, a fault that shows only over HTTP."""
+(a PosixPath, a dict, a 16-digit float) in the page text, an unlabelled legend, a named quantity (experiment,
+theory) in another colour than the book's, a fault that shows only over HTTP."""
 
 import os
 import re
@@ -201,3 +202,31 @@ def test_check_fails_on_a_fault_that_shows_only_over_http(book):
     assert _check(page, modes=("file",)).ok
     report = _check(page, modes=("file", "http"), root=book)
     assert not report.ok and any("HTTPONLY" in e for e in report.console_errors), report.problems()
+
+
+def _series_chart(page, colours):
+    """Plant a chart of two series, "experiment" and "theory", drawn in ``colours`` (None: Vega's defaults)."""
+    scale = f', "scale": {{"domain": ["experiment", "theory"], "range": {colours}}}' if colours else ""
+    spec = ('{"data": {"values": [{"x": 1, "y": 1, "s": "experiment"}, {"x": 2, "y": 2, "s": "theory"}]}, '
+            '"mark": "point", "encoding": {"x": {"field": "x", "type": "quantitative"}, '
+            '"y": {"field": "y", "type": "quantitative"}, "color": {"field": "s", "type": "nominal", '
+            '"title": "what the series is", "legend": {"orient": "bottom"}' + scale + '}}, "width": 200}')
+    _plant(page, '<div id="rharm-vega-series" class="rharm-vega"></div><script>window.addEventListener("load", '
+                 'function () { window.rharmVegaEmbed("#rharm-vega-series", ' + spec
+                 + ', {actions: false, renderer: "svg"}); });</script>')
+
+
+def test_check_fails_on_a_named_quantity_in_another_colour(book):
+    page = _demo_page(book)
+    _series_chart(page, '["#ff0000", "#00ff00"]')
+    report = _check(page)
+    assert not report.ok and any("'experiment'" in c and "#ff0000" in c for c in report.palette), report.problems()
+
+
+def test_named_quantities_in_the_book_colours_pass(book):
+    from rharm import charts
+
+    page = _demo_page(book)
+    _series_chart(page, f'["{charts.COLOURS["ours"]}", "{charts.COLOURS["theory"]}"]')
+    report = _check(page)
+    assert report.ok, report.problems()

@@ -16,6 +16,8 @@ that serves the book under a ``/<folder>/`` sub-path, as GitHub Pages does), and
   API signatures);
 * a chart legend has no title, a title that is a bare field name (one lowercase word or ``snake_case``), or the
   entries ``true``/``false``;
+* a legend entry that stands for one of the book's meanings (our measurement, the paper, the theory, TE, NIE, NDE)
+  is drawn in another colour than the book's palette (:data:`rharm.charts.COLOURS`);
 * the page prints a warning or a traceback in a cell output (``output stderr``/``output traceback`` blocks, or text
   such as ``SomethingWarning:`` or ``Traceback (most recent call last)`` in an output);
 * the browser console reports an error (a script error such as a name declared twice).
@@ -77,9 +79,13 @@ _LAYOUT_PROBE = """<script>window.addEventListener('load', function () { setTime
     out.push({drawn: true, width: r.width, left: r.left, right: r.right, col_width: c.width, col_left: c.left,
               col_right: c.right, viewport: vw});
     svg.querySelectorAll('g.role-legend').forEach(function (g) {
-      var t = g.querySelector('.role-legend-title text'), labels = [];
+      var t = g.querySelector('.role-legend-title text'), labels = [], colours = [];
       g.querySelectorAll('.role-legend-label text').forEach(function (x) { labels.push(x.textContent); });
-      legends.push({title: t ? t.textContent : null, labels: labels.slice(0, 12)});
+      g.querySelectorAll('.role-legend-symbol path').forEach(function (x) {
+        var f = x.getAttribute('fill'), st = x.getAttribute('stroke');
+        colours.push(f && f !== 'transparent' && f !== 'none' ? f : st);
+      });
+      legends.push({title: t ? t.textContent : null, labels: labels.slice(0, 12), colours: colours.slice(0, 12)});
     });
   });
   col.querySelectorAll('table').forEach(function (t) {
@@ -233,6 +239,7 @@ class PageReport:
     small_text: list[str] = field(default_factory=list)  # text drawn under MIN_FONT_PX
     raw_output: list[str] = field(default_factory=list)  # raw reprs and long float tails in the page text
     legends: list[str] = field(default_factory=list)  # unlabelled legends
+    palette: list[str] = field(default_factory=list)  # a named quantity in another colour than the book's
 
     @property
     def ok(self) -> bool:
@@ -248,7 +255,8 @@ class PageReport:
                 + [f"console: {e}" for e in self.console_errors] + [f"table too wide: {t}" for t in self.wide_tables]
                 + [f"page scrolls sideways: {o}" for o in self.overflow]
                 + [f"text under {MIN_FONT_PX} px: {t}" for t in self.small_text]
-                + [f"raw output: {r}" for r in self.raw_output] + [f"legend: {g}" for g in self.legends])
+                + [f"raw output: {r}" for r in self.raw_output] + [f"legend: {g}" for g in self.legends]
+                + [f"colour: {c}" for c in self.palette])
 
 
 _MATH_SOURCE = re.compile(r'class="math[ "]|\\\(|\\\[|\$\$')
@@ -317,6 +325,26 @@ def unlabelled_legends(legends: list[dict]) -> list[str]:
     return sorted(set(out))
 
 
+def palette_mismatches(legends: list[dict]) -> list[str]:
+    """Legend entries that stand for one of the book's meanings (our measurement, the paper, the theory, TE, NIE,
+    NDE: :func:`rharm.charts.meaning`, each once in the legend) but are drawn in another colour than
+    :data:`rharm.charts.COLOURS` gives it."""
+    from ..charts import COLOURS, meaning
+
+    out = []
+    for g in legends:
+        labels, colours = g.get("labels", []), g.get("colours", [])
+        if not labels or len(colours) != len(labels):
+            continue
+        keys = [meaning(x) for x in labels]
+        if None in keys or len(set(keys)) != len(keys):
+            continue
+        for label, key, colour in zip(labels, keys, colours):
+            if str(colour).lower() != COLOURS[key].lower():
+                out.append(f"{label!r} ({key}) drawn in {colour}, the book's colour for it is {COLOURS[key]}")
+    return out
+
+
 def check_page(page: Path, chromium: str, widths: tuple[int, ...] = WIDTHS, *,
                servers: dict[str, tuple[str, Path] | None] | None = None) -> PageReport:
     """Check one page at every width, loaded in every mode of ``servers`` (``{"file": None}`` by default; an HTTP
@@ -344,6 +372,7 @@ def check_page(page: Path, chromium: str, widths: tuple[int, ...] = WIDTHS, *,
                 report.raw_math_left = probe["raw_math"] > 0
                 report.raw_output = raw_output(probe.get("text", ""))
                 report.legends = unlabelled_legends(probe.get("legends", []))
+                report.palette = palette_mismatches(probe.get("legends", []))
                 first = False
             elif probe["drawn"] < charts:
                 report.console_errors.append(f"{tag}px: only {probe['drawn']} of {charts} charts drawn")
