@@ -104,28 +104,32 @@ def meaning(label) -> str | None:
 def _palette(spec: dict) -> None:
     """Give a nominal colour encoding without a scale the book's colours (:data:`COLOURS`) when each of its values
     stands for a different one of them (our measurement, the paper, the theory, TE, NIE, NDE)."""
-    rows = [r for values in (spec.get("datasets") or {}).values() if isinstance(values, list) for r in values
-            if isinstance(r, dict)]
+    datasets = spec.get("datasets") or {}
 
-    def walk(node):
+    def walk(node, rows):
         if isinstance(node, list):
             for n in node:
-                walk(n)
+                walk(n, rows)
             return
         if not isinstance(node, dict):
             return
+        data = node.get("data")
+        if isinstance(data, dict):  # the rows this view draws (a named dataset or inline values)
+            rows = datasets.get(data.get("name"), data.get("values", rows)) if "name" in data else data.get(
+                "values", rows)
         color = (node.get("encoding") or {}).get("color")
         if isinstance(color, dict) and color.get("type") == "nominal" and isinstance(color.get("field"), str) \
-                and "scale" not in color:
-            values = sorted({str(r[color["field"]]) for r in rows if r.get(color["field"]) is not None})
+                and "scale" not in color and isinstance(rows, list):
+            values = sorted({str(r[color["field"]]) for r in rows
+                             if isinstance(r, dict) and r.get(color["field"]) is not None})
             keys = [meaning(v) for v in values]
             if values and None not in keys and len(set(keys)) == len(keys):
                 color["scale"] = {"domain": values, "range": [COLOURS[k] for k in keys]}
         for key, child in node.items():
             if key not in ("datasets", "data", "encoding"):
-                walk(child)
+                walk(child, rows)
 
-    walk(spec)
+    walk(spec, None)
 
 
 def readable(spec: dict) -> dict:

@@ -214,3 +214,14 @@ def test_series_that_stand_for_a_meaning_get_the_book_colours():
     spec2 = charts.readable(charts.line(df2, "x", "y", "series", title="t", legend="what").to_dict())
     assert "scale" not in spec2["encoding"]["color"]
     assert charts.meaning("NIE") == "NIE" and charts.meaning("paper") == "paper" and charts.meaning("cat") is None
+
+
+def test_book_colours_per_panel_when_panels_show_different_series():
+    df = pd.DataFrame({"x": [1, 2, 1, 2], "y": [1.0, 0.9, 1.0, 0.8],
+                       "series": ["experiment"] * 2 + ["theory (α 0)"] * 2})
+    a = charts.line(df, "x", "y", "series", title="a", legend="what the curve shows")
+    b = charts.line(df.assign(series=["experiment"] * 2 + ["theory (α 1)"] * 2), "x", "y", "series", title="b",
+                    legend="what the curve shows")
+    spec = charts.readable(alt.vconcat(a, b).to_dict())
+    for panel in spec["vconcat"]:
+        assert panel["encoding"]["color"]["scale"]["range"] == [charts.COLOURS["ours"], charts.COLOURS["theory"]]
