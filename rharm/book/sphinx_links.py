@@ -2,7 +2,8 @@
 
 Listed in ``_config.yml`` under ``sphinx.extra_extensions``.
 
-* **Source of each page.** Under the title of every page a line links to the file a reader would edit: for an
+* **Source of each page.** Under the title of every page a line (and the first entry of the theme's download menu)
+  links to the file a reader would edit: for an
   executed chapter (``<profile>/<name>``) its jupytext source ``notebooks/<name>.py`` (the ``.ipynb`` beside it and
   the executed page are generated from it), for a prose page ``book/<page>.md``. The address is built from the one
   repository setting of ``_config.yml`` (``repository: url`` and ``branch``, which Jupyter Book passes to the
@@ -141,6 +142,21 @@ def _doctree_read(app, doctree: nodes.document) -> None:
     section.insert(1, para)
 
 
+def _header_button(app, pagename, templatename, context, doctree) -> None:
+    """Put the page's source file first in the theme's download menu (the executed .ipynb is not what one edits)."""
+    url, branch = _repository(app)
+    path = source_path(pagename, _project_root(app))
+    if not (url and path):
+        return
+    for button in context.get("header_buttons", []):
+        if button.get("label") == "download-buttons":
+            button["buttons"].insert(0, {
+                "type": "link", "url": f"{url}/blob/{branch}/{path}", "text": Path(path).name,
+                "tooltip": "Source file of this page (edit this)", "icon": "fas fa-file-code",
+                "label": "rharm-source-button"})
+
+
 def setup(app):
     app.connect("doctree-read", _doctree_read)
+    app.connect("html-page-context", _header_button, priority=900)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
