@@ -75,6 +75,9 @@ COLOURS = {
 #: smallest font (px) of any chart text, at any width (the page's renderer refits charts to their container
 #: rather than shrinking them: resources/vega_fit.js); below NARROW_PX side-by-side panels are stacked
 MIN_FONT_PX, NARROW_PX = 11, 600
+#: axis titles in words for the column names heatmaps are drawn from, when the caller gives none
+AXIS_WORDS = {"other": "other class j", "minority": "minority class i", "predicted": "predicted class j",
+              "row": "class i", "column": "class j", "row block": "row block i", "column block": "column block j"}
 #: cell labels of a heatmap are drawn only in cells at least this wide (px)
 CELL_TEXT_PX = 28
 #: readable defaults for every chart (fonts never below MIN_FONT_PX)
@@ -371,9 +374,9 @@ def heatmap(
         scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
     tips = list(tooltip) if tooltip is not None else [x, y, alt.Tooltip(value, format=fmt)]
     base = alt.Chart(df).encode(
-        x=alt.X(f"{x}:N", sort=list(x_order) if x_order is not None else None, title=x_title or x,
+        x=alt.X(f"{x}:N", sort=list(x_order) if x_order is not None else None, title=x_title or AXIS_WORDS.get(x, x),
                 axis=alt.Axis(labelAngle=-45, labelLimit=90)),
-        y=alt.Y(f"{y}:N", sort=list(y_order) if y_order is not None else None, title=y_title or y,
+        y=alt.Y(f"{y}:N", sort=list(y_order) if y_order is not None else None, title=y_title or AXIS_WORDS.get(y, y),
                 axis=alt.Axis(labelLimit=80)),
     )
     rect = base.mark_rect().encode(color=alt.Color(f"{value}:Q", scale=scale, legend=_legend(legend or value)),
