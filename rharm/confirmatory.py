@@ -175,8 +175,9 @@ class Result:
         minor = self.tests[self.tests.role == "minority"]
         held = [f"{r.minority} → {r.partner}" for r in minor.itertuples() if r.held]
         n = len(minor)
-        lead = (f"all {n} pre-registered minorities collapsed specifically onto their predicted partner"
-                if len(held) == n else
+        lead = (("both" if n == 2 else f"all {n}") + " pre-registered minorities collapsed specifically onto "
+                "their predicted partner" if len(held) == n and n > 1 else
+                "the pre-registered minority collapsed specifically onto its predicted partner" if len(held) == n else
                 f"{len(held)} of {n} pre-registered minorities collapsed specifically onto their predicted partner "
                 f"({', '.join(held)})" if held else
                 ("the pre-registered minority showed no significant pair-specific collapse" if n == 1 else

@@ -107,7 +107,7 @@ def test_finding_follows_the_numbers():
     assert "stays below 1 at every ratio from 1:5" in text and "better than a flat line" in text
     assert "survives with the learning rate scaled" in text and base.contradiction_survives
     # each contradicting number changes its clause
-    assert "all 2 pre-registered minorities" in _result(tests_held=(True, True)).finding()
+    assert "both pre-registered minorities collapsed" in _result(tests_held=(True, True)).finding()
     assert "none of the 2" in _result(tests_held=(False, False)).finding()
     assert "is not below 1 at every registered ratio" in _result(h4a=False).finding()
     assert "does not beat a flat line" in _result(h4b=False).finding()
