@@ -113,8 +113,12 @@ fashion.v1_table(v1)
 # {doc}`mitigation` chapter.
 #
 # **Seeds by a power calculation.** v1's own per-seed spread of $\log \mathrm{RH}$ in design B's two minority
-# cells (re-measured by re-running v1's design-B grid) sets the number of seeds: the smallest number at which H1
-# has power ≥ 0.8 to detect v1's own effect in both cells, at Holm's first-step level.
+# cells sets the number of seeds: the smallest number at which H1 has power ≥ 0.8 to detect v1's own effect in both
+# cells, at Holm's first-step level. v1's archive keeps summaries, not per-seed values, so its design-B main grid
+# (seeds 0–4, 2 epochs) was re-run for this on 2026-12-05. That machine had another CPU type than v1's, and the
+# re-run's per-seed values are not bit-identical to v1's (the floating-point kernels differ between CPU types): its
+# one-sided p-values were 0.008 and 0.014 against the archived 0.036 and 0.012, same direction. The spreads below are
+# the re-run's.
 
 # %%
 fashion.power_table(P)

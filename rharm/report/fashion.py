@@ -230,9 +230,11 @@ def dose_table(res: confirmatory.Result) -> tables.Table:
     for feat, d in res.dose.items():
         t = d.table.set_index("x").loc[base.x]
         name = confirmatory.FEATURES[feat]
-        out[f"RH, {name} (interval)"] = [ci_text(a, b, c) for a, b, c in zip(t.rh, t.rh_lo, t.rh_hi)]
+        out[f"RH, {name} (interval)"] = ["1 (by definition)" if x == 1 else ci_text(a, b, c)
+                                          for x, a, b, c in zip(base.x, t.rh, t.rh_lo, t.rh_hi)]
         out[f"theory RH, {name} (α {d.fit.alpha:.3f})"] = t.theory_rh.to_numpy()
-    out["TE, clean (interval)"] = [ci_text(a, b, c) for a, b, c in zip(base.te, base.te_lo, base.te_hi)]
+    out["TE, clean (interval)"] = ["0 (by definition)" if x == 1 else ci_text(a, b, c)
+                                   for x, a, b, c in zip(base.x, base.te, base.te_lo, base.te_hi)]
     return tables.show(out, digits=3, caption=(
         f"{res.name}: one row per ratio (1: the balanced model itself), RH({res.minority}, {res.partner}) on the "
         f"backbone and on the projection output ({metrics.RH_ESTIMATOR}), the theory's RH with α fitted at ratio "
@@ -251,7 +253,7 @@ def dose_chart(res: confirmatory.Result):
         out.append(charts.line_band(dl, "x", "rh", "rh_lo", "rh_hi", "series", log_x=True,
                                     title=f"RH({res.minority}, {res.partner}), {confirmatory.FEATURES[feat]}",
                                     x_title="ratio (minority keeps 1/ratio)", y_title="RH (< 1: collapse)",
-                                    legend="series"))
+                                    legend="estimate"))
     return charts.panels(out)
 
 
