@@ -5,7 +5,7 @@ by a reference encoder (n, d_ref), :func:`audit` returns an :class:`AuditReport`
 
 * the class cosine-distance matrix D(i, j) = 1 - cos(i, j), cos(i, j) = <mu_i, mu_j> the mean pairwise cosine
   between classes (paper §2.1.2, :func:`rharm.metrics.class_cosines`) and, within a class, the mean over pairs of
-  distinct items, (|s_i|^2 - n_i) / (n_i (n_i - 1)) with s_i the class sum of unit vectors (``within="unbiased"``,
+  distinct items, (‖s_i‖² - n_i) / (n_i (n_i - 1)) with s_i the class sum of unit vectors (``within="unbiased"``,
   the default; the paper's self-pair-inclusive mean <mu_i, mu_i> is ``within="paper"``), all computed from class
   sums of unit vectors in one O(n d) streaming pass, never an n x n matrix;
 * with a reference, RH(i, j) = D(i, j) / D_ref(i, j) (:func:`rharm.metrics.representation_harm`) with percentile
@@ -435,9 +435,9 @@ def _cos_from_sums(unit_sums: np.ndarray, counts: np.ndarray, self_weight: np.nd
     """(..., K, K) class cosines from (..., K, d) class sums of (weighted) unit vectors and (..., K) total weights.
 
     Between classes: <s_i, s_j> / (n_i n_j). Within a class, ``within="unbiased"``: the mean over pairs of distinct
-    items, (|s_i|^2 - q_i) / (n_i^2 - q_i) with q_i = ``self_weight`` the sum of squared weights (None: unit
+    items, (‖s_i‖² - q_i) / (n_i^2 - q_i) with q_i = ``self_weight`` the sum of squared weights (None: unit
     weights, q_i = n_i; :func:`rharm.metrics.within_from_sums`), so a bootstrap resample, whose repeated draws of
-    one item are self-pairs too, never pairs an item with its own copy; ``within="paper"``: |s_i|^2 / n_i^2,
+    one item are self-pairs too, never pairs an item with its own copy; ``within="paper"``: ‖s_i‖² / n_i^2,
     self-pairs included.
     """
     mu = unit_sums / counts[..., None]

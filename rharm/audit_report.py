@@ -25,18 +25,20 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #d
 table{border-collapse:collapse;font-size:.9em;margin:.6em 0}td,th{padding:.2em .6em;border-bottom:1px solid #eee;
 text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
 .note{color:#555;font-size:.92em}.harm{color:#b2182b;font-weight:600}.grid{display:flex;flex-wrap:wrap;gap:2em}
+.tablewrap{max-width:100%;overflow-x:auto}th{white-space:normal;vertical-align:bottom}
 """
 
 
 def _table(frame: pd.DataFrame, fmt: str = "{:.3f}", harm_col: str | None = None) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    # headers wrap at spaces (a column name's underscores read as spaces), so a table fits its column
+    head = "".join(f"<th>{html.escape(str(c).replace('_', ' '))}</th>" for c in frame.columns)
     rows = []
     for _, r in frame.iterrows():
         cls = ' class="harm"' if harm_col and bool(r[harm_col]) else ""
         cells = "".join(f"<td>{html.escape(fmt.format(v) if isinstance(v, (float, np.floating)) else str(v))}</td>"
                         for v in r)
         rows.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
 def render_html(report: "AuditReport") -> str:

@@ -6,7 +6,7 @@ Definitions (arXiv 2310.01583, §2.1.2). For a model M with unit-normalised feat
 and class means of the unit vectors mu_i = mean_{x in class i} u(x),
 
     cos_M(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>          (i != j: every pair is distinct)
-    cos_M(i, i) = mean_{a != b in i} <u(a), u(b)> = (|s_i|^2 - n_i) / (n_i (n_i - 1)),  s_i = n_i mu_i
+    cos_M(i, i) = mean_{a != b in i} <u(a), u(b)> = (‖s_i‖² - n_i) / (n_i (n_i - 1)),  s_i = n_i mu_i
 
 The within-class cell (the diagonal) excludes self-pairs by default (``within="unbiased"``): each item's cosine with
 itself is 1, so the all-pairs mean <mu_i, mu_i> the paper's code uses (``within="paper"``) is biased high by
@@ -97,9 +97,9 @@ def within_from_sums(sums: Any, counts: Any, self_weight: Any = None) -> np.ndar
     With s = sum_a w_a u_a (weights w_a >= 0, e.g. bootstrap counts; all 1 for the sample itself), n = sum_a w_a and
     q = sum_a w_a^2 (``self_weight``; default ``counts``, i.e. unit weights)::
 
-        sum_{a != b} w_a w_b <u_a, u_b> / sum_{a != b} w_a w_b = (|s|^2 - q) / (n^2 - q)
+        sum_{a != b} w_a w_b <u_a, u_b> / sum_{a != b} w_a w_b = (‖s‖² - q) / (n^2 - q)
 
-    since <u_a, u_a> = 1. With unit weights this is (|s|^2 - n) / (n (n - 1)). A class whose items have no pair of
+    since <u_a, u_a> = 1. With unit weights this is (‖s‖² - n) / (n (n - 1)). A class whose items have no pair of
     distinct items (n = 1, or a resample of one item repeated) has no within-class pairs: NaN.
 
     Args:
@@ -123,7 +123,7 @@ def class_cosines(features: Any, labels: Any, num_classes: int | None = None, *,
     """Mean pairwise cosine between classes; within a class over pairs of distinct items unless ``within="paper"``.
 
     Off the diagonal, cos(i, j) = mean_{a in i, b in j} <u(a), u(b)> = <mu_i, mu_j>. On it, ``within="unbiased"``
-    (default) gives the mean over the n_i (n_i - 1) pairs a != b, (|s_i|^2 - n_i) / (n_i (n_i - 1)) with s_i the
+    (default) gives the mean over the n_i (n_i - 1) pairs a != b, (‖s_i‖² - n_i) / (n_i (n_i - 1)) with s_i the
     class sum of unit vectors (:func:`within_from_sums`); ``within="paper"`` the mean over all n_i^2 pairs,
     self-pairs included (<mu_i, mu_i>, the paper's code), which is biased high by (1 - cos(i, i)) / n_i. Both are
     computed in O(N d) from the class sums and equal the brute-force pair means exactly.

@@ -53,11 +53,13 @@ def load_v1(profile: str) -> dict | None:
     return json.loads(f.read_text(encoding="utf-8"))
 
 
-def v1_table(v1: Mapping[str, Any] | None) -> tables.Table | str:
+def v1_table(v1: Mapping[str, Any] | None) -> Any:
     """v1's verdicts, design by design, with point estimates and the registered tests' p-values. v1's intervals
     (percentile bootstraps over 3 to 5 seeds, which cover about 75 to 85 %) are not shown."""
     if v1 is None:
-        return "No v1 result is archived for this profile (v1 was run at the cpu profile only)."
+        from IPython.display import Markdown
+
+        return Markdown("*No v1 result is archived for this profile (v1 was run at the cpu profile only).*")
     rows = []
     for key, d in v1["values"]["designs"].items():
         for t in d["tests"]:
@@ -253,7 +255,7 @@ def dose_chart(res: confirmatory.Result):
         out.append(charts.line_band(dl, "x", "rh", "rh_lo", "rh_hi", "series", log_x=True,
                                     title=f"RH({res.minority}, {res.partner}), {confirmatory.FEATURES[feat]}",
                                     x_title="ratio (minority keeps 1/ratio)", y_title="RH (< 1: collapse)",
-                                    legend="estimate"))
+                                    legend="curve (band: its 95% interval)"))
     return charts.panels(out)
 
 
@@ -288,7 +290,7 @@ def allocation_chart(res: confirmatory.Result):
     return charts.line_band(pd.concat(parts), "x", "v", "lo", "hi", "series", log_x=True,
                             title=f"{res.minority}: allocation harm against the imbalance",
                             x_title="ratio (minority keeps 1/ratio)", y_title="change (0: no harm)",
-                            legend="outcome")
+                            legend="outcome and effect")
 
 
 def temperature_table(res: confirmatory.Result) -> tables.Table:
@@ -318,7 +320,8 @@ def temperature_chart(res: confirmatory.Result):
     both["label"] = both.kind + ", " + both.representation
     return charts.interval_dots(both, "condition", "rh", "rh_lo", "rh_hi", "label",
                                 title=f"RH({res.minority}, {res.partner}) by temperature condition",
-                                x_title="condition", y_title="RH (< 1: collapse)", legend="estimate",
+                                x_title="condition", y_title="RH (< 1: collapse)",
+                                legend="estimate and representation",
                                 rule_at=1.0)
 
 
