@@ -164,8 +164,9 @@ display_six
 
 # %% [markdown]
 # Left: the paper's 6-class panels (airplane, ship, automobile, truck, deer, horse; `AH_undersampling_100.pdf`);
-# right: ours for the minorities of that set we ran, one row per effect. All six panels share one colour scale, so a
-# pale panel is a small effect, not a rescaled one.
+# right: ours for the minorities of that set we ran, one row per effect. All six panels use the same colour domain,
+# centred at 0 (the legend may be drawn once per side, with the same range), so a pale panel is a small effect, not
+# a rescaled one.
 #
 # ## How much of the minority's accuracy loss does the representation carry?
 

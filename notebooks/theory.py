@@ -284,8 +284,9 @@ small = report.small_minority(P, report.small_minority_solves(P), sweep, officia
 # $$F'(t) = \frac1\tau\Big[\tanh\frac t\tau + \frac{\sinh(t/\tau)}{\cosh(1/\tau)}
 #   - \Big(1+\frac\alpha a\Big)\Big].$$
 #
-# sympy differentiates the principled objective itself in $\pi_1$ at $\pi_1=0$ on this configuration and
-# confirms $F'$:
+# sympy derives the limit objective $F(t)$ from the principled objective itself (its derivative in $\pi_1$ at
+# $\pi_1=0$ on this configuration), shown below; the stated $F'$ is then checked against the derivative of that
+# $F$:
 
 # %%
 difference, F = theory.limit_symbolic_check()
