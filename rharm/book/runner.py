@@ -406,15 +406,22 @@ def stage(profile: str) -> Path:
 
 
 FINDINGS = "findings.txt"
+BOTTOM_LINE = "bottomline.txt"
 
 
 def write_findings(source: Path, profile: str) -> Path:
     """Write ``<source>/findings.txt``, the introduction's summary of every chapter's finding, computed from the
-    executed pages in ``<source>/<profile>/`` (the intro includes it, so it never repeats a number by hand)."""
+    executed pages in ``<source>/<profile>/``, and ``<source>/bottomline.txt``, the book's bottom line computed from
+    the chapters' headline files (:func:`rharm.report.landing.bottom_line`); the intro includes both, so it never
+    repeats a number by hand."""
+    from ..report import landing
+
     text = headline.findings_markdown(toc_chapters(), Path(source) / profile, profile)
     out = Path(source) / FINDINGS
     with store.atomic_path(out) as tmp:
         Path(tmp).write_text(text)
+    with store.atomic_path(Path(source) / BOTTOM_LINE) as tmp:
+        Path(tmp).write_text(landing.bottom_line(Path(source) / profile, profile))
     return out
 
 
