@@ -24,7 +24,7 @@ and the reference (a paired bootstrap over items). To stream, each replicate's m
 class k is split exactly: first the number of draws falling in each chunk (multinomial over chunks), then, inside a
 chunk, over its items. The resampled class sums are weighted sums, a (B x c) @ (c x d) product per chunk. A
 within-class cell of a replicate averages only over draws of distinct items: with resample counts w_a it is
-(|sum_a w_a u_a|^2 - sum_a w_a^2) / (n^2 - sum_a w_a^2), so an item is never paired with its own copy (with
+(‖sum_a w_a u_a‖² - sum_a w_a^2) / (n^2 - sum_a w_a^2), so an item is never paired with its own copy (with
 self-pairs the replicates carry ~ 1/n more of them than the sample, and the interval misses the truth).
 
 **Why not fairlearn's MetricFrame.** The per-group table is a group-by of correct predictions; MetricFrame would

@@ -65,8 +65,8 @@ def theory_against_flat(points: Sequence[dict], fit: study.TheoryFit, *, margin:
                         level: float, dim: int) -> dict:
     """H4b: held-out error of the theory's curve against a flat line, both fitted at ``fit.fit_ratio``.
 
-    Per seed s and held-out ratio r (every ratio but 1 and the fitting ratio): e_theory = |log RH_s(r) - log T(r)|,
-    e_flat = |log RH_s(r) - log RH_fit| with RH_fit the geometric-mean RH at the fitting ratio (what the theory is
+    Per seed s and held-out ratio r (every ratio but 1 and the fitting ratio): e_theory = abs(log RH_s(r) - log T(r)),
+    e_flat = abs(log RH_s(r) - log RH_fit) with RH_fit the geometric-mean RH at the fitting ratio (what the theory is
     fitted to). D_s = mean_r e_flat - mean_r e_theory; held when the one-sided t-test of mean D > ``margin`` rejects
     at ``alpha`` for every alpha solution of the fit. Returns {"held", "by_solution": [...], ...}.
     """

@@ -497,7 +497,7 @@ def paired_rh(runs: list[RunResult], minority: str, feature: str = "test_backbon
 
 def paired_summary(df, partner: str) -> dict:
     """Summary of :func:`paired_rh` for one partner class j: mean effect RH(i, j) over seeds, its seed sd, the noise
-    floor's sd of log RH over all pairs (j' != i), and the signal-to-noise ratio |mean log RH(i, j)| / noise sd."""
+    floor's sd of log RH over all pairs (j' != i), and the signal-to-noise ratio abs(mean log RH(i, j)) / noise sd."""
     eff = df[(df.kind == "effect") & (df.other_class == partner)]["log_rh"]
     noise = df[df.kind == "noise floor"]["log_rh"]
     noise_sd = float(np.sqrt(np.mean(noise ** 2))) if len(noise) else float("nan")  # RMS: its centre is 0 (RH=1)

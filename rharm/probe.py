@@ -87,7 +87,7 @@ def fit_multinomial(x: Any, y: Any, C: float | Sequence[float], *, masks: Any = 
         masks: None (every problem uses all rows) or (B, N) booleans, the rows of each problem (e.g. CV folds);
             B is the longer of C and masks, the other is broadcast when it has length 1.
         classes: the label values (default: ``np.unique(y)``); every label must be among them.
-        max_iter: L-BFGS iterations per problem. tol: stop a problem when max |gradient| <= tol.
+        max_iter: L-BFGS iterations per problem. tol: stop a problem when max abs(gradient) <= tol.
         history: L-BFGS memory. device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:k]"``.
         dtype: float64 on the CPU, float32 on CUDA by default.
     Returns: :class:`MultinomialFit` on the CPU.

@@ -396,7 +396,7 @@ def held(expectation: Any, row: Any, baseline_resolved: bool) -> bool:
     """The registered rule, every clause: the point estimate of the harm removed lies in the range AND, for an
     expected reduction, the paired interval of Δ log RH lies above 0; for E4 and E6 (the harm persists) the RH
     interval lies below 1 and, where a share removed is defined (resolved baseline), that share lies in the range;
-    and where a probe-accuracy clause is registered (:data:`PROBE_WITHIN`), |Δ probe| is within it."""
+    and where a probe-accuracy clause is registered (:data:`PROBE_WITHIN`), abs(Δ probe) is within it."""
     in_range = bool(expectation.removed_lo <= row.removed <= expectation.removed_hi)  # False when NaN (undefined)
     probe_ok = abs(row.dprobe) <= PROBE_WITHIN[expectation.id] if expectation.id in PROBE_WITHIN else True
     if expectation.id in PERSISTS:

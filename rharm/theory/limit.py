@@ -74,7 +74,7 @@ def limit_check(alphas: Sequence[float], *, tau: float = 1.0, pi1: float = 1e-6,
     """Compare :func:`limit_cosine` with the solved principled optimum at a tiny ``pi1`` for each alpha.
 
     Returns a DataFrame with columns ``alpha``, ``limit_cos12`` (theory), ``cos12``, ``cos13``, ``cos23`` (solver)
-    and ``abs_diff`` = |limit_cos12 - cos12|.
+    and ``abs_diff`` = abs(limit_cos12 - cos12).
     """
     import pandas as pd
 
