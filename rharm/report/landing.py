@@ -35,7 +35,7 @@ def sentences(fh: dict | None, rh: dict | None, tx: dict | None, profile: str) -
         v2 = fh["v2"]
         minor = [t for t in v2["tests"] if t["role"] == "minority"]
         held = [t for t in minor if t["held"]]
-        cells = " and ".join(f"RH({t['minority']}, {t['partner']}) = {ci_text(t['rh'], t['rh_lo'], t['rh_hi'], 2)}"
+        cells = " and ".join(f"RH({t['minority']}, {t['partner']}) = {ci_text(t['rh'], t['rh_lo'], t['rh_hi'])}"
                              for t in minor)
         verb = (f"{'both' if len(minor) == 2 else 'all'} registered minorities collapsed specifically onto their "
                 "nearest class" if held and len(held) == len(minor) else
@@ -87,7 +87,7 @@ def claims_table(fh: dict | None, rh: dict | None, al: dict | None) -> str:
         rows.append(("An underrepresented class collapses onto a similar one (RH < 1)",
                      f"RH(automobile, truck) = {_f(paper_rh.loc['automobile', 'truck'])}",
                      f"Fashion-MNIST: RH({first['minority']}, {first['partner']}) = "
-                     f"{ci_text(first['rh'], first['rh_lo'], first['rh_hi'], 2)}",
+                     f"{ci_text(first['rh'], first['rh_lo'], first['rh_hi'])}",
                      "replicated at small scale" if first["rh_hi"] < 1 else "not replicated"))
         n_held = sum(bool(t["held"]) for t in minor)
         rows.append(("The collapse is toward one class, not the whole row",
@@ -100,8 +100,8 @@ def claims_table(fh: dict | None, rh: dict | None, al: dict | None) -> str:
             nie_ok = main["NIE_auc_hi"] < 0
             rows.append(("Part of the downstream loss is carried by the representation",
                          f"NIE / TE = {_f(al.get('paper_share'))} (mean over minorities)",
-                         f"AUC change {ci_text(main['TE_auc'], main['TE_auc_lo'], main['TE_auc_hi'], 2)}, "
-                         f"representation's part {ci_text(main['NIE_auc'], main['NIE_auc_lo'], main['NIE_auc_hi'], 2)}",
+                         f"AUC change {ci_text(main['TE_auc'], main['TE_auc_lo'], main['TE_auc_hi'])}, "
+                         f"representation's part {ci_text(main['NIE_auc'], main['NIE_auc_lo'], main['NIE_auc_hi'])}",
                          "replicated (a small part)" if nie_ok else "not resolved"))
         dose = v2["dose_response"]
         rows.append(("A stochastic-block model predicts the collapse",
