@@ -288,22 +288,9 @@ def run(name: str, grid: dict, *, n_close: int, alpha: float, level: float, dose
     later += [{**grid, **ch, "minority_classes": [m0]} for ch in low.values()]
     experiment.prefetch(later, workers=int(grid.get("workers") or 1))
     main = runs(prereg.all_minorities)
-    cr = metrics.cosine_runs(main, classes=classes)
-    tests = study.primary_tests(cr, prereg, alpha=alpha, level=level)
-    floor = study.noise_floor_rows(cr, prereg.all_minorities)
-    est = metrics.rh_interval(cr, level=level)
-    rh_long = metrics.long_rh(est["estimate"], est["lo"], est["hi"])
-    rh_long = rh_long[rh_long.minority.isin(prereg.all_minorities)]
-    acc = np.array([metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
-                                                  r.features["test_backbone"], r.features["test_labels"])
-                    for r in balanced])
-    pm, plo, phi = stats.mean_ci(acc, level=level)
+    prim = study.primary_section(balanced, main, prereg, classes, ratio=int(grid["ratio"]), alpha=alpha,
+                                 level=level, probe_c=probe_c)
     probe_cfg = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
-    med = {}
-    for prot in ("paper", "clean"):
-        mr = mediation.mediation_runs(main, protocol=prot, ratio=int(grid["ratio"]), split_seeds=[0], probe=probe_cfg,
-                                      classes=classes, minorities=prereg.all_minorities)
-        med[prot] = mediation.diagonal_summary(mr, level=level)
     log(f"{name}: H1-H3 done")
     imb_by_ratio = {int(r): [x for x in runs([m0], ratio=int(r)) if x.minority == m0]
                     for r in dose_ratios if int(r) != 1}
@@ -342,8 +329,8 @@ def run(name: str, grid: dict, *, n_close: int, alpha: float, level: float, dose
                                                 and hi < th - CONTRADICTION_MARGIN)})
     temp = pd.DataFrame(trows)
     src = balanced[0].meta.get("extra", {}).get("data_source", data.dataset_info(grid["dataset"]).title)
-    return Result(name, classes, dict(grid), prereg, tests, floor, rh_long,
-                  {"mean": pm, "lo": plo, "hi": phi, "per_seed": acc}, med, dose, temp, m0, p0, src,
+    return Result(name, classes, dict(grid), prereg, prim["tests"], prim["floor"], prim["rh_long"], prim["probe"],
+                  prim["mediation"], dose, temp, m0, p0, src,
                   sum(run_seconds.values()) / 60, float(alpha), float(level),
                   {"r0": r0, "margin": margin, "fit_ratio": fit_ratio, "low_temperature": low_temperature},
                   allocation)

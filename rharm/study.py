@@ -491,6 +491,34 @@ def _slope_p(xs: Sequence[float], ys: Sequence[np.ndarray]) -> tuple[float, floa
     return float(fit.slope), float(p)
 
 
+def primary_section(balanced: Sequence, main: Sequence, prereg: Preregistration, classes: Sequence[str], *,
+                    ratio: int, alpha: float, level: float, probe_c: float) -> dict:
+    """The analysis every registration runs on its main grid, computed once for all: the registered tests
+    (:func:`primary_tests`), the noise floor of the registered rows, the RH of every registered row with its interval
+    (long form, for the heatmap), the balanced models' linear-probe accuracy (mean and t-interval over seeds) and
+    the minority diagonal of the mediation under both probe protocols. Returns a dict with those five entries."""
+    from . import mediation
+
+    classes = list(classes)
+    cr = metrics.cosine_runs(main, classes=classes)
+    est = metrics.rh_interval(cr, level=level)
+    rh_long = metrics.long_rh(est["estimate"], est["lo"], est["hi"])
+    acc = np.array([metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
+                                                  r.features["test_backbone"], r.features["test_labels"])
+                    for r in balanced])
+    pm, plo, phi = stats.mean_ci(acc, level=level)
+    probe_cfg = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
+    med = {}
+    for prot in ("paper", "clean"):
+        mr = mediation.mediation_runs(main, protocol=prot, ratio=int(ratio), split_seeds=[0], probe=probe_cfg,
+                                      classes=classes, minorities=prereg.all_minorities)
+        med[prot] = mediation.diagonal_summary(mr, level=level)
+    return {"tests": primary_tests(cr, prereg, alpha=alpha, level=level),
+            "floor": noise_floor_rows(cr, prereg.all_minorities),
+            "rh_long": rh_long[rh_long.minority.isin(prereg.all_minorities)],
+            "probe": {"mean": pm, "lo": plo, "hi": phi, "per_seed": acc}, "mediation": med}
+
+
 def run_design(name: str, grid: dict, *, n_close: int, alpha: float, level: float,
                dose_ratios: Sequence[int], dose_seeds: Sequence[int], temperatures: Sequence[float],
                temperature_seeds: Sequence[int], theory_fit_ratio: int, theory_dim: int, probe_c: float,
@@ -503,7 +531,7 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, level: floa
     over ``dose_ratios`` and the theory fitted at ``theory_fit_ratio``; 5. the temperature study.
     ``grid`` is an :func:`rharm.experiment.run_grid` grid (``classes`` may select a subset).
     """
-    from . import data, experiment, mediation
+    from . import data, experiment
 
     # training cost: each distinct model's wall time as recorded when it was trained (a page re-executed from the
     # result store shows what its models cost, not the seconds it took to load them)
@@ -531,22 +559,9 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, level: floa
               for t in temperatures]
     experiment.prefetch(later, workers=int(grid.get("workers") or 1))
     main = runs(prereg.all_minorities, seeds)
-    cr = metrics.cosine_runs(main, classes=classes)
-    tests = primary_tests(cr, prereg, alpha=alpha, level=level)
-    floor = noise_floor_rows(cr, prereg.all_minorities)
-    boot = metrics.rh_interval(cr, level=level)
-    rh_long = metrics.long_rh(boot["estimate"], boot["lo"], boot["hi"])
-    rh_long = rh_long[rh_long.minority.isin(prereg.all_minorities)]
-    acc = np.array([metrics.linear_probe_accuracy(r.features["train_backbone"], r.features["train_labels"],
-                                                  r.features["test_backbone"], r.features["test_labels"])
-                    for r in balanced])
-    pm, plo, phi = mean_ci(acc, level=level)
-    probe_cfg = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
-    med = {}
-    for prot in ("paper", "clean"):
-        mr = mediation.mediation_runs(main, protocol=prot, ratio=int(grid["ratio"]), split_seeds=[0], probe=probe_cfg,
-                                      classes=classes, minorities=prereg.all_minorities)
-        med[prot] = mediation.diagonal_summary(mr, level=level)
+    prim = primary_section(balanced, main, prereg, classes, ratio=int(grid["ratio"]), alpha=alpha, level=level,
+                           probe_c=probe_c)
+    tests, floor, rh_long, med = prim["tests"], prim["floor"], prim["rh_long"], prim["mediation"]
     log(f"{name}: pre-registered tests done")
     bal_dose = runs([], dose_seeds)
     points = []
@@ -577,6 +592,6 @@ def run_design(name: str, grid: dict, *, n_close: int, alpha: float, level: floa
                          for x in temp.x]
     t_slope, t_p = _slope_p([p["x"] for p in tpoints], [p["log_rh"] for p in tpoints])
     src = balanced[0].meta.get("extra", {}).get("data_source", data.dataset_info(grid["dataset"]).title)
-    return DesignResult(name, classes, dict(grid), prereg, tests, floor, rh_long,
-                        {"mean": pm, "lo": plo, "hi": phi, "per_seed": acc}, med, dose, fit, mae, d_slope, d_p, temp,
-                        t_slope, t_p, m0, p0, src, sum(run_seconds.values()) / 60, alpha=float(alpha))
+    return DesignResult(name, classes, dict(grid), prereg, tests, floor, rh_long, prim["probe"], med, dose, fit, mae,
+                        d_slope, d_p, temp, t_slope, t_p, m0, p0, src, sum(run_seconds.values()) / 60,
+                        alpha=float(alpha))
