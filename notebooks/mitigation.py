@@ -36,7 +36,7 @@
 #   only (the minority never seen), the analogue of the ImageNet initialisation of the paper's code.
 #
 # **The setting.** The chapter studies the {doc}`fashion_harm` chapter's registration v2 (design B's five classes
-# and pool, fresh seeds, 4 epochs; see that chapter's verdicts for which of its cells are below 1 and which are
+# and pool, its fresh seeds and epochs; see that chapter's verdicts for which of its cells are below 1 and which are
 # pair-specific). The cell is v2's *first* pre-registered minority and its partner, picked by the same rule (ties
 # broken by the larger room, never by a name) from the same balanced models, with all of v2's seeds paired. The
 # chapter's first version studied design A (all ten classes) with three seeds, where the unmitigated harm was not
@@ -124,7 +124,7 @@ mitigation.temperature_table(P, cell, theory)
 # of $\log \mathrm{RH}_{\text{mitigated}} - \log \mathrm{RH}_{\text{none}}$ lies above 0, and, where one is
 # registered (E1, E2: 1 point; E5: 2 points), the balanced probe accuracy changes by no more than its bound. The
 # setting moved on 2026-12-05, before any of its models was trained, to the Fashion-MNIST chapter's registration
-# v2 (fresh seeds, 4 epochs, ties broken by the larger room); the expectations did not change.
+# v2 (its fresh seeds and epochs, ties broken by the larger room); the expectations did not change.
 
 # %%
 mitigation.expectations_table()

@@ -38,25 +38,11 @@ FEATURES = {"test_backbone": "backbone", "test_projection": "projection output"}
 CONTRADICTION_MARGIN = 0.05
 
 
-def one_sided_p(x: Sequence[float], mu: float = 0.0, alternative: str = "less") -> float:
-    """p-value of a one-sample t-test of mean(x) against ``mu`` (``alternative`` "less" or "greater"); NaN with fewer
-    than two values; 0 or 1 with no spread (the sign decides)."""
-    from scipy import stats as sps
-
-    x = np.asarray(x, dtype=np.float64)
-    if x.size < 2:
-        return float("nan")
-    if np.allclose(x, x[0]):
-        below = x[0] < mu
-        return (0.0 if below else 1.0) if alternative == "less" else (0.0 if x[0] > mu else 1.0)
-    return float(sps.ttest_1samp(x, mu, alternative=alternative).pvalue)
-
-
 def below_one_at_every_ratio(points: Sequence[dict], r0: float, alpha: float) -> dict:
     """H4a: per ratio >= ``r0`` the one-sided paired t-test of log RH < 0; held when every test rejects at ``alpha``
     (an intersection-union test). Returns {"held", "ratios", "p"} (p in the order of ``ratios``)."""
     use = [p for p in points if p["x"] >= r0]
-    ps = [one_sided_p(p["log_rh"]) for p in use]
+    ps = [stats.one_sided_p(p["log_rh"]) for p in use]
     return {"held": bool(use) and all(np.isfinite(p) and p < alpha for p in ps), "ratios": [p["x"] for p in use],
             "p": ps}
 
@@ -85,7 +71,7 @@ def theory_against_flat(points: Sequence[dict], fit: study.TheoryFit, *, margin:
         e_theory = np.abs(y - t[:, None]).mean(axis=0)
         d = e_flat - e_theory
         m, lo, hi = stats.t_interval(d, level=level)
-        p = one_sided_p(d, margin, "greater")
+        p = stats.one_sided_p(d, margin, "greater")
         out.append({"alpha": float(a), "theory_error": float(e_theory.mean()), "flat_error": float(e_flat.mean()),
                     "difference": m, "lo": lo, "hi": hi, "p": p, "held": bool(np.isfinite(p) and p < alpha)})
     return {"held": all(o["held"] for o in out) and not fit.at_bound, "by_solution": out,
@@ -324,7 +310,7 @@ def run(name: str, grid: dict, *, n_close: int, alpha: float, level: float, dose
                                  dim=theory_dim)
             trows.append({"condition": cond, "representation": rep, "temperature": tau,
                           "lr": float(ch.get("lr", lr)), "rh": rh, "rh_lo": lo, "rh_hi": hi, "theory_rh": th,
-                          "p_below_1": one_sided_p(lr_),
+                          "p_below_1": stats.one_sided_p(lr_),
                           "contradiction": bool(cond != "main τ" and np.isfinite(hi)
                                                 and hi < th - CONTRADICTION_MARGIN)})
     temp = pd.DataFrame(trows)
@@ -332,7 +318,8 @@ def run(name: str, grid: dict, *, n_close: int, alpha: float, level: float, dose
     return Result(name, classes, dict(grid), prereg, prim["tests"], prim["floor"], prim["rh_long"], prim["probe"],
                   prim["mediation"], dose, temp, m0, p0, src,
                   sum(run_seconds.values()) / 60, float(alpha), float(level),
-                  {"r0": r0, "margin": margin, "fit_ratio": fit_ratio, "low_temperature": low_temperature},
+                  {"ratio": int(grid["ratio"]), "r0": r0, "margin": margin, "fit_ratio": fit_ratio,
+                   "low_temperature": low_temperature},
                   allocation)
 
 

@@ -207,39 +207,6 @@ def nt_xent_stacked(z: torch.Tensor, temperature: float, clamp: bool = False,
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _prepare(config: train.TrainConfig, images: torch.Tensor, labels, sample_ids, groups):
-    """The checks and sampling plan of :func:`rharm.train.train` for one model: (positions, ids, groups)."""
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a uint8 tensor (N, 3, H, W); got "
-                         f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
-    n = images.shape[0]
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"labels has length {len(labels)} but images has {n} rows")
-    if config.batch_size > n:
-        raise ValueError(f"TrainConfig.batch_size={config.batch_size} is not valid for {n} training images "
-                         f"(drop_last=True would give zero steps); choose a batch_size <= {n}")
-    if sample_ids is None:
-        ids = torch.arange(n)
-    else:
-        ids = torch.as_tensor(sample_ids, dtype=torch.int64)
-        if ids.shape != (n,) or (n and int(ids.min()) < 0) or torch.unique(ids).numel() != n:
-            raise ValueError(f"sample_ids must be {n} distinct non-negative integers, one per image")
-    if groups is None:
-        if config.rebalance or config.minority_weight != 1.0:
-            raise ValueError(f"TrainConfig.rebalance={config.rebalance!r} / minority_weight={config.minority_weight!r} "
-                             "need groups= (which images are the minority's)")
-        groups = torch.zeros(n, dtype=torch.bool)
-    groups = mitigation._check_groups(groups, n)
-    if config.rebalance:
-        if labels is None:
-            raise ValueError("TrainConfig.rebalance=True needs labels= (the other classes' sizes set the "
-                             "minority's rate)")
-        positions, ids = mitigation.rebalanced_samples(ids, groups, labels)
-    else:
-        positions = torch.arange(n)
-    return positions, ids, groups
-
-
 def _per_model(value, s: int, name: str) -> list:
     if value is None:
         return [None] * s
@@ -301,7 +268,7 @@ def train_batched(configs: Sequence[train.TrainConfig], images: Sequence[torch.T
     init_states = _per_model(init_states, s_count, "init_states")
     if stop_after_steps is not None and (not isinstance(stop_after_steps, int) or stop_after_steps < 0):
         raise ValueError(f"stop_after_steps={stop_after_steps!r} is not valid; use None or an integer >= 0")
-    plans = [_prepare(c, x, y, i, g) for c, x, y, i, g in zip(configs, images, labels, sample_ids, groups)]
+    plans = [train.sampling_plan(c, x, y, i, g) for c, x, y, i, g in zip(configs, images, labels, sample_ids, groups)]
     spe = {len(p[0]) // cfg0.batch_size for p in plans}
     if len(spe) != 1:
         raise ValueError(f"the models of a batched job need the same number of steps per epoch; got {sorted(spe)} "

@@ -133,6 +133,21 @@ def fieller_ratio_ci(num: Any, den: Any, *, level: float = 0.95) -> tuple[float,
     return est, float(lo), float(hi)
 
 
+def one_sided_p(x: Sequence[float], mu: float = 0.0, alternative: str = "less") -> float:
+    """p-value of a one-sample t-test of mean(x) against ``mu`` (``alternative`` "less" or "greater"); NaN with fewer
+    than two values; 0 or 1 with no spread (the sign decides)."""
+    from scipy import stats as sps
+
+    check_choice("alternative", alternative, ("less", "greater"))
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 2:
+        return float("nan")
+    if np.allclose(x, x[0]):
+        below = x[0] < mu
+        return (0.0 if below else 1.0) if alternative == "less" else (0.0 if x[0] > mu else 1.0)
+    return float(sps.ttest_1samp(x, mu, alternative=alternative).pvalue)
+
+
 def paired_t_power(effect: float, sd: float, n: int, *, alpha: float = 0.05) -> float:
     """Power of a one-sided one-sample (paired) t-test at level ``alpha`` with ``n`` seeds to detect a mean shift of
     ``effect`` (> 0, in the direction tested) when the per-seed values have standard deviation ``sd``: the

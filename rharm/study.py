@@ -151,16 +151,6 @@ def holm(p: Sequence[float]) -> np.ndarray:
     return stats.adjust_p(p, "holm")[1]
 
 
-def _one_sided_less(x: np.ndarray) -> float:
-    """p-value of a one-sample t-test of mean(x) < 0 (NaN with fewer than two values or no spread)."""
-    from scipy import stats
-
-    x = np.asarray(x, dtype=np.float64)
-    if x.size < 2 or np.allclose(x, x[0]):
-        return float("nan") if x.size < 2 else (0.0 if x[0] < 0 else 1.0)
-    return float(stats.ttest_1samp(x, 0.0, alternative="less").pvalue)
-
-
 def primary_tests(cr: metrics.CosineRuns, prereg: Preregistration, *, alpha: float = 0.05,
                   level: float = 0.95) -> pd.DataFrame:
     """Test every pre-registered hypothesis on paired seeds.
@@ -189,8 +179,8 @@ def primary_tests(cr: metrics.CosineRuns, prereg: Preregistration, *, alpha: flo
         rows.append({"minority": m, "role": "control" if m == prereg.control else "minority", "partner": p,
                      "rh": float(est[p]), "rh_lo": float(boot["lo"].loc[m, p]), "rh_hi": float(boot["hi"].loc[m, p]),
                      "row_median_rh": float(np.median(est[[cr.classes[c] for c in rest]])),
-                     "contrast": float(contrast.mean()), "p_rh": _one_sided_less(lr[:, j]),
-                     "p_contrast": _one_sided_less(contrast)})
+                     "contrast": float(contrast.mean()), "p_rh": stats.one_sided_p(lr[:, j]),
+                     "p_contrast": stats.one_sided_p(contrast)})
     df = pd.DataFrame(rows)
     is_min = df.role == "minority"
     df["p_rh_holm"] = np.nan
@@ -213,11 +203,6 @@ def noise_floor_rows(cr: metrics.CosineRuns, rows: Sequence[str]) -> dict:
     seed-averaged estimator's spread. :func:`rharm.metrics.noise_floor_summary` restricted to ``rows``."""
     s = metrics.noise_floor_summary(cr, level=0.95, off_diagonal=True, rows=rows)
     return {k: s[k] for k in ("min", "max", "lo", "hi", "n")}
-
-
-#: the per-seed summaries (one implementation each, in :mod:`rharm.stats`)
-geometric_ci = stats.geometric_ci
-mean_ci = stats.mean_ci
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -343,10 +328,10 @@ def sweep_table(points: Sequence[dict], *, level: float = 0.95) -> pd.DataFrame:
     te, te_lo, te_hi (t-interval), n_seeds."""
     rows = []
     for p in points:
-        rh, lo, hi = geometric_ci(p["log_rh"], level=level)
+        rh, lo, hi = stats.geometric_ci(p["log_rh"], level=level)
         row = {"x": p["x"], "rh": rh, "rh_lo": lo, "rh_hi": hi, "n_seeds": int(len(p["log_rh"]))}
         if p.get("te") is not None:
-            row["te"], row["te_lo"], row["te_hi"] = mean_ci(p["te"], level=level)
+            row["te"], row["te_lo"], row["te_hi"] = stats.mean_ci(p["te"], level=level)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -377,8 +377,10 @@ def _resumable_checkpoint(path: str | Path | None) -> dict | None:
     try:
         return load_checkpoint(path)
     except store.UnreadableFileError as err:
-        aside = Path(path).with_name(Path(path).name + ".damaged")
-        Path(path).replace(aside)
+        aside, k = Path(path).with_name(Path(path).name + ".damaged"), 1
+        while aside.exists():  # never replace an earlier damaged copy
+            aside, k = Path(path).with_name(f"{Path(path).name}.damaged.{k}"), k + 1
+        Path(path).rename(aside)
         print(f"rharm: {err}; moved it to {aside} and training starts from the beginning", file=sys.stderr)
         return None
 
@@ -388,6 +390,41 @@ def initial_model(config: TrainConfig) -> models.ContrastiveModel:
     alone (drawn inside :func:`rharm.runtime.seeded`), the same in every condition of a seed."""
     with runtime.seeded(config.seed):
         return models.ContrastiveModel(config.method, config.backbone, init=config.init)
+
+
+def sampling_plan(config: TrainConfig, images: torch.Tensor, labels=None, sample_ids=None,
+                  groups=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The input checks and the sampling plan of one training run, shared by :func:`train` and the seed-batched
+    engine (:mod:`rharm.engine`): (positions into ``images`` that an epoch draws from, their sample ids, the
+    minority mask). Raises ValueError naming the bad input before any work."""
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be a uint8 tensor (N, 3, H, W); got "
+                         f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
+    n = images.shape[0]
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels has length {len(labels)} but images has {n} rows")
+    if config.batch_size > n:
+        raise ValueError(f"TrainConfig.batch_size={config.batch_size} is not valid for {n} training images "
+                         f"(drop_last=True would give zero steps); choose a batch_size <= {n}")
+    if sample_ids is None:
+        ids = torch.arange(n)
+    else:
+        ids = torch.as_tensor(sample_ids, dtype=torch.int64)
+        if ids.shape != (n,) or (n and int(ids.min()) < 0) or torch.unique(ids).numel() != n:
+            raise ValueError(f"sample_ids must be {n} distinct non-negative integers, one per image")
+    if groups is None:
+        if config.rebalance or config.minority_weight != 1.0:
+            raise ValueError(f"TrainConfig.rebalance={config.rebalance!r} / minority_weight={config.minority_weight!r} "
+                             "need groups= (which images are the minority's)")
+        groups = torch.zeros(n, dtype=torch.bool)
+    groups = mitigation._check_groups(groups, n)
+    if config.rebalance:
+        if labels is None:
+            raise ValueError("TrainConfig.rebalance=True needs labels= (the other classes' sizes set the minority's rate)")
+        positions, ids = mitigation.rebalanced_samples(ids, groups, labels)
+    else:
+        positions = torch.arange(n)
+    return positions, ids, groups
 
 
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
@@ -426,35 +463,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     config.validate()
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a uint8 tensor (N, 3, H, W); got "
-                         f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
-    n = images.shape[0]
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"labels has length {len(labels)} but images has {n} rows")
-    if config.batch_size > n:
-        raise ValueError(f"TrainConfig.batch_size={config.batch_size} is not valid for {n} training images "
-                         f"(drop_last=True would give zero steps); choose a batch_size <= {n}")
     if stop_after_steps is not None and (not isinstance(stop_after_steps, int) or stop_after_steps < 0):
         raise ValueError(f"stop_after_steps={stop_after_steps!r} is not valid; use None or an integer >= 0")
-    if sample_ids is None:
-        ids = torch.arange(n)
-    else:
-        ids = torch.as_tensor(sample_ids, dtype=torch.int64)
-        if ids.shape != (n,) or (n and int(ids.min()) < 0) or torch.unique(ids).numel() != n:
-            raise ValueError(f"sample_ids must be {n} distinct non-negative integers, one per image")
-    if groups is None:
-        if config.rebalance or config.minority_weight != 1.0:
-            raise ValueError(f"TrainConfig.rebalance={config.rebalance!r} / minority_weight={config.minority_weight!r} "
-                             "need groups= (which images are the minority's)")
-        groups = torch.zeros(n, dtype=torch.bool)
-    groups = mitigation._check_groups(groups, n)
-    if config.rebalance:
-        if labels is None:
-            raise ValueError("TrainConfig.rebalance=True needs labels= (the other classes' sizes set the minority's rate)")
-        positions, ids = mitigation.rebalanced_samples(ids, groups, labels)
-    else:
-        positions = torch.arange(n)
+    positions, ids, groups = sampling_plan(config, images, labels, sample_ids, groups)
     device = torch.device(device)
     precision = resolve_precision(config.precision, device)  # raises before any work for fp16 off CUDA
     if config.deterministic:

@@ -8,6 +8,18 @@ FIXTURE_PROJECT = Path(__file__).parent / "fixtures" / "project"
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny tensors on a shared 2-core machine run several times faster without
+    OpenMP oversubscription. Restored afterwards."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+@pytest.fixture
 def project(tmp_path, monkeypatch):
     """A throw-away compendium (one demo notebook) that rharm.paths points at, in this process and in kernels."""
     dest = tmp_path / "project"

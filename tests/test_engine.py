@@ -13,12 +13,7 @@ SEEDS = (3, 7, 11)
 TOL = {"loop": dict(rtol=1e-5, atol=1e-6), "stacked": dict(rtol=1e-4, atol=1e-5)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def images(n, seed):

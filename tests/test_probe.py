@@ -6,7 +6,6 @@ absolute, and the predicted labels agree on at least 99.5% of the points (exactl
 
 import numpy as np
 import pytest
-import torch
 
 from rharm import metrics, probe
 
@@ -22,12 +21,7 @@ def blobs(n=1500, d=24, k=10, seed=0):
     return x / np.linalg.norm(x, axis=1, keepdims=True), y
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("C", [1.0, 0.1, 0.01])

@@ -6,14 +6,7 @@ import torch
 from rharm import store, train
 from rharm.train import TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: one thread avoids OpenMP oversubscription on a shared 2-core machine (several times faster)
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def patterns(n):

@@ -72,8 +72,10 @@ def sentences(fh: dict | None, rh: dict | None, tx: dict | None, profile: str) -
 
 
 def _ratio(v2: dict) -> Any:
-    """The main ratio: the ratio of the rows of H1's tests (the registration's ``ratio``), as recorded."""
-    return v2.get("ratio") or v2.get("registration", {}).get("ratio") or v2.get("registration", {}).get("fit_ratio")
+    """The main ratio, as the registration records it. Pages executed before it was recorded have only the fitting
+    ratio, which every profile of ``profiles.yml`` sets equal to the main ratio."""
+    reg = v2.get("registration", {})
+    return reg.get("ratio", reg.get("fit_ratio"))
 
 
 def claims_table(fh: dict | None, rh: dict | None, al: dict | None) -> str:
