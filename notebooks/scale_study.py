@@ -183,7 +183,8 @@ charts.paired_chart(pairs, title=f"log RH({sc.minority}, j): underrepresented vs
 # outcome (RH({glue:text}`ss_pilot_minority`, {glue:text}`ss_pilot_partner`) = {glue:text}`ss_pilot_rh:.3f`,
 # recorded as `history` in the scale_study section of `profiles.yml`) was the criterion, so the setting was chosen
 # on the quantity it is judged by. With all the seeds of the {doc}`representation_harm` chapter the same cell is
-# {glue:text}`ss_rh5`. The CIFAR-10 cpu numbers are therefore a diagnostic of scale, not evidence about the paper's
+# {glue:text}`ss_rh5` (the geometric mean over paired seeds and the Student $t$-interval of the per-seed log RH,
+# exponentiated). The CIFAR-10 cpu numbers are therefore a diagnostic of scale, not evidence about the paper's
 # claim; the {doc}`fashion_harm` chapter fixes its design and hypotheses before its runs instead.
 # :::
 
