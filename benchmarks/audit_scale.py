@@ -5,7 +5,7 @@ a large memory-mapped ``.npy`` with its peak resident memory.
     .venv/bin/python benchmarks/audit_scale.py --scale 1000000       # + the 1M x 768 audit (writes ~4.5 GB to --tmp)
 
 Part 1 times, in this process and on the same data (n items, d = 768, K groups), the all-pairs definition
-(:func:`rharm.audit.class_cosine_distance_pairwise`, an n x n Gram matrix) and the streamed pass :func:`rharm.audit`
+(:func:`rharm.harm.audit.class_cosine_distance_pairwise`, an n x n Gram matrix) and the streamed pass :func:`rharm.harm.audit`
 uses (class sums of unit vectors, chunk by chunk, no bootstrap), and reports their ratio; both results must agree.
 Part 2 writes float32 embeddings (n x 768) and a reference (n x 384, another encoder's dimension) to .npy files, then
 runs the full audit (bootstrap, probe) in a child process, which reports its wall time and peak resident memory
@@ -50,7 +50,7 @@ def _data(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ratio(n: int, d: int, k: int, repeats: int) -> dict:
-    from rharm import audit as A
+    from rharm.harm import audit as A
 
     x, y = _data(n, d, k, 0)
     src = A._ArraySource("embeddings", x)

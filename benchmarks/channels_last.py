@@ -4,10 +4,12 @@ the default (contiguous NCHW) layout, in this process, on the same data and weig
     .venv/bin/python benchmarks/channels_last.py                      # small_cnn, batch 64, 1 thread (the cpu profile)
     .venv/bin/python benchmarks/channels_last.py --backbone resnet18 --batch-size 32 --threads 2
 
-A step is what :func:`rharm.train.train` does per batch: augment two views of the uint8 batch, forward both through
+A step is what :func:`rharm.vision.train.train` does per batch: augment two views of the uint8 batch, forward both
+through
 backbone and projection head, NT-Xent, backward, SGD. The two layouts alternate in ``--rounds`` rounds (so a change
 of machine load hits both), each round timing ``--steps`` steps after one warm-up step; the median per-step time of
-each layout and their ratio are printed (``--json PATH`` writes them). ``rharm.train`` uses channels_last on every
+each layout and their ratio are printed (``--json PATH`` writes them). ``rharm.vision.train`` uses channels_last on
+every
 device because of this measurement.
 """
 
@@ -22,7 +24,7 @@ import torch
 
 
 def step_seconds(model, opt, images, spec, gen, fmt, steps: int) -> float:
-    from rharm import augment, losses
+    from rharm.vision import augment, losses
 
     def one():
         v1 = augment.augment_batch(images, spec, gen).contiguous(memory_format=fmt)
@@ -49,7 +51,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    from rharm import augment, models
+    from rharm.vision import augment, models
 
     torch.set_num_threads(a.threads)  # a benchmark script is its own process: it may set this once
     spec = augment.SPECS[a.augment]

@@ -5,10 +5,10 @@ Writes ``<out>/device_check.json`` (every number) and ``<out>/device_check.log``
 (a) correctness - SimCLR on ResNet-18 for ``--steps`` steps in bf16 and in fp32 from the same seed: finite losses
     whose mean over the last quarter is below the first quarter's; an interrupted run resumed from its checkpoint
     on the device (deterministic mode) reproduces the uninterrupted losses; features of the trained model, a device
-    probe (rharm.probe, on the device) and scikit-learn's probe on the CPU agree in accuracy.
+    probe (rharm.harm.probe, on the device) and scikit-learn's probe on the CPU agree in accuracy.
 (b) throughput - ``benchmarks/simclr_throughput.py`` (rharm's device pipeline vs the paper-style PIL DataLoader with
     ``--workers`` workers, same GPU, model, batch and precision) for ResNet-18 and ResNet-34; the ratio and the
-    fraction of the bf16 peak reached (FLOP per image-view from rharm.models.training_flops_per_view).
+    fraction of the bf16 peak reached (FLOP per image-view from rharm.vision.models.training_flops_per_view).
 (c) science - a short paired run: balanced vs one minority class (1:ratio) for ``--seeds`` seeds, representation
     harm of the minority toward its partner class per seed, for the ``gpu-short`` page.
 
@@ -35,7 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rharm import metrics, models, train  # noqa: E402
+from rharm.harm import metrics  # noqa: E402
+from rharm.vision import models, train  # noqa: E402
 
 #: NVIDIA H200 dense BF16 tensor-core peak, TFLOP/s (NVIDIA H200 datasheet).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
@@ -62,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=16, help="(b) baseline DataLoader workers (the paper's: 16)")
     p.add_argument("--throughput-steps", type=int, default=20, help="(b) timed steps per pipeline and round")
     p.add_argument("--rounds", type=int, default=2, help="(b) timed rounds")
-    p.add_argument("--dataset", default="cifar10", help="(c) dataset for the science run (rharm.data)")
+    p.add_argument("--dataset", default="cifar10", help="(c) dataset for the science run (rharm.vision.data)")
     p.add_argument("--science-epochs", type=int, default=15, help="(c) epochs per run")
     p.add_argument("--science-backbone", default="resnet18")
     p.add_argument("--seeds", type=int, default=2, help="(c) paired seeds")
@@ -183,7 +184,7 @@ def part_b(args, log) -> dict:
 
 
 def part_c(args, log) -> dict:
-    from rharm import data
+    from rharm.vision import data
 
     if args.tiny:
         labels = torch.arange(400) % 10

@@ -1,5 +1,7 @@
-"""Benchmark: runs per CPU-minute of today's engine (one model per job, rharm.train.train) against the seed-batched
-engine (rharm.engine.train_batched) at the book's small_cnn settings, and the FLOP/s both reach as a fraction of the
+"""Benchmark: runs per CPU-minute of today's engine (one model per job, rharm.vision.train.train) against the
+seed-batched
+engine (rharm.vision.engine.train_batched) at the book's small_cnn settings, and the FLOP/s both reach as a fraction
+of the
 core's measured dense-matmul peak.
 
     .venv/bin/python benchmarks/engine.py                       # both settings, S = 3, 5, 10, 3 rounds
@@ -13,7 +15,7 @@ Settings (profiles.yml, cpu profile; one torch thread per training process, as t
 * CIFAR-10 (the simclr grid): small_cnn, batch 64, 4 epochs, augment simclr, 4,505 images, 280 steps per run.
 
 Images are synthetic uint8 of the same shape (Fashion-MNIST: 28x28 greyscale padded to 32x32 on three equal
-channels, as :func:`rharm.data.load_dataset` gives it): a step's cost does not depend on pixel values. Each
+channels, as :func:`rharm.vision.data.load_dataset` gives it): a step's cost does not depend on pixel values. Each
 measurement times ``--steps`` optimiser steps of a real call (``stop_after_steps``) in process CPU seconds, and the
 setup of the call (``stop_after_steps=0``: initialisation, sampling plan) separately; the cost of a run is
 setup + steps per run x CPU seconds per step (extrapolated from the timed steps; feature extraction after training,
@@ -21,7 +23,8 @@ the same for both engines, is left out). Today's engine and every batched varian
 turn, ``--rounds`` times; ratios are per round (paired), and the medians are reported.
 
 Peak: the best of several single-thread fp32 ``torch.mm`` of 1024 x 1024 matrices on the same core. Achieved: the
-FLOP of a step (:func:`rharm.models.training_flops_per_view` x 2 views x batch x models; 6 x multiply-accumulates)
+FLOP of a step (:func:`rharm.vision.models.training_flops_per_view` x 2 views x batch x models; 6 x
+multiply-accumulates)
 over its CPU seconds. A profile of today's step (where its time goes: convolution kernels, BatchNorm/ReLU/pooling,
 the rest) gives the measured reason behind the ratio.
 
@@ -89,7 +92,7 @@ def variant_name(v: tuple) -> str:
 
 def measure(setting: str, variant: tuple, steps: int, compile_: bool = False) -> dict:
     """CPU seconds of setup and per step of one variant (kind "single" or "batched", S, strategy, precision)."""
-    from rharm import engine, train
+    from rharm.vision import engine, train
 
     st = SETTINGS[setting]
     kind, s_count, strategy, precision = variant
@@ -121,7 +124,7 @@ def profile_step(setting: str) -> dict:
     """Where today's step spends its CPU time (self time per operator class, over 3 steps after 2 warm-up steps)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from rharm import augment, losses, models
+    from rharm.vision import augment, losses, models
 
     st = SETTINGS[setting]
     spec = augment.SPECS[st["augment"]]
@@ -179,7 +182,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)  # the book trains with one torch thread per job (profiles.yml cpu: threads 1)
-    from rharm import models
+    from rharm.vision import models
 
     load0 = os.getloadavg()
     peak = matmul_peak()

@@ -1,12 +1,12 @@
 """End-to-end SimCLR training throughput: rharm's on-device batched augmentation against the paper's data pipeline.
 
 OURS      the training images as one uint8 tensor on the device; each step indexes a batch and draws two views
-          with :func:`rharm.augment.augment_batch` (independent parameters per image and per view).
+          with :func:`rharm.vision.augment.augment_batch` (independent parameters per image and per view).
 BASELINE  the way the paper's code feeds SimCLR (paper.md E1): a Dataset of uint8 HWC arrays turned into PIL
-          images, two views per image from :func:`rharm.augment.torchvision_reference` (per-image torchvision
+          images, two views per image from :func:`rharm.vision.augment.torchvision_reference` (per-image torchvision
           transforms), in a torch DataLoader with worker processes, shuffled, ``drop_last=True``.
 
-Both feed the same model (``rharm.models.build_backbone`` + ``ProjectionHead``), loss (``rharm.losses.nt_xent``,
+Both feed the same model (``rharm.vision.models.build_backbone`` + ``ProjectionHead``), loss (``rharm.vision.losses.nt_xent``,
 tau 0.5), optimiser (SGD lr 0.6, momentum 0.9, Nesterov, weight decay 1e-6), batch size and device. Each round
 times ``--steps`` full training steps of one pipeline, then of the other (their order alternating between rounds),
 starting from a fresh epoch iterator, so data start-up, augmentation, transfer, forward, backward and the optimiser
@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from rharm import augment, losses, models, train
+from rharm.vision import augment, losses, models, train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
                    help="baseline DataLoader workers (the paper's code uses 16)")
     p.add_argument("--data", choices=["cifar10", "synthetic"], default="cifar10",
-                   help="CIFAR-10 train images (rharm.data.load_cifar10), or random uint8 images when no copy exists")
+                   help="CIFAR-10 train images (rharm.vision.data.load_cifar10), or random uint8 images when no copy exists")
     p.add_argument("--n-images", type=int, default=10000, help="training images held by both pipelines")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads of the training process (0: torch's default); on a shared CPU, 1 "
@@ -78,7 +78,7 @@ def load_images(kind: str, n: int, seed: int) -> torch.Tensor:
     """(n, 3, 32, 32) uint8 on the CPU."""
     if kind == "synthetic":
         return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-    from rharm.data import load_cifar10
+    from rharm.vision.data import load_cifar10
 
     train = load_cifar10("train")
     if n > len(train.images):

@@ -21,7 +21,7 @@
 #
 # The paper's figures title the direct panel "−rNDE"; it is our NDE. Diagonal entries are changes of the minority's
 # own accuracy (negative = harm); entry $(i, j)$ is the change in $P(\text{predict } j \mid \text{true } i)$.
-# Functions: {mod}`rharm.mediation`. The representation harm itself is measured in
+# Functions: {mod}`rharm.harm.mediation`. The representation harm itself is measured in
 # [the previous chapter](representation_harm.ipynb).
 #
 # :::{admonition} Finding
@@ -66,9 +66,9 @@ clean_max_train_per_class = None
 crosscheck_n_boot = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("allocation_harm", globals())
+P = rharm.core.params.check("allocation_harm", globals())
 from rharm.report import allocation as report
 
 report.check_minorities(P)
@@ -79,8 +79,11 @@ import pandas as pd
 
 from IPython.display import Markdown
 
-from rharm import charts as rcharts
-from rharm import experiment, mediation, reference, tables
+from rharm.page import charts as rcharts
+from rharm.runs import images as experiment
+from rharm.harm import mediation
+from rharm.core import reference
+from rharm.page import tables
 
 rcharts.enable()
 rcharts.mediation_diagram()
@@ -187,7 +190,7 @@ tables.show(diag.diagonal_table, index="minority", caption="One row per minority
 #
 # ### Other settings in the paper
 #
-# For reference, the paper's mean diagonals for its other settings ({mod}`rharm.reference`, entry
+# For reference, the paper's mean diagonals for its other settings ({mod}`rharm.core.reference`, entry
 # `other_settings_diagonal`):
 
 # %%
@@ -255,11 +258,11 @@ tables.show(cc.cc_table, index="minority", caption="One row per minority class: 
 # the collapse score is what drives the errors.
 
 # %%
-import rharm.headline
+import rharm.page.headline
 
-rharm.headline.publish(P, "ah", scale, diag, protos, cc, report.finding(P.ratio, diag, protos))
+rharm.page.headline.publish(P, "ah", scale, diag, protos, cc, report.finding(P.ratio, diag, protos))
 
 # %%
-import rharm.provenance
+import rharm.page.provenance
 
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

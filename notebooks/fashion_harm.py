@@ -20,7 +20,7 @@
 # underrepresented class to collapse onto its neighbour. This chapter tests that expectation under a
 # pre-registration: the minority classes, their predicted partners, the tests and the cells they concern are fixed
 # from the balanced models alone, before any underrepresented model is trained, by a rule written in
-# `profiles.yml` ({mod}`rharm.study`). It has two registrations. **v1** (exploratory) found a pair-specific harm in
+# `profiles.yml` ({mod}`rharm.study.design`). It has two registrations. **v1** (exploratory) found a pair-specific harm in
 # one design and left three faults that a reviewer would not accept; **v2** (confirmatory) fixes them and
 # replicates the design on fresh seeds. Every interval on this page is a Student $t$-interval over model seeds (for
 # RH: of the per-seed $\log \mathrm{RH}$, exponentiated), which covers what it claims at three to ten seeds; a
@@ -62,14 +62,14 @@ power_sd = None
 power_effect = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("fashion_harm", globals())
+P = rharm.core.params.check("fashion_harm", globals())
 
 # %%
 import time
 
-from rharm import charts, headline
+from rharm.page import charts, headline
 from rharm.report import fashion
 
 charts.enable()
@@ -103,7 +103,7 @@ fashion.v1_table(v1)
 # Written in `profiles.yml` (dated 2026-12-05) and committed before any v2 model was trained. It replicates design B
 # on **fresh seeds** {glue:text}`fh_seeds_text`, at {glue:text}`fh_epochs_text` epochs.
 #
-# **The rule** ({func}`rharm.study.preregister`): a class's **partner** is the class nearest to it (smallest
+# **The rule** ({func}`rharm.study.design.preregister`): a class's **partner** is the class nearest to it (smallest
 # $1-\cos$) in the balanced models, averaged over seeds. A class has **room to collapse** when its partner is
 # farther from it than its own members are from each other; the **minorities** are the classes with room whose
 # partner is nearest, and the **control** is the class with room whose nearest class is farthest. New in v2: an
@@ -228,6 +228,6 @@ headline.publish(P, "fh", fashion.summary(P, res, v1, t_start))
 # ## How this page was made
 
 # %%
-import rharm.provenance
+import rharm.page.provenance
 
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

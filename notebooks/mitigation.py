@@ -17,7 +17,7 @@
 # question is what to do about it. This chapter puts six mitigations on the same axes: how much representation harm
 # each leaves for the pre-registered minority and its partner, what it does to the minority's allocation harm, and
 # what it costs everybody (the balanced linear-probe accuracy of the model trained on the imbalanced data). Each is a
-# setting of the one training loop ({mod}`rharm.mitigation`), trained with the same seeds, pools, initial weights and
+# setting of the one training loop ({mod}`rharm.vision.mitigation`), trained with the same seeds, pools, initial weights and
 # batch order of the shared images as the unmitigated model (common random numbers), so every comparison is paired by
 # seed:
 #
@@ -31,7 +31,7 @@
 #   each image is encoded by a magnitude-pruned copy of the network sharing its weights, so the images the pruned
 #   network "forgets", in the paper's account the rare ones, get a larger loss. Implemented from the paper's
 #   description; the deviations (which layers are pruned, mask refresh, BatchNorm of the pruned branch) are stated in
-#   {mod}`rharm.mitigation`.
+#   {mod}`rharm.vision.mitigation`.
 # - **warm start**: each seed's models start from a model pre-trained, with the same settings, on the other classes
 #   only (the minority never seen), the analogue of the ImageNet initialisation of the paper's code.
 #
@@ -78,14 +78,14 @@ ci_level = None
 probe_c = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("mitigation", globals())
+P = rharm.core.params.check("mitigation", globals())
 
 # %%
 import time
 
-from rharm import charts, headline
+from rharm.page import charts, headline
 from rharm.report import mitigation
 
 charts.enable()
@@ -94,7 +94,7 @@ t_start = time.perf_counter()
 # %% [markdown]
 # ## The minority and its partner, from the balanced models alone
 #
-# The {doc}`fashion_harm` chapter's pre-registration rule ({func}`rharm.study.preregister`) applied to the same
+# The {doc}`fashion_harm` chapter's pre-registration rule ({func}`rharm.study.design.preregister`) applied to the same
 # balanced models; this chapter studies its first minority and that minority's partner.
 
 # %%
@@ -104,7 +104,7 @@ mitigation.cell_table(P, cell)
 # %% [markdown]
 # ## Which temperature the theory chooses
 #
-# The three-block model ({func}`rharm.study.theory_rh`; block 1 the minority, block 2 its partner, block 3 the other
+# The three-block model ({func}`rharm.study.design.theory_rh`; block 1 the minority, block 2 its partner, block 3 the other
 # classes) with its one parameter $\alpha$ fitted to the unmitigated RH at this ratio, evaluated at each temperature
 # of the {doc}`fashion_harm` chapter. The intervention uses the temperature with the largest theoretical RH (the
 # least collapse).
@@ -137,7 +137,7 @@ mitigation.expectations_table()
 # model too, and each of their RH values compares two models trained the same way (for the warm start: both start
 # from the seed's model pre-trained without the minority, a third model per seed). The models of every intervention
 # that are not in the result store yet are trained together, in one pool of processes
-# ({func}`rharm.experiment.prefetch`), after the balanced models the rule read and the unmitigated models the
+# ({func}`rharm.runs.images.prefetch`), after the balanced models the rule read and the unmitigated models the
 # theory's temperature is fitted to; the results are those of training them one after the other.
 
 # %%
@@ -169,6 +169,6 @@ headline.publish(P, "mi", cell, theory, training, effects, verdicts,
 # ## How this page was made
 
 # %%
-import rharm.provenance
+import rharm.page.provenance
 
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

@@ -19,7 +19,7 @@
 #
 # where $\bar u_i^M$ is the mean of the unit vectors of class $i$ under model $M$. Row $i$ of the RH matrix comes
 # from the model trained with class $i$ underrepresented. $\mathrm{RH}(i, j) < 1$: class $i$ moved closer to class
-# $j$ (representation harm). The functions are in {mod}`rharm.metrics`; the paper's values in {mod}`rharm.reference`.
+# $j$ (representation harm). The functions are in {mod}`rharm.harm.metrics`; the paper's values in {mod}`rharm.core.reference`.
 #
 # :::{admonition} Finding
 # :class: rharm-finding
@@ -55,9 +55,9 @@ multicomp = None
 alpha = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("representation_harm", globals())
+P = rharm.core.params.check("representation_harm", globals())
 
 # %%
 import numpy as np
@@ -65,7 +65,10 @@ import pandas as pd
 
 from IPython.display import Markdown
 
-from rharm import charts, experiment, metrics, reference, tables
+from rharm.page import charts, tables
+from rharm.runs import images as experiment
+from rharm.harm import metrics
+from rharm.core import reference
 from rharm.report import representation as report
 
 charts.enable()
@@ -223,12 +226,12 @@ tables.show(report.paper_sd_table(cr, boot, most),
                                          "se_over_seeds": "standard error over seeds"})
 
 # %%
-import rharm.headline
+import rharm.page.headline
 
-rharm.headline.publish(P, "rh", scale, comparison, sig, floor, spec, probe,
+rharm.page.headline.publish(P, "rh", scale, comparison, sig, floor, spec, probe,
                        report.finding(P, sig, floor, comparison))
 
 # %%
-import rharm.provenance
+import rharm.page.provenance
 
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

@@ -60,13 +60,14 @@ throughput_steps = None
 partner_class = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("scale_study", globals())
+P = rharm.core.params.check("scale_study", globals())
 
 # %%
-import rharm.provenance
-from rharm import charts, experiment, headline, tables
+import rharm.page.provenance
+from rharm.page import charts, headline, tables
+from rharm.runs import images as experiment
 from rharm.report import scale as report
 
 charts.enable()
@@ -196,4 +197,4 @@ pilot = report.pilot(history, replication, sep, sc)
 headline.publish(P, "ss", sc, speed, sep, pair, pilot)
 
 # %%
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

@@ -52,9 +52,9 @@ probe_test_size = None
 probe_C = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("text_harm", globals())
+P = rharm.core.params.check("text_harm", globals())
 
 # %%
 import warnings
@@ -63,7 +63,9 @@ import warnings
 # are not shown on the page anyway
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from rharm import charts, headline, tables, text, textdata
+from rharm.page import charts, headline, tables
+from rharm.runs import text
+from rharm.language import data as textdata
 from rharm.report import text as report
 
 charts.enable()
@@ -215,6 +217,6 @@ finding = report.finding_summary(data_scale, harm, plane, alloc, n_seeds=len(P.s
 headline.publish(P, "tx", data_scale, signal, harm, plane, alloc, finding)
 
 # %%
-import rharm.provenance
+import rharm.page.provenance
 
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

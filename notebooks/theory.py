@@ -43,13 +43,15 @@ seed = None
 heatmap_pi1 = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("theory", globals())
+P = rharm.core.params.check("theory", globals())
 
 # %%
-import rharm.provenance
-from rharm import charts, headline, reference, tables, theory
+import rharm.page.provenance
+from rharm.page import charts, headline, tables
+from rharm.core import reference
+from rharm import theory
 from rharm.report import theory as report
 
 charts.enable()
@@ -196,7 +198,7 @@ charts.population_heatmap_charts(report.heatmaps(P))
 #
 # The official repository's `simulation/plots/cosine_th.pdf` (commit `b7b7aa3`) prints the cosine matrix of
 # $h_1^\star, h_2^\star, h_3^\star$ at $\alpha = 0.4$ for $\pi_1 = 2^{-2}, 2^{-4}, 2^{-6}$, rounded to two decimals;
-# we read its numbers from the PDF's text layer (`rharm.reference.theory_cosines`). The script that drew it is not
+# we read its numbers from the PDF's text layer (`rharm.core.reference.theory_cosines`). The script that drew it is not
 # in the repository, and the figure names neither its objective nor its solver, $d$ or $\tau$; so at the official
 # code's $d = 20$ and $\tau = 1$ (whatever this page's profile) we solve each panel three ways and set every
 # printed cosine beside them:
@@ -329,4 +331,4 @@ headline.publish(P, "th", sc, node_sec, red, conv, pub, node_pop, small, lim,
                  report.finding(P, lim, small, pub, node_pop))
 
 # %%
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

@@ -11,7 +11,7 @@
 # The paper's code feeds SimCLR the usual way: a `DataLoader` whose worker processes turn each image into a PIL
 # image and apply torchvision's transforms one image at a time. `rharm` keeps the training images as one `uint8`
 # tensor on the training device and draws both views of a whole batch at once with
-# `rharm.augment.augment_batch`, which samples independent crop, flip, jitter and grayscale parameters for every
+# `rharm.vision.augment.augment_batch`, which samples independent crop, flip, jitter and grayscale parameters for every
 # image and every view (the tests check these distributions against torchvision's per-image transforms).
 #
 # This page runs the benchmark script `benchmarks/simclr_throughput.py`: both pipelines train the same model with
@@ -35,15 +35,15 @@ workers = None
 n_images = None
 
 # %%
-import rharm.params
+import rharm.core.params
 
-P = rharm.params.check("throughput", globals())
+P = rharm.core.params.check("throughput", globals())
 
 # %%
 import pandas as pd
 
-import rharm.provenance
-from rharm import charts, headline, tables
+import rharm.page.provenance
+from rharm.page import charts, headline, tables
 from rharm.report import throughput as report
 
 charts.enable()
@@ -79,4 +79,4 @@ tables.show(rows, caption="One row per round: images per second of our pipeline 
 headline.publish(P, "tput", tput)
 
 # %%
-rharm.provenance.block(P)
+rharm.page.provenance.block(P)

@@ -21,7 +21,7 @@ def one_thread():
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A throw-away compendium (one demo notebook) that rharm.paths points at, in this process and in kernels."""
+    """A throw-away compendium (one demo notebook) that rharm.core.paths points at, in this process and in kernels."""
     dest = tmp_path / "project"
     shutil.copytree(FIXTURE_PROJECT, dest, symlinks=True)
     shutil.copy2(ROOT / "_config.yml", dest / "_config.yml")

@@ -1,4 +1,4 @@
-"""rharm.audit: known answers, bad input, the CLI and the report page."""
+"""rharm.harm.audit: known answers, bad input, the CLI and the report page."""
 
 import json
 
@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 import rharm
-from rharm import audit as A
 from rharm.book import cli
+from rharm.harm import audit as A
+from rharm.page import audit_html
 
 
 def _clusters(k=4, per=60, d=12, seed=0, collapse=None, strength=0.7, noise=1.0):
@@ -124,8 +125,8 @@ def test_rharm_audit_is_callable_lazily():
     import sys
 
     # `import rharm` alone does not import the audit (nor numpy's consumers); the attribute is the module itself
-    code = ("import sys, rharm; print('rharm.audit' in sys.modules); f = rharm.audit; "
-            "print(f is sys.modules['rharm.audit'])")
+    code = ("import sys, rharm; print('rharm.harm.audit' in sys.modules); f = rharm.audit; "
+            "print(f is sys.modules['rharm.harm.audit'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
     assert rharm.audit is A
@@ -180,7 +181,8 @@ def test_report_page_draws_offline_in_chromium(tmp_path):
     if chromium is None:
         pytest.skip("Debian's chromium is not installed")
     x, y = _clusters(k=3, per=20, d=6, seed=10)
-    A.audit(x, y, reference=_clusters(k=3, per=20, d=6, seed=11)[0], n_boot=20, probe_folds=2).save(tmp_path / "o")
+    audit_html.save(A.audit(x, y, reference=_clusters(k=3, per=20, d=6, seed=11)[0], n_boot=20, probe_folds=2),
+                    tmp_path / "o")
     rep = browser_check.check_page(tmp_path / "o" / "report.html", chromium)
     assert rep.charts == 4 and rep.ok, rep
 
@@ -193,7 +195,7 @@ def test_report_page_draws_offline_in_chromium(tmp_path):
 def _coverage(per, reps, within="unbiased", n_boot=200):
     """Share of known distances 1 - truth inside the audit's interval: (diagonal, off-diagonal, diagonal bias,
     mean offset of the diagonal interval's centre from its estimate)."""
-    from rharm import testing
+    from rharm.harm import synthetic as testing
 
     off = ~np.eye(3, dtype=bool)
     hd = ho = 0.0
@@ -231,7 +233,7 @@ def test_diagonal_interval_coverage_at_every_book_class_size():
 @pytest.mark.slow
 def test_diagonal_rh_interval_covers_the_known_ratio():
     """RH(i, i) of an audited encoder against a reference embedding the same items, both with known cosines."""
-    from rharm import testing
+    from rharm.harm import synthetic as testing
 
     hits, reps = 0.0, 150
     for r in range(reps):

@@ -1,4 +1,4 @@
-"""Tests of rharm.augment: per-image independence, exactness of each operation against torchvision's functional
+"""Tests of rharm.vision.augment: per-image independence, exactness of each operation against torchvision's functional
 ops, and the distributions of the random parameters against torchvision's own per-image draws."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from scipy import stats
 
-from rharm import augment as A
-from rharm.augment import SIMCLR, SIMSIAM, AugmentSpec, apply_params, augment_batch, sample_params
+from rharm.vision import augment as A
+from rharm.vision.augment import SIMCLR, SIMSIAM, AugmentSpec, apply_params, augment_batch, sample_params
 
 IDENTITY = AugmentSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0)
 KS_ALPHA = 1e-3  # every KS test below is on fixed seeds, so it is deterministic; alpha only sets the strictness

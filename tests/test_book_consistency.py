@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rharm import paths
+from rharm.core import paths
 
 
 def _profiles():

@@ -224,7 +224,7 @@ def test_check_fails_on_a_named_quantity_in_another_colour(book):
 
 
 def test_named_quantities_in_the_book_colours_pass(book):
-    from rharm import charts
+    from rharm.page import charts
 
     page = _demo_page(book)
     _series_chart(page, f'["{charts.COLOURS["ours"]}", "{charts.COLOURS["theory"]}"]')

@@ -1,12 +1,14 @@
-"""Registration v2's decision rules (rharm.confirmatory): each one decided by a planted case it must accept and one it
+"""Registration v2's decision rules (rharm.study.confirmatory): each one decided by a planted case it must accept and
+one it
 must reject, and the finding's sentences driven by the numbers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import confirmatory as C
-from rharm import stats, study
+from rharm.harm import stats
+from rharm.study import confirmatory as C
+from rharm.study import design as study
 
 
 def _points(curve, seeds=6, sd=0.05, seed=0):

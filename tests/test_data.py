@@ -1,4 +1,4 @@
-"""Tests of rharm.data on tiny archives written here (never on /work/shared)."""
+"""Tests of rharm.vision.data on tiny archives written here (never on /work/shared)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rharm import data
-from rharm.data import CIFAR10_CLASSES, class_index, load_cifar10, per_class_subset, underrepresent
+from rharm.vision import data
+from rharm.vision.data import CIFAR10_CLASSES, class_index, load_cifar10, per_class_subset, underrepresent
 
 # A few flat-coloured 32x32 images per (split, class); flat colours survive JPEG almost exactly.
 TINY = {("train", "cat"): 3, ("train", "airplane"): 2, ("train", "truck"): 1, ("test", "dog"): 2}

@@ -1,10 +1,11 @@
-"""The seed-batched engine (rharm.engine) against S single runs of rharm.train.train, on a tiny CPU setting."""
+"""The seed-batched engine (rharm.vision.engine) against S single runs of rharm.vision.train.train, on a tiny CPU
+setting."""
 
 import pytest
 import torch
 
-from rharm import engine, train
-from rharm.train import TrainConfig
+from rharm.vision import engine, train
+from rharm.vision.train import TrainConfig
 
 SEEDS = (3, 7, 11)
 #: fp32 tolerances. "loop" runs each model's own kernels: its results are those of a single run up to the batched
@@ -145,7 +146,7 @@ def test_invalid_groups_are_refused():
 
 
 def test_nt_xent_stacked_is_nt_xent_per_model():
-    from rharm import losses
+    from rharm.vision import losses
 
     g = torch.Generator().manual_seed(0)
     z = torch.randn(3, 10, 6, generator=g)
@@ -160,7 +161,7 @@ def test_nt_xent_stacked_is_nt_xent_per_model():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# integration: the grid trainer (rharm.experiment) with engine="batched"
+# integration: the grid trainer (rharm.runs.images) with engine="batched"
 # ----------------------------------------------------------------------------------------------------------------
 
 GRID = dict(backbone="small_cnn", epochs=1, batch_size=16, lr=0.1, minority_classes=["automobile"], ratio=5,
@@ -170,7 +171,8 @@ GRID = dict(backbone="small_cnn", epochs=1, batch_size=16, lr=0.1, minority_clas
 @pytest.fixture
 def fake_cifar(monkeypatch, tmp_path):
     """A 10-class fake CIFAR-10 (12 train / 3 test images per class), a private store, and counts of what trained."""
-    from rharm import data, experiment
+    from rharm.runs import images as experiment
+    from rharm.vision import data
 
     monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
     calls = {"single": 0, "batched": []}
@@ -199,7 +201,7 @@ def fake_cifar(monkeypatch, tmp_path):
 
 
 def test_batched_grid_trains_the_seeds_of_a_grid_point_together_and_equals_the_single_grid(fake_cifar):
-    from rharm import experiment
+    from rharm.runs import images as experiment
 
     single = experiment.run_grid(GRID)
     assert fake_cifar["single"] == 6 and fake_cifar["batched"] == []
@@ -217,18 +219,18 @@ def test_batched_grid_trains_the_seeds_of_a_grid_point_together_and_equals_the_s
 
 
 def test_engine_is_in_the_key_only_when_batched():
-    from rharm import experiment
+    from rharm.runs import images as experiment
 
-    g = experiment._validate(GRID)
+    g = experiment.validate_grid(GRID)
     assert "engine" not in experiment.run_config(g, None, 0)["train"]  # today's keys are unchanged
-    gb = experiment._validate({**GRID, "engine": "batched"})
+    gb = experiment.validate_grid({**GRID, "engine": "batched"})
     assert experiment.run_config(gb, None, 0)["train"]["engine"] == "batched"
     with pytest.raises(ValueError, match="engine"):
         experiment.run_grid({**GRID, "engine": "vmap"})
 
 
 def test_batched_jobs_keep_every_worker_busy():
-    from rharm import experiment
+    from rharm.runs import images as experiment
 
     g = {**GRID, "engine": "batched"}
     missing = [(g, m, s) for m in (None, "automobile") for s in range(5)]
@@ -244,8 +246,8 @@ def test_batched_jobs_keep_every_worker_busy():
 def test_batched_jobs_in_spawned_workers_equal_serial_single_runs(tmp_path, monkeypatch):
     """workers=2 with engine="batched": the seeds' jobs train in spawned processes (real Fashion-MNIST data: a
     spawned process cannot see a fake loader) and give the single engine's serial results."""
-    from rharm import data as rdata
-    from rharm import experiment
+    from rharm.runs import images as experiment
+    from rharm.vision import data as rdata
 
     try:
         rdata.load_dataset("fashion_mnist", "test")

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from rharm import data, experiment, train
+from rharm.runs import images as experiment
+from rharm.vision import data, train
 
 
 @pytest.fixture(autouse=True)
@@ -106,11 +107,11 @@ def test_grid_from_params():
 
 
 def test_run_config_shares_balanced_model_and_normalises_ratio():
-    g = experiment._validate(GRID)
-    g_float = experiment._validate({**GRID, "ratio": 5.0})
+    g = experiment.validate_grid(GRID)
+    g_float = experiment.validate_grid({**GRID, "ratio": 5.0})
     assert experiment.run_config(g, "automobile", 0) == experiment.run_config(g_float, "automobile", 0)
     assert experiment.run_config(g, None, 0)["ratio"] is None
-    assert experiment.run_config(g, None, 0) == experiment.run_config(experiment._validate({**GRID, "ratio": 2}), None, 0)
+    assert experiment.run_config(g, None, 0) == experiment.run_config(experiment.validate_grid({**GRID, "ratio": 2}), None, 0)
     assert experiment.run_config(g, "automobile", 0) != experiment.run_config(g, "automobile", 1)
 
 

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from rharm import experiment
+from rharm.runs import images as experiment
 
 
 @pytest.mark.slow
 def test_parallel_workers_give_the_same_runs_as_serial(tmp_path, monkeypatch):
     """workers=2 trains missing runs in spawned processes; the results equal a serial run's (real CIFAR-10 data)."""
-    from rharm import data as rdata
+    from rharm.vision import data as rdata
 
     try:
         rdata.load_cifar10("test")

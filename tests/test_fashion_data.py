@@ -1,4 +1,5 @@
-"""Fashion-MNIST loading (rharm.data) on IDX files written here, never on the shared copy (except one marked check)."""
+"""Fashion-MNIST loading (rharm.vision.data) on IDX files written here, never on the shared copy (except one marked
+check)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rharm import data
+from rharm.vision import data
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -20,7 +21,7 @@ def _idx_bytes(array: np.ndarray) -> bytes:
 
 def _write_fashion(folder: Path, *, n_train: int = 20, n_test: int = 10, gz: bool = True, corrupt: str | None = None,
                    monkeypatch=None) -> dict[str, np.ndarray]:
-    """Four tiny IDX files; their decompressed sha256s are patched into rharm.data so the loader accepts them."""
+    """Four tiny IDX files; their decompressed sha256s are patched into rharm.vision.data so the loader accepts them."""
     rng = np.random.default_rng(0)
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, size=(n_train, 28, 28)),
@@ -157,7 +158,7 @@ def test_underrepresent_uses_the_dataset_classes():
 
 
 def test_grid_rejects_classes_of_another_dataset():
-    from rharm import experiment
+    from rharm.runs import images as experiment
 
     with pytest.raises(ValueError, match=r"minority_classes entry 'truck' is not valid for dataset='fashion_mnist'"):
         experiment.run_grid({"dataset": "fashion_mnist", "minority_classes": ["truck"], "backbone": "small_cnn"})
@@ -166,7 +167,7 @@ def test_grid_rejects_classes_of_another_dataset():
 
 
 def test_greyscale_augmentation_keeps_channels_equal():
-    from rharm import augment
+    from rharm.vision import augment
 
     x = torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8).expand(-1, 3, -1, -1).float() / 255
     out = augment.augment_batch(x, augment.SIMCLR_GREY, generator=torch.Generator().manual_seed(0))
@@ -182,7 +183,7 @@ def test_the_real_copy_matches_the_published_checksums():
 
 def test_grid_trains_on_a_class_subset(monkeypatch, tmp_path):
     """``classes`` restricts the pool and the test split to a subset, relabelled in the subset's order."""
-    from rharm import experiment
+    from rharm.runs import images as experiment
 
     monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path / "results"))
 

@@ -22,8 +22,10 @@ import numpy as np
 import pytest
 import torch
 
-from rharm import headline, params, paths, store
+from rharm import store
 from rharm.book import cli, runner
+from rharm.core import params, paths
+from rharm.page import headline
 
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,25 +86,28 @@ def test_render_page_of_a_book_page_writes_nothing_into_book(project, monkeypatc
 # ---- stale reuse ---------------------------------------------------------------------------------------------
 
 def test_experiment_fingerprint_covers_every_module_its_computation_imports():
-    from rharm import experiment
+    from rharm.runs import images as experiment
 
-    fingerprinted = {m.__name__ for m in experiment._code()}
-    assert "rharm.experiment" in fingerprinted  # the module that computes the saved features
-    imported = set(store.rharm_imports("rharm.experiment"))
+    fingerprinted = {m.__name__ for m in experiment.code_modules()}
+    assert "rharm.runs.images" in fingerprinted  # the module that computes the saved features
+    imported = set(store.rharm_imports("rharm.runs.images"))
     assert imported - set(store.NOT_RESULT_SHAPING) <= fingerprinted
     # and what a fresh interpreter actually loads for it (module-level imports)
-    loaded = subprocess.run([sys.executable, "-c", "import sys, rharm.experiment; "
+    loaded = subprocess.run([sys.executable, "-c", "import sys, rharm.runs.images; "
                              "print(' '.join(m for m in sys.modules if m.startswith('rharm.')))"],
                             capture_output=True, text=True, check=True).stdout.split()
-    assert set(loaded) - set(store.NOT_RESULT_SHAPING) <= fingerprinted, loaded
+    import importlib.util
+
+    modules = {m for m in loaded if importlib.util.find_spec(m).submodule_search_locations is None}  # no packages
+    assert {m for m in modules if not m.startswith("rharm.store.")} - set(store.NOT_RESULT_SHAPING) <= fingerprinted
 
 
 def test_text_fingerprint_covers_every_module_it_imports():
-    from rharm import text
+    from rharm.runs import text
 
-    fingerprinted = {m.__name__ for m in text._code()}
-    assert {"rharm.text", "rharm.textdata", "rharm.simcse"} <= fingerprinted
-    assert set(store.rharm_imports("rharm.text")) - set(store.NOT_RESULT_SHAPING) <= fingerprinted
+    fingerprinted = {m.__name__ for m in text.code_modules()}
+    assert {"rharm.runs.text", "rharm.language.data", "rharm.language.simcse"} <= fingerprinted
+    assert set(store.rharm_imports("rharm.runs.text")) - set(store.NOT_RESULT_SHAPING) <= fingerprinted
 
 
 def test_editing_a_fingerprinted_module_changes_the_key(tmp_path, monkeypatch):
@@ -116,9 +121,10 @@ def test_editing_a_fingerprinted_module_changes_the_key(tmp_path, monkeypatch):
 
 
 def test_auto_data_source_is_hashed_resolved(tmp_path, monkeypatch):
-    from rharm import data, experiment
+    from rharm.runs import images as experiment
+    from rharm.vision import data
 
-    g = experiment._validate({"backbone": "small_cnn", "epochs": 1, "batch_size": 8, "n_per_class": 2,
+    g = experiment.validate_grid({"backbone": "small_cnn", "epochs": 1, "batch_size": 8, "n_per_class": 2,
                               "data_source": "auto", "minority_classes": ["cat"], "ratio": 2})
     monkeypatch.setenv("RHARM_DATA_ROOT", str(tmp_path))
     (tmp_path / data.JPEG_ARCHIVE).write_bytes(b"x")
@@ -133,7 +139,7 @@ def test_auto_data_source_is_hashed_resolved(tmp_path, monkeypatch):
 
 
 def test_text_paths_are_hashed_by_content(tmp_path):
-    from rharm import text
+    from rharm.runs import text
 
     bios = tmp_path / "bios.csv"
     bios.write_text("hard_text,profession,gender\nshe is a nurse,13,1\n")
@@ -179,7 +185,7 @@ def test_truncated_features_are_recomputed_not_loaded(tmp_path, capsys):
     data = bytearray(f.read_bytes())
     data[-30] ^= 0xFF
     f.write_bytes(bytes(data))
-    store._VERIFIED.clear()
+    store.cache._VERIFIED.clear()
     store.cached("run", {"p": 1}, _features, root=tmp_path)
     assert "sha256" in capsys.readouterr().err
 
@@ -206,7 +212,7 @@ def _tiny_archive(path: Path) -> None:
 
 
 def test_truncated_decoded_cache_is_decoded_again(tmp_path, monkeypatch, capsys):
-    from rharm import data
+    from rharm.vision import data
 
     archive = tmp_path / data.JPEG_ARCHIVE
     _tiny_archive(archive)
@@ -293,7 +299,7 @@ def test_plain_papermill_rejects_underscore_names_and_P(project, tmp_path):
 def test_offline_torchvision_download_is_one_line_and_goes_to_the_cache(tmp_path, monkeypatch):
     import urllib.error
 
-    from rharm import data
+    from rharm.vision import data
 
     monkeypatch.setenv("RHARM_CACHE_ROOT", str(tmp_path / "cache"))
     roots = []
@@ -315,7 +321,7 @@ def test_offline_torchvision_download_is_one_line_and_goes_to_the_cache(tmp_path
 def test_disk_full_is_one_line_with_size_and_place(tmp_path, monkeypatch):
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, f: real_save(obj, "/dev/full"))  # a real ENOSPC from torch
-    monkeypatch.setattr(store, "_free_bytes", lambda folder: 4096)
+    monkeypatch.setattr(store.files, "_free_bytes", lambda folder: 4096)
     with pytest.raises(store.DiskFullError) as info:
         store.save_tensors(tmp_path / "features.pt", {"x": torch.zeros(1 << 20)})
     msg = str(info.value)
@@ -445,7 +451,7 @@ def test_audit_out_checked_before_computing(tmp_path, monkeypatch, capsys, out, 
     (tmp_path / "ro").mkdir()
     os.chmod(tmp_path / "ro", 0o555)
     monkeypatch.chdir(tmp_path / "in")
-    from rharm import audit as audit_mod
+    from rharm.harm import audit as audit_mod
 
     def boom(*a, **k):
         raise AssertionError("computed before checking --out")
@@ -511,7 +517,7 @@ def test_headline_write_without_a_path_writes_nothing(project, monkeypatch, caps
 # ---- stale reuse ---------------------------------------------------------------------------------------------
 
 def test_decoded_cache_is_checked_against_source_decoder_and_its_own_sha256(tmp_path, monkeypatch, capsys):
-    from rharm import data
+    from rharm.vision import data
 
     archive = tmp_path / data.JPEG_ARCHIVE
     _tiny_archive(archive)
@@ -547,7 +553,7 @@ def test_result_folder_under_another_key_is_not_trusted(tmp_path, capsys):
 
 
 def test_sweep_in_the_store_check_is_the_runs_integrity_check(tmp_path):
-    from rharm import sweep
+    from rharm.study import sweep
 
     folder = store.cached("run", {"p": 1}, _features, root=tmp_path)
     run = sweep.Run(0, None, 0, {}, folder)
@@ -560,15 +566,15 @@ def test_sweep_in_the_store_check_is_the_runs_integrity_check(tmp_path):
 # ---- the README's model name, offline ------------------------------------------------------------------------
 
 def test_public_minilm_name_is_the_bundled_copy():
-    from rharm import audit as audit_mod
-    from rharm.simcse import OFFLINE_MINILM
+    from rharm.book import audit_cli as audit_mod
+    from rharm.language.simcse import OFFLINE_MINILM
 
     for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", OFFLINE_MINILM):
         assert audit_mod.resolve_model(name) == (OFFLINE_MINILM, True)
 
 
 def test_unreachable_hub_is_one_line_at_once(tmp_path, monkeypatch, capsys):
-    from rharm import audit as audit_mod
+    from rharm.book import audit_cli as audit_mod
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
@@ -626,7 +632,7 @@ def test_a_notebook_path_is_honoured_or_refused(project, tmp_path, capsys):
     other.write_text((project / "notebooks" / "demo.py").read_text())
     assert cli.main(["run", str(other)]) == 2
     assert "not a chapter of this project" in capsys.readouterr().err
-    assert runner.notebook_source(project / "notebooks" / "demo.py") == project / "notebooks" / "demo.py"
+    assert params.notebook_source(project / "notebooks" / "demo.py") == project / "notebooks" / "demo.py"
 
 
 @pytest.mark.parametrize("args, words", [
@@ -740,7 +746,7 @@ def test_audit_refuses_unreadable_inputs_in_one_line(tmp_path, capsys):
 def test_audit_id_column_labels_overflow_and_degenerate_reference(tmp_path, capsys):
     import pandas as pd
 
-    from rharm import audit as audit_mod
+    from rharm.harm import audit as audit_mod
 
     e, lab = _audit_inputs(tmp_path / "in")
     x = np.load(e)
@@ -777,7 +783,7 @@ def test_render_page_removes_what_a_killed_render_left(project, monkeypatch):
 
 
 def test_audit_ctrl_c_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    from rharm import audit as audit_mod
+    from rharm.harm import audit as audit_mod
 
     e, lab = _audit_inputs(tmp_path / "in")
 
@@ -794,7 +800,7 @@ def test_audit_ctrl_c_is_one_line_and_writes_nothing(tmp_path, monkeypatch, caps
 def test_theory_sizes_that_need_more_than_8_gib_are_refused_before_running():
     """In-range block sizes could ask the node simulation for an N x N matrix of 671 GiB; a rule refuses it in one
     line naming both parameters and the size limit, before a kernel starts."""
-    from rharm import params
+    from rharm.core import params
 
     values = params.profile_values("theory", "smoke")
     params.check_rules("theory", values)  # the profile itself passes

@@ -1,4 +1,4 @@
-"""Every chapter's headline numbers as data (rharm.headline)."""
+"""Every chapter's headline numbers as data (rharm.page.headline)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import headline, params
 from rharm.book import runner
+from rharm.core import params
+from rharm.page import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +117,7 @@ def test_reproduce_page_timings_come_from_the_build_record(tmp_path):
 
 def test_readme_quotes_the_recorded_book_time():
     """The README's whole-book time is the one the last full cpu execution recorded (not a hand-kept number)."""
-    from rharm import paths
+    from rharm.core import paths
 
     rec = json.loads((paths.book_dir() / "cpu" / "build.json").read_text())
     readme = (paths.repo_root() / "README.md").read_text()

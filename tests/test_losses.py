@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rharm.losses import negative_cosine, nt_xent, simsiam_loss
+from rharm.vision.losses import negative_cosine, nt_xent, simsiam_loss
 
 
 def nt_xent_loop(z1, z2, tau, clamp=False):

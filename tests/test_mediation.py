@@ -1,12 +1,12 @@
-"""Known-answer tests for rharm.mediation (allocation harm and its mediation)."""
+"""Known-answer tests for rharm.harm.mediation (allocation harm and its mediation)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import mediation as D
-from rharm import metrics as M
-from rharm import testing
+from rharm.harm import mediation as D
+from rharm.harm import metrics as M
+from rharm.harm import synthetic as testing
 
 FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")  # tiny data: sklearn is quicker
 
@@ -186,7 +186,7 @@ def test_charts_build():
                 "hi": frame(base * (k + 1) + 0.1)} for k, e in enumerate(("TE", "NIE", "NDE"))}
     t = D.long_effects(boot)
     assert set(t.effect) == {"TE", "NIE", "NDE"}
-    from rharm import charts
+    from rharm.page import charts
 
     spec = charts.effect_heatmap(t, "NIE", title="NIE").to_dict()
     records = [r for values in spec["datasets"].values() for r in values]

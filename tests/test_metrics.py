@@ -1,12 +1,13 @@
-"""Known-answer tests for rharm.metrics (representation harm)."""
+"""Known-answer tests for rharm.harm.metrics (representation harm)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from rharm import metrics as M
-from rharm import testing
+from rharm.harm import metrics as M
+from rharm.harm import stats
+from rharm.harm import synthetic as testing
 
 MINS = ("automobile", "horse", "cat")
 COLLAPSE = {"automobile": "truck", "horse": "deer"}
@@ -307,7 +308,7 @@ def test_most_collapsed_table_and_long_rh_against_hand_values():
 
 def test_paper_reference_pins_the_most_collapsed_cells():
     # pinned from the paper (arXiv 2310.01583, SimCLR 1:100 RH matrix): automobile collapses most onto truck
-    from rharm import reference
+    from rharm.core import reference
 
     paper = reference.matrix("simclr_100_rh")
     est = pd.DataFrame(1.0, index=paper.index, columns=paper.columns)
@@ -328,7 +329,8 @@ def test_linear_probe_separates_clusters():
 
 
 def test_charts_build():
-    from rharm import charts, reference
+    from rharm.core import reference
+    from rharm.page import charts
 
     long = reference.long("simclr_100_rh").rename(columns={"value": "rh"})
     ch = charts.rh_heatmap(long, title="t", order=reference.class_order())
@@ -361,11 +363,11 @@ def test_noise_floor_ratios_pinned_values():
 
 
 def test_bootstrap_indices_resample_with_replacement():
-    idx = M.bootstrap_indices(np.random.default_rng(0), 5, (2000,))
+    idx = stats.bootstrap_indices(np.random.default_rng(0), 5, (2000,))
     assert idx.shape == (2000, 5) and idx.min() == 0 and idx.max() == 4
     # each draw is uniform with replacement: P(a resample holds a given item) = 1 - (4/5)^5 = 0.672
     assert abs((idx == 0).any(axis=1).mean() - (1 - 0.8 ** 5)) < 0.04
-    nested = M.bootstrap_indices(np.random.default_rng(0), 3, (4, 2))
+    nested = stats.bootstrap_indices(np.random.default_rng(0), 3, (4, 2))
     assert nested.shape == (4, 2, 3)
     np.testing.assert_array_equal(nested, np.random.default_rng(0).integers(0, 3, size=(4, 2, 3)))
 
@@ -383,6 +385,6 @@ def test_noise_floor_summary_by_hand_and_restricted_rows():
     assert M.noise_floor_summary(cr)["n"] == 8
     with_diagonal = M.noise_floor_summary(cr, off_diagonal=False, rows=["b"])
     assert with_diagonal["n"] == 6 and with_diagonal["median"] == pytest.approx(1.0)  # (.5, .5, 1, 1, 2, 2)
-    from rharm import study
+    from rharm.study import design as study
 
     assert study.noise_floor_rows(cr, ["b"]) == {"min": 0.5, "max": 2.0, "lo": 0.5, "hi": 2.0, "n": 4}

@@ -1,11 +1,12 @@
-"""Each mitigation of rharm.mitigation changes what it claims to change, and nothing when switched off."""
+"""Each mitigation of rharm.vision.mitigation changes what it claims to change, and nothing when switched off."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rharm import data, experiment, losses, mitigation, models, train
+from rharm.runs import images as experiment
+from rharm.vision import data, losses, mitigation, models, train
 
 
 @pytest.fixture
@@ -47,9 +48,9 @@ def test_rebalancing_gives_the_minority_the_balanced_rate():
     # without re-balancing the minority is 2 of 38 samples per epoch
     assert torch.bincount(labels, minlength=4)[0] / len(labels) == pytest.approx(2 / 38)
     # the originals keep their ids, hence their relative batch order (common random numbers)
-    order_plain = train._epoch_order(0, 1, ids)
-    order_rb = pos[train._epoch_order(0, 1, vids)]
-    originals = order_rb[torch.isin(torch.arange(len(pos))[train._epoch_order(0, 1, vids)], torch.arange(len(ids)))]
+    order_plain = train.epoch_order(0, 1, ids)
+    order_rb = pos[train.epoch_order(0, 1, vids)]
+    originals = order_rb[torch.isin(torch.arange(len(pos))[train.epoch_order(0, 1, vids)], torch.arange(len(ids)))]
     assert torch.equal(originals, order_plain)
 
 
@@ -160,13 +161,13 @@ def test_sdclr_loss_contrasts_dense_and_pruned_views(one_thread):
     v1, v2 = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
     cfg = train.TrainConfig(backbone="small_cnn", sdclr_prune=0.9)
     masks = mitigation.prune_masks(model, 0.9)
-    got = train._loss(model, cfg, v1, v2, masks=masks)
+    got = train.method_loss(model, cfg, v1, v2, masks=masks)
     _, z1 = model(v1)
     _, z2 = mitigation.pruned_forward(model, v2, masks)
     assert float(got.detach()) == pytest.approx(float(losses.nt_xent(z1, z2, 0.5).detach()), rel=1e-5)
     # a damaged branch disagrees more with the dense one than the dense one with itself: larger loss
-    dense_only = train._loss(model, cfg, v1, v1)
-    assert float(train._loss(model, cfg, v1, v1, masks=masks)) > float(dense_only)
+    dense_only = train.method_loss(model, cfg, v1, v1)
+    assert float(train.method_loss(model, cfg, v1, v1, masks=masks)) > float(dense_only)
 
 
 def test_sdclr_refreshes_the_mask_each_epoch(one_thread, monkeypatch):
@@ -203,14 +204,14 @@ def test_grid_keys_and_the_minority_groups(monkeypatch, tmp_path, one_thread):
     monkeypatch.setattr(experiment.train, "train", spy)
     grid = dict(backbone="small_cnn", epochs=1, batch_size=8, lr=0.1, minority_classes=["automobile"], ratio=5,
                 seeds=[0], n_per_class=10, progress=False)
-    g0 = experiment._validate(grid)
+    g0 = experiment.validate_grid(grid)
     key = experiment.run_config(g0, "automobile", 0)
     assert not set(experiment.MITIGATION_OFF) & set(key["train"])  # off = not in the key (unchanged keys)
-    g_rw = experiment._validate({**grid, "minority_weight": 5.0, "rebalance": True})
+    g_rw = experiment.validate_grid({**grid, "minority_weight": 5.0, "rebalance": True})
     assert experiment.run_config(g_rw, None, 0) == experiment.run_config(g0, None, 0)  # balanced model shared
     k_rw = experiment.run_config(g_rw, "automobile", 0)["train"]
     assert k_rw["minority_weight"] == 5.0 and k_rw["rebalance"] is True
-    g_sd = experiment._validate({**grid, "sdclr_prune": 0.5})
+    g_sd = experiment.validate_grid({**grid, "sdclr_prune": 0.5})
     assert experiment.run_config(g_sd, None, 0)["train"]["sdclr_prune"] == 0.5  # SDCLR changes the balanced model
 
     runs = experiment.run_grid({**grid, "rebalance": True})
@@ -259,19 +260,19 @@ def test_warm_start_pretrains_without_the_minority_and_starts_every_run_from_it(
     monkeypatch.setattr(experiment.train, "train", spy)
     grid = dict(backbone="small_cnn", epochs=1, batch_size=8, lr=0.1, classes=["airplane", "automobile", "bird",
                 "cat"], minority_classes=["automobile"], ratio=5, seeds=[0], n_per_class=10, progress=False)
-    plain_key = experiment.run_config(experiment._validate(grid), None, 0)
+    plain_key = experiment.run_config(experiment.validate_grid(grid), None, 0)
     runs = experiment.run_grid({**grid, "warm_start": True})
     assert len(seen) == 3  # the pre-training, then the balanced and the underrepresented run
     n_pre, images_pre, init_pre = seen[0]
     automobiles = _fake_split("fashion_mnist", "train", "fake").images[12:24]  # class 1 of the fake train split
     assert init_pre is None and n_pre == 30  # 3 classes x 10
     assert not (images_pre[:, None] == automobiles[None]).flatten(2).all(2).any()  # no automobile image in it
-    pre = experiment.run_one(experiment.pretrain_grid(experiment._validate({**grid, "warm_start": True})), None, 0)
+    pre = experiment.run_one(experiment.pretrain_grid(experiment.validate_grid({**grid, "warm_start": True})), None, 0)
     pre_state = torch.load(pre.dir / "model.pt", weights_only=True)
     for n_train, _, init in seen[1:]:
         assert init is not None and all(torch.equal(init[k], v) for k, v in pre_state.items())
     assert seen[1][0] == 40 and seen[2][0] == 32  # balanced 4 x 10; automobile cut to 10 // 5
-    warm_key = experiment.run_config(experiment._validate({**grid, "warm_start": True}), None, 0)
+    warm_key = experiment.run_config(experiment.validate_grid({**grid, "warm_start": True}), None, 0)
     assert warm_key["warm_start"] == "automobile" and "warm_start" not in plain_key  # old keys unchanged
     assert [r.minority for r in runs] == [None, "automobile"]
     with pytest.raises(ValueError, match="exactly one minority"):

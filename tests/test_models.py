@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rharm import models
+from rharm.vision import models
 
 
 @pytest.mark.parametrize("name,out_dim,lo,hi", [

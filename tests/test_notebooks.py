@@ -6,8 +6,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from rharm import params
 from rharm.book import runner
+from rharm.core import params
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
@@ -44,8 +44,8 @@ def test_single_parameters_cell_declares_exactly_the_spec(src):
 def test_check_first_and_provenance_last(src):
     cells = _code_cells(src)
     idx = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-    assert f'rharm.params.check("{src.stem}", globals())' in cells[idx + 1].source
-    assert "rharm.provenance.block(P)" in cells[-1].source
+    assert f'rharm.core.params.check("{src.stem}", globals())' in cells[idx + 1].source
+    assert "rharm.page.provenance.block(P)" in cells[-1].source
 
 
 def _bare_parameter_reads(src) -> list[str]:
@@ -71,8 +71,8 @@ def test_parameters_are_read_as_P_attributes_only(src):
 
 def test_the_bare_parameter_check_finds_a_bare_read(tmp_path):
     src = tmp_path / "theory.py"
-    src.write_text('# %% tags=["parameters"]\nprofile = "cpu"\nalpha = None\n\n# %%\nimport rharm.params\n\n'
-                   'P = rharm.params.check("theory", globals())\n\n# %%\nx = P.alpha + alpha\n')
+    src.write_text('# %% tags=["parameters"]\nprofile = "cpu"\nalpha = None\n\n# %%\nimport rharm.core.params\n\n'
+                   'P = rharm.core.params.check("theory", globals())\n\n# %%\nx = P.alpha + alpha\n')
     assert [r.split()[0] for r in _bare_parameter_reads(src)] == ["alpha"]
 
 

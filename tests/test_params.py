@@ -1,6 +1,6 @@
 import pytest
 
-from rharm import params
+from rharm.core import params
 
 PROFILE_YML = """
 nb:

@@ -1,5 +1,6 @@
 
-from rharm import paths, provenance
+from rharm.core import paths
+from rharm.page import provenance
 
 
 def test_roots_follow_environment(monkeypatch, tmp_path):

@@ -1,7 +1,8 @@
 import pytest
 
-from rharm import models, plan
 from rharm.book import cli
+from rharm.study import plan
+from rharm.vision import models
 
 
 def _row(rows, backbone, method="simclr"):
@@ -46,7 +47,7 @@ def test_cli_prints_a_cost_table(capsys):
 
 
 def test_every_image_chapter_is_counted_with_and_without_batching():
-    from rharm import params
+    from rharm.core import params
 
     for profile in params.PROFILES:
         runs, unknown = plan.chapter_runs(profile)

@@ -1,4 +1,4 @@
-"""The device probe (rharm.probe) minimises scikit-learn's LogisticRegression objective.
+"""The device probe (rharm.harm.probe) minimises scikit-learn's LogisticRegression objective.
 
 Stated tolerance: with tol 1e-8 (both solvers, float64 on the CPU) the coefficients and intercepts agree to 1e-4
 absolute, and the predicted labels agree on at least 99.5% of the points (exactly, on these data).
@@ -7,7 +7,7 @@ absolute, and the predicted labels agree on at least 99.5% of the points (exactl
 import numpy as np
 import pytest
 
-from rharm import metrics, probe
+from rharm.harm import metrics, probe
 
 COEF_ATOL = 1e-4
 AGREE = 0.995

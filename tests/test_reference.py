@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rharm import reference as R
+from rharm.core import reference as R
 
 PAPER_ORDER = ["airplane", "ship", "automobile", "truck", "bird", "deer", "horse", "cat", "dog", "frog"]
 SIX = ["airplane", "ship", "automobile", "truck", "deer", "horse"]

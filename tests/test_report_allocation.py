@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import mediation as D
-from rharm import reference, testing
+from rharm.core import reference
+from rharm.harm import mediation as D
+from rharm.harm import synthetic as testing
 from rharm.report import allocation as A
 
 FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")
@@ -162,7 +163,7 @@ def test_finding_sentences():
 
 
 def test_the_sections_publish_without_a_name_clash(planted):
-    from rharm import headline
+    from rharm.page import headline
 
     runs, by_protocol, wall = planted
     summary = A.summaries(by_protocol, level=0.9)

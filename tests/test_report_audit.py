@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rharm import audit as A
+from rharm.harm import audit as A
 from rharm.report import audit as report
 
 P = SimpleNamespace(synth_groups=5, synth_per_group=40, synth_dim=12, synth_strength=0.7, n_boot=60,

@@ -6,9 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import experiment, headline, study, testing
-from rharm import mediation as D
+from rharm.core import sampling
+from rharm.core.common import plain_json
+from rharm.harm import mediation as D
+from rharm.harm import synthetic as testing
 from rharm.report import mitigation as MI
+from rharm.runs import images as experiment
+from rharm.study import design as study
 
 FIVE = ["tshirt_top", "trouser", "sandal", "shirt", "sneaker"]
 FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")
@@ -44,7 +48,7 @@ def test_expectations_keep_the_registered_ranges_and_write_unbounded_ends_as_nul
     ranges = {r.id: (r.removed_lo, r.removed_hi) for r in e.itertuples()}
     assert ranges == {"E1": (0.30, np.inf), "E2": (0.15, 1.0), "E3": (0.0, np.inf), "E4": (-np.inf, 0.5),
                       "E5": (0.10, 0.60), "E6": (-np.inf, 0.3)}
-    rows = headline._plain(e)
+    rows = plain_json(e)
     assert rows[0]["removed_hi"] is None and rows[3]["removed_lo"] is None and rows[1]["removed_hi"] == 1.0
     shown = MI.expectations_table()
     assert "harm removed" in shown.to_html() and "−∞% to 50%" in shown.to_html()
@@ -275,11 +279,11 @@ def test_effects_without_a_resolved_baseline_define_no_share_removed():
 def test_rebalance_times_is_the_training_codes_factor():
     import torch
 
-    from rharm import mitigation, stats
     from rharm.report import mitigation as MI
+    from rharm.vision import mitigation
 
     for n, ratio in [(800, 100), (500, 100), (20, 10), (11, 3)]:
-        kept = stats.kept_count(n, ratio)
+        kept = sampling.kept_count(n, ratio)
         labels = torch.tensor([0] * n + [1] * n + [2] * kept)  # two full classes and the minority
         assert MI.rebalance_times(n, ratio) == mitigation.rebalance_factor(labels == 2, labels)
     assert MI.rebalance_times(11, 3) == 4  # 11 / 3 kept, rounded; the floor 11 // 3 would say 3

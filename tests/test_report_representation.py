@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import metrics as M
-from rharm import reference, testing
+from rharm.core import reference
+from rharm.harm import metrics as M
+from rharm.harm import synthetic as testing
 from rharm.report import representation as R
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -150,7 +151,7 @@ def test_finding_sentences(planted):
 
 
 def test_the_sections_publish_without_a_name_clash(planted):
-    from rharm import headline
+    from rharm.page import headline
 
     runs, cr, boot = planted
     meta_runs = [SimpleNamespace(minority=r.minority, seed=r.seed, meta={}) for r in runs]

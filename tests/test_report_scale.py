@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import params, testing
+from rharm.core import params
+from rharm.harm import synthetic as testing
 from rharm.report import scale
 
 

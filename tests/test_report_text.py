@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import text, textdata
+from rharm.language import data as textdata
 from rharm.report import text as report
+from rharm.runs import text
 
 ORDER = textdata.groups_of(["doctor", "nurse", "teacher"])
 MINORITY = "doctor|female"

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import params, theory
+from rharm import theory
+from rharm.core import params
 from rharm.report import theory as report
 
 

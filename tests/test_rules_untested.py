@@ -1,5 +1,7 @@
-"""Registered rules that had no test: the dose-response and temperature slope tests (rharm.study), the probe-accuracy
-clauses of the mitigation expectations (rharm.report.mitigation) and an alpha fit with two solutions (rharm.study).
+"""Registered rules that had no test: the dose-response and temperature slope tests (rharm.study.design), the
+probe-accuracy
+clauses of the mitigation expectations (rharm.report.mitigation) and an alpha fit with two solutions
+(rharm.study.design).
 
 Each test derives its answer independently (scipy's regression by hand, a planted theory curve with known roots, the
 registration's own words), so a fault in the rule fails it.
@@ -16,8 +18,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rharm import study
 from rharm.report import mitigation as MI
+from rharm.study import design as study
 
 # --------------------------------------------------------------------------------------------------------------
 # H4 / H5: the slope of pooled per-seed log RH on log ratio (log temperature), one-sided

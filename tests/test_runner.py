@@ -5,8 +5,8 @@ import json
 import nbformat
 import pytest
 
-from rharm import params
 from rharm.book import cli, runner
+from rharm.core import params
 
 
 def _injected(nb):
@@ -87,7 +87,7 @@ def test_failed_notebook_keeps_old_page(project):
     page = project / "book" / "smoke" / "demo.ipynb"
     before = page.read_text()
     src = project / "notebooks" / "demo.py"
-    src.write_text(src.read_text().replace("rharm.provenance.block(P)", "raise RuntimeError('boom')"))
+    src.write_text(src.read_text().replace("rharm.page.provenance.block(P)", "raise RuntimeError('boom')"))
     with pytest.raises(runner.RunError, match="boom|failed"):
         runner.run("demo", profile="smoke")
     assert page.read_text() == before

@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-from rharm import augment, runtime
+from rharm.core import runtime
+from rharm.vision import augment
 
 
 def test_torch_threads_sets_and_restores():
@@ -82,7 +83,7 @@ def test_deterministic_kernels_restores_the_previous_setting():
 
 
 def test_training_leaves_the_callers_generators_alone(monkeypatch):
-    from rharm import train
+    from rharm.vision import train
 
     torch.manual_seed(5)
     expect = torch.rand(4)

@@ -1,8 +1,12 @@
-"""One schema per run parameter (rharm.schema): the profiles, the training code and the statistics read it."""
+"""One schema per run parameter (rharm.core.schema): the profiles, the training code and the statistics read it."""
 
 import pytest
 
-from rharm import experiment, mediation, params, schema, stats, textdata, train
+from rharm.core import params, sampling, schema
+from rharm.harm import mediation
+from rharm.language import data as textdata
+from rharm.runs import images as experiment
+from rharm.vision import train
 
 
 def test_validate_converts_and_refuses_with_one_message():
@@ -60,7 +64,7 @@ def test_the_repository_profiles_share_the_training_specs():
 
 
 def test_train_and_models_read_their_choices_from_the_schema():
-    from rharm import models
+    from rharm.vision import models
 
     assert train.PRECISIONS == schema.spec("precision").choices and train.SCHEDULES == schema.spec("schedule").choices
     assert models.BACKBONES == schema.spec("backbone").choices and models.METHODS == schema.spec("method").choices
@@ -70,7 +74,7 @@ def test_train_and_models_read_their_choices_from_the_schema():
 def test_every_user_of_ratio_refuses_a_bad_one_with_the_schema_message(bad):
     expected = f"parameter ratio={bad!r} is not valid"
     calls = [
-        lambda: stats.kept_count(10, bad),
+        lambda: sampling.kept_count(10, bad),
         lambda: experiment.run_grid({"backbone": "small_cnn", "epochs": 1, "minority_classes": ["cat"],
                                      "ratio": bad, "n_per_class": 20, "data_source": "jpeg"}),
         lambda: textdata.underrepresented_split(["a", "b"] * 20, minority="a", ratio=bad, cl_fraction=0.5,

@@ -15,7 +15,9 @@ import time
 import pytest
 import torch
 
-from rharm import experiment, store, sweep
+from rharm import store
+from rharm.runs import images as experiment
+from rharm.study import sweep
 
 pytestmark = pytest.mark.slurm
 
@@ -38,7 +40,7 @@ def _cluster_or_skip() -> str:
 
 
 def _data_or_skip() -> None:
-    from rharm import data
+    from rharm.vision import data
 
     try:
         data.load_cifar10("test")

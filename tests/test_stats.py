@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from rharm import stats
+from rharm.core import sampling
+from rharm.harm import stats
 
 
 def test_t_interval_by_hand():
@@ -114,38 +115,39 @@ def test_holm_by_hand():
 
 
 def test_kept_count_by_hand():
-    assert stats.kept_count(5000, 100) == 50  # the paper's 1:100
-    assert stats.kept_count(100, 30) == 3  # int(100 / 30)
-    assert stats.kept_count(10, 7.5) == 1
-    assert stats.kept_count(9, 10) == 0 and stats.kept_count(9, 10, minimum=1) == 1
+    assert sampling.kept_count(5000, 100) == 50  # the paper's 1:100
+    assert sampling.kept_count(100, 30) == 3  # int(100 / 30)
+    assert sampling.kept_count(10, 7.5) == 1
+    assert sampling.kept_count(9, 10) == 0 and sampling.kept_count(9, 10, minimum=1) == 1
     for bad in (0.5, float("inf"), True, "2"):
         with pytest.raises(ValueError, match="ratio=.* is not valid"):
-            stats.kept_count(10, bad)
+            sampling.kept_count(10, bad)
 
 
 def test_undersample_pinned_draws():
-    # values of the implementations before the merge (rharm.data.underrepresent, mediation.undersample_mask and
-    # text.allocation_effects' permutation), which the modules now get from rharm.stats
-    from rharm import data, mediation
+    # values of the implementations before the merge (rharm.vision.data.underrepresent, mediation.undersample_mask and
+    # text.allocation_effects' permutation), which the modules now get from rharm.harm.stats
+    from rharm.harm import mediation
+    from rharm.vision import data
 
     y = np.repeat(np.arange(3), 10)
     assert data.underrepresent(y, 1, 3, 0).tolist() == [*range(10), 15, 16, 19, *range(20, 30)]
     assert np.flatnonzero(mediation.undersample_mask(y, 2, 4, np.random.default_rng(1))).tolist() == \
         [*range(20), 24, 25]
-    kept = stats.undersample(np.arange(10, 20), 3, np.random.default_rng(2), draw="permutation")
+    kept = sampling.undersample(np.arange(10, 20), 3, np.random.default_rng(2), draw="permutation")
     assert kept.tolist() == [12, 10, 17]
-    assert stats.undersample(np.arange(10, 20), 4, draw="prefix").tolist() == [10, 11]
-    kept = stats.undersample(np.arange(100, 200), 10, np.random.default_rng(0))
+    assert sampling.undersample(np.arange(10, 20), 4, draw="prefix").tolist() == [10, 11]
+    kept = sampling.undersample(np.arange(100, 200), 10, np.random.default_rng(0))
     assert len(set(kept.tolist())) == 10 and set(kept.tolist()) <= set(range(100, 200))  # without replacement
 
 
 def test_undersample_argument_errors():
     with pytest.raises(ValueError, match="draw='shuffle' is not valid"):
-        stats.undersample(np.arange(5), 2, np.random.default_rng(0), draw="shuffle")
+        sampling.undersample(np.arange(5), 2, np.random.default_rng(0), draw="shuffle")
     with pytest.raises(ValueError, match="rng must be None"):
-        stats.undersample(np.arange(5), 2, np.random.default_rng(0), draw="prefix")
+        sampling.undersample(np.arange(5), 2, np.random.default_rng(0), draw="prefix")
     with pytest.raises(ValueError, match="rng is None"):
-        stats.undersample(np.arange(5), 2)
+        sampling.undersample(np.arange(5), 2)
 
 
 def _objective_minimum(x, y, C):

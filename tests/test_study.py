@@ -1,4 +1,5 @@
-"""rharm.study: the pre-registration rule, the paired tests, and the theory mapping, on inputs with known answers."""
+"""rharm.study.design: the pre-registration rule, the paired tests, and the theory mapping, on inputs with known
+answers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import metrics, stats, study, testing
+from rharm.harm import metrics, stats
+from rharm.harm import synthetic as testing
+from rharm.study import design as study
 
 CLASSES = ["a", "b", "c", "d", "e", "f"]
 

@@ -1,4 +1,5 @@
-"""rharm.sweep with submitit's local executor: planning, the job table, status, and a preempted job that requeues and
+"""rharm.study.sweep with submitit's local executor: planning, the job table, status, and a preempted job that
+requeues and
 resumes from its checkpoint into a store equal to a serial run's.
 
 The jobs run in separate processes on a tiny deterministic fake CIFAR-10 (installed inside each job process by the
@@ -16,8 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rharm import experiment, params, store, sweep
+from rharm import store
 from rharm.book import cli
+from rharm.core import params
+from rharm.runs import images as experiment
+from rharm.study import sweep
 
 OVERRIDES = {"minority_classes": ["automobile", "truck"], "epochs": 4, "n_per_class": 12, "ratio": 4,
              "batch_size": 16, "threads": 1}
@@ -25,7 +29,7 @@ OVERRIDES = {"minority_classes": ["automobile", "truck"], "epochs": 4, "n_per_cl
 
 def fake_split(*args):
     """A deterministic 10-class fake CIFAR-10 split (24 train / 3 test images per class); any loader signature."""
-    from rharm import data
+    from rharm.vision import data
 
     split = "train" if "train" in args else "test"
     per = 24 if split == "train" else 3
@@ -41,7 +45,7 @@ class FakeDataRun(sweep.TrainRun):
     marker with its pid) so the test can preempt it at a known point; the truck run fails, as a broken job would."""
 
     def __call__(self):
-        from rharm import experiment as exp
+        from rharm.runs import images as exp
 
         exp._load_split = fake_split  # this job's own process
         if self.minority == "truck":
@@ -114,7 +118,8 @@ def test_estimate_uses_the_measured_throughput(results):
     done = p.runs[0]
     done.dir.mkdir(parents=True)
     store.save_json(done.dir / "meta.json", {"wall_time_s": 3.0, "extra": {"images_per_s": 100.0, "device": "cpu"}})
-    record = {"kind": experiment.KIND, "config": done.config, "code": store.code_fingerprint(experiment._code())}
+    record = {**store.key_payload(experiment.KIND, done.config),
+              "code": store.code_fingerprint(experiment.code_modules())}
     store.save_json(done.dir / store.COMPLETE_MARKER, record)  # what a run writes: kind, config, code of its key
     tp = sweep.measured_throughput()
     # automobile run: 9 x 12 + 12 // 4 = 111 images, 6 batches of 16 per epoch, 4 epochs, at 100 images/s

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import tables
+from rharm.page import tables
 
 
 def _df():
@@ -43,7 +43,7 @@ def test_plural():
 
 
 def test_provenance_ends_with_the_command_that_rebuilds_the_page():
-    from rharm import provenance
+    from rharm.page import provenance
 
     rec = {"notebook": "theory", "profile": "cpu", "overrides": {"alpha": 0.2, "method": "simclr"}}
     assert provenance.rebuild_command(rec) == "rharm run theory --profile cpu -p alpha 0.2 -p method simclr"
@@ -67,7 +67,7 @@ def test_headers_in_words_and_text_cells_wrap():
 
 
 def test_provenance_parameters_are_formatted_and_hide_local_paths():
-    from rharm import provenance
+    from rharm.page import provenance
 
     text = provenance.format_parameters({"pi1": [1 / 3, 1 / 6], "alpha": 0.4, "path": "/home/me/data/bios.pkl",
                                          "method": "simclr", "seeds": 3})
@@ -77,7 +77,7 @@ def test_provenance_parameters_are_formatted_and_hide_local_paths():
 def test_publish_returns_a_path_that_displays_as_nothing():
     from pathlib import Path
 
-    from rharm import headline
+    from rharm.page import headline
 
     p = headline._Unshown("/x/book/cpu/theory.json")
     assert p == Path("/x/book/cpu/theory.json") and isinstance(p, Path)

@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rharm import simcse, stats, text, textdata
+from rharm.harm import stats
+from rharm.language import data as textdata
+from rharm.language import simcse
+from rharm.runs import text
 
 # --- loaders ----------------------------------------------------------------------------------------------------
 

@@ -4,8 +4,10 @@ published theory figure (official ``simulation/plots/cosine_th.pdf``) against rh
 import numpy as np
 import pytest
 
-from rharm import charts, reference, store
+from rharm import store
 from rharm import theory as th
+from rharm.core import reference
+from rharm.page import charts
 
 #: every public name of rharm.theory before the split into a package (its __all__ then), less the charts
 NAMES_BEFORE_SPLIT = [
@@ -16,7 +18,7 @@ NAMES_BEFORE_SPLIT = [
     "node_gradient", "train_node_embeddings", "block_cosine_stats", "sbm_node_cosines", "cached_sbm_node_cosines",
     "node_population_comparison",
 ]
-#: the theory charts, exported by rharm.theory before every chart moved to rharm.charts
+#: the theory charts, exported by rharm.theory before every chart moved to rharm.page.charts
 CHART_NAMES = ["connectivity_chart", "node_cosine_charts", "population_line_chart", "population_heatmap_charts",
                "published_comparison_chart"]
 
@@ -32,18 +34,18 @@ def test_every_name_of_the_single_module_is_still_exported():
 
 def test_theory_charts_live_in_rharm_charts_only():
     assert [n for n in CHART_NAMES if hasattr(th, n) or n in th.__all__] == []
-    assert all(getattr(charts, n).__module__ == "rharm.charts" for n in CHART_NAMES)
+    assert all(getattr(charts, n).__module__ == "rharm.page.charts" for n in CHART_NAMES)
 
 
 def test_store_fingerprint_of_an_importer_covers_the_package_submodules():
-    # rharm.study does `from . import theory`: the package's __init__ must pull every submodule into the closure
-    closure = {m.__name__ for m in store.code_closure("rharm.study")}
+    # rharm.study.design does `from . import theory`: the package's __init__ must pull every submodule into the closure
+    closure = {m.__name__ for m in store.code_closure("rharm.study.design")}
     for sub in ("population", "node", "limit", "_validate"):
         assert f"rharm.theory.{sub}" in closure, sub
     # the node cache is keyed by the node module and what it imports (the population solver, the checks)
     node_closure = {m.__name__ for m in store.code_closure("rharm.theory.node")}
     assert {"rharm.theory.node", "rharm.theory.population", "rharm.theory._validate"} <= node_closure
-    assert "rharm.charts" not in node_closure  # charts do not shape the cached numbers
+    assert "rharm.page.charts" not in node_closure  # charts do not shape the cached numbers
 
 
 def test_cached_node_cosines_is_keyed_by_the_code_closure(monkeypatch):

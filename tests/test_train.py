@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from rharm import store, train
-from rharm.train import TrainConfig
+from rharm import store
+from rharm.vision import train
+from rharm.vision.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -145,9 +146,9 @@ def test_common_random_numbers_share_initialisation_and_order():
     for k, v in a.model.state_dict().items():
         assert torch.equal(v, b.model.state_dict()[k])
     ids = torch.arange(10)
-    full = train._epoch_order(5, 0, ids)
+    full = train.epoch_order(5, 0, ids)
     sub_ids = torch.tensor([0, 1, 2, 4, 6, 7, 9])
-    sub = train._epoch_order(5, 0, sub_ids)
+    sub = train.epoch_order(5, 0, sub_ids)
     assert sub_ids[sub].tolist() == [i for i in ids[full].tolist() if i in set(sub_ids.tolist())]
 
 
@@ -164,21 +165,22 @@ def test_resolve_precision():
 
 
 def test_store_key_holds_device_and_precision():
-    from rharm import experiment, store
+    from rharm import store
+    from rharm.runs import images as experiment
 
     grid = dict(backbone="small_cnn", epochs=1, batch_size=8, n_per_class=2, seeds=[0])
-    cpu = experiment.run_config(experiment._validate({**grid, "device": "cpu"}), None, 0)
-    gpu = experiment.run_config(experiment._validate({**grid, "device": "cuda"}), None, 0)
+    cpu = experiment.run_config(experiment.validate_grid({**grid, "device": "cpu"}), None, 0)
+    gpu = experiment.run_config(experiment.validate_grid({**grid, "device": "cuda"}), None, 0)
     assert (cpu["device"], cpu["precision"]) == ("cpu", "fp32")
     assert gpu["device"] == "cuda" and gpu["precision"] in ("bf16", "fp16")
     # deterministic "auto": exact on the CPU, cuDNN benchmark on CUDA
     assert cpu["train"]["deterministic"] is True and gpu["train"]["deterministic"] is False
     assert store.key(experiment.KIND, cpu) != store.key(experiment.KIND, gpu)
-    fp32_gpu = experiment.run_config(experiment._validate({**grid, "device": "cuda", "precision": "fp32",
+    fp32_gpu = experiment.run_config(experiment.validate_grid({**grid, "device": "cuda", "precision": "fp32",
                                                            "deterministic": False}), None, 0)
     assert store.key(experiment.KIND, fp32_gpu) != store.key(experiment.KIND, gpu)
     with pytest.raises(ValueError, match="precision='fp16'"):
-        experiment._validate({**grid, "device": "cpu", "precision": "fp16"})
+        experiment.validate_grid({**grid, "device": "cpu", "precision": "fp16"})
 
 
 def test_process_switches_are_restored():

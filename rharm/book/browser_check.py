@@ -17,7 +17,7 @@ that serves the book under a ``/<folder>/`` sub-path, as GitHub Pages does), and
 * a chart legend has no title, a title that is a bare field name (one lowercase word or ``snake_case``), or the
   entries ``true``/``false``;
 * a legend entry that stands for one of the book's meanings (our measurement, the paper, the theory, TE, NIE, NDE)
-  is drawn in another colour than the book's palette (:data:`rharm.charts.COLOURS`);
+  is drawn in another colour than the book's palette (:data:`rharm.page.charts.COLOURS`);
 * the page prints a warning or a traceback in a cell output (``output stderr``/``output traceback`` blocks, or text
   such as ``SomethingWarning:`` or ``Traceback (most recent call last)`` in an output);
 * the browser console reports an error (a script error such as a name declared twice).
@@ -327,9 +327,9 @@ def unlabelled_legends(legends: list[dict]) -> list[str]:
 
 def palette_mismatches(legends: list[dict]) -> list[str]:
     """Legend entries that stand for one of the book's meanings (our measurement, the paper, the theory, TE, NIE,
-    NDE: :func:`rharm.charts.meaning`, each once in the legend) but are drawn in another colour than
-    :data:`rharm.charts.COLOURS` gives it."""
-    from ..charts import COLOURS, meaning
+    NDE: :func:`rharm.page.charts.meaning`, each once in the legend) but are drawn in another colour than
+    :data:`rharm.page.charts.COLOURS` gives it."""
+    from rharm.page.charts import COLOURS, meaning
 
     out = []
     for g in legends:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import params as params_mod
-from . import runner
+from rharm.core import params as params_mod
+from rharm.book import runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,17 +80,37 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sync", help="regenerate the paired notebooks/*.ipynb from the .py sources")
     s.add_argument("--check", action="store_true", help="exit 1 if any paired notebook drifted")
 
-    from .. import audit as audit_mod  # light: heavy imports happen inside its functions
+    st = sub.add_parser("store", help="the result store: adopt results keyed before recipes existed",
+                        description="rekey: adopt every result written under the old code-hash keys whose code its "
+                                    "kind's recipe names (rharm/store/recipes.py), after checking the kind's canary; "
+                                    "files are hard-linked under the new keys, nothing is deleted or retrained.")
+    st.add_argument("action", choices=("rekey",))
+    st.add_argument("--no-canary", action="store_true", help="adopt without running the canaries (not advised)")
+
+    from rharm.book import audit_cli as audit_mod
 
     audit_mod.add_cli(sub)
     return p
 
 
+def _store(args) -> int:
+    """``rharm store rekey``: print, per kind, what was adopted, found in place, or left alone and why."""
+    from rharm import store
+
+    report = store.rekey(check_canary=not args.no_canary)
+    for kind, c in report.items():
+        line = (f"{kind}: refused ({c['refused']})" if c["refused"] else
+                f"{kind}: {c['adopted']} adopted, {c['present']} already under their recipe key, {c['other_code']} "
+                f"written by other code (left alone), {c['unusable']} unusable")
+        print(line)
+    return 1 if any(c["refused"] for c in report.values()) else 0
+
+
 def _sweep(args) -> int:
-    """``rharm sweep``: plan, submit or report a sweep (see :mod:`rharm.sweep`)."""
+    """``rharm sweep``: plan, submit or report a sweep (see :mod:`rharm.study.sweep`)."""
     import time
 
-    from .. import sweep
+    from rharm.study import sweep
 
     overrides = {}
     for name, value in args.parameter:
@@ -139,7 +159,7 @@ def _sweep(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "audit":  # reports its own bad input (exit 2), writes nothing on error
-        from .. import audit as audit_mod
+        from rharm.book import audit_cli as audit_mod
 
         return audit_mod.run_cli(args)
     try:
@@ -158,14 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             html = runner.book(args.profile, execute=not args.no_execute, strict=args.strict, only=args.only)
             print(f"book: {html / 'index.html'}")
         elif args.command == "params":
-            name = runner.notebook_source(args.notebook).stem
+            name = params_mod.notebook_source(args.notebook).stem
             values = params_mod.profile_values(name, args.profile)
             for pname, spec in params_mod.specs(name).items():
                 print(f"{pname:24s} = {values[pname]!r:32s} {spec.describe()}  {spec.help}")
         elif args.command == "sweep":
             return _sweep(args)
+        elif args.command == "store":
+            return _store(args)
         elif args.command == "plan":
-            from .. import plan
+            from rharm.study import plan
 
             try:
                 rows = plan.plan_table(args.profile, images_per_s=plan.parse_throughputs(args.images_per_s),

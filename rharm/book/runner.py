@@ -33,9 +33,12 @@ from typing import Any, Mapping
 
 import yaml
 
-from .. import headline, paths, store
-from .. import params as params_mod
-from ..provenance import git_commit
+from rharm.page import headline
+from rharm.core import paths
+from rharm.core.common import plain_json
+from rharm import store
+from rharm.core import params as params_mod
+from rharm.page.provenance import git_commit
 
 BOOK_PROFILE = "cpu"  # the profile whose pages the committed book shows
 PAGE_MARKER = ".rharm-page"  # in every folder render_page creates; a folder without it is never touched
@@ -43,33 +46,6 @@ PAGE_MARKER = ".rharm-page"  # in every folder render_page creates; a folder wit
 
 class RunError(RuntimeError):
     """A notebook failed to execute or the book failed to build."""
-
-
-def notebook_source(notebook: str | os.PathLike) -> Path:
-    """Resolve a notebook name (``theory``) or path (``notebooks/theory.py``/``.ipynb``) to its ``.py`` source.
-
-    A path is honoured: it must be one of the project's chapters (``notebooks/<name>.py`` or its paired ``.ipynb``);
-    any other path, existing or not, is refused (a name alone never silently stands for a path elsewhere).
-    """
-    p = Path(notebook)
-    name = p.stem if p.suffix in (".py", ".ipynb") else p.name
-    src = paths.notebooks_dir() / f"{name}.py"
-    known = sorted(x.stem for x in paths.notebooks_dir().glob("*.py"))
-    if not src.is_file():
-        raise params_mod.ParameterError(f"notebook {str(notebook)!r} not found; known notebooks: {', '.join(known)}")
-    if len(p.parts) > 1 or p.suffix:  # a path: it must be the chapter's own file
-        given = p.expanduser()
-        if not given.is_absolute() and not given.exists():  # relative to the project, as the README writes it
-            given = paths.repo_root() / given
-        if not given.exists():
-            raise params_mod.ParameterError(
-                f"notebook {str(notebook)!r} does not exist; rharm runs the project's chapters "
-                f"({paths.notebooks_dir()}): give a name ({name}) or a path there")
-        if given.resolve() not in (src.resolve(), src.with_suffix(".ipynb").resolve()):
-            raise params_mod.ParameterError(
-                f"notebook {str(notebook)!r} is not a chapter of this project (they are {paths.notebooks_dir()}/"
-                f"<name>.py: {', '.join(known)}); run another notebook with papermill")
-    return src
 
 
 def read_notebook(src: Path):
@@ -135,13 +111,13 @@ def run(
 ) -> Path:
     """Execute one notebook with papermill; return the executed notebook's path.
 
-    Unknown parameter names and invalid values raise :class:`rharm.params.ParameterError` before any kernel
+    Unknown parameter names and invalid values raise :class:`rharm.core.params.ParameterError` before any kernel
     starts. An existing variant output is never overwritten unless ``force``; a book page is replaced only when the
     new execution succeeded (a failed execution is kept under ``_build/failed/``).
     """
     import papermill
 
-    src = notebook_source(notebook)
+    src = params_mod.notebook_source(notebook)
     name = src.stem
     overrides = params_mod.check_overrides(parameters or {})
     params_mod.resolve(name, {"profile": profile, **overrides})  # raises before execution
@@ -218,7 +194,7 @@ def _headline_of(path: Path) -> dict | None:
 def _check_outputs(dest: Path, numbers: Path, name: str, profile: str, overrides: Mapping[str, Any],
                    force: bool) -> None:
     """Before a kernel starts: the executed notebook and its headline file may be written (see
-    :func:`rharm.paths.check_new_file`): new, or with ``force`` rharm's own; never inside the result store."""
+    :func:`rharm.core.paths.check_new_file`): new, or with ``force`` rharm's own; never inside the result store."""
     try:
         book = paths.book_dir().resolve()
         if dest.resolve().is_relative_to(book):
@@ -231,7 +207,7 @@ def _check_outputs(dest: Path, numbers: Path, name: str, profile: str, overrides
                                        "the .json beside it)")
         doc = _headline_of(numbers) if numbers.exists() else None
         same_run = doc is not None and doc.get("chapter") == name and doc.get("profile") == profile and \
-            doc.get("overrides") == headline._plain(dict(overrides))
+            doc.get("overrides") == plain_json(dict(overrides))
         if not (same_run and not dest.exists()):  # a failed run's own numbers are re-created; anything else is asked
             paths.check_new_file(numbers, param=f"the headline file beside --output ({numbers.name})", force=force,
                                  owned=lambda p: _headline_of(p) is not None)
@@ -255,7 +231,7 @@ def _clean_exec_leftovers(work: Path) -> None:
         if len(parts) < 3 or not parts[1].isdigit() or not p.is_file():
             continue
         pid = int(parts[1])
-        if pid != os.getpid() and not store._pid_alive(pid):
+        if pid != os.getpid() and not store.pid_alive(pid):
             with contextlib.suppress(OSError):
                 p.unlink()
 
@@ -414,7 +390,7 @@ def write_findings(source: Path, profile: str) -> Path:
     executed pages in ``<source>/<profile>/``, and ``<source>/bottomline.txt``, the book's bottom line computed from
     the chapters' headline files (:func:`rharm.report.landing.bottom_line`); the intro includes both, so it never
     repeats a number by hand."""
-    from ..report import landing
+    from rharm.report import landing
 
     text = headline.findings_markdown(toc_chapters(), Path(source) / profile, profile)
     out = Path(source) / FINDINGS
@@ -560,7 +536,7 @@ def _stale_render_leftover(left: Path, final: Path) -> bool:
     """Whether ``left`` is ``.<name>.<pid>.<random>.tmp`` (staging) or ``.<name>.<pid>.old`` (a replaced page) that a
     killed :func:`render_page` of ``final`` left: its process is gone, and an ``.old`` folder is a page of ours."""
     pid = left.name[len(final.name) + 2:].split(".")[0]
-    if not (left.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not store._pid_alive(int(pid))):
+    if not (left.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not store.pid_alive(int(pid))):
         return False
     return left.name.endswith(".tmp") or (left.name.endswith(".old") and (left / PAGE_MARKER).is_file())
 

@@ -3,7 +3,7 @@
 Listed in ``_config.yml`` under ``sphinx.extra_extensions``. At build time it asks vl-convert for its JavaScript
 bundle of vega, vega-lite and vega-embed (shipped inside the ``vl-convert-python`` wheel, so nothing is downloaded),
 wraps it in a function scope so its top-level names cannot clash with Sphinx's own globals, exposes only
-``window.rharmVegaEmbed`` (:func:`rharm.charts.vega_bundle`), writes it to ``_static/`` and adds it to every page. :mod:`rharm.charts` emits the
+``window.rharmVegaEmbed`` (:func:`rharm.page.charts.vega_bundle`), writes it to ``_static/`` and adds it to every page. :mod:`rharm.page.charts` emits the
 matching ``<div>`` and call.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..charts import vega_bundle
+from rharm.page.charts import vega_bundle
 
 BUNDLE_NAME = "rharm-vega-embed.js"
 

@@ -1,9 +1,10 @@
 """The numbers of the allocation-harm chapter, one summary dataclass per section.
 
-Each function takes a section's inputs (run results, :class:`rharm.mediation.MediationRuns`, the notebook's
+Each function takes a section's inputs (run results, :class:`rharm.harm.mediation.MediationRuns`, the notebook's
 parameters ``P``) and returns a frozen dataclass whose fields are exactly what the prose glues (as ``ah_<field>``)
-and what ``book/<profile>/allocation_harm.json`` holds; :func:`rharm.headline.publish` does both. The chapter itself
-only draws the tables and charts. The paper's values come from :func:`rharm.reference.for_setting` for the run's
+and what ``book/<profile>/allocation_harm.json`` holds; :func:`rharm.page.headline.publish` does both. The chapter
+itself
+only draws the tables and charts. The paper's values come from :func:`rharm.core.reference.for_setting` for the run's
 own method and ratio, never from another setting.
 """
 
@@ -16,7 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm import mediation, metrics, reference, tables
+from rharm.core import reference
+from rharm.harm import mediation, metrics
+from rharm.page import tables
 
 
 def check_minorities(P: Any) -> None:
@@ -37,7 +40,7 @@ def mediation_runs(results: Sequence[Any], P: Any, *, probe: mediation.ProbeConf
     """Fit the probes of every protocol in ``P.protocols`` (first = the chapter's main protocol).
 
     Returns ``({protocol: MediationRuns}, wall seconds of this call)``; with ``cached`` the runs come from the
-    result store when it has them (:func:`rharm.mediation.cached_mediation_runs`), so the wall time can be far
+    result store when it has them (:func:`rharm.harm.mediation.cached_mediation_runs`), so the wall time can be far
     below the fitting time recorded in each run.
     """
     check_minorities(P)
@@ -121,7 +124,7 @@ def scale(results: Sequence[Any], runs_by_protocol: dict[str, mediation.Mediatio
 
 
 def summaries(runs_by_protocol: dict[str, mediation.MediationRuns], *, level: float) -> dict[str, pd.DataFrame]:
-    """:func:`rharm.mediation.diagonal_summary` per protocol (rows: minorities and "mean")."""
+    """:func:`rharm.harm.mediation.diagonal_summary` per protocol (rows: minorities and "mean")."""
     with np.errstate(invalid="ignore", divide="ignore"):  # a share NIE/TE is undefined where a draw has TE = 0
         return {prot: mediation.diagonal_summary(mr, level=level)
                 for prot, mr in runs_by_protocol.items()}
@@ -216,8 +219,8 @@ def protocols(summary: dict[str, pd.DataFrame]) -> Protocols:
 
 
 def paper_sd_table(mr: mediation.MediationRuns, boot: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
-    """The paper's ± (:func:`rharm.mediation.effect_paper_sd`) for each minority's diagonal TE, NDE, NIE beside our
-    standard error over seeds (``boot`` from :func:`rharm.mediation.effect_intervals`); one row per minority."""
+    """The paper's ± (:func:`rharm.harm.mediation.effect_paper_sd`) for each minority's diagonal TE, NDE, NIE beside our
+    standard error over seeds (``boot`` from :func:`rharm.harm.mediation.effect_intervals`); one row per minority."""
     psd = mediation.effect_paper_sd(mr)
     ours = {e: {m: psd[e].loc[m, m] for m in mr.minorities} for e in mediation.EFFECTS}
     se = {e: {m: boot[e]["se"].loc[m, m] for m in mr.minorities} for e in mediation.EFFECTS}
@@ -248,7 +251,8 @@ def pooled_nie(mr: mediation.MediationRuns, minority: str) -> float:
 
 
 def crosscheck(results: Sequence[Any], mr: mediation.MediationRuns, *, feature: str, n_boot: int) -> CrossCheck:
-    """:func:`rharm.mediation.mediation_crosscheck` for each minority of ``mr``, toward the class of its smallest RH.
+    """:func:`rharm.harm.mediation.mediation_crosscheck` for each minority of ``mr``, toward the class of its smallest
+    RH.
 
     The regression's total (mean Y at X=1 minus at X=0, balanced-label probe, pooled over the evaluated images) is
     by construction the interventional NIE of the diagonal with its sign flipped, each (model seed, split seed)

@@ -2,9 +2,11 @@
 
 Three audits, one per section: a planted collapse with a known answer (:func:`synthetic_audit`), MiniLM before and
 after SimCSE on BUG groups (:func:`text_audit`) and a Fashion-MNIST encoder trained with a rare class
-(:func:`image_audit`). Each ``*_summary`` function turns an :class:`rharm.audit.AuditReport` into a frozen dataclass
-of what the prose and ``book/<profile>/audit.json`` need; the chapter passes them to :func:`rharm.headline.publish`.
-The audit itself is :func:`rharm.audit.audit`; the report's charts are :func:`rharm.charts.audit_charts`.
+(:func:`image_audit`). Each ``*_summary`` function turns an :class:`rharm.harm.audit.AuditReport` into a frozen
+dataclass
+of what the prose and ``book/<profile>/audit.json`` need; the chapter passes them to
+:func:`rharm.page.headline.publish`.
+The audit itself is :func:`rharm.harm.audit.audit`; the report's charts are :func:`rharm.page.charts.audit_charts`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from ..audit import AuditReport
+    from rharm.harm.audit import AuditReport
 
 
 def audit_options(P: Any) -> dict:
-    """The :func:`rharm.audit.audit` settings shared by every audit of the chapter (from its parameters ``P``)."""
+    """The :func:`rharm.harm.audit.audit` settings shared by every audit of the chapter (from its parameters ``P``)."""
     return dict(n_boot=P.n_boot, probe_folds=P.probe_folds, probe_C=P.probe_C, seed=P.seed)
 
 
@@ -71,7 +73,7 @@ def planted_collapse(*, groups: int, per_group: int, dim: int, strength: float,
 
 def synthetic_audit(P: Any) -> "AuditReport":
     """Audit the planted collapse of :func:`planted_collapse` built from the chapter's ``synth_*`` parameters."""
-    from ..audit import audit
+    from rharm.harm.audit import audit
 
     audited, reference, labels = planted_collapse(groups=P.synth_groups, per_group=P.synth_per_group,
                                                   dim=P.synth_dim, strength=P.synth_strength, seed=P.seed)
@@ -106,8 +108,11 @@ def synthetic_summary(report: "AuditReport", planted: Sequence[str] = ("g0", "g1
 def text_audit(P: Any) -> tuple["AuditReport", list]:
     """Audit the text chapter's learning SimCSE variant (balanced BUG groups, seed ``text_seed``) against the
     pre-trained encoder on the same held-out sentences; returns the report and the group order."""
-    from .. import simcse, store, text, textdata
-    from ..audit import audit
+    from rharm import store
+    from rharm.harm.audit import audit
+    from rharm.language import data as textdata
+    from rharm.language import simcse
+    from rharm.runs import text
 
     data = text.data_config(source="bug", n_professions=P.n_professions, cl_fraction=0.5,
                             n_train_per_group=P.n_train_per_group, n_eval_per_group=P.n_eval_per_group)
@@ -175,12 +180,15 @@ def image_audit(profile: str, options: dict) -> tuple["AuditReport", ImageSettin
 
     ``profile`` picks the fashion_harm parameters; ``options`` are :func:`audit_options`.
     """
-    from .. import data as image_data
-    from .. import experiment, metrics, params, study
-    from ..audit import audit
+    from rharm.core import params
+    from rharm.harm import metrics
+    from rharm.harm.audit import audit
+    from rharm.runs import images as experiment
+    from rharm.study import design as study
+    from rharm.vision import data as image_data
 
     fp = params.profile_values("fashion_harm", profile)
-    from .fashion import GRID_KEYS
+    from rharm.report.fashion import GRID_KEYS
 
     # exactly the fashion_harm chapter's registration-v2 grid, so every run comes from its result store
     grid = {k: fp[k] for k in GRID_KEYS}

@@ -1,8 +1,9 @@
-"""The Fashion-MNIST chapter: registration v2 (a confirmatory replication, :mod:`rharm.confirmatory`) run in its
+"""The Fashion-MNIST chapter: registration v2 (a confirmatory replication, :mod:`rharm.study.confirmatory`) run in its
 registered order, v1 (exploratory) read from its archived result, the tables and charts of each section, and the
-chapter's summary (:func:`summary`), which :func:`rharm.headline.publish` glues.
+chapter's summary (:func:`summary`), which :func:`rharm.page.headline.publish` glues.
 
-Each display function returns one displayable object (a :class:`rharm.tables.Table` or an Altair chart); the chapter
+Each display function returns one displayable object (a :class:`rharm.page.tables.Table` or an Altair chart); the
+chapter
 calls it as the last expression of a cell.
 """
 
@@ -16,10 +17,13 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .. import charts, confirmatory, metrics, paths, stats, tables
-from ..study import ci_text
+from rharm.core import paths, sampling
+from rharm.harm import metrics, stats
+from rharm.page import charts, tables
+from rharm.study import confirmatory
+from rharm.study.design import ci_text
 
-#: the parameters that make up the v2 training grid (:func:`rharm.experiment.run_grid`)
+#: the parameters that make up the v2 training grid (:func:`rharm.runs.images.run_grid`)
 GRID_KEYS = ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr", "weight_decay", "temperature",
              "clamp", "schedule", "augment", "ratio", "seeds", "n_per_class", "classes", "data_source", "threads",
              "workers")
@@ -37,7 +41,7 @@ def grid(P: Any) -> dict:
 
 
 def run(P: Any) -> confirmatory.Result:
-    """Registration v2, in its registered order (:func:`rharm.confirmatory.run`)."""
+    """Registration v2, in its registered order (:func:`rharm.study.confirmatory.run`)."""
     return confirmatory.run(
         "v2, confirmatory (five classes, fresh seeds)", grid(P), n_close=P.n_close, alpha=P.alpha, level=P.ci_level,
         dose_ratios=P.dose_ratios, r0=P.dose_r0, fit_ratio=P.theory_fit_ratio, margin=P.theory_margin,
@@ -108,7 +112,7 @@ def setting_table(P: Any, res: confirmatory.Result) -> tables.Table:
     """v2's setting: classes, pool, what the minority keeps, seeds, epochs and training minutes."""
     setting = pd.DataFrame([{
         "classes": ", ".join(res.classes), "pool per class": res.grid["n_per_class"],
-        "minority keeps": f"1/{P.ratio} = {stats.kept_count(res.grid['n_per_class'], P.ratio)} images",
+        "minority keeps": f"1/{P.ratio} = {sampling.kept_count(res.grid['n_per_class'], P.ratio)} images",
         "seeds": ", ".join(str(s) for s in P.seeds), "epochs": P.epochs,
         "training minutes (summed over models)": res.train_minutes}])
     return tables.show(setting, digits=2,

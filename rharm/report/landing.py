@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import reference
-from ..study import ci_text
+from rharm.core import reference
+from rharm.study.design import ci_text
 
 
 def _load(pages: Path, chapter: str) -> dict | None:
@@ -21,7 +21,7 @@ def _load(pages: Path, chapter: str) -> dict | None:
 
 
 def _f(v: Any, digits: int = 2) -> str:
-    from ..charts import fmt_sig
+    from rharm.core.common import fmt_sig
 
     return fmt_sig(v, digits)
 

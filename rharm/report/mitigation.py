@@ -3,11 +3,11 @@ theory's temperature, the pre-registered expectations E1-E6, every intervention 
 allocation and cost of each, the verdicts and the finding.
 
 The functions run in the registered order: the balanced models of ``P.seeds`` first (:func:`balanced_runs`; the rule
-of :func:`rharm.study.preregister` reads them), then the unmitigated models (:func:`none_runs`; the theory's
+of :func:`rharm.study.design.preregister` reads them), then the unmitigated models (:func:`none_runs`; the theory's
 temperature is fitted to them), then every intervention (:func:`train_arms`). Each section's numbers are a frozen
 dataclass whose fields are what the prose glues (as ``mi_<field>``) and what ``book/<profile>/mitigation.json``
-holds; :func:`rharm.headline.publish` does both. Each display function returns one displayable object (a
-:class:`rharm.tables.Table` or an Altair chart) for the last expression of a chapter cell.
+holds; :func:`rharm.page.headline.publish` does both. Each display function returns one displayable object (a
+:class:`rharm.page.tables.Table` or an Altair chart) for the last expression of a chapter cell.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import charts, experiment, mediation, metrics, mitigation, stats, study, tables
+from rharm.core import sampling
+from rharm.harm import mediation, metrics, stats
+from rharm.page import charts, tables
+from rharm.runs import images as experiment
+from rharm.study import design as study
+from rharm.vision import mitigation
 
 #: the parameters that make up the training grid: exactly the Fashion-MNIST chapter's grid of the same design, so
 #: that its balanced and unmitigated runs come from the result store
@@ -108,11 +113,12 @@ def interventions(P: Any, tau: float) -> dict[str, dict]:
 
 
 def rebalance_times(n_per_class: int, ratio: float) -> int:
-    """How often re-balancing shows each kept minority image per epoch: :func:`rharm.mitigation.rebalance_factor`
-    on a pool of ``n_per_class`` images per class whose minority keeps :func:`rharm.stats.kept_count` of them."""
+    """How often re-balancing shows each kept minority image per epoch: :func:`rharm.vision.mitigation.rebalance_factor`
+    on a pool of ``n_per_class`` images per class whose minority keeps :func:`rharm.core.sampling.kept_count` of
+    them."""
     import torch
 
-    kept = stats.kept_count(int(n_per_class), ratio)
+    kept = sampling.kept_count(int(n_per_class), ratio)
     labels = torch.repeat_interleave(torch.arange(2), torch.tensor([int(n_per_class), kept]))  # a class, the minority
     return mitigation.rebalance_factor(labels == 1, labels)
 
@@ -165,7 +171,7 @@ class Cell:
 
 
 def choose_cell(P: Any, balanced: Sequence[Any]) -> Cell:
-    """Apply :func:`rharm.study.preregister` (``n_close = P.n_close``, ties broken by the larger room, as the
+    """Apply :func:`rharm.study.design.preregister` (``n_close = P.n_close``, ties broken by the larger room, as the
     Fashion-MNIST chapter's registration v2) to the balanced models; the first minority."""
     base_grid(P)  # validates the seeds
     if any(r.minority is not None for r in balanced):
@@ -261,8 +267,8 @@ def temperature_table(P: Any, cell: Cell, t: TheoryTemperature) -> tables.Table:
 def train_arms(P: Any, cell: Cell, tau: float, none: Sequence[Any] | None = None) -> dict[str, tuple[list, list]]:
     """Every intervention's models, ``{name: (balanced runs, minority runs)}`` in :data:`INTERVENTIONS` order.
 
-    All arms' missing runs are trained in one pool (:func:`rharm.experiment.prefetch`, warm-start pre-training
-    first), then each arm is loaded with :func:`rharm.experiment.run_grid`; the results are those of a serial run.
+    All arms' missing runs are trained in one pool (:func:`rharm.runs.images.prefetch`, warm-start pre-training
+    first), then each arm is loaded with :func:`rharm.runs.images.run_grid`; the results are those of a serial run.
     ``none``: the unmitigated runs already loaded (:func:`none_runs`), reused rather than loaded again.
     """
     grids = arm_grids(P, cell.minority, tau)
@@ -372,7 +378,7 @@ def effects_table(P: Any, cell: Cell, e: Effects) -> tables.Table:
 
 def harm_chart(P: Any, cell: Cell, e: Effects):
     """RH of the cell against the balanced probe accuracy, one point per intervention with both intervals
-    (:func:`rharm.charts.harm_accuracy_chart`)."""
+    (:func:`rharm.page.charts.harm_accuracy_chart`)."""
     return charts.harm_accuracy_chart(e.interventions, minority=cell.minority, partner=cell.partner, ratio=cell.ratio,
                                       n_seeds=len(cell.seeds), level=P.ci_level)
 

@@ -1,8 +1,9 @@
 """The numbers of the representation-harm chapter, one summary dataclass per section.
 
 Each function takes a section's inputs (run results, the notebook's parameters ``P``, tables from
-:mod:`rharm.metrics`) and returns a frozen dataclass whose fields are exactly what the prose glues (as
-``rh_<field>``) and what ``book/<profile>/representation_harm.json`` holds; :func:`rharm.headline.publish` does both.
+:mod:`rharm.harm.metrics`) and returns a frozen dataclass whose fields are exactly what the prose glues (as
+``rh_<field>``) and what ``book/<profile>/representation_harm.json`` holds; :func:`rharm.page.headline.publish` does
+both.
 The chapter itself only draws the tables and charts.
 """
 
@@ -14,13 +15,15 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm import metrics, reference, stats, tables
+from rharm.core import reference, sampling
+from rharm.harm import metrics
+from rharm.page import tables
 
 
 def paper_rh(method: str, ratio: int) -> pd.DataFrame | None:
     """The paper's RH matrix for this method and ratio (rows = minority), or None when the paper reports none.
 
-    Never another ratio's values in their place (:func:`rharm.reference.for_setting` raises for a missing setting).
+    Never another ratio's values in their place (:func:`rharm.core.reference.for_setting` raises for a missing setting).
     """
     try:
         return reference.for_setting(method, ratio, "RH")
@@ -65,7 +68,7 @@ class Scale:
 
 
 def scale(results: Sequence[Any], P: Any) -> Scale:
-    """Scale of the runs: ``results`` from :func:`rharm.experiment.run_grid` (the balanced run first, with
+    """Scale of the runs: ``results`` from :func:`rharm.runs.images.run_grid` (the balanced run first, with
     ``meta``), ``P`` the notebook's parameters."""
     balanced = [r for r in results if r.minority is None]
     if not balanced:
@@ -80,7 +83,7 @@ def scale(results: Sequence[Any], P: Any) -> Scale:
     workers = int(P.workers or 1)
     return Scale(
         profile=P.profile, backbone=P.backbone, epochs=tables.plural(P.epochs, "epoch"),
-        n_per_class=int(P.n_per_class), kept=stats.kept_count(int(P.n_per_class), P.ratio), ratio=int(P.ratio),
+        n_per_class=int(P.n_per_class), kept=sampling.kept_count(int(P.n_per_class), P.ratio), ratio=int(P.ratio),
         n_seeds=tables.plural(len(P.seeds), "seed"), n_minorities=len(P.minority_classes),
         minorities=", ".join(P.minority_classes),
         data=extra.get("data_source", "CIFAR-10 (source not recorded)"),  # e.g. "CIFAR-10 (JPEG copy)"
@@ -104,7 +107,7 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def paper_comparison(ours_long: pd.DataFrame, method: str, ratio: int) -> PaperComparison:
-    """Correlation of our RH with the paper's. ``ours_long``: :func:`rharm.metrics.long_rh`'s table (columns
+    """Correlation of our RH with the paper's. ``ours_long``: :func:`rharm.harm.metrics.long_rh`'s table (columns
     minority, other, rh and, when the paper has values for this setting, paper: NaN where it has none)."""
     missing = {"minority", "other", "rh"} - set(ours_long.columns)
     if missing:
@@ -117,7 +120,7 @@ def paper_comparison(ours_long: pd.DataFrame, method: str, ratio: int) -> PaperC
                  "values to compare with")
     else:
         panel = (f"bottom: the paper's values for the same rows ({paper_label(method, ratio)} with ResNet-34; "
-                 f"official repository, {paper_source(method, ratio)}; read through rharm.reference)")
+                 f"official repository, {paper_source(method, ratio)}; read through rharm.core.reference)")
     corr_all = _pearson(cells.rh.to_numpy(), cells.paper.to_numpy())
     corr_off = _pearson(off.rh.to_numpy(), off.paper.to_numpy())
     if paper_rh(method, ratio) is None:
@@ -145,7 +148,7 @@ class Significance:
 
 
 def significance(cr: metrics.CosineRuns, multicomp: str, alpha: float) -> Significance:
-    """:func:`rharm.metrics.rh_test` over the off-diagonal cells of ``cr``; no test with a single seed."""
+    """:func:`rharm.harm.metrics.rh_test` over the off-diagonal cells of ``cr``; no test with a single seed."""
     if len(cr.seeds) < 2:
         return Significance(0, 0, multicomp, float(alpha), None)
     tests = metrics.rh_test(cr, method=multicomp, alpha=alpha)
@@ -172,7 +175,7 @@ class NoiseFloor:
 
 def noise_floor(cr: metrics.CosineRuns, most: pd.DataFrame, level: float) -> NoiseFloor:
     """The noise floor of ``cr`` at ``level`` and the smallest RH of ``most``
-    (:func:`rharm.metrics.most_collapsed_table`, one row per minority)."""
+    (:func:`rharm.harm.metrics.most_collapsed_table`, one row per minority)."""
     floor = metrics.noise_floor_summary(cr, level=level)
     if not len(most):
         raise ValueError("most has no rows; it needs one per minority (metrics.most_collapsed_table)")
@@ -204,7 +207,7 @@ class Specificity:
 
 
 def specificity(cr: metrics.CosineRuns, paper: pd.DataFrame | None, *, level: float) -> Specificity:
-    """:func:`rharm.metrics.pair_specificity` with the paper's most-collapsed class and contrast per row."""
+    """:func:`rharm.harm.metrics.pair_specificity` with the paper's most-collapsed class and contrast per row."""
     spec = metrics.pair_specificity(cr, level=level)
     has = [m for m in spec.index if paper is not None and m in paper.index]
     paper_spec = pd.DataFrame({
@@ -234,7 +237,7 @@ class ProbeAnchor:
 
 
 def probe_anchor(results: Sequence[Any], C: float = 0.1) -> ProbeAnchor:
-    """Fit :func:`rharm.metrics.linear_probe_accuracy` on each balanced run's training-pool features
+    """Fit :func:`rharm.harm.metrics.linear_probe_accuracy` on each balanced run's training-pool features
     (``train_backbone`` (N, d), ``train_labels``) and score it on its test features."""
     balanced = [r for r in results if r.minority is None]
     if not balanced:
@@ -247,8 +250,8 @@ def probe_anchor(results: Sequence[Any], C: float = 0.1) -> ProbeAnchor:
 
 
 def paper_sd_table(cr: metrics.CosineRuns, boot: dict[str, pd.DataFrame], most: pd.DataFrame) -> pd.DataFrame:
-    """The paper's ± formula (:func:`rharm.metrics.rh_paper_sd`) beside our standard error of RH over seeds (delta
-    method from the t-interval's log scale, :func:`rharm.metrics.rh_interval`), in each minority's most-collapsed
+    """The paper's ± formula (:func:`rharm.harm.metrics.rh_paper_sd`) beside our standard error of RH over seeds (delta
+    method from the t-interval's log scale, :func:`rharm.harm.metrics.rh_interval`), in each minority's most-collapsed
     cell: columns cell, paper_formula_sd, se_over_seeds (one row per row of ``most``)."""
     paper_sd = metrics.rh_paper_sd(cr)
     return pd.DataFrame({

@@ -16,7 +16,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .. import experiment, metrics, params, stats, study, tables
+from rharm.core import params, sampling
+from rharm.harm import metrics
+from rharm.page import tables
+from rharm.runs import images as experiment
+from rharm.study import design as study
 
 #: images in CIFAR-10's training split (Krizhevsky, 2009): one full epoch of the paper's training
 N_CIFAR10_TRAIN = 50_000
@@ -60,11 +64,11 @@ class Scale:
 
 
 def scale(P) -> Scale:
-    """The page's scale from its parameters ``P`` (:class:`rharm.params.Params`)."""
+    """The page's scale from its parameters ``P`` (:class:`rharm.core.params.Params`)."""
     paper, _, _ = _runs_of(params.profile_values("representation_harm", "gpu"))
     return Scale(profile=str(P.profile), backbone=str(P.backbone), epochs=int(P.epochs),
                  batch_size=int(P.batch_size), n_per_class=int(P.n_per_class), ratio=int(P.ratio),
-                 n_minority_kept=stats.kept_count(int(P.n_per_class), P.ratio), n_seeds=len(P.seeds),
+                 n_minority_kept=sampling.kept_count(int(P.n_per_class), P.ratio), n_seeds=len(P.seeds),
                  minority=str(P.minority_classes[0]), partner=str(P.partner_class), paper_runs_per_ratio=paper)
 
 
@@ -85,7 +89,7 @@ class Throughput:
 
 
 def throughput(tp: pd.DataFrame) -> Throughput:
-    """Summarise :func:`rharm.experiment.throughput_table` (columns backbone, batch_size, images_per_s, ...)."""
+    """Summarise :func:`rharm.runs.images.throughput_table` (columns backbone, batch_size, images_per_s, ...)."""
     missing = [c for c in ("backbone", "images_per_s") if c not in tp.columns]
     if missing:
         raise ValueError(f"throughput table lacks column(s) {missing}; expected those of experiment.throughput_table")
@@ -104,9 +108,9 @@ def throughput(tp: pd.DataFrame) -> Throughput:
 def separation_table(grid: Mapping[str, Any], balanced_runs) -> pd.DataFrame:
     """Class separation and linear-probe accuracy of each balanced run, at initialisation and after training.
 
-    ``grid`` is the page's grid (:func:`rharm.experiment.grid_from_params`); ``balanced_runs`` its balanced runs
+    ``grid`` is the page's grid (:func:`rharm.runs.images.grid_from_params`); ``balanced_runs`` its balanced runs
     (one per seed). Returns one row per (seed, stage) with columns seed, stage ("initialisation" | "trained"),
-    within, between, gap (:func:`rharm.study.separation` of the test features) and probe_accuracy.
+    within, between, gap (:func:`rharm.study.design.separation` of the test features) and probe_accuracy.
     """
     rows = []
     for run in balanced_runs:
@@ -166,11 +170,11 @@ class Paired:
     run_cpu_mean: float  # process CPU seconds per run
     grid_runs: str  # the representation-harm chapter's grid of this profile, in words
     grid_estimate_min: float  # its cost in CPU-minutes at run_cpu_mean
-    paired_summary: dict  # rharm.experiment.paired_summary (JSON only)
+    paired_summary: dict  # rharm.runs.images.paired_summary (JSON only)
 
 
 def paired(runs, summary: Mapping[str, Any], profile: str) -> Paired:
-    """Summarise the paired grid's ``runs`` and :func:`rharm.experiment.paired_summary` ``summary``; ``profile``
+    """Summarise the paired grid's ``runs`` and :func:`rharm.runs.images.paired_summary` ``summary``; ``profile``
     names the representation-harm chapter's profile whose grid cost is estimated."""
     if not runs:
         raise ValueError("runs is empty: the paired comparison trained no model")
@@ -206,7 +210,7 @@ def pilot_replication(profile: str, minority: str, partner: str) -> dict:
     """RH(minority, partner) over every seed of the representation-harm chapter's grid of ``profile``.
 
     Trains (or fetches from the store) that grid's balanced model and ``minority`` runs, and returns
-    ``{"minority", "partner", "rh", "lo", "hi", "n_seeds"}`` (:func:`rharm.metrics.rh_interval`, 95%).
+    ``{"minority", "partner", "rh", "lo", "hi", "n_seeds"}`` (:func:`rharm.harm.metrics.rh_interval`, 95%).
     """
     grid = experiment.grid_from_params(params.profile_values("representation_harm", profile))
     runs = experiment.run_grid({**grid, "minority_classes": [minority], "progress": False})

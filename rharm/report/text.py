@@ -1,10 +1,10 @@
 """The text chapter's sections as data (``notebooks/text_harm.py``, glue prefix ``tx``).
 
 Each ``*_summary`` function takes a section's inputs and returns a frozen dataclass whose fields are what the prose
-and ``book/<profile>/text_harm.json`` need; the chapter passes them all to :func:`rharm.headline.publish`. The
+and ``book/<profile>/text_harm.json`` need; the chapter passes them all to :func:`rharm.page.headline.publish`. The
 training loop (:func:`train_runs`) and the probe loop (:func:`allocation_summary`) live here too, so the chapter only
 shows tables and charts. The science (SimCSE runs, RH, the two-coordinate metric, TE / NIE / NDE) is in
-:mod:`rharm.text`; this module chooses, aggregates and words.
+:mod:`rharm.runs.text`; this module chooses, aggregates and words.
 """
 
 from __future__ import annotations
@@ -15,13 +15,18 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import schema, stats, tables, text, textdata
+from rharm.core import sampling, schema
+from rharm.harm import stats
+from rharm.language import data as textdata
+from rharm.page import tables
+from rharm.runs import text
 
 QUANTITIES = ("y00", "TE", "NIE", "NDE")
 
 
 def configs(P: Any) -> tuple[dict, dict]:
-    """The data and SimCSE training configs (:func:`rharm.text.data_config`, :func:`rharm.text.train_config`) of
+    """The data and SimCSE training configs (:func:`rharm.runs.text.data_config`,
+    :func:`rharm.runs.text.train_config`) of
     the chapter's parameters ``P``."""
     data = text.data_config(source=P.source, path=P.biasbios_path, variant=P.bug_variant, corpus=P.corpus,
                             n_professions=P.n_professions, cl_fraction=P.cl_fraction,
@@ -67,7 +72,7 @@ def data_summary(frame: pd.DataFrame, professions: Sequence[str], *, minority: s
     counts = textdata.group_counts(frame).loc[list(professions)]
     return DataScale(n_sentences=len(frame), n_groups=len(groups), n_professions=len(professions),
                      smallest_group=int(counts["smaller"].min()),
-                     minority_train=tables.plural(stats.kept_count(int(n_train_per_group), ratio, minimum=1),
+                     minority_train=tables.plural(sampling.kept_count(int(n_train_per_group), ratio, minimum=1),
                                                   "sentence"),
                      minority=group_label(minority), minority_group=minority, ratio=int(ratio),
                      n_train_per_group=int(n_train_per_group))
@@ -103,7 +108,7 @@ def train_runs(data: dict, train: dict, *, minority: str, ratio: int, seeds: Seq
 
 
 def loss_curves(runs: Runs, augmentation: str) -> pd.DataFrame:
-    """Long frame (step, loss, run) of every run's per-step loss, for :func:`rharm.charts.loss_chart`."""
+    """Long frame (step, loss, run) of every run's per-step loss, for :func:`rharm.page.charts.loss_chart`."""
     def curve(run, label):
         return pd.DataFrame({"step": np.arange(1, len(run.loss) + 1), "loss": run.loss, "run": label})
 
@@ -178,7 +183,7 @@ class GroupHarm:
 
 def group_harm_summary(runs: Runs, group_order: Sequence[str], minority: str) -> GroupHarm:
     """Per group h: the geometric mean and 95% interval of RH(minority, h) over paired seeds, and the noise floor
-    (consecutive balanced seeds, :func:`rharm.text.harm_table`) as its observed range."""
+    (consecutive balanced seeds, :func:`rharm.runs.text.harm_table`) as its observed range."""
     table = text.harm_table(runs.pairs, group_order, minority)
     paired = table[table["kind"] == "paired"]
     floor = table[table["kind"] != "paired"]
@@ -211,13 +216,14 @@ class HarmPlane:
     per_seed: pd.DataFrame  #: seed, other_gender, nearest_profession, other, nearest
 
     def interval_frame(self) -> pd.DataFrame:
-        """One row (x, x_lo, x_hi, y, y_lo, y_hi) for :func:`rharm.charts.harm_plane_chart`."""
+        """One row (x, x_lo, x_hi, y, y_lo, y_hi) for :func:`rharm.page.charts.harm_plane_chart`."""
         return pd.DataFrame([{"x": self.x_mean, "x_lo": self.x_lo, "x_hi": self.x_hi, "y": self.y_mean,
                               "y_lo": self.y_lo, "y_hi": self.y_hi}])
 
 
 def plane_summary(runs: Runs, group_order: Sequence[str], minority: str) -> HarmPlane:
-    """The minority's two coordinates (:func:`rharm.text.harm_coordinates`) per seed, and their geometric means with
+    """The minority's two coordinates (:func:`rharm.runs.text.harm_coordinates`) per seed, and their geometric means
+    with
     Student-t intervals on log RH mapped back (positive bounds)."""
     rows = []
     for bal, imb in runs.pairs:
@@ -260,7 +266,7 @@ class Allocation:
 
 def allocation_summary(runs: Runs, group_order: Sequence[str], *, minority: str, ratio: int, test_size: float,
                        C: float) -> Allocation:
-    """Fit the profession probes of :func:`rharm.text.allocation_effects` for every seed's pair and summarise
+    """Fit the profession probes of :func:`rharm.runs.text.allocation_effects` for every seed's pair and summarise
     y00, TE, NIE and NDE over seeds, by group."""
     rows = []
     for bal, imb in runs.pairs:

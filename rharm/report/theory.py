@@ -5,7 +5,7 @@
 objectives (:func:`convergence`, :func:`heatmaps`), compares with the published heatmaps (:func:`published`), sets
 node against population level (:func:`node_population`, :func:`small_minority`), checks the limit
 :math:`\\pi_1 \\to 0` (:func:`limit`) and states the finding (:func:`finding`). Every function takes the chapter's
-parameters ``P`` (:class:`rharm.params.Params`, or anything with the same attributes) and the results it needs.
+parameters ``P`` (:class:`rharm.core.params.Params`, or anything with the same attributes) and the results it needs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .. import theory
+from rharm import theory
 
 #: block sizes of the reduction check: unequal, so the two population objectives differ
 REDUCTION_SIZES = (8, 20, 36)

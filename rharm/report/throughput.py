@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .. import paths, tables
+from rharm.core import paths
+from rharm.page import tables
 
 #: a ratio within this band of 1 is reported as "about as fast" (round-to-round spread on a shared machine is
 #: of this order)

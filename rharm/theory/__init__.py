@@ -11,26 +11,24 @@ here, so ``rharm.theory.population_cosines`` and ``rharm.theory.sbm_node_cosines
 * :mod:`rharm.theory.published`: the official code's committed theory figure (``cosine_th.pdf``) against rharm's
   population solutions.
 
-The chapter's charts are built from these results in :mod:`rharm.charts` (its theory section).
+The chapter's charts are built from these results in :mod:`rharm.page.charts` (its theory section).
 
 Everything is float64 NumPy; every random draw comes from ``numpy.random.default_rng(seed)``.
 """
 
 from __future__ import annotations
 
-from ._validate import (
-    _check_block_sizes,
-    _check_connectivity,
-    _check_count,
-    _check_dim,
-    _check_graph,
-    _check_pi,
-    _check_tau,
+from rharm.theory._validate import (
+    check_block_sizes,
+    check_connectivity,
+    check_count,
+    check_dim,
+    check_graph,
+    check_pi,
+    check_tau,
 )
-from .limit import limit_check, limit_cosine, limit_derivative, limit_symbolic_check
-from .node import (
-    _node_gradient_fn,
-    _node_terms,
+from rharm.theory.limit import limit_check, limit_cosine, limit_derivative, limit_symbolic_check
+from rharm.theory.node import (
     block_cosine_stats,
     cached_sbm_node_cosines,
     expected_graph,
@@ -41,18 +39,12 @@ from .node import (
     sbm_node_cosines,
     train_node_embeddings,
 )
-from .population import (
+from rharm.theory.population import (
     OBJECTIVES,
     SOLVERS,
     WITHIN_BLOCK,
     PopulationSolution,
     RestartSummary,
-    _init_sphere,
-    _newton_polish,
-    _normalise_rows,
-    _prepare,
-    _value_and_coeff,
-    _weights,
     minority_proportions,
     population_cosines,
     population_gradient,
@@ -63,8 +55,8 @@ from .population import (
     sbm_connectivity,
     solve_population,
 )
-from .published import SOURCES as PUBLISHED_SOURCES
-from .published import published_comparison
+from rharm.theory.published import SOURCES as PUBLISHED_SOURCES
+from rharm.theory.published import published_comparison
 
 __all__ = [
     "OBJECTIVES",
@@ -96,11 +88,11 @@ __all__ = [
     "node_population_comparison",
     "published_comparison",
     "PUBLISHED_SOURCES",
+    "check_block_sizes",
+    "check_connectivity",
+    "check_count",
+    "check_dim",
+    "check_graph",
+    "check_pi",
+    "check_tau",
 ]
-
-#: private helpers kept importable from ``rharm.theory`` as before the split (tests and notebooks may reach them)
-_PRIVATE = (
-    _check_block_sizes, _check_connectivity, _check_count, _check_dim, _check_graph, _check_pi, _check_tau,
-    _node_gradient_fn, _node_terms, _init_sphere, _newton_polish, _normalise_rows, _prepare,
-    _value_and_coeff, _weights,
-)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 
-def _check_pi(pi) -> np.ndarray:
+def check_pi(pi) -> np.ndarray:
     try:
         arr = np.asarray(pi, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -22,7 +22,7 @@ def _check_pi(pi) -> np.ndarray:
     return arr / arr.sum()
 
 
-def _check_connectivity(connectivity, k: int | None = None, name: str = "connectivity") -> np.ndarray:
+def check_connectivity(connectivity, k: int | None = None, name: str = "connectivity") -> np.ndarray:
     try:
         a = np.asarray(connectivity, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -38,13 +38,13 @@ def _check_connectivity(connectivity, k: int | None = None, name: str = "connect
     return a
 
 
-def _check_dim(dim, name: str = "dim") -> int:
+def check_dim(dim, name: str = "dim") -> int:
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"{name}={dim!r} is invalid; valid: an integer >= 1")
     return int(dim)
 
 
-def _check_tau(tau) -> float:
+def check_tau(tau) -> float:
     if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating, np.integer)) or not (
         math.isfinite(tau) and tau > 0
     ):
@@ -52,13 +52,13 @@ def _check_tau(tau) -> float:
     return float(tau)
 
 
-def _check_count(name: str, value, lo: int) -> int:
+def check_count(name: str, value, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
         raise ValueError(f"{name}={value!r} is invalid; valid: an integer >= {lo}")
     return int(value)
 
 
-def _check_block_sizes(block_sizes) -> np.ndarray:
+def check_block_sizes(block_sizes) -> np.ndarray:
     try:
         n = np.asarray(block_sizes)
     except Exception as exc:  # pragma: no cover - defensive
@@ -68,7 +68,7 @@ def _check_block_sizes(block_sizes) -> np.ndarray:
     return n.astype(np.int64)
 
 
-def _check_graph(G, n: int) -> np.ndarray:
+def check_graph(G, n: int) -> np.ndarray:
     g = np.asarray(G, dtype=np.float64)
     if g.shape != (n, n):
         raise ValueError(f"G has shape {g.shape}; valid: ({n}, {n}) to match V")

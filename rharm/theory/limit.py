@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize
 
-from ._validate import _check_tau
-from .population import WITHIN_BLOCK, minority_proportions, population_cosines, sbm_connectivity
+from rharm.theory._validate import check_tau
+from rharm.theory.population import WITHIN_BLOCK, minority_proportions, population_cosines, sbm_connectivity
 
 
 def limit_derivative(t, alpha: float, tau: float = 1.0, within: float = WITHIN_BLOCK):
@@ -38,7 +38,7 @@ def limit_cosine(alpha: float, tau: float = 1.0, within: float = WITHIN_BLOCK) -
     """
     if not (isinstance(alpha, (int, float, np.floating)) and 0 < alpha <= 1):
         raise ValueError(f"alpha={alpha!r} is invalid; valid: a float in (0, 1] (the limit needs alpha > 0)")
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     if limit_derivative(1.0, alpha, tau, within) <= 0:
         return 1.0
     return float(optimize.brentq(lambda t: float(limit_derivative(t, alpha, tau, within)), -1.0, 1.0, xtol=1e-14))

@@ -17,12 +17,19 @@ import warnings
 
 import numpy as np
 
-from ._validate import _check_block_sizes, _check_connectivity, _check_count, _check_dim, _check_graph, _check_tau
-from .population import (
+from rharm.theory._validate import (
+    check_block_sizes,
+    check_connectivity,
+    check_count,
+    check_dim,
+    check_graph,
+    check_tau,
+)
+from rharm.theory.population import (
     OBJECTIVES,
-    _init_sphere,
-    _normalise_rows,
+    init_sphere,
     minority_proportions,
+    normalise_rows,
     population_restarts,
     riemannian_gradient,
     sbm_connectivity,
@@ -31,8 +38,8 @@ from .population import (
 
 def expected_graph(block_sizes, connectivity) -> np.ndarray:
     """The expected SBM adjacency ``G_ij = A_{b_i b_j}`` (self-pairs included), shape (N, N)."""
-    n = _check_block_sizes(block_sizes)
-    a = _check_connectivity(connectivity, n.size)
+    n = check_block_sizes(block_sizes)
+    a = check_connectivity(connectivity, n.size)
     labels = np.repeat(np.arange(n.size), n)
     return a[labels][:, labels]
 
@@ -44,8 +51,8 @@ def sample_sbm(block_sizes, connectivity, *, seed: int = 1) -> np.ndarray:
     block. Uses ``numpy.random.default_rng(seed)`` (the official code used graspologic with ``np.random.seed(1)``:
     same distribution, different draw). Returns the (N, N) symmetric 0/1 float64 adjacency with a zero diagonal.
     """
-    n = _check_block_sizes(block_sizes)
-    a = _check_connectivity(connectivity, n.size)
+    n = check_block_sizes(block_sizes)
+    a = check_connectivity(connectivity, n.size)
     labels = np.repeat(np.arange(n.size), n)
     prob = a[labels][:, labels]
     rng = np.random.default_rng(seed)
@@ -80,17 +87,17 @@ def node_loss(V, G, tau: float = 1.0) -> float:
             Nodes with ``deg_i = 0`` (isolated) get no positive term; they stay in everyone's negatives.
         tau: temperature > 0.
     """
-    tau = _check_tau(tau)
-    v = _normalise_rows(np.asarray(V, dtype=np.float64), "V")
-    g = _check_graph(G, v.shape[0])
+    tau = check_tau(tau)
+    v = normalise_rows(np.asarray(V, dtype=np.float64), "V")
+    g = check_graph(G, v.shape[0])
     return _node_terms(v, g, tau)[0]
 
 
 def node_gradient(V, G, tau: float = 1.0) -> np.ndarray:
     """Riemannian gradient of :func:`node_loss` on the product of unit spheres. Shape (N, d)."""
-    tau = _check_tau(tau)
-    v = _normalise_rows(np.asarray(V, dtype=np.float64), "V")
-    g = _check_graph(G, v.shape[0])
+    tau = check_tau(tau)
+    v = normalise_rows(np.asarray(V, dtype=np.float64), "V")
+    g = check_graph(G, v.shape[0])
     coeff = _node_terms(v, g, tau)[1]
     return riemannian_gradient(v, (coeff + coeff.T) @ v)
 
@@ -112,15 +119,15 @@ def train_node_embeddings(
     Step ``i``: ``v <- normalise(v - lr (i+1)^(-power) grad_i)`` where ``grad`` is the Riemannian gradient (what
     autograd returns through the official code's in-loss normalisation). Returns (N, dim) unit rows.
     """
-    tau = _check_tau(tau)
-    dim = _check_dim(dim)
-    iters = _check_count("iters", iters, 0)
+    tau = check_tau(tau)
+    dim = check_dim(dim)
+    iters = check_count("iters", iters, 0)
     g = np.asarray(G, dtype=np.float64)
-    g = _check_graph(g, g.shape[0] if g.ndim == 2 else -1)
+    g = check_graph(g, g.shape[0] if g.ndim == 2 else -1)
     from threadpoolctl import threadpool_limits
 
     # float32 like the official code (twice as fast); the start is drawn in float64 so it does not depend on it
-    v = _init_sphere(g.shape[0], dim, np.random.default_rng(seed)).astype(np.float32)
+    v = init_sphere(g.shape[0], dim, np.random.default_rng(seed)).astype(np.float32)
     step = _node_gradient_fn(g.astype(np.float32), tau)
     # (N, N) products this small run fastest on one BLAS thread, and several threads thrash a shared machine
     with threadpool_limits(limits=1, user_api="blas"):
@@ -161,8 +168,8 @@ def block_cosine_stats(V, block_sizes) -> tuple[np.ndarray, np.ndarray]:
     code included it); between blocks over all pairs. A block of one node has NaN within-block statistics.
     Returns two (K, K) arrays.
     """
-    n = _check_block_sizes(block_sizes)
-    v = _normalise_rows(np.asarray(V, dtype=np.float64), "V", int(n.sum()))
+    n = check_block_sizes(block_sizes)
+    v = normalise_rows(np.asarray(V, dtype=np.float64), "V", int(n.sum()))
     c = v @ v.T
     edges = np.concatenate([[0], np.cumsum(n)])
     k = n.size
@@ -195,11 +202,11 @@ def sbm_node_cosines(
     says how many). Returns ``(mean, std)``, each (K, K): within-block over distinct pairs, between blocks
     over all pairs (:func:`block_cosine_stats`).
     """
-    n = _check_block_sizes(block_sizes)
-    a = _check_connectivity(connectivity, n.size)
-    dim = _check_dim(dim)
-    tau = _check_tau(tau)
-    iters = _check_count("iters", iters, 0)
+    n = check_block_sizes(block_sizes)
+    a = check_connectivity(connectivity, n.size)
+    dim = check_dim(dim)
+    tau = check_tau(tau)
+    iters = check_count("iters", iters, 0)
     g = sample_sbm(n, a, seed=seed)
     isolated = int(np.sum(g.sum(axis=1) == 0))
     if isolated:
@@ -223,14 +230,14 @@ def cached_sbm_node_cosines(
     (K, K) each."""
     from rharm import store
 
-    n = _check_block_sizes(block_sizes)
-    a = _check_connectivity(connectivity, n.size)
+    n = check_block_sizes(block_sizes)
+    a = check_connectivity(connectivity, n.size)
     config = {
         "block_sizes": [int(x) for x in n],
         "connectivity": a.tolist(),
-        "dim": _check_dim(dim),
-        "tau": _check_tau(tau),
-        "iters": _check_count("iters", iters, 0),
+        "dim": check_dim(dim),
+        "tau": check_tau(tau),
+        "iters": check_count("iters", iters, 0),
         "seed": int(seed),
     }
 
@@ -273,3 +280,12 @@ def node_population_comparison(node_means: dict, alpha: float, majority_size: in
             for (i, j), name in zip([(0, 1), (0, 2), (1, 2)], ["cos12", "cos13", "cos23"]):
                 rows.append(dict(n1=int(n1), pi1=pi1, pair=name, source=src, cosine=float(c[i, j])))
     return pd.DataFrame(rows)
+
+
+def canary() -> list[float]:
+    """The canary of the stored kind ``theory_sbm_node`` (:mod:`rharm.store.recipes`): 6 numbers of
+    :func:`sbm_node_cosines` on a 3-block graph of 24 nodes, 200 iterations (NumPy, deterministic; under a second)."""
+    mean, std = sbm_node_cosines([10, 10, 4], [[0.6, 0.1, 0.1], [0.1, 0.6, 0.3], [0.1, 0.3, 0.6]], dim=4, tau=1.0,
+                                 iters=200, seed=0)
+    return [float(mean[0, 1]), float(mean[1, 2]), float(mean[2, 2]), float(mean.mean()), float(std.mean()),
+            float(std[2, 1])]

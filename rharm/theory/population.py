@@ -27,8 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize
 
-from ..common import check_choice as _check_choice
-from ._validate import _check_connectivity, _check_count, _check_dim, _check_pi, _check_tau
+from rharm.core.common import check_choice as _check_choice
+from rharm.theory._validate import check_connectivity, check_count, check_dim, check_pi, check_tau
 
 OBJECTIVES = ("principled", "official")
 SOLVERS = ("lbfgs", "official_gd")
@@ -59,7 +59,7 @@ def minority_proportions(pi1: float, k: int = 3) -> np.ndarray:
     """Block proportions ``(pi1, (1 - pi1)/(K-1), ..., (1 - pi1)/(K-1))`` of the paper's SBM. Shape (K,)."""
     if not (isinstance(pi1, (int, float, np.floating)) and 0 < pi1 < 1):
         raise ValueError(f"pi1={pi1!r} is invalid; valid: a float in (0, 1)")
-    k = _check_count("k", k, 2)
+    k = check_count("k", k, 2)
     out = np.full(k, (1.0 - pi1) / (k - 1))
     out[0] = pi1
     return out
@@ -92,9 +92,9 @@ def _weights(pi: np.ndarray, a: np.ndarray, objective: str):
 
 
 def _prepare(pi, connectivity, tau, objective):
-    pi = _check_pi(pi)
-    a = _check_connectivity(connectivity, pi.size)
-    tau = _check_tau(tau)
+    pi = check_pi(pi)
+    a = check_connectivity(connectivity, pi.size)
+    tau = check_tau(tau)
     _check_choice("objective", objective, OBJECTIVES)
     return pi, a, tau
 
@@ -126,7 +126,7 @@ def population_objective(H, pi, A, tau: float = 1.0, objective: str = "principle
         The scalar objective value (float).
     """
     pi, a, tau = _prepare(pi, A, tau, objective)
-    h = _normalise_rows(np.asarray(H, dtype=np.float64), "H", pi.size)
+    h = normalise_rows(np.asarray(H, dtype=np.float64), "H", pi.size)
     p, r, q, const = _weights(pi, a, objective)
     return _value_and_coeff(h, p, r, q, const, tau)[0]
 
@@ -139,7 +139,7 @@ def population_gradient(H, pi, A, tau: float = 1.0, objective: str = "principled
     space with :func:`riemannian_gradient` for the gradient on the sphere product.
     """
     pi, a, tau = _prepare(pi, A, tau, objective)
-    h = _normalise_rows(np.asarray(H, dtype=np.float64), "H", pi.size)
+    h = normalise_rows(np.asarray(H, dtype=np.float64), "H", pi.size)
     p, r, q, const = _weights(pi, a, objective)
     g = _value_and_coeff(h, p, r, q, const, tau)[1]
     return (g + g.T) @ h
@@ -156,7 +156,7 @@ def riemannian_gradient(H, euclidean_grad) -> np.ndarray:
     return g - np.sum(g * h, axis=1, keepdims=True) * h
 
 
-def _normalise_rows(h: np.ndarray, name: str, k: int | None = None) -> np.ndarray:
+def normalise_rows(h: np.ndarray, name: str, k: int | None = None) -> np.ndarray:
     if h.ndim != 2 or (k is not None and h.shape[0] != k):
         raise ValueError(f"{name} has shape {h.shape}; valid: ({k if k is not None else 'n'}, d)")
     norms = np.linalg.norm(h, axis=1, keepdims=True)
@@ -198,7 +198,7 @@ class PopulationSolution:
     tol: float
 
 
-def _init_sphere(k: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+def init_sphere(k: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     v = rng.standard_normal((k, dim))
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
@@ -241,18 +241,18 @@ def solve_population(
         :class:`PopulationSolution`.
     """
     pi, a, tau = _prepare(pi, connectivity, tau, objective)
-    dim = _check_dim(dim)
+    dim = check_dim(dim)
     _check_choice("solver", solver, SOLVERS)
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"tol={tol!r} is invalid; valid: a float > 0")
-    max_rounds = _check_count("max_rounds", max_rounds, 1)
-    official_iters = _check_count("official_iters", official_iters, 1)
+    max_rounds = check_count("max_rounds", max_rounds, 1)
+    official_iters = check_count("official_iters", official_iters, 1)
     k = pi.size
     p, r, q, const = _weights(pi, a, objective)
     if H0 is None:
-        h = _init_sphere(k, dim, np.random.default_rng(seed))
+        h = init_sphere(k, dim, np.random.default_rng(seed))
     else:
-        h = _normalise_rows(np.asarray(H0, dtype=np.float64), "H0", k)
+        h = normalise_rows(np.asarray(H0, dtype=np.float64), "H0", k)
         if h.shape[1] != dim:
             raise ValueError(f"H0 has shape {h.shape}; valid: ({k}, {dim}) to match dim={dim}")
 
@@ -411,7 +411,7 @@ def population_restarts(
     tol: float = 1e-8,
 ) -> RestartSummary:
     """Solve from ``restarts`` random starts (seeds ``seed, seed+1, ...``) and report their agreement."""
-    restarts = _check_count("restarts", restarts, 1)
+    restarts = check_count("restarts", restarts, 1)
     sols = [
         solve_population(
             pi, connectivity, dim=dim, tau=tau, objective=objective, seed=seed + i, solver=solver, tol=tol

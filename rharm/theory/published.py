@@ -1,7 +1,7 @@
 """The official code's theory figure (``simulation/plots/cosine_th.pdf``) against rharm's population solutions.
 
 The figure prints the (3, 3) cosine matrices of the block representations of the paper's three-block SBM at
-``alpha = 0.4`` for ``pi_1 = 2^-2, 2^-4, 2^-6`` (read into :func:`rharm.reference.theory_cosines`). It does not say
+``alpha = 0.4`` for ``pi_1 = 2^-2, 2^-4, 2^-6`` (read into :func:`rharm.core.reference.theory_cosines`). It does not say
 which objective or solver drew it, so each printed cosine is set beside three rharm solutions at the same ``alpha``
 and ``pi_1``: the official solver (projected gradient descent, 1000 steps) on the official objective, and both
 objectives solved to verified convergence.
@@ -9,9 +9,9 @@ objectives solved to verified convergence.
 
 from __future__ import annotations
 
-from .. import reference
-from ._validate import _check_count, _check_dim, _check_tau
-from .population import minority_proportions, population_restarts, sbm_connectivity, solve_population
+from rharm.core import reference
+from rharm.theory._validate import check_count, check_dim, check_tau
+from rharm.theory.population import minority_proportions, population_restarts, sbm_connectivity, solve_population
 
 #: the rharm solutions set beside the published cosines: (label, objective, solver)
 SOURCES = (
@@ -41,9 +41,9 @@ def published_comparison(*, dim: int = 20, tau: float = 1.0, restarts: int = 3, 
     """
     import pandas as pd
 
-    restarts = _check_count("restarts", restarts, 1)
-    official_iters = _check_count("official_iters", official_iters, 1)
-    dim, tau = _check_dim(dim), _check_tau(tau)
+    restarts = check_count("restarts", restarts, 1)
+    official_iters = check_count("official_iters", official_iters, 1)
+    dim, tau = check_dim(dim), check_tau(tau)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"tol={tol!r} is invalid; valid: a float > 0")
     published = reference.theory_cosines()
