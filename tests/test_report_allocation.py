@@ -147,9 +147,9 @@ def test_finding_sentences():
     d = A.diagonal(summary, "paper", None, "simclr", 10)
     f = A.finding(10, d, protos).finding
     assert f.startswith("Underrepresenting a class (1:10) changes its own accuracy by -0.400 on average over 2 "
-                        "minorities (paper protocol)")
+                        "minorities;")
     assert "a share of 0.25 (Fieller interval 0.15 to 0.35)" in f and "the paper reports no value" in f
-    assert "Most of the loss is the probe's own" in f and f.endswith("The clean protocol gives a share of 0.25.")
+    assert f.endswith("Most of the loss is the probe's own: it sees almost no minority example.")
     small = {"paper": _summary([0.001, -0.001], [0.0, 0.0])}
     f0 = A.finding(10, A.diagonal(small, "paper", None, "simclr", 10), A.protocols(small)).finding
     assert "no share is given: the total change (+0.000) is not a loss" in f0 and "probe's own" not in f0
@@ -160,6 +160,9 @@ def test_finding_sentences():
     over = {"paper": _summary([-0.4, -0.4], [-0.6, -0.6])}
     f2 = A.finding(10, A.diagonal(over, "paper", None, "simclr", 10), A.protocols(over)).finding
     assert "exceeds the whole loss" in f2
+    from rharm.page.headline import FINDING_MAX_WORDS, word_count
+
+    assert max(word_count(x) for x in (f, f0, f1, f2)) <= FINDING_MAX_WORDS
 
 
 def test_the_sections_publish_without_a_name_clash(planted):

@@ -10,6 +10,7 @@ from rharm.core import sampling
 from rharm.core.common import plain_json
 from rharm.harm import mediation as D
 from rharm.harm import synthetic as testing
+from rharm.page.headline import FINDING_MAX_WORDS, word_count
 from rharm.report import mitigation as MI
 from rharm.runs import images as experiment
 from rharm.study import design as study
@@ -127,26 +128,37 @@ def test_finding_names_the_mitigations_whose_paired_interval_clears_zero():
     text = _finding(_res(re_balancing=dict(removed=0.5, dlog=0.3, dlog_lo=0.1, dlog_hi=0.5, dprobe=-0.004),
                          temperature=dict(removed=0.2, dlog=0.1, dlog_lo=0.02, dlog_hi=0.2)), True)
     assert text.startswith("2 of 6 mitigations reduced the harm of sandal toward sneaker with a paired interval "
-                           "clear of zero: re-balancing (50% removed, probe -0.4 points), temperature (20% removed")
-    assert "RH(sandal, sneaker) = 0.500 (90% CI 0.400–0.600) at 1:10 over 2 paired seeds" in text
+                           "clear of zero: re-balancing and temperature.")
+    assert "RH(sandal, sneaker) = 0.500 (90% CI 0.400 to 0.600) at 1:10" in text
     assert "2 of 6 pre-registered expectations held" in text
-    assert text.endswith("(τ = 0.2) reduced the harm, as predicted.")
+    assert text.endswith("the theory's temperature reduced the harm, as predicted.")
+    one = _finding(_res(re_balancing=dict(removed=0.5, dlog=0.3, dlog_lo=0.1, dlog_hi=0.5, dprobe=-0.004)), True)
+    assert one.startswith("Re-balancing was the one mitigation of 6 that reduced the harm of sandal toward sneaker "
+                          "with a paired interval clear of zero (50% removed, probe accuracy -0.4 points)")
+    assert max(word_count(text), word_count(one)) <= FINDING_MAX_WORDS
 
 
 def test_finding_without_a_significant_mitigation_names_the_largest_point_estimate():
     text = _finding(_res(SDCLR=dict(removed=0.3, dlog=0.2, dlog_hi=0.4),
-                         SimSiam=dict(removed=-0.1, dlog=-0.1, dlog_lo=-0.2)), True, 0)
+                         SimSiam=dict(removed=-0.1, dlog=-0.1, dlog_lo=-0.2, dlog_hi=-0.05)), True, 0)
     assert text.startswith("None of the 6 mitigations reduced the harm of sandal toward sneaker with a paired "
-                           "interval clear of zero; the largest point estimate was SDCLR's (30% removed)")
-    assert text.endswith("did not reduce it significantly, against the prediction.")
+                           "interval clear of zero (largest point estimate: SDCLR, 30% removed); SimSiam increased it.")
+    assert text.endswith("did not reduce it, against the prediction.")
+    assert word_count(text) <= FINDING_MAX_WORDS
 
 
 def test_finding_with_an_unresolved_baseline_claims_no_reduction():
     text = _finding(_res(resolved=False, base=dict(rh_hi=1.2)), False)
-    assert "shows no resolved harm for sandal toward sneaker" in text
-    assert "none of the 6 moved RH with a paired interval clear of zero" in text
+    assert "the harm of sandal toward sneaker is not resolved" in text
+    assert "no mitigation can be shown to reduce it." in text
     text = _finding(_res(resolved=False, SDCLR=dict(dlog=0.2, dlog_lo=0.1, dlog_hi=0.3)), False)
-    assert "1 of 6 moved RH up with a paired interval clear of zero" in text
+    assert "1 of 6 moved RH up" in text
+    # the longest branch: every mitigation significant either way, names the longest
+    many = _finding(_res(**{k: dict(dlog=0.2, dlog_lo=0.1, dlog_hi=0.3) for k in
+                            ("re_balancing", "re_weighting", "temperature")},
+                         SDCLR=dict(dlog=-0.2, dlog_lo=-0.3, dlog_hi=-0.1),
+                         SimSiam=dict(dlog=-0.2, dlog_lo=-0.3, dlog_hi=-0.1)), True)
+    assert word_count(many) <= FINDING_MAX_WORDS, many
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -142,12 +142,16 @@ def test_finding_sentences(planted):
     sig = R.Significance(0, 18, "holm", 0.05)
     long = M.long_rh(boot["estimate"], boot["lo"], boot["hi"])
     f = R.finding(_P(), sig, nf, R.paper_comparison(long, "simclr", 10)).finding
-    assert f.startswith("At this scale (small_cnn, 1 epoch, 20 images per class), no representation harm is detected")
-    assert "automobile → truck" in f and "outside the band" in f
+    assert f.startswith("At this scale (a small CNN, 1 epoch, 20 images per class) no representation harm is "
+                        "detected")
+    assert "automobile → truck" in f and "outside the seed-noise band" in f
     assert "reports no RH matrix for SimCLR at 1:10" in f
     sig1 = R.Significance(3, 18, "holm", 0.05)
     f1 = R.finding(_P(), sig1, nf, R.paper_comparison(long, "simclr", 10)).finding
     assert "3 of 18 off-diagonal cells" in f1 and "no representation harm" not in f1
+    from rharm.page.headline import FINDING_MAX_WORDS, word_count
+
+    assert max(word_count(f), word_count(f1)) <= FINDING_MAX_WORDS
 
 
 def test_the_sections_publish_without_a_name_clash(planted):

@@ -95,9 +95,12 @@ def test_pilot_replicates_only_when_the_interval_lies_below_one(hi, replicated):
     assert p.replicated is replicated and p.pilot_n_seeds == 2
     assert p.rh5 == f"0.950 (95% CI 0.900–{hi:.3f}, 3 seeds)"
     assert ("did not replicate" in p.finding) is not replicated
-    assert "pilot of 2 seeds (RH(automobile, truck) = 0.930)" in p.finding and "barely separated" in p.finding
+    assert "RH(automobile, truck) = 0.930 on 2 seeds" in p.finding and "barely separate" in p.finding
     one = scale.pilot(history, {**rep, "lo": 0.95, "hi": 0.95, "n_seeds": 1}, *_sep_and_scale())
-    assert not one.replicated and "one seed cannot test: with 1 seed the cell" in one.finding
+    assert not one.replicated and "cannot be tested on one seed" in one.finding
+    from rharm.page.headline import FINDING_MAX_WORDS, word_count
+
+    assert max(word_count(p.finding), word_count(one.finding)) <= FINDING_MAX_WORDS
     with pytest.raises(ValueError, match="not the pilot's"):
         scale.pilot(history, {**rep, "partner": "ship"}, *_sep_and_scale())
 

@@ -132,6 +132,25 @@ def read(notebook: str, profile: str) -> dict:
     return json.loads(path_for(notebook, profile).read_text())["values"]
 
 
+#: the most words a chapter's Finding box may hold: the key number and its interval, plainly; the details are in the
+#: chapter's body (tests/test_findings.py holds every committed page to it)
+FINDING_MAX_WORDS = 60
+
+#: the networks' code names, in words (a finding or a caption names the network, not the parameter value)
+MODEL_WORDS = {"small_cnn": "a small CNN", "resnet18": "ResNet-18", "resnet34": "ResNet-34"}
+
+
+def model_words(name: str) -> str:
+    """A backbone's parameter value in words: ``small_cnn`` -> "a small CNN"; an unknown name is kept."""
+    return MODEL_WORDS.get(str(name), str(name))
+
+
+def word_count(text: str) -> int:
+    """The words of ``text`` as a reader counts them: runs of characters between spaces that hold a letter or a
+    digit (a lone "=", "→" or "–" is not a word)."""
+    return sum(1 for tok in str(text).split() if re.search(r"\w", tok))
+
+
 def page_finding(page: str | Path) -> str | None:
     """The finding an executed chapter glued (the glue name ending in ``finding``), as Markdown/plain text."""
     nb = json.loads(Path(page).read_text())

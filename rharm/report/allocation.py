@@ -283,7 +283,9 @@ class Finding:
 
 
 def finding(ratio: int, diag: Diagonal, protos: Protocols) -> Finding:
-    """The finding sentence from the main protocol's diagonal and the other protocol's share."""
+    """The finding, in at most :data:`rharm.page.headline.FINDING_MAX_WORDS` words, from the main protocol's
+    diagonal: the accuracy change, the representation's part and its share with an interval. The other protocol's
+    share is in the body (``protos`` is kept for the chapter's call)."""
     meaningful = bool(np.isfinite(diag.share) and diag.te_mean < -0.01 and 0 <= diag.share <= 1)
     if meaningful:
         share_txt = f"a share of {diag.share:.2f}" + (
@@ -294,20 +296,15 @@ def finding(ratio: int, diag: Diagonal, protos: Protocols) -> Finding:
                      "point")
     elif diag.share < 0:
         share_txt = (f"so no share is given: the representation's part has the opposite sign to the loss (NIE "
-                     f"{diag.nie_mean:+.3f} against TE {diag.te_mean:+.3f}), so the loss is not carried by the "
-                     "representation at all")
+                     f"{diag.nie_mean:+.3f} against TE {diag.te_mean:+.3f})")
     else:
         share_txt = (f"so no share is given: the representation's part exceeds the whole loss (NIE "
                      f"{diag.nie_mean:+.3f} against TE {diag.te_mean:+.3f})")
-    other = [p for p in protos.share_by_protocol if p != diag.main]
-    other_share = protos.share_by_protocol[other[0]] if other else float("nan")
-    paper_part = (f", against the paper's {diag.paper_share:.2f} for the same classes. "
-                  if np.isfinite(diag.paper_share) else " (the paper reports no value for this setting). ")
+    paper_part = (f", against the paper's {diag.paper_share:.2f}. " if np.isfinite(diag.paper_share)
+                  else " (the paper reports no value for this setting). ")
     text = (f"Underrepresenting a class (1:{ratio}) changes its own accuracy by {diag.te_mean:.3f} on average over "
-            f"{tables.plural(len(diag.minority_list), 'minority', 'minorities')} ({diag.main} protocol); "
+            f"{tables.plural(len(diag.minority_list), 'minority', 'minorities')}; "
             f"the representation carries {diag.nie_mean:.3f} of it, {share_txt}" + paper_part
-            + ("Most of the loss is the probe's own: it sees almost no minority example. "
-               if meaningful and diag.share < 0.5 else "")
-            + (f"The {other[0]} protocol gives a share of {other_share:.2f}."
-               if other and meaningful and np.isfinite(other_share) else ""))
+            + ("Most of the loss is the probe's own: it sees almost no minority example."
+               if meaningful and diag.share < 0.5 else ""))
     return Finding(text.strip())

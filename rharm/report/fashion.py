@@ -160,12 +160,59 @@ def _numbers(r: confirmatory.Result) -> dict:
 FEATURE_KEYS = {"test_backbone": "backbone", "test_projection": "projection"}
 
 
+def _records(table: Any) -> list[dict]:
+    """A table of ``_numbers`` as a list of row dicts: a DataFrame (in the chapter) or such a list (read back from
+    the chapter's JSON file)."""
+    return table.to_dict("records") if isinstance(table, pd.DataFrame) else list(table or [])
+
+
+def finding(v2: Mapping[str, Any], level: float) -> str:
+    """The chapter's finding in at most :data:`rharm.page.headline.FINDING_MAX_WORDS` words, from v2's numbers
+    (``_numbers`` of the result, or the ``v2`` entry of the chapter's JSON file): whether the registered minorities
+    collapsed onto their partner, with each cell's RH and interval, what the control did and what the theory
+    predicted. The tests, p-values and the allocation harm are in the page's body (its verdict table)."""
+    tests = _records(v2["tests"])
+    minor = [t for t in tests if t["role"] == "minority"]
+    held = [t for t in minor if t["held"]]
+    n = len(minor)
+    if held and len(held) == n:
+        lead = ("the registered minority collapsed specifically onto its partner" if n == 1 else
+                ("both" if n == 2 else f"all {n}") + " registered minorities collapsed specifically onto their partner")
+    elif held:
+        lead = f"{len(held)} of {n} registered minorities collapsed specifically onto their partner"
+    else:
+        lead = ("the registered minority did not collapse specifically onto its partner" if n == 1 else
+                f"none of the {n} registered minorities collapsed specifically onto their partner")
+    cells = ", ".join(f"RH({t['minority']}, {t['partner']}) = {ci_text(t['rh'], t['rh_lo'], t['rh_hi'])}"
+                      for t in minor)
+    reg = v2.get("registration") or {}
+    ratio = reg.get("ratio", reg.get("fit_ratio"))
+    text = f"On Fashion-MNIST at 1:{ratio}, {lead}: {cells} ({level:.0%} intervals, fresh seeds; 1 = no harm). "
+    ctrl = [t for t in tests if t["role"] == "control"]
+    if ctrl:
+        c = ctrl[0]
+        text += (f"The control ({c['minority']}) did not collapse, as predicted. " if c["held"]
+                 else f"The control ({c['minority']}) collapsed too, against the prediction. ")
+    dose = v2.get("dose_response") or {}
+    fits = [FEATURE_WORDS.get(k, k) for k, d in dose.items() if d["h4b"]["held"]]
+    where = ("" if len(fits) == len(dose) else f" on the {' and '.join(fits)} only")
+    text += ("The theory predicts the dose-response" + where if fits else "The theory misses the dose-response")
+    temp = ("its low-temperature prediction failed." if v2.get("contradiction_survives") else
+            "its low-temperature prediction was not contradicted.")
+    return text + "; " + temp
+
+
+#: the dose-response's representations in words (the keys of ``_numbers``'s ``dose_response``)
+FEATURE_WORDS = {"backbone": "backbone", "projection": "projection output"}
+
+
 def summary(P: Any, res: confirmatory.Result, v1: Mapping[str, Any] | None, started: float) -> Summary:
     """The chapter's summary; ``started`` is the ``time.perf_counter()`` at the chapter's start."""
-    return Summary(finding=res.finding(), alpha=f"{P.alpha:g}", fit_ratio=str(P.theory_fit_ratio),
+    v2 = _numbers(res)
+    return Summary(finding=finding(v2, res.level), alpha=f"{P.alpha:g}", fit_ratio=str(P.theory_fit_ratio),
                    seeds_text=f"{', '.join(str(s) for s in P.seeds)}", epochs_text=str(P.epochs),
                    r0_text=str(P.dose_r0), margin_text=f"{P.theory_margin:g}", low_tau_text=f"{P.low_temperature:g}",
-                   v2=_numbers(res),
+                   v2=v2,
                    v1=dict(v1["values"]) if v1 else {}, wall_minutes=(time.perf_counter() - started) / 60)
 
 

@@ -455,40 +455,45 @@ class Finding:
 
 def finding_text(res: pd.DataFrame, baseline_resolved: bool, cell: Cell, tau: float, n_held: int,
                  n_expectations: int, level: float) -> str:
-    """The finding: which mitigations reduced the harm with a paired interval clear of zero (none can where the
-    unmitigated harm is not resolved), the unmitigated RH, how many expectations held and the theory's temperature."""
+    """The finding, in at most :data:`rharm.page.headline.FINDING_MAX_WORDS` words: which mitigations reduced the
+    harm with a paired interval clear of zero (none can where the unmitigated harm is not resolved), the unmitigated
+    RH with its interval, how many expectations held and whether the theory's temperature reduced the harm. The
+    per-mitigation numbers are in the page's tables."""
     m0, p0 = cell.minority, cell.partner
     none = res[res.intervention == "none"].iloc[0]
     mit = res[res.intervention != "none"]
     sig_less = mit[mit.dlog_lo > 0]
     sig_more = mit[mit.dlog_hi < 0]  # RH fell further: the intervention increased the harm
-    more = ("" if not len(sig_more) else
-            "; " + ", ".join(r.intervention for r in sig_more.itertuples())
-            + " increased the harm with a paired interval clear of zero ("
-            + ", ".join(f"{r.intervention}: Δ log RH {r.dlog:+.2f}, {r.dlog_lo:+.2f} to {r.dlog_hi:+.2f}"
-                        for r in sig_more.itertuples()) + ")")
+    more = ("" if not len(sig_more) else "; " + _names(sig_more) + " increased it")
     if not baseline_resolved:
-        lead = (f"On these {len(cell.seeds)} paired seeds the unmitigated model shows no resolved harm for {m0} "
-                f"toward {p0} (its RH interval includes 1), so no mitigation can be shown to reduce it; "
-                + (f"{len(sig_less)} of {len(mit)} moved RH up with a paired interval clear of zero"
-                   if len(sig_less) else f"none of the {len(mit)} moved RH with a paired interval clear of zero"))
+        lead = (f"Without intervention the harm of {m0} toward {p0} is not resolved (its RH interval includes 1), so "
+                "no mitigation can be shown to reduce it"
+                + (f"; {len(sig_less)} of {len(mit)} moved RH up" if len(sig_less) else ""))
+    elif len(sig_less) == 1:
+        r = next(sig_less.itertuples())
+        lead = (f"{_names(sig_less)[:1].upper()}{_names(sig_less)[1:]} was the one mitigation of {len(mit)} that "
+                f"reduced the harm of {m0} toward {p0} with a paired interval clear of zero "
+                f"({charts.fmt_sig(r.removed * 100, 2)}% removed, probe accuracy {r.dprobe * 100:+.1f} points)")
     elif len(sig_less):
-        which = ", ".join(f"{r.intervention} ({charts.fmt_sig(r.removed * 100, 2)}% removed, probe "
-                          f"{r.dprobe * 100:+.1f} points)" for r in sig_less.itertuples())
         lead = (f"{len(sig_less)} of {len(mit)} mitigations reduced the harm of {m0} toward {p0} with a paired "
-                f"interval clear of zero: {which}")
+                f"interval clear of zero: {_names(sig_less)}")
     else:
         best = mit.loc[mit.dlog.idxmax()]
         lead = (f"None of the {len(mit)} mitigations reduced the harm of {m0} toward {p0} with a paired interval "
-                f"clear of zero; the largest point estimate was {best.intervention}'s "
-                f"({charts.fmt_sig(best.removed * 100, 2)}% removed)")
+                f"clear of zero (largest point estimate: {best.intervention}, "
+                f"{charts.fmt_sig(best.removed * 100, 2)}% removed)")
     temperature_reduced = bool(res.dlog_lo[res.intervention == "temperature"].iloc[0] > 0)
-    return (f"{lead}{more}. Without intervention RH({m0}, {p0}) = {charts.fmt_sig(none.rh)} ({level:.0%} CI "
-            f"{charts.fmt_sig(none.rh_lo)}–{charts.fmt_sig(none.rh_hi)}) at 1:{cell.ratio} over {len(cell.seeds)} "
-            f"paired seeds. {n_held} of {n_expectations} pre-registered expectations held; the theory-chosen "
-            f"temperature (τ = {tau:g}) "
+    return (f"{lead}{more}. Unmitigated, RH({m0}, {p0}) = {charts.fmt_sig(none.rh)} ({level:.0%} CI "
+            f"{charts.fmt_sig(none.rh_lo)} to {charts.fmt_sig(none.rh_hi)}) at 1:{cell.ratio}. {n_held} of "
+            f"{n_expectations} pre-registered expectations held; the theory's temperature "
             + ("reduced the harm, as predicted." if temperature_reduced
-               else "did not reduce it significantly, against the prediction."))
+               else "did not reduce it, against the prediction."))
+
+
+def _names(rows: pd.DataFrame) -> str:
+    """The interventions of ``rows``, joined in words ("re-balancing, SDCLR and warm start")."""
+    names = [str(n) for n in rows.intervention]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def finding(P: Any, cell: Cell, theory: TheoryTemperature, e: Effects, v: Verdicts, started: float) -> Finding:

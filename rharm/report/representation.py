@@ -17,7 +17,7 @@ import pandas as pd
 
 from rharm.core import reference, sampling
 from rharm.harm import metrics
-from rharm.page import tables
+from rharm.page import headline, tables
 
 
 def paper_rh(method: str, ratio: int) -> pd.DataFrame | None:
@@ -269,28 +269,25 @@ class Finding:
 
 
 def finding(P: Any, sig: Significance, nf: NoiseFloor, comparison: PaperComparison) -> Finding:
-    """The finding sentence from the sections' numbers; ``P`` gives backbone, epochs, n_per_class and seeds."""
+    """The finding in at most :data:`rharm.page.headline.FINDING_MAX_WORDS` words, from the sections' numbers
+    (``P`` gives backbone, epochs, n_per_class and seeds): the test count, the strongest collapse with its interval
+    and the correlation with the paper. The correction, the noise floor and the paper's scale are in the body."""
+    scale = (f"At this scale ({headline.model_words(P.backbone)}, {tables.plural(P.epochs, 'epoch')}, "
+             f"{P.n_per_class:,} images per class)")
     if sig.n_tests:
-        test_part = (f"{sig.n_reject} of {sig.n_tests} off-diagonal cells have RH significantly below 1 "
-                     f"({sig.multicomp} correction, level {sig.alpha:g}, {tables.plural(len(P.seeds), 'seed')})")
+        tests = (f"{sig.n_reject} of {sig.n_tests} off-diagonal cells have RH significantly below 1 "
+                 f"({tables.plural(len(P.seeds), 'seed')})")
+        text = (f"{scale} no representation harm is detected: {tests}. " if sig.n_reject == 0
+                else f"{scale}, {tests}. ")
     else:
-        test_part = "with one seed no cell can be tested"
-    text = (f"At this scale ({P.backbone}, {tables.plural(P.epochs, 'epoch')}, {P.n_per_class:,} images per class), "
-            + (f"no representation harm is detected: {test_part}. " if sig.n_tests and sig.n_reject == 0
-               else f"{test_part}. ")
-            + f"Our strongest collapse is {nf.strongest_minority} → {nf.strongest_class} with RH "
-            f"{nf.strongest_value:.3f}"
-            + (f" (interval {nf.strongest_lo:.3f} to {nf.strongest_hi:.3f})" if len(P.seeds) > 1 else ""))
-    if nf.strongest_inside_floor:
-        text += (f", inside the band that two balanced models of different seeds already produce "
-                 f"({nf.floor_lo:.2f} to {nf.floor_hi:.2f}). ")
-    elif nf.strongest_inside_floor is False:
-        text += ", outside the band that two balanced models produce. "
-    else:
-        text += ". "
+        text = f"{scale}, one seed: no cell can be tested. "
+    text += (f"The strongest collapse, {nf.strongest_minority} → {nf.strongest_class}, has RH "
+             f"{nf.strongest_value:.3f}"
+             + (f" (interval {nf.strongest_lo:.3f} to {nf.strongest_hi:.3f})" if len(P.seeds) > 1 else "")
+             + {True: ", inside the seed-noise band. ", False: ", outside the seed-noise band. "}.get(
+                 nf.strongest_inside_floor, ". "))
     if paper_rh(P.method, P.ratio) is None:
-        text += f"The paper reports no RH matrix for {paper_label(P.method, P.ratio)} to compare with."
+        text += f"The paper reports no RH matrix for {paper_label(P.method, P.ratio)}."
     elif np.isfinite(comparison.corr_all):
-        text += (f"Our RH correlates with the paper's at r = {comparison.corr_all:.2f} over {comparison.n_cells} "
-                 "shared cells (the paper: ResNet-34, 500 epochs, 5,000 images per class).")
-    return Finding(text)
+        text += f"Our RH correlates with the paper's at r = {comparison.corr_all:.2f} over {comparison.n_cells} cells."
+    return Finding(text.strip())

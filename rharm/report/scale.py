@@ -238,7 +238,8 @@ class Pilot:
 
 def pilot(history: Mapping[str, Any], replication: Mapping[str, Any], sep: Separation, sc: Scale) -> Pilot:
     """Set the pilot (``history``, :func:`pilot_history`) against its ``replication`` (:func:`pilot_replication`)
-    and write the finding from the separation ``sep`` and the page's scale ``sc``."""
+    and write the finding (at most :data:`rharm.page.headline.FINDING_MAX_WORDS` words) from the separation ``sep``
+    and the page's scale ``sc``."""
     if (replication["minority"], replication["partner"]) != (history["pilot_minority"], history["pilot_partner"]):
         raise ValueError(f"the replication's cell ({replication['minority']}, {replication['partner']}) is not the "
                          f"pilot's ({history['pilot_minority']}, {history['pilot_partner']})")
@@ -248,15 +249,15 @@ def pilot(history: Mapping[str, Any], replication: Mapping[str, Any], sep: Separ
     pilot_rh, pilot_seeds = float(history["pilot_rh"]), len(history["pilot_seeds"])
     cell = f"RH({history['pilot_minority']}, {history['pilot_partner']})"
     finding = (
-        f"At this scale ({sc.backbone}, {sc.epochs} epoch{'s' if sc.epochs != 1 else ''}, {sc.n_per_class} images "
-        f"per class) the gap between the mean within-class and between-class cosine goes from {sep.init_gap} at "
-        f"initialisation to {sep.trained_gap} after training, and a linear probe reaches {sep.trained_probe} against "
-        f"{sep.init_probe} for the untrained network (chance {sep.chance_accuracy:g})"
-        + (": the classes the harm would act on are barely separated" if sep.weakly_separated else "")
-        + f". The cpu setting was chosen on a pilot of {pilot_seeds} seed{'s' if pilot_seeds != 1 else ''} "
-        f"({cell} = {pilot_rh:.3f}) that "
-        + ("replicated" if replicated else "did not replicate" if n >= 2 else "one seed cannot test")
-        + f": with {tables.plural(n, 'seed')} the cell is {_fmt(rh)} (95% CI {_fmt(lo)}–{_fmt(hi)}).")
+        "At this scale the classes "
+        + ("barely separate" if sep.weakly_separated else "separate")
+        + f": the within- minus between-class cosine gap grows from {sep.init_gap} to {sep.trained_gap} with "
+        f"training, and a linear probe reaches {sep.trained_probe} (untrained {sep.init_probe}, chance "
+        f"{sep.chance_accuracy:g}). The pilot that chose this setting, {cell} = {pilot_rh:.3f} on "
+        f"{tables.plural(pilot_seeds, 'seed')}, "
+        + ("replicated" if replicated else "did not replicate" if n >= 2 else "cannot be tested on one seed")
+        + f": {_fmt(rh)}" + (f" (95% CI {_fmt(lo)} to {_fmt(hi)})" if n >= 2 else "")
+        + f" on {tables.plural(n, 'seed')}.")
     return Pilot(pilot_rh=pilot_rh, pilot_n_seeds=pilot_seeds, pilot_minority=str(history["pilot_minority"]),
                  pilot_partner=str(history["pilot_partner"]), pilot_setting=str(history["pilot_setting"]),
                  rh5=f"{_fmt(rh)} (95% CI {_fmt(lo)}–{_fmt(hi)}, {tables.plural(n, 'seed')})", replicated=replicated,

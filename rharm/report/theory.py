@@ -356,23 +356,21 @@ class Finding:
 
 
 def finding(P, lim: Limit, small: SmallMinority, pub: Published, node_pop: NodePopulation) -> Finding:
-    """The chapter's finding in one paragraph."""
+    """The chapter's finding in at most :data:`rharm.page.headline.FINDING_MAX_WORDS` words: the collapse threshold,
+    which runs reach it, and how many printed cosines rharm reproduces, or, where the node simulation agrees more
+    closely with the other objective, that caution instead. The solver gaps and the derived limit's accuracy are in
+    the page's body."""
     above, below = lim.alphas_collapsing, lim.alphas_finite_angle
     if not below:
-        verdict = f"every α run ({_words(above)}) is above it, so the minority collapses fully. "
+        verdict = f"every run (α = {_words(above)}) reaches it: the minority collapses fully. "
     elif not above:
-        verdict = (f"no α run ({_words(below)}) reaches it, so the minority stops at a finite angle from block 2 "
-                   f"(converged cos(h1*, h2*) = {small.opt_principled:.3f} at π1 = {small.pi1_small:.3g}, "
-                   f"α = {small.alpha_max:g}). ")
+        verdict = (f"no run (α = {_words(below)}) reaches it: the minority stops at a finite angle "
+                   f"(cos(h1*, h2*) = {small.opt_principled:.3f} at π1 = {small.pi1_small:.3g}). ")
     else:
         verdict = f"α = {_words(above)} collapse fully; α = {_words(below)} stop at a finite angle. "
-    agrees = ("which the node simulation agrees with" if node_pop.closer == "principled" else
-              f"although the node simulation here agrees more closely with the {node_pop.closer} one")
     return Finding(
-        f"Under the principled objective (the node loss restricted to block-constant representations, {agrees}), "
-        "the minority's representation merges with the majority block it is connected to "
-        f"as π1 → 0 only when the link probability α is at least {lim.alpha_threshold:.3f} (τ = {P.tau:g}); "
-        + verdict
-        + f"The published heatmaps (cosine_th.pdf) show the {pub.figure_objective} objective: rharm's solution "
-        f"'{pub.pub_best_source}' rounds to {pub.pub_best_within} of their {pub.pub_cells} printed cosines. "
-        f"The derived limit matches the solver to {lim.limit_worst:.1e}.")
+        "As π1 → 0, the minority merges with the majority block it links to only when the link probability α is at "
+        f"least {lim.alpha_threshold:.3f} (τ = {P.tau:g}, principled objective); " + verdict
+        + (f"rharm reproduces {pub.pub_best_within} of the paper's {pub.pub_cells} printed cosines."
+           if node_pop.closer == "principled" else
+           f"Caution: the node simulation agrees more closely with the {node_pop.closer} objective."))

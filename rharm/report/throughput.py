@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rharm.core import paths
-from rharm.page import tables
+from rharm.page import headline, tables
 
 #: a ratio within this band of 1 is reported as "about as fast" (round-to-round spread on a shared machine is
 #: of this order)
@@ -107,7 +107,8 @@ def summary(result: Mapping[str, Any], *, model: str, batch: int, workers: int) 
     else:
         speed = f"about as fast as ({ratio:.2f}×)"
     finding = (
-        f"On {device}, training {model} with batches of {batch}, batched on-device augmentation runs {speed} the "
+        f"On {device}, training {headline.model_words(model)} with batches of {batch}, batched on-device "
+        f"augmentation runs {speed} the "
         f"paper-style DataLoader pipeline (range over {tables.plural(len(rounds), 'round')}: "
         f"{ratios.min():.2f} to {ratios.max():.2f})."
         + ("" if gpu else " This is a CPU measurement; the GPU setting, where the paper's pipeline may be "
