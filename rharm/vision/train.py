@@ -23,7 +23,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -237,23 +237,134 @@ def check_determinism_environment(device: str | torch.device) -> None:
             "set before the process starts (cuBLAS reads it once); set it, or use deterministic=False")
 
 
-def method_loss(model: models.ContrastiveModel, config: TrainConfig, v1: torch.Tensor, v2: torch.Tensor,
-          forward: Callable | None = None, weights: torch.Tensor | None = None,
-          masks: dict | None = None) -> torch.Tensor:
-    # one forward over both views: BatchNorm sees 2N samples, as in the official SimCLR code. ``forward`` is the
-    # model or its torch.compile wrapper (same parameters). weights: (N,) NT-Xent anchor weights (re-weighting);
-    # masks: SDCLR's pruning masks, the second view then goes through the pruned branch.
+# ----------------------------------------------------------------------------------------------------------------
+# the methods: each one registered by name with its loss and the state it keeps across steps
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def joint_projections(model: models.ContrastiveModel, v1: torch.Tensor, v2: torch.Tensor,
+                      forward: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The projections of both views from one forward over the 2N images, so BatchNorm sees 2N samples, as in the
+    official SimCLR code. ``forward`` is the model or its torch.compile wrapper (same parameters)."""
     n = v1.shape[0]
+    # `is None`, not `or`: bool() of a torch.compile'd module raises TypeError (it has no __len__)
+    _, z = (model if forward is None else forward)(torch.cat([v1, v2], dim=0))
+    return z[:n], z[n:]
+
+
+def pruned_projections(model: models.ContrastiveModel, v1: torch.Tensor, v2: torch.Tensor,
+                       masks: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDCLR's projections: the first view through the dense model, the second through its pruned branch
+    (:func:`rharm.vision.mitigation.pruned_forward` with ``masks``)."""
+    _, z1 = model(v1)
+    _, z2 = mitigation.pruned_forward(model, v2, masks)
+    return z1, z2
+
+
+#: The registered methods by name (:func:`register`); :func:`method_for` picks a run's one from its TrainConfig.
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: register a :class:`Method` subclass in :data:`METHODS` under ``name``."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
+class Method:
+    """A contrastive method as the training loop sees it: one instance per trained model (it may keep state, e.g.
+    SDCLR's pruning masks), made by :func:`method_for`.
+
+    The loop calls :meth:`start_epoch` once at the start of each epoch (and of a resumed one), after the epoch's batch
+    order is drawn, then :meth:`views_loss` once per step (under autocast): :meth:`projections` of the two views,
+    then :meth:`loss` of the projections. ``weights``: (N,) anchor weights of re-weighting (SimCLR's NT-Xent only).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+
+    def start_epoch(self, model: models.ContrastiveModel) -> None:
+        """Refresh per-epoch state from the model's weights (nothing by default)."""
+
+    def projections(self, model: models.ContrastiveModel, v1: torch.Tensor, v2: torch.Tensor,
+                    forward: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two views' projections; by default one forward over both (:func:`joint_projections`)."""
+        return joint_projections(model, v1, v2, forward)
+
+    def loss(self, model: models.ContrastiveModel, z1: torch.Tensor, z2: torch.Tensor,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def views_loss(self, model: models.ContrastiveModel, v1: torch.Tensor, v2: torch.Tensor,
+                   forward: Callable | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of one batch's two augmented views."""
+        z1, z2 = self.projections(model, v1, v2, forward)
+        return self.loss(model, z1, z2, weights)
+
+
+@register("simclr")
+class SimCLR(Method):
+    """NT-Xent of the two views' projections (:func:`rharm.vision.losses.nt_xent`; temperature, clamp and the
+    anchor weights of re-weighting)."""
+
+    def loss(self, model, z1, z2, weights=None):
+        return losses.nt_xent(z1, z2, self.config.temperature, clamp=self.config.clamp, weights=weights)
+
+
+@register("simsiam")
+class SimSiam(Method):
+    """The symmetric negative cosine of each view's prediction (the model's predictor head) against the other
+    view's projection (:func:`rharm.vision.losses.simsiam_loss`)."""
+
+    def loss(self, model, z1, z2, weights=None):
+        return losses.simsiam_loss(model.predict(z1), model.predict(z2), z1, z2)
+
+
+@register("sdclr")
+class SDCLR(SimCLR):
+    """SimCLR whose second view goes through a pruned copy of the backbone (``TrainConfig.sdclr_prune`` > 0); the
+    pruning masks are refreshed from the weights at the start of every epoch (:mod:`rharm.vision.mitigation`)."""
+
+    def __init__(self, config: TrainConfig, masks: dict | None = None):
+        super().__init__(config)
+        self.masks = masks
+
+    def start_epoch(self, model):
+        self.masks = mitigation.prune_masks(model, self.config.sdclr_prune)
+
+    def projections(self, model, v1, v2, forward=None):
+        return pruned_projections(model, v1, v2, self.masks)
+
+
+def method_name(config: TrainConfig) -> str:
+    """The registered method of ``config``: "sdclr" when it prunes (SimCLR with ``sdclr_prune`` > 0), else
+    ``config.method``."""
+    return "sdclr" if config.sdclr_prune > 0 else config.method
+
+
+def method_for(config: TrainConfig) -> Method:
+    """A new :class:`Method` for one model trained under ``config`` (:data:`METHODS`, :func:`method_name`)."""
+    return METHODS[method_name(config)](config)
+
+
+def method_loss(model: models.ContrastiveModel, config: TrainConfig, v1: torch.Tensor, v2: torch.Tensor,
+                forward: Callable | None = None, weights: torch.Tensor | None = None,
+                masks: dict | None = None) -> torch.Tensor:
+    """The loss of ``config.method`` on one batch's two views: one forward over both views, or, with SDCLR's pruning
+    ``masks``, the second view through the pruned branch (:func:`pruned_projections`). ``forward``: the model or its
+    torch.compile wrapper; ``weights``: (N,) NT-Xent anchor weights (re-weighting)."""
     if masks is not None:
-        _, z1 = model(v1)
-        _, z2 = mitigation.pruned_forward(model, v2, masks)
+        z1, z2 = pruned_projections(model, v1, v2, masks)
     else:
-        # `is None`, not `or`: bool() of a torch.compile'd module raises TypeError (it has no __len__)
-        _, z = (model if forward is None else forward)(torch.cat([v1, v2], dim=0))
-        z1, z2 = z[:n], z[n:]
-    if config.method == "simclr":
-        return losses.nt_xent(z1, z2, config.temperature, clamp=config.clamp, weights=weights)
-    return losses.simsiam_loss(model.predict(z1), model.predict(z2), z1, z2)
+        z1, z2 = joint_projections(model, v1, v2, forward)
+    return METHODS[config.method](config).loss(model, z1, z2, weights)
 
 
 @torch.no_grad()
@@ -428,6 +539,263 @@ def sampling_plan(config: TrainConfig, images: torch.Tensor, labels=None, sample
     return positions, ids, groups
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# the training loop: steps shared with the seed-batched engine (rharm.vision.engine), then train's own
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_stop_after_steps(stop_after_steps: int | None) -> None:
+    """Raise ValueError unless ``stop_after_steps`` is None or an integer >= 0."""
+    if stop_after_steps is not None and (not isinstance(stop_after_steps, int) or stop_after_steps < 0):
+        raise ValueError(f"stop_after_steps={stop_after_steps!r} is not valid; use None or an integer >= 0")
+
+
+def process_switches(config: TrainConfig, cuda: bool) -> contextlib.ExitStack:
+    """The process-wide switches of a run (deterministic kernels, the global generators seeded from ``config.seed``),
+    entered now; closing the returned stack restores them."""
+    switches = contextlib.ExitStack()
+    switches.enter_context(runtime.deterministic_kernels(config.deterministic, cuda=cuda))
+    switches.enter_context(runtime.seeded(config.seed))
+    return switches
+
+
+def load_init_state(model: models.ContrastiveModel, init_state: Mapping[str, torch.Tensor],
+                    config: TrainConfig) -> None:
+    """Load a warm start into ``model`` (every key must match); ValueError naming the model when it does not fit."""
+    try:
+        model.load_state_dict(dict(init_state), strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"init_state does not fit a {config.method}/{config.backbone} model: {exc}") from exc
+
+
+def new_history(steps_per_epoch: int) -> dict[str, Any]:
+    """The empty history of a run (see :func:`train`'s Returns)."""
+    return {"loss": [], "lr": [], "knn": [], "throughput": [], "steps": 0, "steps_per_epoch": steps_per_epoch,
+            "finished": False}
+
+
+def progress_bar(total: int, initial: int, desc: str):
+    """A tqdm bar counting optimiser steps."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", desc=desc)
+
+
+def epoch_positions(seed: int, epoch: int, ids: torch.Tensor, positions: torch.Tensor,
+                    device: torch.device) -> torch.Tensor:
+    """``positions`` (on ``device``) in the batch order of ``epoch`` (:func:`epoch_order` of the sample ``ids``)."""
+    return positions[epoch_order(seed, epoch, ids).to(device)]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def record_losses(history: dict, values: torch.Tensor, who: str = "") -> None:
+    """Append one model's losses (on the CPU) to its history; FloatingPointError at the first that is not finite
+    (``who`` names the model in the message, e.g. " of seed 3")."""
+    start = len(history["loss"])
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        k = int(bad[0])
+        raise FloatingPointError(f"loss{who} became {float(values[k])} at step {start + k} "
+                                 f"(lr {history['lr'][start + k]:.3g}); lower TrainConfig.lr")
+    history["loss"].extend(values.tolist())
+
+
+def checkpoint_due(config: TrainConfig, done_epoch: int, step: int, total_steps: int) -> bool:
+    """Whether a checkpoint is written after epoch ``done_epoch`` (every ``checkpoint_every`` epochs, and at the end)."""
+    periodic = config.checkpoint_every and done_epoch % config.checkpoint_every == 0
+    return bool(periodic or step == total_steps)
+
+
+@dataclass
+class _Run:
+    """One call of :func:`train` while it trains: its plan (set by :func:`_plan_run`) and its state (set by
+    :func:`_build_run` and :func:`_place_run`, advanced by :func:`_train_step`)."""
+
+    config: TrainConfig
+    device: torch.device
+    precision: str
+    spec: Any
+    positions: torch.Tensor
+    ids: torch.Tensor
+    groups: torch.Tensor
+    steps_per_epoch: int
+    total_steps: int
+    model: Any = None
+    optimizer: Any = None
+    gen: Any = None
+    history: dict = field(default_factory=dict)
+    step: int = 0
+    method: Any = None
+    forward: Any = None
+    scaler: Any = None
+    dtype: Any = None
+    images: Any = None
+    weight_of: Any = None
+    bar: Any = None
+    epoch_t0: float = 0.0
+    epoch_images: int = 0
+    order_epoch: int = -1
+    order: Any = None
+    pending: list = field(default_factory=list)  # this epoch's losses, still on the device
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def _plan_run(config: TrainConfig, images, labels, sample_ids, groups, device, stop_after_steps) -> _Run:
+    """Every input check and the sampling plan, before any work."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    check_stop_after_steps(stop_after_steps)
+    positions, ids, groups = sampling_plan(config, images, labels, sample_ids, groups)
+    device = torch.device(device)
+    precision = resolve_precision(config.precision, device)  # raises before any work for fp16 off CUDA
+    if config.deterministic:
+        check_determinism_environment(device)
+    spec = augment_spec(config.resolved_augment)
+    steps_per_epoch = len(positions) // config.batch_size
+    return _Run(config=config, device=device, precision=precision, spec=spec, positions=positions, ids=ids,
+                groups=groups, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs)
+
+
+def _build_run(run: _Run, init_state, checkpoint_path) -> None:
+    """The model, optimiser, augmentation generator and history: from the seed, or from the checkpoint."""
+    config = run.config
+    # initialisation is a function of the seed alone: the same seed gives the same initial weights in every
+    # condition (common random numbers)
+    model = initial_model(config)
+    if init_state is not None:
+        load_init_state(model, init_state, config)
+    # channels_last on every device: 1.6x faster small_cnn steps on one CPU thread too (benchmarks/channels_last.py)
+    run.model = model.to(run.device).to(memory_format=torch.channels_last)
+    run.optimizer = torch.optim.SGD(run.model.parameters(), lr=lr_at(config, 0, run.total_steps),
+                                    momentum=config.momentum, nesterov=config.resolved_nesterov,
+                                    weight_decay=config.resolved_weight_decay)
+    run.gen = torch.Generator(device=run.device).manual_seed(config.seed + 1)  # augmentation draws, on the device
+    run.history = new_history(run.steps_per_epoch)
+    ck = _resumable_checkpoint(checkpoint_path)
+    if ck is not None:
+        if ck["config"] != config.to_dict():
+            raise ValueError(f"checkpoint {checkpoint_path} was written by a different TrainConfig: "
+                             f"{ck['config']} != {config.to_dict()}")
+        run.model.load_state_dict(ck["model"])
+        run.optimizer.load_state_dict(ck["optimizer"])
+        run.step = int(ck["step"])
+        run.history = ck["history"]
+        _set_rng_state(run.gen, ck["rng"])
+
+
+def _place_run(run: _Run, images: torch.Tensor, progress: bool) -> None:
+    """Precision, the compiled forward, the data on the device, the method and the progress bar."""
+    config = run.config
+    run.dtype = AUTOCAST_DTYPES[run.precision]
+    run.scaler = torch.amp.GradScaler("cuda") if run.dtype == torch.float16 else None
+    run.forward = torch.compile(run.model) if config.compile else run.model
+    run.images = images.to(run.device)  # the whole uint8 training set on the device (150 MB for CIFAR-10)
+    run.positions = run.positions.to(run.device)
+    if config.minority_weight != 1.0:
+        run.weight_of = mitigation.anchor_weights(run.groups, config.minority_weight).to(run.device)
+    run.method = method_for(config)
+    if progress:
+        run.bar = progress_bar(run.total_steps, run.step, f"{config.method}/{config.backbone}")
+    run.model.train()
+    run.epoch_t0, run.epoch_images = time.perf_counter(), 0
+    run.order_epoch, run.order = -1, run.positions
+
+
+def _train_step(run: _Run) -> None:
+    """One optimiser step: the batch (a new epoch draws its order first), its two views, the method's loss."""
+    from rharm.vision import augment as augment_mod
+
+    config = run.config
+    epoch, pos = divmod(run.step, run.steps_per_epoch)
+    if epoch != run.order_epoch:
+        run.order_epoch, run.order = epoch, epoch_positions(config.seed, epoch, run.ids, run.positions, run.device)
+        run.method.start_epoch(run.model)  # SDCLR: the mask is refreshed from the weights once per epoch
+    batch_pos = run.order[pos * config.batch_size:(pos + 1) * config.batch_size]
+    batch = run.images[batch_pos]
+    v1 = augment_mod.augment_batch(batch, run.spec, run.gen)
+    v2 = augment_mod.augment_batch(batch, run.spec, run.gen)
+    if run.cuda:
+        v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
+    lr = lr_at(config, run.step, run.total_steps)
+    set_lr(run.optimizer, lr)
+    run.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=run.device.type, dtype=run.dtype, enabled=run.dtype is not None):
+        loss = run.method.views_loss(run.model, v1, v2, run.forward,
+                                     weights=None if run.weight_of is None else run.weight_of[batch_pos])
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    run.step += 1
+    run.epoch_images += config.batch_size
+    run.pending.append(loss.detach())
+    run.history["lr"].append(lr)
+    run.history["steps"] = run.step
+    if run.bar is not None:
+        run.bar.update(1)
+
+
+def _flush(run: _Run) -> None:
+    """One host synchronisation per epoch: move the pending losses over and check them."""
+    if not run.pending:
+        return
+    values = torch.stack(run.pending).float().cpu()
+    run.pending.clear()
+    record_losses(run.history, values)
+
+
+def _knn_monitor(run: _Run, knn_eval, done_epoch: int) -> None:
+    """The k-NN monitor's accuracy after ``done_epoch``, when it is due (every ``knn_every`` epochs and the last)."""
+    config = run.config
+    if knn_eval is not None and config.knn_every and (
+            done_epoch % config.knn_every == 0 or done_epoch == config.epochs):
+        tr_x, tr_y, te_x, te_y = knn_eval
+        tr_h, _ = extract_features(run.model, tr_x, device=run.device, augment=config.resolved_augment)
+        te_h, _ = extract_features(run.model, te_x, device=run.device, augment=config.resolved_augment)
+        acc = knn_accuracy(tr_h, torch.as_tensor(tr_y), te_h, torch.as_tensor(te_y), k=config.knn_k)
+        run.history["knn"].append({"epoch": done_epoch, "accuracy": acc})
+        run.epoch_t0 = time.perf_counter()  # do not charge the monitor to throughput
+
+
+def _end_epoch(run: _Run, knn_eval, on_epoch_end, checkpoint_path) -> None:
+    """After an epoch's last step: its losses, throughput, the monitor, the callback and the checkpoint."""
+    _flush(run)
+    history = run.history
+    done_epoch = run.step // run.steps_per_epoch
+    dt = time.perf_counter() - run.epoch_t0
+    history["throughput"].append({"epoch": done_epoch, "images_per_s": run.epoch_images / max(dt, 1e-9)})
+    if run.bar is not None:
+        run.bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", img_s=f"{run.epoch_images / max(dt, 1e-9):.0f}")
+    run.epoch_t0, run.epoch_images = time.perf_counter(), 0
+    _knn_monitor(run, knn_eval, done_epoch)
+    if on_epoch_end is not None:
+        on_epoch_end(done_epoch, history)
+    if checkpoint_path is not None and checkpoint_due(run.config, done_epoch, run.step, run.total_steps):
+        save_checkpoint(checkpoint_path, run.model, run.optimizer, run.step, run.gen, run.config, history)
+
+
+def _finish(run: _Run, checkpoint_path) -> None:
+    """After the loop: the last losses, and a checkpoint when it stopped early."""
+    _flush(run)
+    run.history["finished"] = run.step >= run.total_steps
+    if checkpoint_path is not None and not run.history["finished"]:
+        save_checkpoint(checkpoint_path, run.model, run.optimizer, run.step, run.gen, run.config, run.history)
+    if run.bar is not None:
+        run.bar.close()
+
+
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
           checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu", progress: bool = True,
           knn_eval: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
@@ -461,159 +829,24 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     Raises FloatingPointError when a loss is not finite (checked once per epoch and at a stop, so the step loop
     never waits for the device); no checkpoint is written from such a state.
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    config.validate()
-    if stop_after_steps is not None and (not isinstance(stop_after_steps, int) or stop_after_steps < 0):
-        raise ValueError(f"stop_after_steps={stop_after_steps!r} is not valid; use None or an integer >= 0")
-    positions, ids, groups = sampling_plan(config, images, labels, sample_ids, groups)
-    device = torch.device(device)
-    precision = resolve_precision(config.precision, device)  # raises before any work for fp16 off CUDA
-    if config.deterministic:
-        check_determinism_environment(device)
-    spec = augment_spec(config.resolved_augment)
-    from rharm.vision import augment as augment_mod
-
-    steps_per_epoch = len(positions) // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
-    cuda = device.type == "cuda"
-
+    run = _plan_run(config, images, labels, sample_ids, groups, device, stop_after_steps)
     # process-wide switches (kernels, global generators) are set for the duration of the run and restored after it
-    switches = contextlib.ExitStack()
-    switches.enter_context(runtime.deterministic_kernels(config.deterministic, cuda=cuda))
-    switches.enter_context(runtime.seeded(config.seed))
+    switches = process_switches(config, run.cuda)
     try:
-        # initialisation is a function of the seed alone: the same seed gives the same initial weights in every
-        # condition (common random numbers)
-        model = initial_model(config)
-        if init_state is not None:
-            try:
-                model.load_state_dict(dict(init_state), strict=True)
-            except RuntimeError as exc:
-                raise ValueError(f"init_state does not fit a {config.method}/{config.backbone} model: {exc}") from exc
-        model = model.to(device)
-        # channels_last on every device: 1.6x faster small_cnn steps on one CPU thread too (benchmarks/channels_last.py)
-        memory_format = torch.channels_last
-        model = model.to(memory_format=memory_format)
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(config, 0, total_steps), momentum=config.momentum,
-                                    nesterov=config.resolved_nesterov, weight_decay=config.resolved_weight_decay)
-        gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # augmentation draws, on the device
-        history: dict[str, Any] = {"loss": [], "lr": [], "knn": [], "throughput": [], "steps": 0,
-                                   "steps_per_epoch": steps_per_epoch, "finished": False}
-        step = 0
-        ck = _resumable_checkpoint(checkpoint_path)
-        if ck is not None:
-            if ck["config"] != config.to_dict():
-                raise ValueError(f"checkpoint {checkpoint_path} was written by a different TrainConfig: "
-                                 f"{ck['config']} != {config.to_dict()}")
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            step = int(ck["step"])
-            history = ck["history"]
-            _set_rng_state(gen, ck["rng"])
-
-        dtype = AUTOCAST_DTYPES[precision]
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        forward = torch.compile(model) if config.compile else model
-        images_dev = images.to(device)  # the whole uint8 training set on the device (150 MB for CIFAR-10)
-        positions_dev = positions.to(device)
-        weight_of = None
-        if config.minority_weight != 1.0:
-            weight_of = mitigation.anchor_weights(groups, config.minority_weight).to(device)
-        masks = None
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total_steps, initial=step, unit="step", desc=f"{config.method}/{config.backbone}")
-        model.train()
-        epoch_t0, epoch_images = time.perf_counter(), 0
-        order_epoch, order = -1, positions_dev
-        pending: list[torch.Tensor] = []  # this epoch's losses, still on the device
-
-        def flush() -> None:
-            # one host synchronisation per epoch: move the pending losses over and check them
-            if not pending:
-                return
-            values = torch.stack(pending).float().cpu()
-            start = len(history["loss"])
-            pending.clear()
-            bad = (~torch.isfinite(values)).nonzero()
-            if len(bad):
-                k = int(bad[0])
-                raise FloatingPointError(f"loss became {float(values[k])} at step {start + k} "
-                                         f"(lr {history['lr'][start + k]:.3g}); lower TrainConfig.lr")
-            history["loss"].extend(values.tolist())
-
-        while step < total_steps:
-            if stop_after_steps is not None and step >= stop_after_steps:
+        _build_run(run, init_state, checkpoint_path)
+        _place_run(run, images, progress)
+        while run.step < run.total_steps:
+            if stop_after_steps is not None and run.step >= stop_after_steps:
                 break
-            epoch, pos = divmod(step, steps_per_epoch)
-            if epoch != order_epoch:
-                order_epoch, order = epoch, positions_dev[epoch_order(config.seed, epoch, ids).to(device)]
-                if config.sdclr_prune > 0:  # SDCLR: the mask is refreshed from the weights once per epoch
-                    masks = mitigation.prune_masks(model, config.sdclr_prune)
-            batch_pos = order[pos * config.batch_size:(pos + 1) * config.batch_size]
-            batch = images_dev[batch_pos]
-            v1 = augment_mod.augment_batch(batch, spec, gen)
-            v2 = augment_mod.augment_batch(batch, spec, gen)
-            if cuda:
-                v1, v2 = v1.contiguous(memory_format=memory_format), v2.contiguous(memory_format=memory_format)
-            lr = lr_at(config, step, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-                loss = method_loss(model, config, v1, v2, forward,
-                             weights=None if weight_of is None else weight_of[batch_pos], masks=masks)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            step += 1
-            epoch_images += config.batch_size
-            pending.append(loss.detach())
-            history["lr"].append(lr)
-            history["steps"] = step
-            if bar is not None:
-                bar.update(1)
-            end_of_epoch = step % steps_per_epoch == 0
-            if end_of_epoch:
-                flush()
-                done_epoch = step // steps_per_epoch
-                dt = time.perf_counter() - epoch_t0
-                history["throughput"].append({"epoch": done_epoch, "images_per_s": epoch_images / max(dt, 1e-9)})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", img_s=f"{epoch_images / max(dt, 1e-9):.0f}")
-                epoch_t0, epoch_images = time.perf_counter(), 0
-                if knn_eval is not None and config.knn_every and (
-                        done_epoch % config.knn_every == 0 or done_epoch == config.epochs):
-                    tr_x, tr_y, te_x, te_y = knn_eval
-                    tr_h, _ = extract_features(model, tr_x, device=device, augment=config.resolved_augment)
-                    te_h, _ = extract_features(model, te_x, device=device, augment=config.resolved_augment)
-                    acc = knn_accuracy(tr_h, torch.as_tensor(tr_y), te_h, torch.as_tensor(te_y), k=config.knn_k)
-                    history["knn"].append({"epoch": done_epoch, "accuracy": acc})
-                    epoch_t0 = time.perf_counter()  # do not charge the monitor to throughput
-                if on_epoch_end is not None:
-                    on_epoch_end(done_epoch, history)
-                periodic = config.checkpoint_every and done_epoch % config.checkpoint_every == 0
-                if checkpoint_path is not None and (periodic or step == total_steps):
-                    save_checkpoint(checkpoint_path, model, optimizer, step, gen, config, history)
-        flush()
-        history["finished"] = step >= total_steps
-        if checkpoint_path is not None and not history["finished"]:
-            save_checkpoint(checkpoint_path, model, optimizer, step, gen, config, history)
-        if bar is not None:
-            bar.close()
+            _train_step(run)
+            if run.step % run.steps_per_epoch == 0:
+                _end_epoch(run, knn_eval, on_epoch_end, checkpoint_path)
+        _finish(run, checkpoint_path)
     finally:
         switches.close()
-    if cuda:
-        model = model.to(memory_format=torch.contiguous_format)
-    return TrainResult(model=model, history=history,
-                       config={**config.to_dict(), "device": device.type, "resolved_precision": precision})
+    model = run.model.to(memory_format=torch.contiguous_format) if run.cuda else run.model
+    return TrainResult(model=model, history=run.history,
+                       config={**config.to_dict(), "device": run.device.type, "resolved_precision": run.precision})
 
 
 def measure_throughput(backbone: str, batch_size: int, steps: int = 3, *, method: str = "simclr",
