@@ -3,11 +3,11 @@
 :func:`train_batched` trains S contrastive models whose :class:`rharm.vision.train.TrainConfig` differ only in ``seed``
 (same method, backbone, schedule and batch size; the training sets may differ, e.g. the minority images kept for
 each seed, but must give the same number of steps per epoch). Each model keeps everything
-:func:`rharm.vision.train.train`
-would give it for its seed: its initial weights (:func:`rharm.vision.train.initial_model`), its batch order
-(``_epoch_order(seed, epoch, ids)``), its augmentation stream (a generator seeded ``seed + 1``, drawn for view 1 then
-view 2 of each batch, as ``train`` draws it), its own BatchNorm statistics (each model sees only its own batch) and
-its own optimiser state. A batched run therefore equals S single runs to floating-point rounding
+:func:`rharm.vision.train.train` would give it for its seed: its initial weights
+(:func:`rharm.vision.train.initial_model`), its batch order (:func:`rharm.vision.train.epoch_order`), its augmentation
+stream (a generator seeded ``seed + 1``, drawn for view 1 then view 2 of each batch, as ``train`` draws it), its own
+BatchNorm statistics (each model sees only its own batch), its own method state (SDCLR's masks) and its own optimiser
+state. A batched run therefore equals S single runs to floating-point rounding
 (``tests/test_engine.py`` checks it parameter by parameter and buffer by buffer).
 
 What is shared across the S models in each step, in two strategies:
@@ -33,17 +33,17 @@ What is shared across the S models in each step, in two strategies:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rharm.core import runtime, schema
+from rharm.core import schema
 from rharm.vision import augment, mitigation, models, train
 
 ENGINES = schema.SPECS["engine"].choices
@@ -243,6 +243,252 @@ def save_checkpoint(path, members, optimizer, step: int, gens, configs, historie
         torch.save(payload, tmp)
 
 
+@dataclass
+class _Job:
+    """One call of :func:`train_batched` while it trains: its plan (:func:`_plan_job`) and the S models' state
+    (:func:`_build_job`, :func:`_place_job`), advanced by :func:`_job_step`."""
+
+    configs: list
+    images: list
+    init_states: list
+    plans: list
+    device: torch.device
+    precision: str
+    strategy: str
+    spec: Any
+    steps_per_epoch: int
+    total_steps: int
+    members: list = field(default_factory=list)
+    gens: list = field(default_factory=list)
+    histories: list = field(default_factory=list)
+    stacked: StackedModel | None = None
+    optimizer: Any = None
+    step: int = 0
+    images_dev: list = field(default_factory=list)
+    positions_dev: list = field(default_factory=list)
+    weight_of: list = field(default_factory=list)
+    forwards: list = field(default_factory=list)
+    fwd_stacked: Any = None
+    methods: list = field(default_factory=list)
+    orders: list = field(default_factory=list)
+    order_epoch: int = -1
+    pending: list = field(default_factory=list)  # (S,) losses per step, still on the device
+    bar: Any = None
+    epoch_t0: float = 0.0
+    epoch_images: int = 0
+
+    @property
+    def cfg0(self) -> train.TrainConfig:
+        return self.configs[0]
+
+    @property
+    def s_count(self) -> int:
+        return len(self.configs)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def dtype(self):
+        return train.AUTOCAST_DTYPES[self.precision]
+
+
+def _plan_job(configs, images, labels, sample_ids, groups, init_states, device, stop_after_steps,
+              strategy: str) -> _Job:
+    """Every input check and the S sampling plans, before any work."""
+    configs = list(configs)
+    check_group(configs)
+    s_count = len(configs)
+    cfg0 = configs[0]
+    images = _per_model(images, s_count, "images")
+    labels = _per_model(labels, s_count, "labels")
+    sample_ids = _per_model(sample_ids, s_count, "sample_ids")
+    groups = _per_model(groups, s_count, "groups")
+    init_states = _per_model(init_states, s_count, "init_states")
+    train.check_stop_after_steps(stop_after_steps)
+    plans = [train.sampling_plan(c, x, y, i, g) for c, x, y, i, g in zip(configs, images, labels, sample_ids, groups)]
+    spe = {len(p[0]) // cfg0.batch_size for p in plans}
+    if len(spe) != 1:
+        raise ValueError(f"the models of a batched job need the same number of steps per epoch; got {sorted(spe)} "
+                         "(training sets of different sizes): train them with engine='single'")
+    steps_per_epoch = spe.pop()
+    device = torch.device(device)
+    precision = train.resolve_precision(cfg0.precision, device)
+    if precision == "fp16":
+        raise ValueError("precision fp16 is not valid with engine='batched' (one loss scaler for all models); "
+                         "use bf16 or engine='single'")
+    if cfg0.deterministic:
+        train.check_determinism_environment(device)
+    strategy = resolve_strategy(strategy, device, cfg0)
+    spec = train.augment_spec(cfg0.resolved_augment)
+    return _Job(configs=configs, images=images, init_states=init_states, plans=plans, device=device,
+                precision=precision, strategy=strategy, spec=spec, steps_per_epoch=steps_per_epoch,
+                total_steps=steps_per_epoch * cfg0.epochs)
+
+
+def _build_job(job: _Job, checkpoint_path) -> None:
+    """The S models (each from its own seed, as :func:`rharm.vision.train.train` makes it), their generators and
+    histories, the stacked model, one optimiser over all; then the checkpoint's state when there is one."""
+    fmt, device, cfg0 = torch.channels_last, job.device, job.cfg0
+    for c, st in zip(job.configs, job.init_states):
+        m = train.initial_model(c)  # each model's initial weights: a function of its own seed, as in train()
+        if st is not None:
+            train.load_init_state(m, st, c)
+        job.members.append(m.to(device).to(memory_format=fmt))
+    job.gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in job.configs]
+    job.histories = [train.new_history(job.steps_per_epoch) for _ in job.configs]
+    if job.strategy == "stacked":
+        job.stacked = StackedModel(job.members).to(device).to(memory_format=fmt)
+    stacked = job.stacked
+    params = list(stacked.parameters()) if stacked is not None else [p for m in job.members for p in m.parameters()]
+    job.optimizer = torch.optim.SGD(params, lr=train.lr_at(cfg0, 0, job.total_steps), momentum=cfg0.momentum,
+                                    nesterov=cfg0.resolved_nesterov, weight_decay=cfg0.resolved_weight_decay,
+                                    foreach=True)
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        ck = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if ck["configs"] != [c.to_dict() for c in job.configs]:
+            raise ValueError(f"checkpoint {checkpoint_path} was written by a different batched job")
+        for m, st in zip(job.members, ck["models"]):
+            m.load_state_dict(st)
+        if stacked is not None:
+            stacked.load_state_dict(StackedModel(job.members).state_dict())
+        job.optimizer.load_state_dict(ck["optimizer"])
+        job.step = int(ck["step"])
+        job.histories = ck["histories"]
+        for g, st in zip(job.gens, ck["rng"]):
+            g.set_state(st)
+
+
+def _place_job(job: _Job, progress: bool) -> None:
+    """The data on the device, anchor weights, the (compiled) forwards, the methods and the progress bar."""
+    cfg0, device = job.cfg0, job.device
+    job.images_dev = [x.to(device) for x in job.images]
+    job.positions_dev = [p[0].to(device) for p in job.plans]
+    job.weight_of = [mitigation.anchor_weights(p[2], c.minority_weight).to(device) if c.minority_weight != 1.0
+                     else None for c, p in zip(job.configs, job.plans)]
+    job.forwards = [torch.compile(m) if cfg0.compile else m for m in job.members]
+    if job.stacked is not None:
+        job.stacked.train()
+        job.fwd_stacked = torch.compile(job.stacked) if cfg0.compile else job.stacked
+    for m in job.members:
+        m.train()
+    job.methods = [train.method_for(cfg0) for _ in job.members]  # one each: SDCLR keeps each model's masks
+    job.orders = [None] * job.s_count
+    if progress:
+        job.bar = train.progress_bar(job.total_steps, job.step, f"batched x{job.s_count} {cfg0.backbone}")
+    job.epoch_t0, job.epoch_images = time.perf_counter(), 0
+
+
+def _stacked_losses(job: _Job, views: torch.Tensor, weights: list) -> torch.Tensor:
+    """The S losses of one step in one computation (strategy "stacked"), backward included."""
+    bs, cfg0, device, dtype = job.cfg0.batch_size, job.cfg0, job.device, job.dtype
+    # channel-stacked input: (2B, S x 3, H, W), model s reads channels 3s..3s+2
+    x = views.permute(1, 0, 2, 3, 4).reshape(2 * bs, job.s_count * 3, *views.shape[-2:])
+    w = None if weights[0] is None else torch.stack(weights)
+    with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+        _, z = job.fwd_stacked(x.contiguous(memory_format=torch.channels_last))
+        step_losses = nt_xent_stacked(z, cfg0.temperature, clamp=cfg0.clamp, weights=w)
+    step_losses.sum().backward()  # the gradient of model s is that of its own loss
+    return step_losses.detach()
+
+
+def _loop_losses(job: _Job, views: torch.Tensor, weights: list) -> torch.Tensor:
+    """The S losses of one step, model by model (strategy "loop"), backward included."""
+    bs, device, dtype = job.cfg0.batch_size, job.device, job.dtype
+    out = []
+    for k, m in enumerate(job.members):
+        v = views[k]
+        if job.cuda:
+            v = v.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+            loss = job.methods[k].views_loss(m, v[:bs], v[bs:], job.forwards[k], weights=weights[k])
+        loss.backward()  # per model: its graph is freed before the next model's forward
+        out.append(loss.detach())
+    return torch.stack(out)
+
+
+def _job_step(job: _Job) -> None:
+    """One optimiser step of all S models: their batches (a new epoch draws their orders first), views, losses."""
+    cfg0, bs = job.cfg0, job.cfg0.batch_size
+    epoch, pos = divmod(job.step, job.steps_per_epoch)
+    if epoch != job.order_epoch:
+        job.order_epoch = epoch
+        job.orders = [train.epoch_positions(c.seed, epoch, p[1], pd, job.device)
+                      for c, p, pd in zip(job.configs, job.plans, job.positions_dev)]
+        for method, m in zip(job.methods, job.members):
+            method.start_epoch(m)  # SDCLR: each model's mask, refreshed from its weights once per epoch
+    batch_pos = [o[pos * bs:(pos + 1) * bs] for o in job.orders]
+    views = _augment_all([x[bp] for x, bp in zip(job.images_dev, batch_pos)], job.spec, job.gens)  # (S, 2B, 3, H, W)
+    weights = [None if w is None else w[bp] for w, bp in zip(job.weight_of, batch_pos)]
+    lr = train.lr_at(cfg0, job.step, job.total_steps)
+    train.set_lr(job.optimizer, lr)
+    job.optimizer.zero_grad(set_to_none=True)
+    losses = (_stacked_losses if job.stacked is not None else _loop_losses)(job, views, weights)
+    job.optimizer.step()
+    job.step += 1
+    job.epoch_images += bs * job.s_count
+    job.pending.append(losses)
+    for h in job.histories:
+        h["lr"].append(lr)
+        h["steps"] = job.step
+    if job.bar is not None:
+        job.bar.update(1)
+
+
+def _flush_job(job: _Job) -> None:
+    """One host synchronisation per epoch: every model's pending losses, checked."""
+    if not job.pending:
+        return
+    values = torch.stack(job.pending).float().cpu()  # (steps, S)
+    job.pending.clear()
+    for k, h in enumerate(job.histories):
+        train.record_losses(h, values[:, k], who=f" of seed {job.configs[k].seed}")
+
+
+def _save(job: _Job, checkpoint_path) -> None:
+    save_checkpoint(checkpoint_path, job.members, job.optimizer, job.step, job.gens, job.configs, job.histories)
+
+
+def _job_end_epoch(job: _Job, checkpoint_path) -> None:
+    """After an epoch's last step: the losses, the throughput per model, the checkpoint."""
+    _flush_job(job)
+    done_epoch = job.step // job.steps_per_epoch
+    dt = time.perf_counter() - job.epoch_t0
+    rate = job.epoch_images / job.s_count / max(dt, 1e-9)  # images per second per model (the job's rate / S)
+    for h in job.histories:
+        h["throughput"].append({"epoch": done_epoch, "images_per_s": rate})
+    job.epoch_t0, job.epoch_images = time.perf_counter(), 0
+    if checkpoint_path is not None and train.checkpoint_due(job.cfg0, done_epoch, job.step, job.total_steps):
+        if job.stacked is not None:
+            job.stacked.unstack(job.members)
+        _save(job, checkpoint_path)
+
+
+def _job_finish(job: _Job, checkpoint_path) -> None:
+    """After the loop: the last losses, the stacked weights written back, a checkpoint when it stopped early."""
+    _flush_job(job)
+    for h in job.histories:
+        h["finished"] = job.step >= job.total_steps
+    if job.stacked is not None:
+        job.stacked.unstack(job.members)
+    if checkpoint_path is not None and not job.histories[0]["finished"]:
+        _save(job, checkpoint_path)
+    if job.bar is not None:
+        job.bar.close()
+
+
+def _job_results(job: _Job) -> list[train.TrainResult]:
+    results = []
+    for c, m, h in zip(job.configs, job.members, job.histories):
+        if job.cuda:
+            m = m.to(memory_format=torch.contiguous_format)
+        results.append(train.TrainResult(model=m, history=h, config={
+            **c.to_dict(), "device": job.device.type, "resolved_precision": job.precision,
+            "engine_strategy": job.strategy, "engine_models": job.s_count}))
+    return results
+
+
 def train_batched(configs: Sequence[train.TrainConfig], images: Sequence[torch.Tensor],
                   labels: Sequence[torch.Tensor] | None = None, *, sample_ids: Sequence | None = None,
                   groups: Sequence | None = None,
@@ -259,187 +505,18 @@ def train_batched(configs: Sequence[train.TrainConfig], images: Sequence[torch.T
     ``strategy``: see :data:`STRATEGIES` and the module docstring. Not supported (ValueError): fp16 (one loss scaler
     would skip every model's step when one overflows), the k-NN monitor.
     """
-    configs = list(configs)
-    check_group(configs)
-    s_count = len(configs)
-    cfg0 = configs[0]
-    images = _per_model(images, s_count, "images")
-    labels = _per_model(labels, s_count, "labels")
-    sample_ids = _per_model(sample_ids, s_count, "sample_ids")
-    groups = _per_model(groups, s_count, "groups")
-    init_states = _per_model(init_states, s_count, "init_states")
-    if stop_after_steps is not None and (not isinstance(stop_after_steps, int) or stop_after_steps < 0):
-        raise ValueError(f"stop_after_steps={stop_after_steps!r} is not valid; use None or an integer >= 0")
-    plans = [train.sampling_plan(c, x, y, i, g) for c, x, y, i, g in zip(configs, images, labels, sample_ids, groups)]
-    spe = {len(p[0]) // cfg0.batch_size for p in plans}
-    if len(spe) != 1:
-        raise ValueError(f"the models of a batched job need the same number of steps per epoch; got {sorted(spe)} "
-                         "(training sets of different sizes): train them with engine='single'")
-    steps_per_epoch = spe.pop()
-    total_steps = steps_per_epoch * cfg0.epochs
-    device = torch.device(device)
-    precision = train.resolve_precision(cfg0.precision, device)
-    if precision == "fp16":
-        raise ValueError("precision fp16 is not valid with engine='batched' (one loss scaler for all models); "
-                         "use bf16 or engine='single'")
-    if cfg0.deterministic:
-        train.check_determinism_environment(device)
-    strategy = resolve_strategy(strategy, device, cfg0)
-    spec = train.augment_spec(cfg0.resolved_augment)
-    cuda = device.type == "cuda"
-    dtype = train.AUTOCAST_DTYPES[precision]
-    fmt = torch.channels_last
-
-    switches = contextlib.ExitStack()
-    switches.enter_context(runtime.deterministic_kernels(cfg0.deterministic, cuda=cuda))
-    switches.enter_context(runtime.seeded(cfg0.seed))
+    job = _plan_job(configs, images, labels, sample_ids, groups, init_states, device, stop_after_steps, strategy)
+    switches = train.process_switches(job.cfg0, job.cuda)
     try:
-        members = []
-        for c, st in zip(configs, init_states):
-            m = train.initial_model(c)  # each model's initial weights: a function of its own seed, as in train()
-            if st is not None:
-                try:
-                    m.load_state_dict(dict(st), strict=True)
-                except RuntimeError as exc:
-                    raise ValueError(f"init_state does not fit a {c.method}/{c.backbone} model: {exc}") from exc
-            members.append(m.to(device).to(memory_format=fmt))
-        gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in configs]
-        histories = [{"loss": [], "lr": [], "knn": [], "throughput": [], "steps": 0,
-                      "steps_per_epoch": steps_per_epoch, "finished": False} for _ in configs]
-        stacked = StackedModel(members).to(device).to(memory_format=fmt) if strategy == "stacked" else None
-        params = list(stacked.parameters()) if stacked is not None else [p for m in members for p in m.parameters()]
-        optimizer = torch.optim.SGD(params, lr=train.lr_at(cfg0, 0, total_steps), momentum=cfg0.momentum,
-                                    nesterov=cfg0.resolved_nesterov, weight_decay=cfg0.resolved_weight_decay,
-                                    foreach=True)
-        step = 0
-        if checkpoint_path is not None and Path(checkpoint_path).exists():
-            ck = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-            if ck["configs"] != [c.to_dict() for c in configs]:
-                raise ValueError(f"checkpoint {checkpoint_path} was written by a different batched job")
-            for m, st in zip(members, ck["models"]):
-                m.load_state_dict(st)
-            if stacked is not None:
-                stacked.load_state_dict(StackedModel(members).state_dict())
-            optimizer.load_state_dict(ck["optimizer"])
-            step = int(ck["step"])
-            histories = ck["histories"]
-            for g, st in zip(gens, ck["rng"]):
-                g.set_state(st)
-
-        images_dev = [x.to(device) for x in images]
-        positions_dev = [p[0].to(device) for p in plans]
-        weight_of = [mitigation.anchor_weights(p[2], c.minority_weight).to(device) if c.minority_weight != 1.0
-                     else None for c, p in zip(configs, plans)]
-        forwards = [torch.compile(m) if cfg0.compile else m for m in members]
-        if stacked is not None:
-            stacked.train()
-            fwd_stacked = torch.compile(stacked) if cfg0.compile else stacked
-        for m in members:
-            m.train()
-        masks = [None] * s_count
-        orders = [None] * s_count
-        order_epoch = -1
-        pending: list[torch.Tensor] = []
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total_steps, initial=step, unit="step", desc=f"batched x{s_count} {cfg0.backbone}")
-        epoch_t0, epoch_images = time.perf_counter(), 0
-        bs = cfg0.batch_size
-
-        def flush() -> None:
-            if not pending:
-                return
-            values = torch.stack(pending).float().cpu()  # (steps, S)
-            pending.clear()
-            for k, h in enumerate(histories):
-                start = len(h["loss"])
-                col = values[:, k]
-                bad = (~torch.isfinite(col)).nonzero()
-                if len(bad):
-                    j = int(bad[0])
-                    raise FloatingPointError(f"loss of seed {configs[k].seed} became {float(col[j])} at step "
-                                             f"{start + j} (lr {h['lr'][start + j]:.3g}); lower TrainConfig.lr")
-                h["loss"].extend(col.tolist())
-
-        while step < total_steps:
-            if stop_after_steps is not None and step >= stop_after_steps:
+        _build_job(job, checkpoint_path)
+        _place_job(job, progress)
+        while job.step < job.total_steps:
+            if stop_after_steps is not None and job.step >= stop_after_steps:
                 break
-            epoch, pos = divmod(step, steps_per_epoch)
-            if epoch != order_epoch:
-                order_epoch = epoch
-                orders = [pd[train.epoch_order(c.seed, epoch, p[1]).to(device)]
-                          for c, p, pd in zip(configs, plans, positions_dev)]
-                if cfg0.sdclr_prune > 0:
-                    masks = [mitigation.prune_masks(m, cfg0.sdclr_prune) for m in members]
-            batch_pos = [o[pos * bs:(pos + 1) * bs] for o in orders]
-            views = _augment_all([x[bp] for x, bp in zip(images_dev, batch_pos)], spec, gens)  # (S, 2B, 3, H, W)
-            weights = [None if w is None else w[bp] for w, bp in zip(weight_of, batch_pos)]
-            lr = train.lr_at(cfg0, step, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            if stacked is not None:
-                # channel-stacked input: (2B, S x 3, H, W), model s reads channels 3s..3s+2
-                x = views.permute(1, 0, 2, 3, 4).reshape(2 * bs, s_count * 3, *views.shape[-2:])
-                w = None if weights[0] is None else torch.stack(weights)
-                with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-                    _, z = fwd_stacked(x.contiguous(memory_format=fmt))
-                    step_losses = nt_xent_stacked(z, cfg0.temperature, clamp=cfg0.clamp, weights=w)
-                step_losses.sum().backward()  # the gradient of model s is that of its own loss
-                step_losses = step_losses.detach()
-            else:
-                out = []
-                for k, m in enumerate(members):
-                    v = views[k]
-                    if cuda:
-                        v = v.contiguous(memory_format=fmt)
-                    with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-                        loss = train.method_loss(m, cfg0, v[:bs], v[bs:], forwards[k], weights=weights[k],
-                                                 masks=masks[k])
-                    loss.backward()  # per model: its graph is freed before the next model's forward
-                    out.append(loss.detach())
-                step_losses = torch.stack(out)
-            optimizer.step()
-            step += 1
-            epoch_images += bs * s_count
-            pending.append(step_losses)
-            for h in histories:
-                h["lr"].append(lr)
-                h["steps"] = step
-            if bar is not None:
-                bar.update(1)
-            if step % steps_per_epoch == 0:
-                flush()
-                done_epoch = step // steps_per_epoch
-                dt = time.perf_counter() - epoch_t0
-                rate = epoch_images / s_count / max(dt, 1e-9)  # images per second per model (the job's rate / S)
-                for h in histories:
-                    h["throughput"].append({"epoch": done_epoch, "images_per_s": rate})
-                epoch_t0, epoch_images = time.perf_counter(), 0
-                periodic = cfg0.checkpoint_every and done_epoch % cfg0.checkpoint_every == 0
-                if checkpoint_path is not None and (periodic or step == total_steps):
-                    if stacked is not None:
-                        stacked.unstack(members)
-                    save_checkpoint(checkpoint_path, members, optimizer, step, gens, configs, histories)
-        flush()
-        for h in histories:
-            h["finished"] = step >= total_steps
-        if stacked is not None:
-            stacked.unstack(members)
-        if checkpoint_path is not None and not histories[0]["finished"]:
-            save_checkpoint(checkpoint_path, members, optimizer, step, gens, configs, histories)
-        if bar is not None:
-            bar.close()
+            _job_step(job)
+            if job.step % job.steps_per_epoch == 0:
+                _job_end_epoch(job, checkpoint_path)
+        _job_finish(job, checkpoint_path)
     finally:
         switches.close()
-    results = []
-    for c, m, h in zip(configs, members, histories):
-        if cuda:
-            m = m.to(memory_format=torch.contiguous_format)
-        results.append(train.TrainResult(model=m, history=h, config={
-            **c.to_dict(), "device": device.type, "resolved_precision": precision, "engine_strategy": strategy,
-            "engine_models": s_count}))
-    return results
-
+    return _job_results(job)
