@@ -26,6 +26,9 @@ import torch
 
 from rharm.core.runtime import resolve_device
 
+#: Armijo's sufficient-decrease constant of the line search
+_ARMIJO_C1 = 1e-4
+
 
 @dataclass
 class MultinomialFit:
@@ -39,11 +42,26 @@ class MultinomialFit:
 
     def model(self, b: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Problem b as ``(coef (K, d), intercept (K,), classes)``, the tuple :mod:`rharm.harm.mediation` predicts
-        with."""
+        with.
+
+        Example:
+            >>> from rharm.harm import probe
+            >>> fit = probe.fit_multinomial([[0.0], [1.0], [3.0], [4.0]], [0, 0, 1, 1], C=1.0, device="cpu")
+            >>> coef, intercept, classes = fit.model()
+            >>> coef.shape, intercept.shape, classes.tolist()
+            ((2, 1), (2,), [0, 1])
+        """
         return self.coef[b], self.intercept[b], self.classes
 
     def predict(self, x: Any, b: int = 0) -> np.ndarray:
-        """Class labels of problem b for x (N, d)."""
+        """Class labels of problem b for x (N, d).
+
+        Example:
+            >>> from rharm.harm import probe
+            >>> fit = probe.fit_multinomial([[0.0], [1.0], [3.0], [4.0]], [0, 0, 1, 1], C=1.0, device="cpu")
+            >>> fit.predict([[0.5], [3.5]]).tolist()
+            [0, 1]
+        """
         x = np.asarray(x, dtype=np.float64)
         return self.classes[np.argmax(x @ self.coef[b].T + self.intercept[b], axis=1)]
 
@@ -66,26 +84,38 @@ def _objective(X, Yoh, M, n, C, W, b, need_grad: bool):
     return loss, gW, gb
 
 
-def fit_multinomial(x: Any, y: Any, C: float | Sequence[float], *, masks: Any = None,
-                    classes: Sequence[int] | np.ndarray | None = None, max_iter: int = 500, tol: float = 1e-4,
-                    history: int = 10, device: str | torch.device | None = "auto",
-                    dtype: torch.dtype | None = None) -> MultinomialFit:
-    """Fit B multinomial logistic regressions at once (module docstring for the objective).
+@dataclass
+class _Problems:
+    """B multinomial problems on one X, as tensors on the device: X (N, d), Yoh (N, K) one-hot, M (B, N) row weights
+    0/1, n (B,) rows used, C (B,)."""
 
-    Args:
-        x: (N, d) features (numpy or tensor). y: (N,) integer labels.
-        C: inverse L2 strength, a number or a sequence of B numbers (> 0).
-        masks: None (every problem uses all rows) or (B, N) booleans, the rows of each problem (e.g. CV folds);
-            B is the longer of C and masks, the other is broadcast when it has length 1.
-        classes: the label values (default: ``np.unique(y)``); every label must be among them.
-        max_iter: L-BFGS iterations per problem. tol: stop a problem when max abs(gradient) <= tol.
-        history: L-BFGS memory. device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:k]"``.
-        dtype: float64 on the CPU, float32 on CUDA by default.
-    Returns: :class:`MultinomialFit` on the CPU.
-    """
-    dev = resolve_device(device)
-    if dtype is None:
-        dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    X: torch.Tensor
+    Yoh: torch.Tensor
+    M: torch.Tensor
+    n: torch.Tensor
+    C: torch.Tensor
+    B: int
+    K: int
+    d: int
+
+    @property
+    def P(self) -> int:
+        return self.K * (self.d + 1)
+
+    def unpack(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        K, d = self.K, self.d
+        return theta[:, :K * d].view(self.B, K, d), theta[:, K * d:]
+
+    def evaluate(self, theta: torch.Tensor, need_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Loss (B,) and the flat gradient (B, P) when asked."""
+        W, b = self.unpack(theta)
+        loss, gW, gb = _objective(self.X, self.Yoh, self.M, self.n, self.C, W, b, need_grad)
+        return loss, (torch.cat([gW.reshape(self.B, -1), gb], 1) if need_grad else None)
+
+
+def _check_inputs(x, y, C, masks, classes, max_iter, tol):
+    """ValueError naming the first bad input; else (x (N, d) tensor, each label's index in classes (N,), classes,
+    C (B,), masks (B, N)), C and masks broadcast to B problems."""
     x_t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     if x_t.ndim != 2:
         raise ValueError(f"x must be (N, d); got shape {tuple(x_t.shape)}")
@@ -105,7 +135,7 @@ def fit_multinomial(x: Any, y: Any, C: float | Sequence[float], *, masks: Any = 
         raise ValueError(f"max_iter={max_iter!r} is not valid; it must be an integer >= 1")
     if not tol > 0:
         raise ValueError(f"tol={tol!r} is not valid; it must be > 0")
-    N, d = x_t.shape
+    N = x_t.shape[0]
     if masks is None:
         M_np = np.ones((1, N), dtype=bool)
     else:
@@ -119,38 +149,32 @@ def fit_multinomial(x: Any, y: Any, C: float | Sequence[float], *, masks: Any = 
     M_np = np.broadcast_to(M_np, (B, N))
     if (M_np.sum(1) == 0).any():
         raise ValueError("a mask selects no rows")
+    return x_t, idx, cls, Cs, M_np
 
-    K = cls.size
+
+def _problems(x_t, idx, K: int, Cs, M_np, dev: torch.device, dtype: torch.dtype) -> _Problems:
     X = x_t.to(device=dev, dtype=dtype)
     Yoh = torch.nn.functional.one_hot(torch.from_numpy(idx).to(dev), K).to(dtype)
     M = torch.as_tensor(np.array(M_np), device=dev).to(dtype)
-    n = M.sum(1)
     Ct = torch.as_tensor(np.array(Cs), device=dev, dtype=dtype)
-    P = K * (d + 1)
+    return _Problems(X=X, Yoh=Yoh, M=M, n=M.sum(1), C=Ct, B=M.shape[0], K=K, d=x_t.shape[1])
 
-    def unpack(theta):
-        return theta[:, :K * d].view(B, K, d), theta[:, K * d:]
 
-    def evaluate(theta, need_grad=True):
-        W, b = unpack(theta)
-        loss, gW, gb = _objective(X, Yoh, M, n, Ct, W, b, need_grad)
-        return loss, (torch.cat([gW.reshape(B, -1), gb], 1) if need_grad else None)
+@dataclass
+class _Memory:
+    """L-BFGS memory of B problems: the last curvature pairs s (S), y (Yh) and 1 / (s . y) (rho), slots
+    0..filled-1, newest last."""
 
-    theta = torch.zeros(B, P, device=dev, dtype=dtype)
-    f, g = evaluate(theta)
-    S = torch.zeros(history, B, P, device=dev, dtype=dtype)
-    Yh = torch.zeros_like(S)
-    rho = torch.zeros(history, B, device=dev, dtype=dtype)
-    filled = 0
-    done = g.abs().amax(1) <= tol
-    n_iter = torch.zeros(B, dtype=torch.int64, device=dev)
-    c1 = 1e-4
-    for it in range(max_iter):
-        if bool(done.all()):
-            break
-        # two-loop recursion, per problem (memory slots 0..filled-1, newest last)
+    S: torch.Tensor
+    Yh: torch.Tensor
+    rho: torch.Tensor
+    filled: int = 0
+
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
+        """The quasi-Newton direction -H g of each problem (two-loop recursion)."""
+        S, Yh, rho, filled = self.S, self.Yh, self.rho, self.filled
         q = g.clone()
-        alpha = torch.zeros(filled, B, device=dev, dtype=dtype)
+        alpha = torch.zeros(filled, g.shape[0], device=g.device, dtype=g.dtype)
         for j in range(filled - 1, -1, -1):
             alpha[j] = rho[j] * (S[j] * q).sum(1)
             q -= alpha[j][:, None] * Yh[j]
@@ -164,51 +188,128 @@ def fit_multinomial(x: Any, y: Any, C: float | Sequence[float], *, masks: Any = 
         for j in range(filled):
             beta = rho[j] * (Yh[j] * q).sum(1)
             q += (alpha[j] - beta)[:, None] * S[j]
-        direction = -q
+        return -q
+
+    def push(self, s_vec: torch.Tensor, y_vec: torch.Tensor, sy: torch.Tensor, step_ok: torch.Tensor) -> None:
+        """Store the curvature pair of each problem that stepped, where it is positive (always, for a strictly convex
+        objective, up to rounding); the others repeat their newest pair."""
+        keep = step_ok & (sy > 1e-12 * (y_vec * y_vec).sum(1).clamp_min(1e-300))
+        if self.filled == self.S.shape[0]:
+            self.S, self.Yh, self.rho = self.S.roll(-1, 0), self.Yh.roll(-1, 0), self.rho.roll(-1, 0)
+            self.filled -= 1
+        S, Yh, rho, filled = self.S, self.Yh, self.rho, self.filled
+        S[filled] = torch.where(keep[:, None], s_vec, S[filled - 1] if filled else torch.zeros_like(s_vec))
+        Yh[filled] = torch.where(keep[:, None], y_vec, Yh[filled - 1] if filled else torch.zeros_like(y_vec))
+        rho[filled] = torch.where(keep, 1.0 / sy.where(keep, torch.ones_like(sy)),
+                                  rho[filled - 1] if filled else torch.zeros_like(sy))
+        self.filled += 1
+
+
+def _descent(direction: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The direction, steepest descent where it does not descend (numerical trouble), and its slope g . direction."""
+    slope = (g * direction).sum(1)
+    bad = slope >= 0
+    if bool(bad.any()):
+        direction[bad] = -g[bad]
         slope = (g * direction).sum(1)
-        bad = slope >= 0  # not a descent direction (numerical trouble): fall back to steepest descent
-        if bool(bad.any()):
-            direction[bad] = -g[bad]
-            slope = (g * direction).sum(1)
-        # Armijo backtracking, each problem with its own step
-        t = torch.ones(B, device=dev, dtype=dtype)
-        accepted = done.clone()
-        f_new = f.clone()
-        for _ in range(40):
-            trial = theta + t[:, None] * direction
-            f_try, _ = evaluate(trial, need_grad=False)
-            ok = (~accepted) & (f_try <= f + c1 * t * slope)
-            f_new = torch.where(ok, f_try, f_new)
-            accepted |= ok
-            if bool(accepted.all()):
-                break
-            t = torch.where(accepted, t, t * 0.5)
+    return direction, slope
+
+
+def _armijo(problems: _Problems, theta, f, direction, slope, done) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Armijo backtracking, each problem with its own step: (step t, accepted, loss at the accepted step)."""
+    t = torch.ones(theta.shape[0], device=theta.device, dtype=theta.dtype)
+    accepted = done.clone()
+    f_new = f.clone()
+    for _ in range(40):
+        trial = theta + t[:, None] * direction
+        f_try, _ = problems.evaluate(trial, need_grad=False)
+        ok = (~accepted) & (f_try <= f + _ARMIJO_C1 * t * slope)
+        f_new = torch.where(ok, f_try, f_new)
+        accepted |= ok
+        if bool(accepted.all()):
+            break
+        t = torch.where(accepted, t, t * 0.5)
+    return t, accepted, f_new
+
+
+def _lbfgs(problems: _Problems, max_iter: int, tol: float, history: int, dev, dtype):
+    """Batched L-BFGS from zero: (theta (B, P), gradient (B, P), iterations (B,))."""
+    B, P = problems.B, problems.P
+    theta = torch.zeros(B, P, device=dev, dtype=dtype)
+    f, g = problems.evaluate(theta)
+    S = torch.zeros(history, B, P, device=dev, dtype=dtype)
+    memory = _Memory(S, torch.zeros_like(S), torch.zeros(history, B, device=dev, dtype=dtype))
+    done = g.abs().amax(1) <= tol
+    n_iter = torch.zeros(B, dtype=torch.int64, device=dev)
+    for _ in range(max_iter):
+        if bool(done.all()):
+            break
+        direction, slope = _descent(memory.direction(g), g)
+        t, accepted, f_new = _armijo(problems, theta, f, direction, slope, done)
         step_ok = accepted & ~done
         t = torch.where(step_ok, t, torch.zeros_like(t))
         new_theta = theta + t[:, None] * direction
-        _, g_new = evaluate(new_theta)
+        _, g_new = problems.evaluate(new_theta)
         s_vec, y_vec = new_theta - theta, g_new - g
         sy = (s_vec * y_vec).sum(1)
         theta, f = new_theta, torch.where(step_ok, f_new, f)
         g = torch.where(step_ok[:, None], g_new, g)
         n_iter += step_ok.to(torch.int64)
-        # store the curvature pair where it is positive (always, for a strictly convex objective, up to rounding)
-        keep = step_ok & (sy > 1e-12 * (y_vec * y_vec).sum(1).clamp_min(1e-300))
-        if filled == history:
-            S, Yh, rho = S.roll(-1, 0), Yh.roll(-1, 0), rho.roll(-1, 0)
-            filled -= 1
-        S[filled] = torch.where(keep[:, None], s_vec, S[filled - 1] if filled else torch.zeros_like(s_vec))
-        Yh[filled] = torch.where(keep[:, None], y_vec, Yh[filled - 1] if filled else torch.zeros_like(y_vec))
-        rho[filled] = torch.where(keep, 1.0 / sy.where(keep, torch.ones_like(sy)),
-                                  rho[filled - 1] if filled else torch.zeros_like(sy))
-        filled += 1
+        memory.push(s_vec, y_vec, sy, step_ok)
         # a problem whose line search failed has converged as far as its precision allows
         done = done | (g.abs().amax(1) <= tol) | ~accepted
-    W, b = unpack(theta)
+    return theta, g, n_iter
+
+
+def fit_multinomial(x: Any, y: Any, C: float | Sequence[float], *, masks: Any = None,
+                    classes: Sequence[int] | np.ndarray | None = None, max_iter: int = 500, tol: float = 1e-4,
+                    history: int = 10, device: str | torch.device | None = "auto",
+                    dtype: torch.dtype | None = None) -> MultinomialFit:
+    """Fit B multinomial logistic regressions at once (module docstring for the objective).
+
+    Args:
+        x: (N, d) features (numpy or tensor). y: (N,) integer labels.
+        C: inverse L2 strength, a number or a sequence of B numbers (> 0).
+        masks: None (every problem uses all rows) or (B, N) booleans, the rows of each problem (e.g. CV folds);
+            B is the longer of C and masks, the other is broadcast when it has length 1.
+        classes: the label values (default: ``np.unique(y)``); every label must be among them.
+        max_iter: L-BFGS iterations per problem. tol: stop a problem when max abs(gradient) <= tol.
+        history: L-BFGS memory. device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:k]"``.
+        dtype: float64 on the CPU, float32 on CUDA by default.
+    Returns: :class:`MultinomialFit` on the CPU.
+
+    Example:
+        >>> from rharm.harm import probe
+        >>> x, y = [[0.0], [1.0], [3.0], [4.0]], [0, 0, 1, 1]
+        >>> fit = probe.fit_multinomial(x, y, C=1.0, device="cpu")
+        >>> fit.coef.shape, fit.converged.tolist(), round(float(fit.coef[0, 1, 0]), 2)
+        ((1, 2, 1), [True], 0.67)
+
+        Two problems in one call, one per (C, rows) pair, e.g. the folds of a grid search:
+
+        >>> folds = [[True, True, False, True], [True, False, True, True]]
+        >>> cv = probe.fit_multinomial(x, y, C=[0.01, 100.0], masks=folds, device="cpu")
+        >>> cv.coef.shape, (cv.coef[:, 1, 0] > 0.5).tolist()
+        ((2, 2, 1), [False, True])
+    """
+    dev = resolve_device(device)
+    if dtype is None:
+        dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    x_t, idx, cls, Cs, M_np = _check_inputs(x, y, C, masks, classes, max_iter, tol)
+    problems = _problems(x_t, idx, cls.size, Cs, M_np, dev, dtype)
+    theta, g, n_iter = _lbfgs(problems, max_iter, tol, history, dev, dtype)
+    W, b = problems.unpack(theta)
     return MultinomialFit(coef=W.double().cpu().numpy(), intercept=b.double().cpu().numpy(), classes=cls,
                           n_iter=n_iter.cpu().numpy(), converged=(g.abs().amax(1) <= tol).cpu().numpy())
 
 
 def accuracy(fit: MultinomialFit, x: Any, y: Any, b: int = 0) -> float:
-    """Share of rows of x (N, d) whose predicted label (problem b) equals y (N,)."""
+    """Share of rows of x (N, d) whose predicted label (problem b) equals y (N,).
+
+    Example:
+        >>> from rharm.harm import probe
+        >>> fit = probe.fit_multinomial([[0.0], [1.0], [3.0], [4.0]], [0, 0, 1, 1], C=1.0, device="cpu")
+        >>> probe.accuracy(fit, [[0.0], [1.0], [3.0], [4.0]], [0, 0, 0, 1])
+        0.75
+    """
     return float((fit.predict(x, b) == np.asarray(y)).mean())
