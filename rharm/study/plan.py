@@ -201,16 +201,10 @@ MAX_IMAGES_PER_S = 1.0e7
 MAX_TFLOPS = 1.0e5
 
 
-def plan_table(profile: str, *, images_per_s: Mapping[str, float] | None = None, peak_tflops: float = H200_BF16_TFLOPS,
-               utilisation: float = ASSUMED_UTILISATION, profiles_path=None,
-               batched_speedup: Mapping[str, float] | None = None) -> list[GridCost]:
-    """One :class:`GridCost` per (backbone, method) of the profile's contrastive runs (every image chapter's,
-    :func:`chapter_runs`), the costliest first.
-
-    images_per_s: measured training throughput per backbone name (e.g. ``{"resnet34": 5200.0}``); backbones not in
-    it get the assumed throughput ``peak_tflops * 1e12 * utilisation / (2 * F_view)``. batched_speedup: the batched
-    engine's measured speed-up on the device per backbone (``benchmarks/engine.py``); 1 where none is given.
-    """
+def _check_plan_inputs(profile: str, images_per_s, peak_tflops: float, utilisation: float,
+                       batched_speedup) -> tuple[dict[str, float], dict[str, float]]:
+    """ValueError naming the first bad argument of :func:`plan_table`; else the measured throughputs and the
+    batched speed-ups, as dicts."""
     from rharm.core import params
     from rharm.vision import models
 
@@ -225,14 +219,19 @@ def plan_table(profile: str, *, images_per_s: Mapping[str, float] | None = None,
         if k not in models.BACKBONES or not (math.isfinite(v) and 0 < v <= MAX_IMAGES_PER_S):
             raise ValueError(f"images_per_s entry {k}={v!r} is not valid; give backbone names from "
                              f"{list(models.BACKBONES)} with finite throughputs in (0, {MAX_IMAGES_PER_S:g}]")
-    from rharm.runs import images as experiment
-    from rharm.vision import data, engine
-
     speedups = dict(batched_speedup or {})
     for k, v in speedups.items():
         if k not in models.BACKBONES or not (math.isfinite(v) and 0 < v <= 1000):
             raise ValueError(f"batched_speedup entry {k}={v!r} is not valid; give backbone names from "
                              f"{list(models.BACKBONES)} with speed-ups in (0, 1000]")
+    return measured, speedups
+
+
+def _distinct_runs(profile: str, profiles_path) -> tuple[dict[str, tuple], dict[tuple, set]]:
+    """The profile's distinct runs, by store key: (chapter, validated grid, minority, batched job), and the chapters
+    of each (backbone, method)."""
+    from rharm.runs import images as experiment
+
     seen: dict[str, tuple] = {}
     chapters: dict[tuple, set] = {}
     planned, _ = chapter_runs(profile, profiles_path)
@@ -254,6 +253,14 @@ def plan_table(profile: str, *, images_per_s: Mapping[str, float] | None = None,
                           "train": {k: v for k, v in cfg["train"].items() if k != "seed"}}, sort_keys=True, default=str)
         seen.setdefault(key, (name, g, m, job))
         chapters.setdefault((g["backbone"], g["method"]), set()).add(name)
+    return seen, chapters
+
+
+def _grid_totals(seen: Mapping[str, tuple]) -> tuple[dict[tuple, dict], dict[tuple, float]]:
+    """Per (backbone, method): runs, epochs, images seen, training and feature FLOP, chapters and batched jobs; and
+    the FLOP per view of each."""
+    from rharm.vision import data, models
+
     groups: dict[tuple, dict] = {}
     flop_cache: dict[tuple, float] = {}
     for name, v, m, job in seen.values():
@@ -274,24 +281,47 @@ def plan_table(profile: str, *, images_per_s: Mapping[str, float] | None = None,
         g["feat"] += k * (data.dataset_info(v["dataset"]).test_per_class + int(v["n_per_class"])) * f_view / 3
         g["notebooks"].add(name)
         g["jobs"][job] = g["jobs"].get(job, 0) + 1
-    rows = []
-    for (backbone, method), g in groups.items():
-        f_view = flop_cache[(backbone, method)]
-        if backbone in measured:
-            ips, src = float(measured[backbone]), "measured"
-        else:
-            ips = peak_tflops * 1e12 * utilisation / (2 * f_view)
-            src = f"assumed {utilisation:.0%} of {peak_tflops:g} TFLOP/s"
-        if backbone in speedups:
-            sp, sp_src = float(speedups[backbone]), "given"
-        else:
-            sp, sp_src = 1.0, "not measured on this device"
-        rows.append(GridCost(backbone=backbone, method=method, runs=g["runs"], epochs=max(g["epochs"]),
-                             images_seen=g["images"], train_flop=g["train"], feature_flop=g["feat"],
-                             images_per_s=ips, throughput_source=src,
-                             notebooks=sorted(chapters[(backbone, method)]), jobs=len(g["jobs"]),
-                             runs_per_job=max(g["jobs"].values()), batched_speedup=sp, speedup_source=sp_src,
-                             cpu_images_per_s=engine.CPU_IMAGES_PER_S.get(backbone)))
+    return groups, flop_cache
+
+
+def _grid_cost(backbone: str, method: str, g: Mapping[str, Any], f_view: float, notebooks: set,
+               measured: Mapping[str, float], speedups: Mapping[str, float], peak_tflops: float,
+               utilisation: float) -> GridCost:
+    """One row of :func:`plan_table`, its throughput measured or assumed, its batched speed-up given or 1."""
+    from rharm.vision import engine
+
+    if backbone in measured:
+        ips, src = float(measured[backbone]), "measured"
+    else:
+        ips = peak_tflops * 1e12 * utilisation / (2 * f_view)
+        src = f"assumed {utilisation:.0%} of {peak_tflops:g} TFLOP/s"
+    if backbone in speedups:
+        sp, sp_src = float(speedups[backbone]), "given"
+    else:
+        sp, sp_src = 1.0, "not measured on this device"
+    return GridCost(backbone=backbone, method=method, runs=g["runs"], epochs=max(g["epochs"]),
+                    images_seen=g["images"], train_flop=g["train"], feature_flop=g["feat"],
+                    images_per_s=ips, throughput_source=src,
+                    notebooks=sorted(notebooks), jobs=len(g["jobs"]),
+                    runs_per_job=max(g["jobs"].values()), batched_speedup=sp, speedup_source=sp_src,
+                    cpu_images_per_s=engine.CPU_IMAGES_PER_S.get(backbone))
+
+
+def plan_table(profile: str, *, images_per_s: Mapping[str, float] | None = None, peak_tflops: float = H200_BF16_TFLOPS,
+               utilisation: float = ASSUMED_UTILISATION, profiles_path=None,
+               batched_speedup: Mapping[str, float] | None = None) -> list[GridCost]:
+    """One :class:`GridCost` per (backbone, method) of the profile's contrastive runs (every image chapter's,
+    :func:`chapter_runs`), the costliest first.
+
+    images_per_s: measured training throughput per backbone name (e.g. ``{"resnet34": 5200.0}``); backbones not in
+    it get the assumed throughput ``peak_tflops * 1e12 * utilisation / (2 * F_view)``. batched_speedup: the batched
+    engine's measured speed-up on the device per backbone (``benchmarks/engine.py``); 1 where none is given.
+    """
+    measured, speedups = _check_plan_inputs(profile, images_per_s, peak_tflops, utilisation, batched_speedup)
+    seen, chapters = _distinct_runs(profile, profiles_path)
+    groups, flop_cache = _grid_totals(seen)
+    rows = [_grid_cost(backbone, method, g, flop_cache[(backbone, method)], chapters[(backbone, method)], measured,
+                       speedups, peak_tflops, utilisation) for (backbone, method), g in groups.items()]
     return sorted(rows, key=lambda r: -r.images_seen)
 
 
