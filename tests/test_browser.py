@@ -230,3 +230,41 @@ def test_named_quantities_in_the_book_colours_pass(book):
     _series_chart(page, f'["{charts.COLOURS["ours"]}", "{charts.COLOURS["theory"]}"]')
     report = _check(page)
     assert report.ok, report.problems()
+
+
+def test_charts_and_tables_carry_numbered_captions_the_prose_refers_to(book):
+    src = _demo_page(book).read_text()
+    # the chart: a figure with its number and caption under it; the table: its caption (closed) above the table
+    assert re.search(r'<figure[^>]*id="fig-demo-heatmap".*?<span class="caption-number">Figure 1 </span>'
+                     r'<span class="caption-text">The demo values as a heatmap.</span>', src, re.S)
+    table = re.search(r'<figure class="rharm-table[^"]*"[^>]*id="tab-demo-values">(.*?)</figure>', src, re.S)
+    assert table and re.search(r'^\s*<figcaption>\s*<p><span class="caption-number">Table 1 </span>.*?</p>\s*'
+                               r'</figcaption>\s*<div class="output', table.group(1), re.S), table
+    # the prose's {numref} roles read "Figure 1" and "Table 1" and link to them
+    assert re.search(r'href="#fig-demo-heatmap"[^>]*>.*?Figure 1', src, re.S)
+    assert re.search(r'href="#tab-demo-values"[^>]*>.*?Table 1', src, re.S)
+
+
+def test_math_carries_its_words_and_the_search_snippet_shows_them(book):
+    page = _demo_page(book)
+    assert 'data-text="cos(h1, h2) → 1"' in page.read_text()
+    with browser_check.serve(book, "rharm") as (base, _):
+        snippets = browser_check.search_snippets(browser_check.find_chromium(), base, "math")
+    assert snippets and any("cos(h1, h2) → 1" in s for s in snippets), snippets
+    assert not browser_check.tex_in_snippets(snippets)
+
+
+def test_check_fails_on_a_search_snippet_that_shows_tex(book):
+    page = _demo_page(book)
+    page.write_text(re.sub(r' data-text="[^"]*"', "", page.read_text()))  # the formula's words removed
+    reports = browser_check.check_book(book, modes=("http",), widths=(1400,))
+    bad = [p for r in reports for p in r.problems() if "search snippet shows TeX" in p]
+    assert bad and "\\(\\cos" in bad[0], [r.problems() for r in reports]
+
+
+def test_check_fails_on_a_link_to_a_numbered_anchor(book):
+    page = _demo_page(book)
+    assert not _check(page).anchors
+    _plant(page, '<p><a class="reference internal" href="../bibliography.html#id3">[3]</a></p>')
+    report = _check(page)
+    assert not report.ok and report.anchors == ["../bibliography.html#id3"], report.problems()

@@ -84,3 +84,51 @@ def test_first_use_of_each_glossary_term_links_to_it():
     assert [r["reftarget"] for r in refs] == ["RH", "Noise floor", "TE"]
     assert all(r["reftype"] == "term" for r in refs)
     assert "RH in the title" in doc[0].astext() and not list(doc[0].findall(addnodes.pending_xref))
+
+
+def test_math_in_words_for_the_search_snippets():
+    from rharm.book.sphinx_search import label_math, tex_to_text
+
+    cases = {r"\(t\)": "t", r"\(\pi_1 \to 0\)": "π1 → 0", r"\(\log \mathrm{RH}\)": "log RH",
+             r"\(\mathrm{RH}(i, j) &lt; 1\)": "RH(i, j) < 1", r"\(\pi_1=10^{-6}\)": "π1=10^(-6)",
+             r"\(\pi = (\pi_1, \tfrac{1-\pi_1}{2}, \tfrac{1-\pi_1}{2})\)": "π = (π1, (1-π1)/2, (1-π1)/2)",
+             r"\(\mathrm{SD}_\text{seeds}\)": "SD_seeds", r"\(h_1^\star\)": "h1*",
+             r"\(n_1 \in \{4, 32\}\)": "n1 ∈ {4, 32}",
+             r"\[\begin{aligned} a &= \frac{1}{\tau} \\ b &\ge 0 \end{aligned}\]": "a = 1/τ b ≥ 0"}
+    for tex, words in cases.items():
+        assert tex_to_text(tex) == words, (tex, tex_to_text(tex))
+    body = '<p>a <span class="math notranslate nohighlight">\\(\\pi_1 \\to 0\\)</span> b</p>'
+    assert label_math(body) == ('<p>a <span class="math notranslate nohighlight" data-text="π1 → 0">'
+                                '\\(\\pi_1 \\to 0\\)</span> b</p>')
+    assert label_math(label_math(body)) == label_math(body)
+
+
+def test_numbered_anchors_are_found():
+    from rharm.book.sphinx_search import numbered_anchors
+
+    page = ('<a href="bibliography.html#id3">x</a><a href="#cite-maity2024harms">y</a><section id="id2">'
+            '<section id="the-bottom-line"><a href="#id12">z</a>')
+    assert numbered_anchors(page) == ["(this page)#id12", "bibliography.html#id3", "section #id2"]
+    assert numbered_anchors('<a href="#fig-mi-harm">Figure 2</a>') == []
+
+
+def test_the_configuration_names_the_bibliography_anchors_and_numbers_figures():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    assert config["config"]["bibtex_cite_id"] == "cite-{key}"
+    assert config["config"]["numfig"] and config["config"]["numfig_format"]["table"] == "Table %s"
+    assert {"rharm.book.sphinx_search", "rharm.book.sphinx_numbers"} <= set(config["extra_extensions"])
+
+
+def test_a_table_caption_is_closed_before_its_table():
+    from rharm.book.sphinx_numbers import caption_first
+
+    body = ('<figure class="rharm-table align-default" id="tab-x">\n<figcaption>\n<p><span>Table 1 </span></p>\n'
+            '<div class="output"><table></table></div></figcaption>\n</figure>')
+    assert caption_first(body) == ('<figure class="rharm-table align-default" id="tab-x">\n<figcaption>\n<p><span>'
+                                   'Table 1 </span></p>\n</figcaption>\n<div class="output"><table></table></div>'
+                                   '</figure>')
+    chart = ('<figure class="align-default" id="fig-x">\n<div>chart</div><figcaption>\n<p>c</p>\n</figcaption>\n'
+             '</figure>')
+    assert caption_first(chart) == chart

@@ -20,7 +20,12 @@ that serves the book under a ``/<folder>/`` sub-path, as GitHub Pages does), and
   is drawn in another colour than the book's palette (:data:`rharm.page.charts.COLOURS`);
 * the page prints a warning or a traceback in a cell output (``output stderr``/``output traceback`` blocks, or text
   such as ``SomethingWarning:`` or ``Traceback (most recent call last)`` in an output);
-* the browser console reports an error (a script error such as a name declared twice).
+* the browser console reports an error (a script error such as a name declared twice);
+* a link points at an anchor docutils numbered (``bibliography.html#id3``) or a section's anchor is a number
+  (:func:`rharm.book.sphinx_search.numbered_anchors`).
+
+Over HTTP the search page is also run for a few words (:data:`SEARCH_QUERIES`), and the book fails when a result's
+snippet shows TeX source (``\\(``, ``\\[``) instead of the formula in words.
 
 Exits non-zero, listing the failures, otherwise prints a line per page.
 """
@@ -41,6 +46,8 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rharm.book.sphinx_search import numbered_anchors
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -240,6 +247,7 @@ class PageReport:
     raw_output: list[str] = field(default_factory=list)  # raw reprs and long float tails in the page text
     legends: list[str] = field(default_factory=list)  # unlabelled legends
     palette: list[str] = field(default_factory=list)  # a named quantity in another colour than the book's
+    anchors: list[str] = field(default_factory=list)  # links to numbered anchors (#id3), numbered sections
 
     @property
     def ok(self) -> bool:
@@ -256,7 +264,7 @@ class PageReport:
                 + [f"page scrolls sideways: {o}" for o in self.overflow]
                 + [f"text under {MIN_FONT_PX} px: {t}" for t in self.small_text]
                 + [f"raw output: {r}" for r in self.raw_output] + [f"legend: {g}" for g in self.legends]
-                + [f"colour: {c}" for c in self.palette])
+                + [f"colour: {c}" for c in self.palette] + [f"numbered anchor: {a}" for a in self.anchors])
 
 
 _MATH_SOURCE = re.compile(r'class="math[ "]|\\\(|\\\[|\$\$')
@@ -353,7 +361,8 @@ def check_page(page: Path, chromium: str, widths: tuple[int, ...] = WIDTHS, *,
     charts = source.count('class="rharm-vega"')
     has_math = bool(re.search(r'class="math[ "\-]', source))
     servers = servers or {"file": None}
-    report = PageReport(page, charts, 0, has_math, 0, False, printed=printed_problems(source))
+    report = PageReport(page, charts, 0, has_math, 0, False, printed=printed_problems(source),
+                        anchors=numbered_anchors(source))
     first = True
     for mode, server in servers.items():
         for w in widths:
@@ -383,6 +392,27 @@ def check_page(page: Path, chromium: str, widths: tuple[int, ...] = WIDTHS, *,
             report.small_text += [f"{mode} {x}" if len(servers) > 1 else x
                                   for x in small_text(probe["small_text"], probe["n_small"], w)]
     return report
+
+
+#: words the search page is run for over HTTP (each hit's snippet must show formulas in words, not TeX)
+SEARCH_QUERIES = ("minority", "temperature", "cosine", "math")
+_SNIPPET = re.compile(r'<p class="context">(.*?)</p>', re.S)
+_TEX_SOURCE = re.compile(r"\\[(\[]|\\(?:pi|alpha|tau|mathrm|frac|cos)\b")
+
+
+def search_snippets(chromium: str, base_url: str, query: str, budget_ms: int = 20000) -> list[str]:
+    """The snippets the book's search page shows for ``query`` (served at ``base_url``), as text."""
+    url = f"{base_url.rstrip('/')}/search.html?q={query}"
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+             "--window-size=1400,2000", "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    return [html.unescape(re.sub(r"<[^>]+>", "", m)).strip() for m in _SNIPPET.findall(proc.stdout)]
+
+
+def tex_in_snippets(snippets: list[str]) -> list[str]:
+    """Snippets that show TeX source (``\\(\\pi_1``) where a reader expects the formula in words."""
+    return [s[:160] for s in snippets if _TEX_SOURCE.search(s)]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -432,6 +462,13 @@ def check_book(html_dir: Path, min_charts: int = 1, widths: tuple[int, ...] = WI
             if re.search(r'<meta http-equiv="refresh"', page.read_text(errors="replace")[:2000], re.I):
                 continue  # a redirect (index.html -> the root page), checked as the page it points to
             reports.append(check_page(page, chromium, widths, servers=servers))
+        if "http" in servers and (Path(html_dir) / "search.html").is_file():
+            base, _ = servers["http"]
+            raw = sorted({t for q in SEARCH_QUERIES for t in tex_in_snippets(search_snippets(chromium, base, q))})
+            if raw:
+                search = PageReport(Path(html_dir) / "search.html", 0, 0, False, 0, False)
+                search.raw_output = [f"search snippet shows TeX: {t}" for t in raw[:5]]
+                reports.append(search)
     total = sum(r.charts for r in reports)
     if total < min_charts:
         raise RuntimeError(f"only {total} charts found under {html_dir}; expected at least {min_charts}")
