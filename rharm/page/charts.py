@@ -314,6 +314,54 @@ def _legend(title: str | None, direction: str = "horizontal") -> alt.Legend:
                       gradientLength=min(220, CONTENT_WIDTH // 3), labelLimit=CONTENT_WIDTH // 2)
 
 
+def _heatmap_size(n_x: int, n_y: int, width: int | None, height: int | None, max_width: int,
+                  text: bool) -> tuple[int, int, bool]:
+    """(width, height, text): many columns get narrow cells (and no numbers) rather than a too-wide chart."""
+    fit = max_width - Y_AXIS_PX
+    width = min(width or int(MAX_CELL_PX * max(n_x, 1)), fit)
+    width = max(width, 120)
+    cell = width / max(n_x, 1)
+    text = text and cell >= CELL_TEXT_PX
+    height = height or max(60, int(min(26, max(18, cell * 0.8)) * n_y))
+    return width, height, text
+
+
+def _interval_columns(df: pd.DataFrame, value: str, mid: float | None, lo: str | None,
+                      hi: str | None) -> tuple[str | None, str | None]:
+    """The interval columns: as given, else found by their names (lo/hi, ci_low/ci_high, <value>_lo/<value>_hi)."""
+    if lo is None and hi is None and mid is not None:
+        for a, b in (("lo", "hi"), ("ci_low", "ci_high"), (f"{value}_lo", f"{value}_hi")):
+            if a in df.columns and b in df.columns:
+                return a, b
+    return lo, hi
+
+
+def _heatmap_scale(values: pd.Series, mid: float | None, scheme: str, domain: Sequence[float] | None) -> alt.Scale:
+    """The colour scale: the book's RH scale at mid 1, diverging around another mid, sequential without one."""
+    if mid is not None and mid == 1.0:
+        return alt.Scale(scheme=scheme, domainMid=mid, domain=list(RH_DOMAIN), clamp=True)
+    if mid is not None:
+        dom = list(domain) if domain is not None else diverging_domain(values, mid)
+        return alt.Scale(scheme=scheme, domainMid=mid, domain=dom)
+    scheme = scheme if scheme != DIVERGING else "viridis"
+    return alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
+
+
+def _outlines(df: pd.DataFrame, x: str, y: str, x_order, y_order, mid: float, lo: str, hi: str,
+              tips: list) -> tuple[alt.Chart | None, str]:
+    """The outline layer of the cells whose interval excludes ``mid`` (None when none does), and the subtitle."""
+    excl = (pd.to_numeric(df[lo], errors="coerce") > mid) | (pd.to_numeric(df[hi], errors="coerce") < mid)
+    marked = df[excl.fillna(False).to_numpy()]
+    layer = None
+    if len(marked):
+        layer = alt.Chart(marked).mark_rect(filled=False, stroke=COLOURS["excludes"], strokeWidth=2.5).encode(
+            x=alt.X(f"{x}:N", sort=list(x_order) if x_order is not None else None),
+            y=alt.Y(f"{y}:N", sort=list(y_order) if y_order is not None else None), tooltip=tips)
+    subtitle = (f"outlined: the cell's interval excludes {mid:g} ({len(marked)} of {len(df)} cells)"
+                if len(marked) else f"no cell's interval excludes {mid:g}")
+    return layer, subtitle
+
+
 def heatmap(
     df: pd.DataFrame,
     x: str,
@@ -354,25 +402,9 @@ def heatmap(
             raise ValueError(f"heatmap: column {col!r} not in data; columns are {list(df.columns)}")
     n_x = len(x_order) if x_order is not None else df[x].nunique()
     n_y = len(y_order) if y_order is not None else df[y].nunique()
-    fit = max_width - Y_AXIS_PX  # many columns get narrow cells (and no numbers) rather than a too-wide chart
-    width = min(width or int(MAX_CELL_PX * max(n_x, 1)), fit)
-    width = max(width, 120)
-    cell = width / max(n_x, 1)
-    text = text and cell >= CELL_TEXT_PX
-    height = height or max(60, int(min(26, max(18, cell * 0.8)) * n_y))
-    if lo is None and hi is None and mid is not None:
-        for a, b in (("lo", "hi"), ("ci_low", "ci_high"), (f"{value}_lo", f"{value}_hi")):
-            if a in df.columns and b in df.columns:
-                lo, hi = a, b
-                break
-    if mid is not None and mid == 1.0:
-        scale = alt.Scale(scheme=scheme, domainMid=mid, domain=list(RH_DOMAIN), clamp=True)
-    elif mid is not None:
-        dom = list(domain) if domain is not None else diverging_domain(df[value], mid)
-        scale = alt.Scale(scheme=scheme, domainMid=mid, domain=dom)
-    else:
-        scheme = scheme if scheme != DIVERGING else "viridis"
-        scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
+    width, height, text = _heatmap_size(n_x, n_y, width, height, max_width, text)
+    lo, hi = _interval_columns(df, value, mid, lo, hi)
+    scale = _heatmap_scale(df[value], mid, scheme, domain)
     tips = list(tooltip) if tooltip is not None else [x, y, alt.Tooltip(value, format=fmt)]
     base = alt.Chart(df).encode(
         x=alt.X(f"{x}:N", sort=list(x_order) if x_order is not None else None, title=x_title or AXIS_WORDS.get(x, x),
@@ -385,14 +417,9 @@ def heatmap(
     layers = [rect]
     subtitle = None
     if mid is not None and lo and hi and lo in df.columns and hi in df.columns:
-        excl = (pd.to_numeric(df[lo], errors="coerce") > mid) | (pd.to_numeric(df[hi], errors="coerce") < mid)
-        marked = df[excl.fillna(False).to_numpy()]
-        if len(marked):
-            layers.append(alt.Chart(marked).mark_rect(filled=False, stroke=COLOURS["excludes"], strokeWidth=2.5).encode(
-                x=alt.X(f"{x}:N", sort=list(x_order) if x_order is not None else None),
-                y=alt.Y(f"{y}:N", sort=list(y_order) if y_order is not None else None), tooltip=tips))
-        subtitle = (f"outlined: the cell's interval excludes {mid:g} ({len(marked)} of {len(df)} cells)"
-                    if len(marked) else f"no cell's interval excludes {mid:g}")
+        outline, subtitle = _outlines(df, x, y, x_order, y_order, mid, lo, hi, tips)
+        if outline is not None:
+            layers.append(outline)
     if text:
         layers.append(base.mark_text(fontSize=MIN_FONT_PX).encode(text=alt.Text(f"{value}:Q", format=fmt),
                                                                   tooltip=tips).properties(
