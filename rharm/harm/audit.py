@@ -37,6 +37,7 @@ Chapter: ``notebooks/audit.py``. CLI: ``rharm audit --help``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -61,6 +62,14 @@ class AuditError(ValueError):
 
 
 def row_listing(rows: np.ndarray) -> str:
+    """Row numbers as an error message lists them: the first ``MAX_LISTED`` and how many there are.
+
+    Example:
+        >>> row_listing(np.array([3, 5]))
+        '[3, 5]'
+        >>> row_listing(np.arange(12))
+        '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (first 10 of 12)'
+    """
     shown = ", ".join(str(int(r)) for r in rows[:MAX_LISTED])
     more = f" (first {MAX_LISTED} of {rows.size})" if rows.size > MAX_LISTED else ""
     return f"[{shown}]{more}"
@@ -154,6 +163,12 @@ MAX_ABS_VALUE = 1e150
 
 
 def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, at most 200 characters (for one-line error messages).
+
+    Example:
+        >>> first_line(ValueError("could not convert 'x'\\nmore detail"))
+        "could not convert 'x'"
+    """
     text = str(err).strip().splitlines()
     return text[0][:200] if text else ""
 
@@ -174,6 +189,7 @@ ID_LIKE = ("id", "idx", "index", "item", "item_id", "uid", "key", "row", "unname
 
 
 def read_table(path: Path, name: str) -> pd.DataFrame:
+    """A .parquet or .csv file as a DataFrame; AuditError naming ``name`` and the file when it cannot be read."""
     try:
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError) as err:  # EmptyDataError and ParserError are ValueErrors
@@ -452,6 +468,21 @@ def cosine_distance_ci(embeddings: Any, codes: Any, k: int | None = None, *, n_b
 
     The same streamed pass, estimator and within-class bootstrap as :func:`audit` (``within`` as there), for an
     (n, d) array and (n,) integer codes 0..K-1 (every class with at least 2 items).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> codes = np.repeat([0, 1], 50)
+        >>> x = np.eye(2)[codes] + 0.5 * rng.normal(size=(100, 2))
+        >>> d, lo, hi = cosine_distance_ci(x, codes, n_boot=200, seed=0)
+        >>> d.round(2)
+        array([[0.29, 1.01],
+               [1.01, 0.22]])
+        >>> lo.round(2)
+        array([[0.18, 0.88],
+               [0.88, 0.15]])
+        >>> hi.round(2)
+        array([[0.42, 1.14],
+               [1.14, 0.32]])
     """
     y = np.asarray(codes, dtype=np.int64)
     k = int(y.max()) + 1 if k is None else int(k)
@@ -503,6 +534,19 @@ def probe_by_group(x: np.ndarray, codes: np.ndarray, k: int, nearest: np.ndarray
 
     Returns (frame with one row per group: ``n``, ``accuracy`` (recall), ``to_nearest`` (share predicted as the
     nearest group), ``confused_with`` (most frequent wrong prediction), ``confused_share``; overall accuracy).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> codes = np.repeat([0, 1, 2], 20)
+        >>> x = np.array([[1, 0], [0, 1], [0.2, 1]])[codes] + 0.3 * rng.normal(size=(60, 2))
+        >>> frame, overall = probe_by_group(x, codes, 3, nearest=np.array([1, 2, 1]), folds=3)
+        >>> frame.round(2)
+            n  accuracy  to_nearest  confused_with  confused_share
+        0  20      1.00        0.00              1            0.00
+        1  20      0.40        0.60              2            0.60
+        2  20      0.55        0.45              1            0.45
+        >>> round(overall, 2)
+        0.65
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -574,10 +618,30 @@ class AuditReport:
 
     @property
     def has_reference(self) -> bool:
+        """Whether the audit had a reference encoder (and so RH, its interval and the ranking).
+
+        Example:
+            >>> rng = np.random.default_rng(0)
+            >>> x = np.repeat(np.eye(3), 10, axis=0) + 0.5 * rng.normal(size=(30, 3))
+            >>> report = audit(x, np.repeat(["a", "b", "c"], 10), n_boot=20, probe_folds=2)
+            >>> report.has_reference, report.rh is None
+            (False, True)
+        """
         return self.rh is not None
 
     def to_dict(self) -> dict:
-        """JSON-ready dict: the keys of ``audit.json`` (NaN/inf become null)."""
+        """JSON-ready dict: the keys of ``audit.json`` (NaN/inf become null).
+
+        Example:
+            >>> rng = np.random.default_rng(0)
+            >>> x = np.repeat(np.eye(3), 10, axis=0) + 0.5 * rng.normal(size=(30, 3))
+            >>> report = audit(x, np.repeat(["a", "b", "c"], 10), n_boot=20, probe_folds=2)
+            >>> d = report.to_dict()
+            >>> d["classes"], d["n_per_class"], "rh" in d
+            (['a', 'b', 'c'], [10, 10, 10], False)
+            >>> d["probe"][0]["class"], d["probe"][0]["nearest"]  # names, not codes
+            ('a', 'b')
+        """
         from rharm.core.common import plain_json
 
         names = [str(c) for c in self.classes]
@@ -640,8 +704,57 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
     Raises:
         AuditError: row counts differ, NaN/inf or all-zero rows (listed), a class with fewer than 2 items, bad
             settings. Nothing is written by this function.
+
+    Example:
+        A reference encoder and an audited one that pulls "cat" toward "dog" embed the same 90 items:
+
+        >>> import numpy as np
+        >>> from rharm.harm.audit import audit
+        >>> rng = np.random.default_rng(0)
+        >>> groups = np.repeat(["cat", "dog", "car"], 30)
+        >>> axis = {"cat": [1, 0, 0, 0], "dog": [0, 1, 0, 0], "car": [0, 0, 1, 0]}
+        >>> reference = 2 * np.array([axis[g] for g in groups]) + rng.normal(size=(90, 4))
+        >>> audited = reference.copy()
+        >>> audited[groups == "cat", 0] *= 0.2
+        >>> audited[groups == "cat", 1] += 1.6
+        >>> report = audit(audited, groups, reference=reference, n_boot=100, probe_folds=3, seed=0)
+        >>> report.ranking[["class_a", "class_b", "rh", "ci_low", "ci_high"]].round(2)
+          class_a class_b    rh  ci_low  ci_high
+        0     cat     dog  0.54    0.46     0.62
+        1     car     dog  1.00    1.00     1.00
+        2     car     cat  1.05    0.96     1.15
+        >>> report.probe[["accuracy", "reference_accuracy"]].set_axis(report.classes).round(2)
+             accuracy  reference_accuracy
+        car      0.93                0.93
+        cat      0.57                0.83
+        dog      0.57                0.97
+
+        Cat and dog are half as far apart as in the reference (RH 0.54, an interval below 1) and the probe finds
+        them less often: representation and allocation harm.
     """
     started = time.perf_counter()
+    _check_settings(n_boot=n_boot, level=level, probe_folds=probe_folds, probe_C=probe_C,
+                    probe_max_items=probe_max_items, seed=seed, chunk_rows=chunk_rows, within=within,
+                    id_column=id_column, reference=reference)
+    src, ref, y = _read_inputs(embeddings, labels, reference, label_column, id_column)
+    classes, codes, counts = _classes_of(y, classes)
+    sources = [src] + ([ref] if ref is not None else [])
+    sums, t_stream = _streamed(sources, codes, len(classes), int(n_boot), int(seed), int(chunk_rows))
+    t0 = time.perf_counter()
+    report = _report(sources, sums, classes, codes, counts, n_boot=n_boot, level=level, seed=seed,
+                     chunk_rows=chunk_rows, within=within, probe_folds=probe_folds, probe_C=probe_C,
+                     probe_max_items=probe_max_items)
+    report.meta.update(seconds_stream=round(t_stream, 3), seconds_probe=round(time.perf_counter() - t0, 3),
+                       seconds_total=round(time.perf_counter() - started, 3))
+    return report
+
+
+# audit, step 1: reading -------------------------------------------------------------------------------------------
+
+
+def _check_settings(*, n_boot, level, probe_folds, probe_C, probe_max_items, seed, chunk_rows, within, id_column,
+                    reference) -> None:
+    """AuditError for a setting of :func:`audit` out of range, before any input is read."""
     for pname, v, lo in (("n_boot", n_boot, 0), ("probe_folds", probe_folds, 2),
                          ("probe_max_items", probe_max_items, 2), ("chunk_rows", chunk_rows, 1),
                          ("seed", seed, 0)):
@@ -656,6 +769,10 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
     if id_column is not None and reference is None:
         raise AuditError("id_column is given but reference is None; ids only align a reference to the embeddings")
 
+
+def _read_inputs(embeddings: Any, labels: Any, reference: Any, label_column: str | None,
+                 id_column: str | None) -> tuple[_Source, _Source | None, np.ndarray]:
+    """(the embeddings' source, the reference's source with its rows in the embeddings' order or None, (n,) labels)."""
     if (isinstance(labels, str) and label_column is None and not Path(labels).suffix
             and isinstance(embeddings, (str, os.PathLike)) and Path(embeddings).suffix in TABLE_SUFFIXES):
         label_column, labels = labels, None  # a column name of the embeddings table: keep it out of the dimensions
@@ -667,23 +784,34 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
                          "per embedded item)")
     if ref is not None:
         if id_column is not None:
-            if table is None or ref_table is None or id_column not in table or id_column not in ref_table:
-                raise AuditError(f"id_column={id_column!r} must be a column of both embeddings and reference tables")
-            ids, ref_ids = table[id_column], ref_table[id_column]
-            for pname, s in (("embeddings", ids), ("reference", ref_ids)):
-                if s.duplicated().any():
-                    raise AuditError(f"{pname} has duplicate {id_column!r} values "
-                                     f"{s[s.duplicated()].tolist()[:MAX_LISTED]}")
-            only = sorted(set(ids) ^ set(ref_ids), key=str)
-            if only:
-                raise AuditError(f"reference is not of the same items: {len(only)} {id_column!r} values appear in "
-                                 f"only one of embeddings/reference, e.g. {only[:MAX_LISTED]}")
-            order = pd.Series(np.arange(len(ref_ids)), index=ref_ids.to_numpy())[ids.to_numpy()].to_numpy()
-            ref = _ArraySource("reference", ref.x[order])
+            ref = _align_reference(ref, table, ref_table, id_column)
         if ref.n != src.n:
             raise AuditError(f"reference has {ref.n} rows but embeddings has {src.n}; the reference must embed the "
                              "same items in the same order (or pass id_column to align them); its dimension may "
                              f"differ (here {ref.d} vs {src.d})")
+    return src, ref, y
+
+
+def _align_reference(ref: _Source, table: pd.DataFrame | None, ref_table: pd.DataFrame | None,
+                     id_column: str) -> _ArraySource:
+    """The reference's rows reordered to the embeddings' ``id_column`` (unique in each, the same set in both)."""
+    if table is None or ref_table is None or id_column not in table or id_column not in ref_table:
+        raise AuditError(f"id_column={id_column!r} must be a column of both embeddings and reference tables")
+    ids, ref_ids = table[id_column], ref_table[id_column]
+    for pname, s in (("embeddings", ids), ("reference", ref_ids)):
+        if s.duplicated().any():
+            raise AuditError(f"{pname} has duplicate {id_column!r} values "
+                             f"{s[s.duplicated()].tolist()[:MAX_LISTED]}")
+    only = sorted(set(ids) ^ set(ref_ids), key=str)
+    if only:
+        raise AuditError(f"reference is not of the same items: {len(only)} {id_column!r} values appear in "
+                         f"only one of embeddings/reference, e.g. {only[:MAX_LISTED]}")
+    order = pd.Series(np.arange(len(ref_ids)), index=ref_ids.to_numpy())[ids.to_numpy()].to_numpy()
+    return _ArraySource("reference", ref.x[order])
+
+
+def _classes_of(y: np.ndarray, classes: Sequence | None) -> tuple[list, np.ndarray, np.ndarray]:
+    """(classes, (n,) codes, (K,) counts), or AuditError when fewer than 2 classes or a class of one item."""
     classes, codes = _encode_labels(y, classes)
     k = len(classes)
     counts = np.bincount(codes, minlength=k)
@@ -694,30 +822,54 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
         raise AuditError(f"classes {small[:MAX_LISTED]} have fewer than 2 members (sizes "
                          f"{counts[counts < 2].tolist()[:MAX_LISTED]}); every class needs at least 2 for its "
                          "within-class cosine, the bootstrap and the cross-validated probe; drop or merge them")
+    return classes, codes, counts
 
-    sources = [src] + ([ref] if ref is not None else [])
-    _check_memory(sources, k, int(n_boot), int(chunk_rows))
+
+# audit, step 2: streaming -----------------------------------------------------------------------------------------
+
+
+def _streamed(sources: list[_Source], codes: np.ndarray, k: int, n_boot: int, seed: int,
+              chunk_rows: int) -> tuple[list[_Sums], float]:
+    """(class and bootstrap sums of every source, seconds): the memory check, one :func:`_stream` pass, then every
+    bad row listed in one AuditError."""
+    _check_memory(sources, k, n_boot, chunk_rows)
     t0 = time.perf_counter()
-    sums = _stream(sources, codes, k, int(n_boot), int(seed), int(chunk_rows))
+    sums = _stream(sources, codes, k, n_boot, seed, chunk_rows)
     _check_rows(sources, sums)
-    t_stream = time.perf_counter() - t0
+    return sums, time.perf_counter() - t0
 
+
+# audit, steps 3 and 4: statistics and the report's assembly ------------------------------------------------------
+
+
+def _interval(boot: np.ndarray | None, fallback: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of bootstrap replicates (NaN where undefined), or NaN of ``fallback``'s shape without."""
+    if boot is None:
+        return np.full_like(fallback, np.nan), np.full_like(fallback, np.nan)
+    return stats.percentile_interval(boot, level, skip_nan=True)
+
+
+def _probe_on(source: _Source, *, rows: np.ndarray, codes: np.ndarray, k: int, nearest: np.ndarray, folds: int,
+              C: float, seed: int) -> tuple[pd.DataFrame, float]:
+    """:func:`probe_by_group` on the items ``rows`` of ``source`` (read at once when they are all of them)."""
+    x = source.take(rows) if rows.size < source.n else source.chunk(0, source.n)
+    return probe_by_group(x, codes[rows], k, nearest, folds=folds, C=C, seed=seed)
+
+
+def _report(sources: list[_Source], sums: list[_Sums], classes: list, codes: np.ndarray, counts: np.ndarray, *,
+            n_boot: int, level: float, seed: int, chunk_rows: int, within: str, probe_folds: int, probe_C: float,
+            probe_max_items: int) -> AuditReport:
+    """The statistics of the audited encoder (distances, their interval, collapse, the probe) as an
+    :class:`AuditReport`, completed by :func:`_add_reference` when ``sources`` holds a reference."""
+    src, k = sources[0], len(classes)
     dist, boot = (list(v) for v in zip(*(_distances(s, counts, within) for s in sums)))
-
-    def interval(b, fallback):
-        if b is None:
-            return np.full_like(fallback, np.nan), np.full_like(fallback, np.nan)
-        return stats.percentile_interval(b, level, skip_nan=True)
-
-    d_lo, d_hi = interval(boot[0], dist[0])
-    off = dist[0] + np.diag(np.full(k, np.inf))
-    nearest = off.argmin(1)
-
-    t0 = time.perf_counter()
+    d_lo, d_hi = _interval(boot[0], dist[0], level)
+    nearest = (dist[0] + np.diag(np.full(k, np.inf))).argmin(1)
     prows = _probe_rows(codes, k, int(probe_max_items), int(probe_folds), int(seed))
     probe_folds_used = int(min(probe_folds, np.bincount(codes[prows], minlength=k).min()))
-    probe, overall = probe_by_group(src.take(prows) if prows.size < src.n else src.chunk(0, src.n), codes[prows], k,
-                                    nearest, folds=probe_folds_used, C=probe_C, seed=seed)
+    fit = functools.partial(_probe_on, rows=prows, codes=codes, k=k, nearest=nearest, folds=probe_folds_used,
+                            C=probe_C, seed=seed)
+    probe, overall = fit(src)
     probe.insert(2, "nearest", nearest)
     meta = {"n": int(src.n), "d": int(src.d), "n_boot": int(n_boot), "level": float(level), "seed": int(seed),
             "chunk_rows": int(chunk_rows), "probe_items": int(prows.size), "probe_folds": probe_folds_used,
@@ -726,27 +878,32 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
             "within": within}
     report = AuditReport(classes=classes, n_per_class=counts, cosine_distance=dist[0], cosine_distance_ci_low=d_lo,
                          cosine_distance_ci_high=d_hi, collapse=_collapse(sums[0], counts), probe=probe, meta=meta)
-    if ref is not None:
-        rprobe, roverall = probe_by_group(ref.take(prows) if prows.size < ref.n else ref.chunk(0, ref.n), codes[prows],
-                                          k, nearest, folds=probe_folds_used, C=probe_C, seed=seed)
-        probe["reference_accuracy"] = rprobe["accuracy"]
-        probe["reference_to_nearest"] = rprobe["to_nearest"]
-        probe["accuracy_difference"] = probe["accuracy"] - rprobe["accuracy"]
-        meta.update(d_reference=int(ref.d), reference_probe_accuracy=roverall)
-        _check_reference_separates(dist[1], classes)
-        rh = metrics.representation_harm(1.0 - dist[0], 1.0 - dist[1])
-        if n_boot:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rh_lo, rh_hi = interval(boot[0] / boot[1], rh)
-        else:
-            rh_lo, rh_hi = interval(None, rh)
-        report.reference_cosine_distance = dist[1]
-        report.reference_collapse = _collapse(sums[1], counts)
-        report.rh, report.rh_ci_low, report.rh_ci_high = rh, rh_lo, rh_hi
-        report.ranking = _rank(rh, rh_lo, rh_hi, dist[0], dist[1], classes)
-    meta.update(seconds_stream=round(t_stream, 3), seconds_probe=round(time.perf_counter() - t0, 3),
-                seconds_total=round(time.perf_counter() - started, 3))
+    if len(sources) > 1:
+        _add_reference(report, fit(sources[1]), sources[1].d, sums[1], dist, boot, level, int(n_boot))
     return report
+
+
+def _add_reference(report: AuditReport, reference_probe: tuple[pd.DataFrame, float], d_reference: int,
+                   reference_sums: _Sums, dist: list, boot: list, level: float, n_boot: int) -> None:
+    """Complete ``report`` with the reference: its probe beside the audited one, its distances and collapse, RH =
+    D / D_ref with its paired-bootstrap interval and the class pairs ranked by RH."""
+    rprobe, roverall = reference_probe
+    probe = report.probe
+    probe["reference_accuracy"] = rprobe["accuracy"]
+    probe["reference_to_nearest"] = rprobe["to_nearest"]
+    probe["accuracy_difference"] = probe["accuracy"] - rprobe["accuracy"]
+    report.meta.update(d_reference=int(d_reference), reference_probe_accuracy=roverall)
+    _check_reference_separates(dist[1], report.classes)
+    rh = metrics.representation_harm(1.0 - dist[0], 1.0 - dist[1])
+    if n_boot:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rh_lo, rh_hi = _interval(boot[0] / boot[1], rh, level)
+    else:
+        rh_lo, rh_hi = _interval(None, rh, level)
+    report.reference_cosine_distance = dist[1]
+    report.reference_collapse = _collapse(reference_sums, report.n_per_class)
+    report.rh, report.rh_ci_low, report.rh_ci_high = rh, rh_lo, rh_hi
+    report.ranking = _rank(rh, rh_lo, rh_hi, dist[0], dist[1], report.classes)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -757,7 +914,15 @@ def audit(embeddings: Any, labels: Any = None, *, reference: Any = None, label_c
 def class_cosine_distance(embeddings: Any, codes: Any, k: int | None = None, *,
                           within: str = "unbiased") -> np.ndarray:
     """(K, K) 1 - mean pairwise cosine via class sums of unit vectors, O(n d) (:func:`rharm.harm.metrics.class_cosines`;
-    ``within`` as there)."""
+    ``within`` as there).
+
+    Example:
+        >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 2.0], [0.6, 0.8], [0.0, 1.0]])
+        >>> codes = np.array([0, 0, 1, 1, 1])
+        >>> class_cosine_distance(x, codes).round(3)
+        array([[0.2  , 0.54 ],
+               [0.54 , 0.133]])
+    """
     return 1.0 - metrics.class_cosines(embeddings, codes, k, within=within)
 
 
@@ -767,6 +932,17 @@ def class_cosine_distance_pairwise(embeddings: Any, codes: Any, k: int | None = 
     over a != b (``within="unbiased"``) or over all pairs, self-pairs included (``within="paper"``).
 
     O(n^2 d) time and O(n^2) memory: a reference for tests and the benchmark baseline, not for use.
+
+    Example:
+        The same matrix as :func:`class_cosine_distance`, by brute force:
+
+        >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 2.0], [0.6, 0.8], [0.0, 1.0]])
+        >>> codes = np.array([0, 0, 1, 1, 1])
+        >>> class_cosine_distance_pairwise(x, codes).round(3)
+        array([[0.2  , 0.54 ],
+               [0.54 , 0.133]])
+        >>> bool(np.allclose(class_cosine_distance_pairwise(x, codes), class_cosine_distance(x, codes)))
+        True
     """
     if within not in metrics.WITHIN_ESTIMATORS:
         raise ValueError(f"within={within!r} is not valid; choose one of {list(metrics.WITHIN_ESTIMATORS)}")
