@@ -61,6 +61,12 @@ def effects(y00: Any, y01: Any, y11: Any) -> dict[str, np.ndarray]:
 
     Arrays of any equal shape (e.g. (K, K) confusions or (R, K) rows); TE = NIE + NDE holds exactly because NDE is
     defined as TE - NIE.
+
+    Example:
+        The minority's accuracy: 0.9 balanced, 0.6 with the imbalanced representation, 0.2 with its probe too:
+
+        >>> {name: round(float(v), 2) for name, v in effects(0.9, 0.6, 0.2).items()}
+        {'TE': -0.7, 'NIE': -0.3, 'NDE': -0.4}
     """
     a, b, c = (as_numpy(v) for v in (y00, y01, y11))
     if not (a.shape == b.shape == c.shape):
@@ -71,7 +77,14 @@ def effects(y00: Any, y01: Any, y11: Any) -> dict[str, np.ndarray]:
 
 def confusion(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
     """Row-normalised confusion matrix: entry [i, j] = P(predict j | true i). (N,), (N,) -> (K, K); rows without
-    samples are NaN."""
+    samples are NaN.
+
+    Example:
+        >>> confusion([0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1], num_classes=3)
+        array([[0.75, 0.25, 0.  ],
+               [0.  , 1.  , 0.  ],
+               [ nan,  nan,  nan]])
+    """
     t, p = as_numpy(y_true, np.int64), as_numpy(y_pred, np.int64)
     m = np.zeros((num_classes, num_classes))
     np.add.at(m, (t, p), 1.0)
@@ -124,11 +137,22 @@ class ProbeConfig:
 
     @property
     def resolved_device(self) -> str:
+        """The device type the torch solver runs on: ``"cpu"`` or ``"cuda"``.
 
+        Example:
+            >>> ProbeConfig(device="cpu").resolved_device
+            'cpu'
+        """
         return runtime.resolve_device(self.device).type
 
     @property
     def resolved_solver(self) -> str:
+        """The solver ``"auto"`` stands for here: torch on CUDA, sklearn otherwise.
+
+        Example:
+            >>> ProbeConfig(device="cpu").resolved_solver, ProbeConfig(solver="torch", device="cpu").resolved_solver
+            ('sklearn', 'torch')
+        """
         if self.solver != "auto":
             return self.solver
         return "torch" if self.resolved_device == "cuda" else "sklearn"
@@ -168,6 +192,16 @@ def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig = ProbeConfig()) ->
 
     x (N, d) (already normalised), y (N,) -> (model, chosen C); ``model`` is (coef (K, d), intercept (K,), classes),
     used by :func:`predict`.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat([0, 1, 2], 20)
+        >>> x = unit_normalise(np.eye(3)[y] + 0.4 * rng.normal(size=(60, 3)))
+        >>> model, c = fit_probe(x, y, ProbeConfig(c_grid=(1.0, 0.01), folds=3, device="cpu"))
+        >>> c
+        1.0
+        >>> model[0].shape  # coef (K, d)
+        (3, 3)
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -198,13 +232,30 @@ def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig = ProbeConfig()) ->
 
 
 def predict(model: tuple, x: np.ndarray) -> np.ndarray:
-    """Class predictions of a probe from :func:`fit_probe`. x (N, d) -> (N,)."""
+    """Class predictions of a probe from :func:`fit_probe`. x (N, d) -> (N,).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat([0, 1, 2], 20)
+        >>> x = unit_normalise(np.eye(3)[y] + 0.4 * rng.normal(size=(60, 3)))
+        >>> model, _ = fit_probe(x, y, ProbeConfig(c_grid=(1.0,), folds=1, device="cpu"))
+        >>> float((predict(model, x) == y).mean())
+        1.0
+    """
     return _predict(model, x)
 
 
 def undersample_mask(labels: np.ndarray, minority_label: int, ratio: int, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask keeping every sample except all but n_i // ratio (random, without replacement) of the minority
-    (:func:`rharm.core.sampling.undersample_mask`)."""
+    (:func:`rharm.core.sampling.undersample_mask`).
+
+    Example:
+        Keep 20 // 10 = 2 of the 20 members of class 0 and every member of class 1:
+
+        >>> mask = undersample_mask(np.repeat([0, 1], 20), 0, 10, np.random.default_rng(0))
+        >>> int(mask[:20].sum()), int(mask[20:].sum())
+        (2, 20)
+    """
     return sampling.undersample_mask(labels, minority_label, ratio, rng)
 
 
@@ -242,14 +293,45 @@ class MediationRuns:
     seconds: float = 0.0
 
     def rows(self) -> dict[str, np.ndarray]:
-        """Row i of each condition for minority i: dict of (R, S, P, K) arrays (y00 broadcast to every minority)."""
+        """Row i of each condition for minority i: dict of (R, S, P, K) arrays (y00 broadcast to every minority).
+
+        Example:
+            >>> from rharm.harm.synthetic import synthetic_runs
+            >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"},
+            ...                       seeds=(0, 1, 2), ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+            >>> mr = mediation_runs(runs, protocol="clean", ratio=10, classes=("a", "b", "c"),
+            ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+            >>> rows = mr.rows()
+            >>> rows["y11"].shape  # (minorities, seeds, splits, K)
+            (1, 3, 1, 3)
+            >>> rows["y11"][0, :, 0].round(2)  # row "a" of y11, seed by seed
+            array([[0.  , 0.98, 0.02],
+                   [0.  , 1.  , 0.  ],
+                   [0.  , 0.95, 0.05]])
+        """
         idx = [self.classes.index(m) for m in self.minorities]
         return {"y00": np.stack([self.y00[:, :, i, :] for i in idx]),
                 "y01": np.stack([self.y01[r, :, :, i, :] for r, i in enumerate(idx)]),
                 "y11": np.stack([self.y11[r, :, :, i, :] for r, i in enumerate(idx)])}
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Everything numeric, for ``rharm.store.save_tensors``/``np.savez`` (no pickles)."""
+        """Everything numeric, for ``rharm.store.save_tensors``/``np.savez`` (no pickles).
+
+        Example:
+            >>> from rharm.harm.synthetic import synthetic_runs
+            >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"},
+            ...                       seeds=(0, 1, 2), ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+            >>> mr = mediation_runs(runs, protocol="clean", ratio=10, classes=("a", "b", "c"),
+            ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+            >>> for name, a in mr.to_arrays().items():
+            ...     print(name, a.dtype, a.shape)
+            y00 float64 (3, 1, 3, 3)
+            y01 float64 (1, 3, 1, 3, 3)
+            y11 float64 (1, 3, 1, 3, 3)
+            pred00 int64 (3, 1, 120)
+            pred01 int64 (1, 3, 1, 120)
+            test_labels int64 (120,)
+        """
         return {"y00": self.y00, "y01": self.y01, "y11": self.y11, "pred00": self.pred00, "pred01": self.pred01,
                 "test_labels": self.test_labels}
 
@@ -287,17 +369,49 @@ def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: in
             condition of a seed) to bound the cost.
 
     The balanced probe y00 depends only on (seed, split) and is fitted once and shared by every minority.
+
+    Example:
+        Synthetic runs (:func:`rharm.harm.synthetic.synthetic_runs`) whose minority "a" collapses toward "b":
+
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0,),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> mr = mediation_runs(runs, ratio=10, split_seeds=(0,), classes=("a", "b", "c"),
+        ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> mr.y00.shape, mr.y01.shape  # (seeds, splits, K, K) and (minorities, seeds, splits, K, K)
+        ((1, 1, 3, 3), (1, 1, 1, 3, 3))
+        >>> {c: np.round(v[0, 0, 0], 2).tolist() for c, v in mr.rows().items()}  # row "a" of each condition
+        {'y00': [0.91, 0.09, 0.0], 'y01': [0.55, 0.36, 0.09], 'y11': [0.0, 0.91, 0.09]}
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r} is not valid; choose one of {PROTOCOLS}")
     schema.check("ratio", ratio)
     if not 0 < test_size < 1:
         raise ValueError(f"test_size={test_size} must lie in (0, 1)")
-    from sklearn.model_selection import train_test_split
-
     t0 = time.perf_counter()
     classes = list(classes)
-    k = len(classes)
+    bal, imb, seeds, minorities, splits = _grid(results, classes, minorities, protocol, split_seeds)
+    y_test = as_numpy(bal[seeds[0]].features["test_labels"], np.int64)
+    fits = _Fits.empty(len(seeds), len(splits), len(minorities), len(classes), y_test.size)
+    for si, s in enumerate(seeds):
+        xb = unit_normalise(bal[s].features[feature])
+        xi = {m: unit_normalise(imb[(m, s)].features[feature]) for m in minorities}
+        if protocol == "clean":
+            _fit_clean(fits, si, s, bal[s], [imb[(m, s)] for m in minorities], xb, xi, y_test, classes,
+                       minorities, ratio=ratio, head_seed=head_seed, probe=probe, train_feature=train_feature,
+                       max_train_per_class=max_train_per_class)
+        else:
+            _fit_paper(fits, si, s, xb, xi, y_test, classes, minorities, splits, ratio=ratio, test_size=test_size,
+                       head_seed=head_seed, probe=probe)
+    return MediationRuns(protocol, classes, minorities, seeds, splits, ratio, fits.y00, fits.y01, fits.y11,
+                         fits.pred00, fits.pred01, y_test, float(np.mean(fits.n_eval)), fits.chosen,
+                         time.perf_counter() - t0)
+
+
+def _grid(results: Iterable[Any], classes: list[str], minorities: Sequence[str] | None, protocol: str,
+          split_seeds: Sequence[int]) -> tuple[dict, dict, list[int], list[str], list[Any]]:
+    """(balanced runs by seed, underrepresented runs by (minority, seed), seeds, minorities, split seeds) of
+    :func:`mediation_runs`; ValueError when a minority misses a seed or the paper protocol has no split seed."""
     bal, imb = _index_runs(results, classes)
     seeds = sorted(bal)
     run_minorities = sorted({m for m, _ in imb}, key=classes.index)
@@ -309,68 +423,90 @@ def mediation_runs(results: Iterable[Any], *, protocol: str = "paper", ratio: in
     splits: list[Any] = list(split_seeds) if protocol == "paper" else [None]
     if protocol == "paper" and not splits:
         raise ValueError("split_seeds must not be empty for protocol 'paper'")
-    y_test = as_numpy(bal[seeds[0]].features["test_labels"], np.int64)
-    n = y_test.size
-    S, P, R = len(seeds), len(splits), len(minorities)
-    y00, y01, y11 = np.zeros((S, P, k, k)), np.zeros((R, S, P, k, k)), np.zeros((R, S, P, k, k))
-    pred00, pred01 = -np.ones((S, P, n), dtype=np.int64), -np.ones((R, S, P, n), dtype=np.int64)
-    chosen: dict[str, list[float]] = {c: [] for c in CONDITIONS}
-    n_eval = []
-    for si, s in enumerate(seeds):
-        xb = unit_normalise(bal[s].features[feature])
-        xi = {m: unit_normalise(imb[(m, s)].features[feature]) for m in minorities}
-        if protocol == "clean":
-            ytr = as_numpy(bal[s].features["train_labels"], np.int64)
-            pool = np.ones(ytr.size, dtype=bool)
-            if max_train_per_class:
-                rng = np.random.default_rng([head_seed, s, 7])
-                pool = np.zeros(ytr.size, dtype=bool)
-                for c in range(k):
-                    idx = np.flatnonzero(ytr == c)
-                    pool[rng.choice(idx, size=min(idx.size, max_train_per_class), replace=False)] = True
-            xbt = unit_normalise(as_numpy(bal[s].features[train_feature])[pool])
-            m00, c00 = fit_probe(xbt, ytr[pool], probe)
-            p = predict(m00, xb)
-            y00[si, 0], pred00[si, 0] = confusion(y_test, p, k), p
-            chosen["y00"].append(c00)
-            n_eval.append(n / k)
-            for r, m in enumerate(minorities):
-                run = imb[(m, s)]
-                xt = unit_normalise(as_numpy(run.features[train_feature])[pool])
-                m01, c01 = fit_probe(xt, ytr[pool], probe)
-                p = predict(m01, xi[m])
-                y01[r, si, 0], pred01[r, si, 0] = confusion(y_test, p, k), p
-                if "train_in_cl" in run.features:
-                    keep = as_numpy(run.features["train_in_cl"], bool)[pool]
-                else:
-                    keep = undersample_mask(ytr[pool], classes.index(m), ratio,
-                                            np.random.default_rng([head_seed, s, r]))
-                m11, c11 = fit_probe(xt[keep], ytr[pool][keep], probe)
-                y11[r, si, 0] = confusion(y_test, predict(m11, xi[m]), k)
-                chosen["y01"].append(c01)
-                chosen["y11"].append(c11)
-            continue
-        for pi, sp in enumerate(splits):
-            tr, te = train_test_split(np.arange(n), test_size=test_size, random_state=sp)
-            n_eval.append(te.size / k)
-            m00, c00 = fit_probe(xb[tr], y_test[tr], probe)
-            p = predict(m00, xb[te])
-            y00[si, pi] = confusion(y_test[te], p, k)
-            pred00[si, pi, te] = p
-            chosen["y00"].append(c00)
-            for r, m in enumerate(minorities):
-                m01, c01 = fit_probe(xi[m][tr], y_test[tr], probe)
-                p = predict(m01, xi[m][te])
-                y01[r, si, pi] = confusion(y_test[te], p, k)
-                pred01[r, si, pi, te] = p
-                keep = undersample_mask(y_test[tr], classes.index(m), ratio,
-                                        np.random.default_rng([head_seed, s, int(sp), r]))
-                m11, c11 = fit_probe(xi[m][tr][keep], y_test[tr][keep], probe)
-                y11[r, si, pi] = confusion(y_test[te], predict(m11, xi[m][te]), k)
-                chosen["y01"].append(c01)
-                chosen["y11"].append(c11)
-    return MediationRuns(protocol, classes, minorities, seeds, splits, ratio, y00, y01, y11, pred00, pred01, y_test,
-                         float(np.mean(n_eval)), chosen, time.perf_counter() - t0)
+    return bal, imb, seeds, minorities, splits
+
+
+@dataclass
+class _Fits:
+    """What :func:`mediation_runs` fills seed by seed: the confusions and predictions of :class:`MediationRuns`, the
+    C chosen per condition and the evaluated count per class of every probe."""
+
+    y00: np.ndarray
+    y01: np.ndarray
+    y11: np.ndarray
+    pred00: np.ndarray
+    pred01: np.ndarray
+    chosen: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in CONDITIONS})
+    n_eval: list[float] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, S: int, P: int, R: int, k: int, n: int) -> "_Fits":
+        return cls(np.zeros((S, P, k, k)), np.zeros((R, S, P, k, k)), np.zeros((R, S, P, k, k)),
+                   -np.ones((S, P, n), dtype=np.int64), -np.ones((R, S, P, n), dtype=np.int64))
+
+
+def _fit_clean(fits: _Fits, si: int, s: int, bal: Any, runs: list[Any], xb: np.ndarray, xi: dict[str, np.ndarray],
+               y_test: np.ndarray, classes: list[str], minorities: list[str], *, ratio: int, head_seed: int,
+               probe: ProbeConfig, train_feature: str, max_train_per_class: int | None) -> None:
+    """The "clean" protocol for model seed ``s`` (index ``si``; ``bal`` its balanced run, ``runs`` its run of each
+    minority): probes trained on training-set features, evaluated on the whole test set."""
+    k, n = len(classes), y_test.size
+    ytr = as_numpy(bal.features["train_labels"], np.int64)
+    pool = np.ones(ytr.size, dtype=bool)
+    if max_train_per_class:
+        rng = np.random.default_rng([head_seed, s, 7])
+        pool = np.zeros(ytr.size, dtype=bool)
+        for c in range(k):
+            idx = np.flatnonzero(ytr == c)
+            pool[rng.choice(idx, size=min(idx.size, max_train_per_class), replace=False)] = True
+    xbt = unit_normalise(as_numpy(bal.features[train_feature])[pool])
+    m00, c00 = fit_probe(xbt, ytr[pool], probe)
+    p = predict(m00, xb)
+    fits.y00[si, 0], fits.pred00[si, 0] = confusion(y_test, p, k), p
+    fits.chosen["y00"].append(c00)
+    fits.n_eval.append(n / k)
+    for r, (m, run) in enumerate(zip(minorities, runs)):
+        xt = unit_normalise(as_numpy(run.features[train_feature])[pool])
+        m01, c01 = fit_probe(xt, ytr[pool], probe)
+        p = predict(m01, xi[m])
+        fits.y01[r, si, 0], fits.pred01[r, si, 0] = confusion(y_test, p, k), p
+        if "train_in_cl" in run.features:
+            keep = as_numpy(run.features["train_in_cl"], bool)[pool]
+        else:
+            keep = undersample_mask(ytr[pool], classes.index(m), ratio, np.random.default_rng([head_seed, s, r]))
+        m11, c11 = fit_probe(xt[keep], ytr[pool][keep], probe)
+        fits.y11[r, si, 0] = confusion(y_test, predict(m11, xi[m]), k)
+        fits.chosen["y01"].append(c01)
+        fits.chosen["y11"].append(c11)
+
+
+def _fit_paper(fits: _Fits, si: int, s: int, xb: np.ndarray, xi: dict[str, np.ndarray], y_test: np.ndarray,
+               classes: list[str], minorities: list[str], splits: list[Any], *, ratio: int, test_size: float,
+               head_seed: int, probe: ProbeConfig) -> None:
+    """The "paper" protocol for model seed ``s`` (index ``si``): per split seed, probes trained on part of the test
+    features and evaluated on the rest."""
+    from sklearn.model_selection import train_test_split
+
+    k, n = len(classes), y_test.size
+    for pi, sp in enumerate(splits):
+        tr, te = train_test_split(np.arange(n), test_size=test_size, random_state=sp)
+        fits.n_eval.append(te.size / k)
+        m00, c00 = fit_probe(xb[tr], y_test[tr], probe)
+        p = predict(m00, xb[te])
+        fits.y00[si, pi] = confusion(y_test[te], p, k)
+        fits.pred00[si, pi, te] = p
+        fits.chosen["y00"].append(c00)
+        for r, m in enumerate(minorities):
+            m01, c01 = fit_probe(xi[m][tr], y_test[tr], probe)
+            p = predict(m01, xi[m][te])
+            fits.y01[r, si, pi] = confusion(y_test[te], p, k)
+            fits.pred01[r, si, pi, te] = p
+            keep = undersample_mask(y_test[tr], classes.index(m), ratio,
+                                    np.random.default_rng([head_seed, s, int(sp), r]))
+            m11, c11 = fit_probe(xi[m][tr][keep], y_test[tr][keep], probe)
+            fits.y11[r, si, pi] = confusion(y_test[te], predict(m11, xi[m][te]), k)
+            fits.chosen["y01"].append(c01)
+            fits.chosen["y11"].append(c11)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -386,7 +522,19 @@ def _frames(arrs: dict[str, np.ndarray], mr: MediationRuns) -> dict[str, pd.Data
 
 
 def effect_matrices(mr: MediationRuns) -> dict[str, pd.DataFrame]:
-    """TE, NIE, NDE as (R, K) DataFrames (row i from the minority-i models), averaged over seeds and splits."""
+    """TE, NIE, NDE as (R, K) DataFrames (row i from the minority-i models), averaged over seeds and splits.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> mr = mediation_runs(runs, protocol="clean", ratio=10, classes=("a", "b", "c"),
+        ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> effect_matrices(mr)["NIE"].round(2)
+        predicted    a     b     c
+        minority
+        a         -0.4  0.42 -0.02
+    """
     rows = mr.rows()
     return _frames(effects(*(rows[c].mean(axis=(1, 2)) for c in CONDITIONS)), mr)
 
@@ -399,6 +547,17 @@ def effect_paper_sd(mr: MediationRuns, n_eval_per_class: float | None = None) ->
 
     with n_eval_per_class = 1000 x 0.25 = 250 in the paper (default: the evaluated count per class of ``mr``).
     It is neither std / sqrt(#replicates) nor a binomial standard error.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> mr = mediation_runs(runs, protocol="clean", ratio=10, classes=("a", "b", "c"),
+        ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> effect_paper_sd(mr)["TE"].round(3)
+        predicted      a      b      c
+        minority
+        a          0.002  0.005  0.005
     """
     n = mr.n_eval_per_class if n_eval_per_class is None else n_eval_per_class
     rows = mr.rows()
@@ -410,7 +569,16 @@ def effect_paper_sd(mr: MediationRuns, n_eval_per_class: float | None = None) ->
 def minority_score(model: tuple, x: np.ndarray, label: int) -> np.ndarray:
     """The probe's log-probability of class ``label`` for each row of x (N, d): z_label - logsumexp(z), a score that
     ranks the test images by how strongly the probe believes they are ``label`` (threshold-free, so it stays
-    informative where the probe never *predicts* the class)."""
+    informative where the probe never *predicts* the class).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat([0, 1, 2], 20)
+        >>> x = unit_normalise(np.eye(3)[y] + 0.4 * rng.normal(size=(60, 3)))
+        >>> model, _ = fit_probe(x, y, ProbeConfig(c_grid=(1.0,), folds=1, device="cpu"))
+        >>> minority_score(model, x[[0, 20, 40]], label=0).round(2)  # log P(class 0) of one item of each class
+        array([-0.14, -3.31, -2.09])
+    """
     coef, intercept, classes = model
     z = np.asarray(x) @ coef.T + intercept
     if coef.shape[0] == 1:  # binary sklearn layout: one decision function for classes[1]
@@ -433,6 +601,17 @@ def minority_probe_effects(results: Iterable[Any], minority: str, *, ratio: int,
     underrepresented model's representation with a balanced-label probe; 11 the underrepresented model with the probe
     trained on what its contrastive run saw. Returns {"acc00", "acc01", "acc11", "auc00", "auc01", "auc11",
     "TE_acc", "NIE_acc", "TE_auc", "NIE_auc", "NDE_auc"} of (S,) arrays, seeds sorted.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> out = minority_probe_effects(runs, "a", ratio=10, classes=("a", "b", "c"),
+        ...                              probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> {name: out[name].round(2).tolist() for name in ("acc00", "acc11", "auc00", "auc11")}
+        {'acc00': [0.95, 0.95], 'acc11': [0.0, 0.0], 'auc00': [0.99, 1.0], 'auc11': [0.71, 0.83]}
+
+        The imbalanced probe never predicts "a" (accuracy 0), yet its score still ranks the "a" images high (AUC).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -477,6 +656,22 @@ def effect_intervals(mr: MediationRuns, *, level: float = 0.95) -> dict[str, dic
     the seed and the splits, so every effect is a paired difference), and the interval is the t-interval of those S
     per-seed effects (:func:`rharm.harm.stats.t_interval`; NaN with one seed).
     Returns {effect: {"estimate", "lo", "hi", "se"}} of (R, K) DataFrames.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> mr = mediation_runs(runs, protocol="clean", ratio=10, classes=("a", "b", "c"),
+        ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> te = effect_intervals(mr)["TE"]
+        >>> te["estimate"].round(2)
+        predicted     a     b    c
+        minority
+        a         -0.96  0.96  0.0
+        >>> te["lo"].round(2)
+        predicted     a     b     c
+        minority
+        a         -0.99  0.86 -0.11
     """
     rows = _seed_rows(mr)
     per_seed = effects(rows["y00"], rows["y01"], rows["y11"])  # (R, S, K)
@@ -496,6 +691,18 @@ def diagonal_summary(mr: MediationRuns, *, level: float = 0.95) -> pd.DataFrame:
     mean NIE_ii / mean TE_ii with Fieller's interval for a ratio of paired means
     (:func:`rharm.harm.stats.fieller_ratio_ci`; NaN when TE is not resolved from 0); plus a row "mean" with the means of
     the diagonals (per seed, then over seeds) and share = mean NIE / mean TE (the paper's summary).
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> mr = mediation_runs(runs, protocol="clean", ratio=10, classes=("a", "b", "c"),
+        ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> diagonal_summary(mr)[["TE", "NIE", "NDE", "share"]].round(2)
+                    TE  NIE   NDE  share
+        minority
+        a        -0.96 -0.4 -0.56   0.42
+        mean     -0.96 -0.4 -0.56   0.42
     """
     rows = _seed_rows(mr)
     e = effects(rows["y00"], rows["y01"], rows["y11"])  # (R, S, K)
@@ -512,7 +719,20 @@ def diagonal_summary(mr: MediationRuns, *, level: float = 0.95) -> pd.DataFrame:
 
 def long_effects(boot: dict[str, dict[str, pd.DataFrame]],
                  paper: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """{effect: {estimate, lo, hi}} -> long table effect, minority, predicted, value, lo, hi[, paper] for charts."""
+    """{effect: {estimate, lo, hi}} -> long table effect, minority, predicted, value, lo, hi[, paper] for charts.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> mr = mediation_runs(runs, protocol="clean", ratio=10, classes=("a", "b", "c"),
+        ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> long_effects(effect_intervals(mr)).head(3).round(2)
+          effect minority predicted  value    lo    hi
+        0     TE        a         a  -0.96 -0.99 -0.92
+        1     TE        a         b   0.96  0.86  1.05
+        2     TE        a         c   0.00 -0.11  0.11
+    """
     parts = []
     for e, d in boot.items():
         t = d["estimate"].stack().rename("value").reset_index()
@@ -538,6 +758,13 @@ def collapse_score(features: Any, labels: Any, minority_label: int, toward_label
 
     Centroids are the class means of the unit-normalised features of the same model. features (N, d), labels (N,)
     -> (n_minority,) in the order of the minority's samples. Larger = closer to the class it collapses toward.
+
+    Example:
+        Two items of class 0, one leaning toward class 1:
+
+        >>> x = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.1, 1.0]]
+        >>> collapse_score(x, [0, 0, 1, 1], minority_label=0, toward_label=1).round(2)
+        array([-0.84, -0.07])
     """
     u = unit_normalise(features)
     y = as_numpy(labels, np.int64)
@@ -560,6 +787,16 @@ def mediation_crosscheck(results: Iterable[Any], mr: MediationRuns, minority: st
     Returns:
         dict: indirect, indirect_lo, indirect_hi, indirect_p, direct, total, n (samples), table (pingouin's
         DataFrame).
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1),
+        ...                       ratio=10, n_test=40, n_train=60, dim=8, strength=0.8)
+        >>> mr = mediation_runs(runs, ratio=10, split_seeds=(0,), classes=("a", "b", "c"),
+        ...                     probe=ProbeConfig(c_grid=(1.0,), folds=1))
+        >>> out = mediation_crosscheck(runs, mr, "a", "b", n_boot=200)
+        >>> out["n"], round(out["indirect"], 2), round(out["total"], 2)
+        (44, 0.57, 0.36)
     """
     import pingouin as pg
 
