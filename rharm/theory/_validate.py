@@ -9,6 +9,12 @@ import numpy as np
 
 
 def check_pi(pi) -> np.ndarray:
+    """``pi`` as a float64 probability vector of K >= 2 positive entries (renormalised to sum exactly to 1).
+
+    Example:
+        >>> check_pi([0.2, 0.8])
+        array([0.2, 0.8])
+    """
     try:
         arr = np.asarray(pi, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -23,6 +29,13 @@ def check_pi(pi) -> np.ndarray:
 
 
 def check_connectivity(connectivity, k: int | None = None, name: str = "connectivity") -> np.ndarray:
+    """``connectivity`` as a symmetric (K, K) float64 matrix in [0, 1] (K = ``k`` when given).
+
+    Example:
+        >>> check_connectivity([[0.9, 0.1], [0.1, 0.9]], k=2)
+        array([[0.9, 0.1],
+               [0.1, 0.9]])
+    """
     try:
         a = np.asarray(connectivity, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -39,12 +52,24 @@ def check_connectivity(connectivity, k: int | None = None, name: str = "connecti
 
 
 def check_dim(dim, name: str = "dim") -> int:
+    """``dim`` as an int >= 1.
+
+    Example:
+        >>> check_dim(3)
+        3
+    """
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"{name}={dim!r} is invalid; valid: an integer >= 1")
     return int(dim)
 
 
 def check_tau(tau) -> float:
+    """``tau`` as a finite float > 0.
+
+    Example:
+        >>> check_tau(1)
+        1.0
+    """
     if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating, np.integer)) or not (
         math.isfinite(tau) and tau > 0
     ):
@@ -53,12 +78,24 @@ def check_tau(tau) -> float:
 
 
 def check_count(name: str, value, lo: int) -> int:
+    """``value`` as an int >= ``lo``; the error names it ``name``.
+
+    Example:
+        >>> check_count("restarts", 3, 1)
+        3
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
         raise ValueError(f"{name}={value!r} is invalid; valid: an integer >= {lo}")
     return int(value)
 
 
 def check_block_sizes(block_sizes) -> np.ndarray:
+    """``block_sizes`` as an int64 array of K >= 2 positive sizes.
+
+    Example:
+        >>> check_block_sizes([10, 10, 2])
+        array([10, 10,  2])
+    """
     try:
         n = np.asarray(block_sizes)
     except Exception as exc:  # pragma: no cover - defensive
@@ -69,6 +106,13 @@ def check_block_sizes(block_sizes) -> np.ndarray:
 
 
 def check_graph(G, n: int) -> np.ndarray:
+    """``G`` as an (n, n) float64 matrix of finite, non-negative edge weights.
+
+    Example:
+        >>> check_graph([[0, 1], [1, 0]], 2)
+        array([[0., 1.],
+               [1., 0.]])
+    """
     g = np.asarray(G, dtype=np.float64)
     if g.shape != (n, n):
         raise ValueError(f"G has shape {g.shape}; valid: ({n}, {n}) to match V")

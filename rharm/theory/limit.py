@@ -24,6 +24,10 @@ def limit_derivative(t, alpha: float, tau: float = 1.0, within: float = WITHIN_B
     (the coefficient 1 is block 1's own positive term, ``alpha/within`` block 2's positive term seen from block
     2; ``log cosh`` is block 1's own uniformity, the last term is block 1 as a negative of blocks 2 and 3).
     Valid for ``alpha > 0``. Vectorised over ``t``.
+
+    Example:
+        >>> limit_derivative([-1.0, 0.0, 1.0], alpha=0.4).round(4)
+        array([-2.9442, -1.4211,  0.1021])
     """
     t = np.asarray(t, dtype=np.float64)
     c = 1.0 + alpha / within
@@ -35,6 +39,10 @@ def limit_cosine(alpha: float, tau: float = 1.0, within: float = WITHIN_BLOCK) -
 
     F' is increasing in t and negative at t = -1, so the minimiser over [-1, 1] is the unique root when
     ``F'(1) > 0``, i.e. ``1 + alpha/within < 2 tanh(1/tau)``, and t = 1 (full collapse) otherwise.
+
+    Example:
+        >>> round(limit_cosine(0.4), 4), limit_cosine(0.4, tau=2.0)
+        (0.9279, 1.0)
     """
     if not (isinstance(alpha, (int, float, np.floating)) and 0 < alpha <= 1):
         raise ValueError(f"alpha={alpha!r} is invalid; valid: a float in (0, 1] (the limit needs alpha > 0)")
@@ -50,6 +58,11 @@ def limit_symbolic_check():
     and ``tau``, and subtract d/dt of the stated F(t).
 
     Returns ``(difference, F)``: the simplified sympy expression (0 when the derivation is right) and F(t).
+
+    Example:
+        >>> difference, F = limit_symbolic_check()
+        >>> difference
+        0
     """
     import sympy as sp
 
@@ -75,6 +88,12 @@ def limit_check(alphas: Sequence[float], *, tau: float = 1.0, pi1: float = 1e-6,
 
     Returns a DataFrame with columns ``alpha``, ``limit_cos12`` (theory), ``cos12``, ``cos13``, ``cos23`` (solver)
     and ``abs_diff`` = abs(limit_cos12 - cos12).
+
+    Example:
+        >>> limit_check([0.2, 0.4], dim=5)[["alpha", "limit_cos12", "cos12"]].round(3)
+           alpha  limit_cos12  cos12
+        0    0.2        0.780  0.780
+        1    0.4        0.928  0.928
     """
     import pandas as pd
 

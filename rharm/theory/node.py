@@ -37,7 +37,14 @@ from rharm.theory.population import (
 
 
 def expected_graph(block_sizes, connectivity) -> np.ndarray:
-    """The expected SBM adjacency ``G_ij = A_{b_i b_j}`` (self-pairs included), shape (N, N)."""
+    """The expected SBM adjacency ``G_ij = A_{b_i b_j}`` (self-pairs included), shape (N, N).
+
+    Example:
+        >>> expected_graph([2, 1], [[0.9, 0.1], [0.1, 0.8]])
+        array([[0.9, 0.9, 0.1],
+               [0.9, 0.9, 0.1],
+               [0.1, 0.1, 0.8]])
+    """
     n = check_block_sizes(block_sizes)
     a = check_connectivity(connectivity, n.size)
     labels = np.repeat(np.arange(n.size), n)
@@ -50,6 +57,14 @@ def sample_sbm(block_sizes, connectivity, *, seed: int = 1) -> np.ndarray:
     Each pair i < j is an edge independently with probability ``connectivity[b_i, b_j]``; nodes are ordered by
     block. Uses ``numpy.random.default_rng(seed)`` (the official code used graspologic with ``np.random.seed(1)``:
     same distribution, different draw). Returns the (N, N) symmetric 0/1 float64 adjacency with a zero diagonal.
+
+    Example:
+        >>> sample_sbm([3, 2], [[0.9, 0.1], [0.1, 0.9]], seed=0)
+        array([[0., 1., 1., 1., 0.],
+               [1., 0., 1., 0., 0.],
+               [1., 1., 0., 1., 0.],
+               [1., 0., 1., 0., 1.],
+               [0., 0., 0., 1., 0.]])
     """
     n = check_block_sizes(block_sizes)
     a = check_connectivity(connectivity, n.size)
@@ -86,6 +101,15 @@ def node_loss(V, G, tau: float = 1.0) -> float:
         G: (N, N) non-negative weights; an SBM adjacency, or any weighted graph (e.g. the expected adjacency).
             Nodes with ``deg_i = 0`` (isolated) get no positive term; they stay in everyone's negatives.
         tau: temperature > 0.
+
+    Example:
+        Two blocks of two nodes: one direction per block gives a lower loss than each block split over two:
+
+        >>> G = sample_sbm([2, 2], [[1.0, 0.0], [0.0, 1.0]])
+        >>> round(float(node_loss([[1, 0], [1, 0], [0, 1], [0, 1]], G)), 4)
+        -0.3799
+        >>> round(float(node_loss([[1, 0], [0, 1], [1, 0], [0, 1]], G)), 4)
+        0.6201
     """
     tau = check_tau(tau)
     v = normalise_rows(np.asarray(V, dtype=np.float64), "V")
@@ -94,7 +118,16 @@ def node_loss(V, G, tau: float = 1.0) -> float:
 
 
 def node_gradient(V, G, tau: float = 1.0) -> np.ndarray:
-    """Riemannian gradient of :func:`node_loss` on the product of unit spheres. Shape (N, d)."""
+    """Riemannian gradient of :func:`node_loss` on the product of unit spheres. Shape (N, d).
+
+    Example:
+        >>> G = sample_sbm([2, 2], [[1.0, 0.0], [0.0, 1.0]])
+        >>> node_gradient([[1, 0], [0.6, 0.8], [0, 1], [0, 1]], G).round(3)
+        array([[ 0.   , -0.17 ],
+               [-0.364,  0.273],
+               [ 0.143,  0.   ],
+               [ 0.143,  0.   ]])
+    """
     tau = check_tau(tau)
     v = normalise_rows(np.asarray(V, dtype=np.float64), "V")
     g = check_graph(G, v.shape[0])
@@ -118,6 +151,12 @@ def train_node_embeddings(
     The iteration runs in float32, as the official code did.
     Step ``i``: ``v <- normalise(v - lr (i+1)^(-power) grad_i)`` where ``grad`` is the Riemannian gradient (what
     autograd returns through the official code's in-loss normalisation). Returns (N, dim) unit rows.
+
+    Example:
+        >>> G = sample_sbm([5, 5], [[0.9, 0.1], [0.1, 0.9]], seed=0)
+        >>> V = train_node_embeddings(G, dim=3, iters=100, seed=0)
+        >>> V.shape, np.linalg.norm(V, axis=1).round(6).tolist()[:3]
+        ((10, 3), [1.0, 1.0, 1.0])
     """
     tau = check_tau(tau)
     dim = check_dim(dim)
@@ -167,6 +206,16 @@ def block_cosine_stats(V, block_sizes) -> tuple[np.ndarray, np.ndarray]:
     Within a block the statistics run over distinct pairs (the diagonal, always 1, is left out; the official
     code included it); between blocks over all pairs. A block of one node has NaN within-block statistics.
     Returns two (K, K) arrays.
+
+    Example:
+        >>> V = [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]
+        >>> mean, std = block_cosine_stats(V, [2, 1])
+        >>> mean.round(2)
+        array([[0.8, 0.3],
+               [0.3, nan]])
+        >>> std.round(2)
+        array([[0. , 0.3],
+               [0.3, nan]])
     """
     n = check_block_sizes(block_sizes)
     v = normalise_rows(np.asarray(V, dtype=np.float64), "V", int(n.sum()))
@@ -201,6 +250,13 @@ def sbm_node_cosines(
     (:func:`train_node_embeddings`, lr_i = 10 (i+1)^(-0.2)). Isolated nodes keep no positive term (a warning
     says how many). Returns ``(mean, std)``, each (K, K): within-block over distinct pairs, between blocks
     over all pairs (:func:`block_cosine_stats`).
+
+    Example:
+        >>> mean, std = sbm_node_cosines([6, 6, 3], sbm_connectivity(0.4), dim=3, iters=200, seed=0)
+        >>> mean.round(2)
+        array([[ 0.94,  0.22, -0.76],
+               [ 0.22,  0.93, -0.76],
+               [-0.76, -0.76,  1.  ]])
     """
     n = check_block_sizes(block_sizes)
     a = check_connectivity(connectivity, n.size)
@@ -263,6 +319,15 @@ def node_population_comparison(node_means: dict, alpha: float, majority_size: in
 
     Returns a DataFrame, one row per (n1, pair, source) with ``cosine``; sources ``node``, ``principled``,
     ``official``.
+
+    Example:
+        >>> node = {4: np.array([[1.0, 0.8, -0.5], [0.8, 1.0, -0.6], [-0.5, -0.6, 1.0]])}
+        >>> out = node_population_comparison(node, alpha=0.4, majority_size=20, dim=5, restarts=1)
+        >>> out[out.pair == "cos12"].round(3)
+           n1    pi1   pair      source  cosine
+        0   4  0.091  cos12        node   0.800
+        3   4  0.091  cos12  principled   0.761
+        6   4  0.091  cos12    official   0.780
     """
     import pandas as pd
 

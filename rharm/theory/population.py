@@ -47,6 +47,12 @@ def sbm_connectivity(alpha: float, within: float = WITHIN_BLOCK) -> np.ndarray:
 
     ``A = [[within, alpha, 0], [alpha, within, 0], [0, 0, within]]``: block 1 (the minority) is connected to
     block 2 with probability ``alpha`` and to block 3 not at all. Returns a (3, 3) float64 array.
+
+    Example:
+        >>> sbm_connectivity(0.4)
+        array([[0.95, 0.4 , 0.  ],
+               [0.4 , 0.95, 0.  ],
+               [0.  , 0.  , 0.95]])
     """
     if not (isinstance(alpha, (int, float, np.floating)) and 0 <= alpha <= 1):
         raise ValueError(f"alpha={alpha!r} is invalid; valid: a float in [0, 1]")
@@ -56,7 +62,14 @@ def sbm_connectivity(alpha: float, within: float = WITHIN_BLOCK) -> np.ndarray:
 
 
 def minority_proportions(pi1: float, k: int = 3) -> np.ndarray:
-    """Block proportions ``(pi1, (1 - pi1)/(K-1), ..., (1 - pi1)/(K-1))`` of the paper's SBM. Shape (K,)."""
+    """Block proportions ``(pi1, (1 - pi1)/(K-1), ..., (1 - pi1)/(K-1))`` of the paper's SBM. Shape (K,).
+
+    Example:
+        >>> minority_proportions(0.2)
+        array([0.2, 0.4, 0.4])
+        >>> minority_proportions(0.1, k=4).round(3)
+        array([0.1, 0.3, 0.3, 0.3])
+    """
     if not (isinstance(pi1, (int, float, np.floating)) and 0 < pi1 < 1):
         raise ValueError(f"pi1={pi1!r} is invalid; valid: a float in (0, 1)")
     k = check_count("k", k, 2)
@@ -124,6 +137,15 @@ def population_objective(H, pi, A, tau: float = 1.0, objective: str = "principle
 
     Returns:
         The scalar objective value (float).
+
+    Example:
+        Three orthogonal blocks against the minority merged into block 2 (rows need not be unit length):
+
+        >>> pi, A = minority_proportions(0.1), sbm_connectivity(0.4)
+        >>> round(float(population_objective(np.eye(3), pi, A)), 4)
+        -0.3647
+        >>> round(float(population_objective([[1, 1, 0], [0, 1, 0], [0, 0, 1]], pi, A)), 4)
+        -0.3795
     """
     pi, a, tau = _prepare(pi, A, tau, objective)
     h = normalise_rows(np.asarray(H, dtype=np.float64), "H", pi.size)
@@ -137,6 +159,17 @@ def population_gradient(H, pi, A, tau: float = 1.0, objective: str = "principled
     With ``C = H H^T`` and ``G_ij = dL/dC_ij = -P_ij/tau + r_i Q_ij exp(C_ij/tau) / (tau Z_i)``, the gradient is
     ``(G + G^T) H``. Rows of ``H`` are normalised first. Returns a (K, d) array; project it onto the tangent
     space with :func:`riemannian_gradient` for the gradient on the sphere product.
+
+    Example:
+        >>> H, pi, A = np.eye(3), minority_proportions(0.1), sbm_connectivity(0.4)
+        >>> population_gradient(H, pi, A).round(3)
+        array([[-0.023, -0.04 ,  0.064],
+               [-0.04 , -0.202,  0.228],
+               [ 0.064,  0.228, -0.279]])
+        >>> riemannian_gradient(H, population_gradient(H, pi, A)).round(3)  # on the spheres
+        array([[ 0.   , -0.04 ,  0.064],
+               [-0.04 ,  0.   ,  0.228],
+               [ 0.064,  0.228,  0.   ]])
     """
     pi, a, tau = _prepare(pi, A, tau, objective)
     h = normalise_rows(np.asarray(H, dtype=np.float64), "H", pi.size)
@@ -149,6 +182,12 @@ def riemannian_gradient(H, euclidean_grad) -> np.ndarray:
     """Project each row of a Euclidean gradient onto the tangent space of the unit sphere at that row of H.
 
     ``grad_i = g_i - <g_i, h_i> h_i`` for unit ``h_i``. Shapes (n, d) -> (n, d).
+
+    Example:
+        The radial part of the gradient is dropped:
+
+        >>> riemannian_gradient([[2.0, 0.0]], [[3.0, 4.0]])
+        array([[0., 4.]])
     """
     h = np.asarray(H, dtype=np.float64)
     h = h / np.linalg.norm(h, axis=1, keepdims=True)
@@ -239,6 +278,17 @@ def solve_population(
 
     Returns:
         :class:`PopulationSolution`.
+
+    Example:
+        The paper's three blocks with a minority of 10 % connected to block 2 (alpha = 0.4):
+
+        >>> sol = solve_population(minority_proportions(0.1), sbm_connectivity(0.4), dim=5, seed=0)
+        >>> sol.converged, sol.H.shape
+        (True, (3, 5))
+        >>> np.round(sol.cosines, 3)
+        array([[ 1.   ,  0.747, -0.838],
+               [ 0.747,  1.   , -0.989],
+               [-0.838, -0.989,  1.   ]])
     """
     pi, a, tau = _prepare(pi, connectivity, tau, objective)
     dim = check_dim(dim)
@@ -247,62 +297,16 @@ def solve_population(
         raise ValueError(f"tol={tol!r} is invalid; valid: a float > 0")
     max_rounds = check_count("max_rounds", max_rounds, 1)
     official_iters = check_count("official_iters", official_iters, 1)
-    k = pi.size
-    p, r, q, const = _weights(pi, a, objective)
-    if H0 is None:
-        h = init_sphere(k, dim, np.random.default_rng(seed))
-    else:
-        h = normalise_rows(np.asarray(H0, dtype=np.float64), "H0", k)
-        if h.shape[1] != dim:
-            raise ValueError(f"H0 has shape {h.shape}; valid: ({k}, {dim}) to match dim={dim}")
-
-    def rgrad(hh):
-        g = _value_and_coeff(hh, p, r, q, const, tau)[1]
-        return riemannian_gradient(hh, (g + g.T) @ hh)
-
-    def block_norm(gr):
-        return float(np.max(np.linalg.norm(gr, axis=1) / pi))
-
-    iterations = 0
+    coeffs = (*_weights(pi, a, objective), tau)  # p, r, q, const, tau
+    h = _start(pi.size, dim, seed, H0)
+    rgrad, block_norm = _gradient_fns(coeffs, pi)
     if solver == "official_gd":
-        for step in range(official_iters):
-            lr = official_lr * (step + 1) ** (-0.1)
-            h = h - lr * rgrad(h)
-            h = h / np.linalg.norm(h, axis=1, keepdims=True)
+        h = _official_gd(h, rgrad, official_iters, official_lr)
         iterations = official_iters
     else:
-        scale = np.sqrt(pi / pi.max())[:, None]
-
-        def fun(x):
-            u = x.reshape(k, dim)
-            n = np.linalg.norm(u, axis=1, keepdims=True)
-            hh = u / n
-            val, g = _value_and_coeff(hh, p, r, q, const, tau)
-            eg = (g + g.T) @ hh
-            grad = riemannian_gradient(hh, eg) / n
-            return val, grad.ravel()
-
-        for _ in range(max_rounds):
-            if block_norm(rgrad(h)) <= tol:
-                break
-            res = optimize.minimize(
-                fun,
-                (h * scale).ravel(),
-                jac=True,
-                method="L-BFGS-B",
-                options={"maxiter": 2000, "maxcor": 30, "ftol": 1e-300, "gtol": 1e-300},
-            )
-            iterations += int(res.nfev)
-            u = res.x.reshape(k, dim)
-            h = u / np.linalg.norm(u, axis=1, keepdims=True)
-            if block_norm(rgrad(h)) <= tol:
-                break
-            # L-BFGS's line search stalls at the precision of the objective value before the gradient of a
-            # small block is tiny; Newton steps use gradients only and finish the job quadratically.
-            h, evals = _newton_polish(h, rgrad, block_norm, tol)
-            iterations += evals
+        h, iterations = _lbfgs_rounds(h, coeffs, pi, rgrad, block_norm, tol, max_rounds)
     gr = rgrad(h)
-    value = _value_and_coeff(h, p, r, q, const, tau)[0]
+    value = _value_and_coeff(h, *coeffs)[0]
     bn = block_norm(gr)
     return PopulationSolution(
         H=h,
@@ -316,6 +320,78 @@ def solve_population(
         objective=objective,
         tol=float(tol),
     )
+
+
+def _start(k: int, dim: int, seed: int, H0) -> np.ndarray:
+    """The solver's start: ``H0`` with unit rows, else K random unit rows in R^dim (``default_rng(seed)``)."""
+    if H0 is None:
+        return init_sphere(k, dim, np.random.default_rng(seed))
+    h = normalise_rows(np.asarray(H0, dtype=np.float64), "H0", k)
+    if h.shape[1] != dim:
+        raise ValueError(f"H0 has shape {h.shape}; valid: ({k}, {dim}) to match dim={dim}")
+    return h
+
+
+def _gradient_fns(coeffs: tuple, pi: np.ndarray):
+    """(rgrad, block_norm): the Riemannian gradient at unit rows H for the coefficients ``(P, r, Q, const, tau)``,
+    and its largest row norm per unit of block mass, ``max_k ||grad_k|| / pi_k``."""
+
+    def rgrad(hh):
+        g = _value_and_coeff(hh, *coeffs)[1]
+        return riemannian_gradient(hh, (g + g.T) @ hh)
+
+    def block_norm(gr):
+        return float(np.max(np.linalg.norm(gr, axis=1) / pi))
+
+    return rgrad, block_norm
+
+
+def _official_gd(h: np.ndarray, rgrad, iters: int, lr0: float) -> np.ndarray:
+    """The official solver: ``iters`` projected gradient steps, ``lr_k = lr0 (k + 1)^(-0.1)``."""
+    for step in range(iters):
+        lr = lr0 * (step + 1) ** (-0.1)
+        h = h - lr * rgrad(h)
+        h = h / np.linalg.norm(h, axis=1, keepdims=True)
+    return h
+
+
+def _lbfgs_rounds(h: np.ndarray, coeffs: tuple, pi: np.ndarray, rgrad, block_norm, tol: float,
+                  max_rounds: int) -> tuple[np.ndarray, int]:
+    """Rounds of preconditioned L-BFGS, each finished by Newton steps, until ``block_norm <= tol``: (H, gradient
+    evaluations)."""
+    k, dim = h.shape
+    scale = np.sqrt(pi / pi.max())[:, None]
+
+    def fun(x):
+        u = x.reshape(k, dim)
+        n = np.linalg.norm(u, axis=1, keepdims=True)
+        hh = u / n
+        val, g = _value_and_coeff(hh, *coeffs)
+        eg = (g + g.T) @ hh
+        grad = riemannian_gradient(hh, eg) / n
+        return val, grad.ravel()
+
+    iterations = 0
+    for _ in range(max_rounds):
+        if block_norm(rgrad(h)) <= tol:
+            break
+        res = optimize.minimize(
+            fun,
+            (h * scale).ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 2000, "maxcor": 30, "ftol": 1e-300, "gtol": 1e-300},
+        )
+        iterations += int(res.nfev)
+        u = res.x.reshape(k, dim)
+        h = u / np.linalg.norm(u, axis=1, keepdims=True)
+        if block_norm(rgrad(h)) <= tol:
+            break
+        # L-BFGS's line search stalls at the precision of the objective value before the gradient of a
+        # small block is tiny; Newton steps use gradients only and finish the job quadratically.
+        h, evals = _newton_polish(h, rgrad, block_norm, tol)
+        iterations += evals
+    return h, iterations
 
 
 def _newton_polish(h: np.ndarray, rgrad, block_norm, tol: float, max_steps: int = 8, eps: float = 1e-6):
@@ -368,6 +444,12 @@ def population_cosines(
     default solver a :class:`RuntimeError` is raised if the Riemannian gradient test fails, so a returned
     matrix is always a verified stationary point; with ``solver="official_gd"`` whatever the official solver
     reached is returned.
+
+    Example:
+        >>> population_cosines(minority_proportions(0.1), sbm_connectivity(0.4), dim=5).round(3)
+        array([[ 1.   ,  0.747, -0.838],
+               [ 0.747,  1.   , -0.989],
+               [-0.838, -0.989,  1.   ]])
     """
     sol = solve_population(pi, connectivity, dim=dim, tau=tau, objective=objective, seed=seed, solver=solver)
     if solver == "lbfgs" and not sol.converged:
@@ -410,7 +492,15 @@ def population_restarts(
     solver: str = "lbfgs",
     tol: float = 1e-8,
 ) -> RestartSummary:
-    """Solve from ``restarts`` random starts (seeds ``seed, seed+1, ...``) and report their agreement."""
+    """Solve from ``restarts`` random starts (seeds ``seed, seed+1, ...``) and report their agreement.
+
+    Example:
+        >>> s = population_restarts(minority_proportions(0.1), sbm_connectivity(0.4), restarts=3, dim=5)
+        >>> s.all_converged, s.spread < 1e-6, s.cosines.shape
+        (True, True, (3, 3, 3))
+        >>> round(float(s.best.cosines[0, 1]), 3)
+        0.747
+    """
     restarts = check_count("restarts", restarts, 1)
     sols = [
         solve_population(
@@ -447,6 +537,13 @@ def population_sweep(
     Returns a pandas DataFrame, one row per (objective, solver, alpha, pi1), with columns ``cos12``, ``cos13``,
     ``cos23`` (from the lowest-objective restart), ``objective_value``, ``block_grad_norm`` (worst restart),
     ``spread`` (restart agreement), ``converged`` (all restarts), ``restarts``.
+
+    Example:
+        >>> sweep = population_sweep([0.05, 0.2], [0.4], objectives=("principled",), dim=5, restarts=2)
+        >>> sweep[["alpha", "pi1", "cos12", "cos13", "converged"]].round(3)
+           alpha   pi1  cos12  cos13  converged
+        0    0.4  0.05  0.829 -0.863       True
+        1    0.4  0.20  0.631 -0.842       True
     """
     import pandas as pd
 
