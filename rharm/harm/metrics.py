@@ -39,13 +39,28 @@ WITHIN_ESTIMATORS = ("unbiased", "paper")
 
 
 def as_numpy(x: Any, dtype=np.float64) -> np.ndarray:
+    """An array, list or torch tensor (detached, on the CPU) as a numpy array of ``dtype``.
+
+    Example:
+        >>> import torch
+        >>> as_numpy(torch.tensor([1, 2]))
+        array([1., 2.])
+        >>> as_numpy([0.0, 1.0], np.int64)
+        array([0, 1])
+    """
     if hasattr(x, "detach"):  # torch tensor
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
 
 
 def unit_normalise(features: Any) -> np.ndarray:
-    """Rows divided by their L2 norm. (N, d) -> (N, d) float64; zero rows raise ValueError."""
+    """Rows divided by their L2 norm. (N, d) -> (N, d) float64; zero rows raise ValueError.
+
+    Example:
+        >>> unit_normalise([[3.0, 4.0], [0.0, 2.0]])
+        array([[0.6, 0.8],
+               [0. , 1. ]])
+    """
     x = as_numpy(features)
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (N, d); got shape {x.shape}")
@@ -71,6 +86,11 @@ def class_means(features: Any, labels: Any, num_classes: int | None = None) -> n
     """Means of the unit-normalised features per class. features (N, d), labels (N,) -> (K, d).
 
     A class without samples raises ValueError (its cosines would be undefined).
+
+    Example:
+        >>> class_means([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]], [0, 0, 1])
+        array([[0.5, 0.5],
+               [1. , 0. ]])
     """
     _, _, sums, counts, _ = _class_sums(features, labels, num_classes)
     return sums / counts[:, None]
@@ -106,6 +126,15 @@ def within_from_sums(sums: Any, counts: Any, self_weight: Any = None) -> np.ndar
 
     Returns:
         (...) float64, NaN where n^2 - q = 0.
+
+    Example:
+        Two unit vectors at 60 degrees (cosine 0.5), from their sum alone; then item 0 drawn twice, item 1 once:
+
+        >>> u = np.array([[1.0, 0.0], [0.5, np.sqrt(0.75)]])
+        >>> round(float(within_from_sums(u.sum(0), 2)), 6)
+        0.5
+        >>> round(float(within_from_sums(2 * u[0] + u[1], 3, self_weight=2**2 + 1**2)), 6)  # no self-pairs
+        0.5
     """
     s = np.asarray(sums, dtype=np.float64)
     n = np.asarray(counts, dtype=np.float64)
@@ -136,6 +165,17 @@ def class_cosines(features: Any, labels: Any, num_classes: int | None = None, *,
     Returns:
         (K, K) float64, symmetric. With ``within="unbiased"`` a class with one item has no within-class pair: its
         diagonal cell is NaN (its between-class cells are defined).
+
+    Example:
+        Two classes of two items each; the features need not be unit length:
+
+        >>> x = [[1.0, 0.0], [0.8, 0.6], [0.0, 2.0], [0.6, 0.8]]
+        >>> class_cosines(x, [0, 0, 1, 1]).round(3)
+        array([[0.8 , 0.54],
+               [0.54, 0.8 ]])
+        >>> class_cosines(x, [0, 0, 1, 1], within="paper").round(3)  # self-pairs included on the diagonal
+        array([[0.9 , 0.54],
+               [0.54, 0.9 ]])
     """
     check_choice("within", within, WITHIN_ESTIMATORS)
     _, _, sums, counts, _ = _class_sums(features, labels, num_classes)
@@ -158,6 +198,18 @@ def class_cosine_stats(features: Any, labels: Any, num_classes: int | None = Non
     Returns:
         dict with ``mean`` (K, K), ``std`` (K, K) (population std over the pairs), ``pairs`` (K, K) = n_i n_j off
         the diagonal and n_i (n_i - 1) (``"unbiased"``) or n_i^2 (``"paper"``) on it, ``counts`` (K,).
+
+    Example:
+        >>> st = class_cosine_stats([[1.0, 0.0], [0.8, 0.6], [0.0, 2.0], [0.6, 0.8]], [0, 0, 1, 1])
+        >>> st["mean"].round(3)
+        array([[0.8 , 0.54],
+               [0.54, 0.8 ]])
+        >>> st["std"].round(3)
+        array([[0.   , 0.345],
+               [0.345, 0.   ]])
+        >>> st["pairs"]
+        array([[2., 4.],
+               [4., 2.]])
     """
     check_choice("within", within, WITHIN_ESTIMATORS)
     u, y, _, counts, k = _class_sums(features, labels, num_classes)
@@ -180,6 +232,12 @@ def representation_harm(cos_imbalanced: Any, cos_balanced: Any) -> np.ndarray:
 
     RH < 1: the pair is closer (more collapsed) after underrepresentation. A balanced cosine of exactly 1 gives
     inf/nan, as the ratio is undefined there.
+
+    Example:
+        A pair at cosine 0.9 after underrepresentation and 0.8 before is half as far apart:
+
+        >>> representation_harm([0.9, 0.5], [0.8, 0.5]).round(6)
+        array([0.5, 1. ])
     """
     a, b = as_numpy(cos_imbalanced), as_numpy(cos_balanced)
     if a.shape != b.shape:
@@ -227,18 +285,48 @@ class CosineRuns:
 
     @property
     def minorities(self) -> list[str]:
-        """Minority classes run, in class-label order."""
+        """Minority classes run, in class-label order.
+
+        Example:
+            >>> from rharm.harm.synthetic import synthetic_runs
+            >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+            ...                       n_test=30, n_train=10, dim=8)
+            >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+            >>> cr.minorities, cr.seeds
+            (['a'], [0, 1, 2])
+        """
         return [c for c in self.classes if c in self.imbalanced]
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row i of the model with minority i and of the balanced model: two arrays (R, S, K) for R minorities."""
+        """Row i of the model with minority i and of the balanced model: two arrays (R, S, K) for R minorities.
+
+        Example:
+            >>> from rharm.harm.synthetic import synthetic_runs
+            >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+            ...                       n_test=30, n_train=10, dim=8)
+            >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+            >>> imb, bal = cr.rows()
+            >>> imb.shape, bal.shape
+            ((1, 3, 3), (1, 3, 3))
+            >>> (1 - imb[0, :, 1]).round(2), (1 - bal[0, :, 1]).round(2)  # distance of "a" to "b" per seed
+            (array([0.71, 0.7 , 0.7 ]), array([0.99, 1.02, 0.99]))
+        """
         idx = [self.classes.index(m) for m in self.minorities]
         imb = np.stack([self.imbalanced[m][:, i, :] for m, i in zip(self.minorities, idx)])
         bal = np.stack([self.balanced[:, i, :] for i in idx])
         return imb, bal
 
     def relabel(self, permutation: Sequence[int]) -> "CosineRuns":
-        """The same runs with class k renamed to label permutation[k] (for invariance checks)."""
+        """The same runs with class k renamed to label permutation[k] (for invariance checks).
+
+        Example:
+            >>> from rharm.harm.synthetic import synthetic_runs
+            >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+            ...                       n_test=30, n_train=10, dim=8)
+            >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+            >>> cr.relabel([2, 0, 1]).classes
+            ['b', 'c', 'a']
+        """
         perm = np.asarray(permutation)
         inv = np.argsort(perm)
         classes = [self.classes[i] for i in inv]
@@ -264,6 +352,20 @@ def cosine_runs(results: Iterable[Any], *, feature: str = "test_backbone", label
             reproduce the paper's diagonal). Recorded in ``meta["within"]``.
 
     Every minority must have been run with the same seeds as the balanced model (pairing by seed).
+
+    Example:
+        Three model seeds, class "a" underrepresented in one model per seed and collapsed halfway toward "b":
+
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> cr.balanced.shape, list(cr.imbalanced), cr.imbalanced["a"].shape
+        ((3, 3, 3), ['a'], (3, 3, 3))
+        >>> cr.imbalanced["a"][0].round(2)
+        array([[ 0.29,  0.29, -0.07],
+               [ 0.29,  0.51, -0.14],
+               [-0.07, -0.14,  0.46]])
     """
     check_choice("within", within, WITHIN_ESTIMATORS)
     classes = list(classes)
@@ -313,6 +415,16 @@ def rh_matrix(cr: CosineRuns) -> pd.DataFrame:
     """The paper's estimator: RH(i, j) = (1 - mean_s cos_{M_i,s}(i, j)) / (1 - mean_s cos_{M_bal,s}(i, j)).
 
     Returns an (R, K) DataFrame: index = minority classes run, columns = all classes.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> rh_matrix(cr).round(2)
+        other        a    b     c
+        minority
+        a         1.38  0.7  1.02
     """
     imb, bal = cr.rows()
     return _frame(representation_harm(imb.mean(axis=1), bal.mean(axis=1)), cr)
@@ -327,6 +439,16 @@ def rh_paper_sd(cr: CosineRuns) -> pd.DataFrame:
     SD over seeds is the population std (ddof = 0, numpy's default). Reproduced only to compare with the
     published figures; it is not a standard error of RH. The paper's diagonal cells are those of
     ``cosine_runs(..., within="paper")`` (n_i^2 pairs, self-pairs included).
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> rh_paper_sd(cr).round(3)
+        other         a      b      c
+        minority
+        a         0.057  0.011  0.044
     """
     if cr.balanced_pair_std is None or cr.pairs is None:
         raise ValueError("cr has no balanced_pair_std/pairs; build it with cosine_runs() to get the paper's sd")
@@ -344,7 +466,21 @@ RH_ESTIMATOR = ("geometric mean over paired seeds of the per-seed RH, with a Stu
 
 def seed_log_rh(cr: CosineRuns) -> tuple[np.ndarray, np.ndarray]:
     """Per-seed log distances of the minority rows: (log(1 - cos) of the underrepresented models, the same of the
-    balanced models), each (R, S, K), seed s of one paired with seed s of the other."""
+    balanced models), each (R, S, K), seed s of one paired with seed s of the other.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> log_imb, log_bal = seed_log_rh(cr)
+        >>> log_imb.shape
+        (1, 3, 3)
+        >>> np.exp(log_imb - log_bal)[0].round(2)  # RH of row "a", seed by seed
+        array([[1.3 , 0.71, 1.01],
+               [1.43, 0.69, 1.01],
+               [1.44, 0.7 , 1.03]])
+    """
     imb, bal = cr.rows()
     return np.log1p(-imb), np.log1p(-bal)
 
@@ -363,6 +499,25 @@ def rh_interval(cr: CosineRuns, *, level: float = 0.95, paired: bool = True) -> 
     Returns:
         dict of (R, K) DataFrames: ``estimate``, ``lo``, ``hi`` and ``se`` (standard error on the RH scale by the
         delta method, estimate x se of the mean log ratio).
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> rh = rh_interval(cr)
+        >>> rh["estimate"].round(2)
+        other        a    b     c
+        minority
+        a         1.39  0.7  1.02
+        >>> rh["lo"].round(2)
+        other       a     b     c
+        minority
+        a         1.2  0.67  0.98
+        >>> rh["hi"].round(2)
+        other       a     b     c
+        minority
+        a         1.6  0.74  1.05
     """
     from scipy import stats as sps
 
@@ -405,6 +560,11 @@ def noise_floor_ratios(balanced: Sequence[Any], pairing: str = "all") -> list[tu
 
     Returns:
         list of (a, b, rh) with ``rh`` of the shape of ``balanced[s]``; empty with fewer than two seeds.
+
+    Example:
+        >>> balanced = [np.array([0.5, 0.2]), np.array([0.6, 0.2]), np.array([0.55, 0.1])]
+        >>> [(a, b, r.round(3).tolist()) for a, b, r in noise_floor_ratios(balanced, "consecutive")]
+        [(1, 0, [0.8, 1.0]), (2, 1, [1.125, 1.125])]
     """
     check_choice("pairing", pairing, NOISE_FLOOR_PAIRINGS)
     n = len(balanced)
@@ -422,6 +582,20 @@ def noise_floor(cr: CosineRuns) -> pd.DataFrame:
 
     Returns:
         long DataFrame with columns seed_a, seed_b, minority, other, rh (empty if fewer than 2 seeds).
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> nf = noise_floor(cr)
+        >>> len(nf)
+        18
+        >>> nf.head(3).round(3)
+           seed_a  seed_b minority other     rh
+        0       0       1        a     a  1.214
+        1       0       1        a     b  0.972
+        2       0       1        a     c  1.102
     """
     rows = []
     idx = [cr.classes.index(m) for m in cr.minorities] or list(range(len(cr.classes)))
@@ -436,7 +610,16 @@ def noise_floor_summary(cr: CosineRuns, level: float = 0.95, off_diagonal: bool 
                         rows: Sequence[str] | None = None) -> dict[str, float]:
     """Quantiles of :func:`noise_floor` RH values: ``lo``, ``median``, ``hi`` (central ``level`` band), ``min``,
     ``max``, ``n`` (values used). ``rows``: only these minority rows (default: every row :func:`noise_floor` gives).
-    NaNs and ``n = 0`` if fewer than two seeds."""
+    NaNs and ``n = 0`` if fewer than two seeds.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> {k: round(v, 3) for k, v in noise_floor_summary(cr).items()}
+        {'lo': 0.918, 'median': 1.0, 'hi': 1.09, 'min': 0.908, 'max': 1.102, 'n': 12}
+    """
     nf = noise_floor(cr)
     if off_diagonal and len(nf):
         nf = nf[nf.minority != nf.other]
@@ -463,6 +646,16 @@ def rh_test(cr: CosineRuns, *, method: str = "holm", alpha: float = 0.05,
     Returns:
         long DataFrame: minority, other, rh_seed_mean (exp of mean d), mean_log_ratio, t, dof, p, p_adj, reject.
         Needs S >= 2 seeds (raises ValueError otherwise).
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> rh_test(cr)[["minority", "other", "rh_seed_mean", "p", "p_adj", "reject"]].round(4)
+          minority other  rh_seed_mean       p  p_adj  reject
+        0        a     b        0.7013  0.0005  0.001    True
+        1        a     c        1.0162  0.9160  0.916   False
     """
     import pingouin as pg
 
@@ -505,6 +698,16 @@ def pair_specificity(cr: CosineRuns, *, level: float = 0.95) -> pd.DataFrame:
     Returns:
         DataFrame indexed by minority: most_collapsed, rh_min, rh_median_other, contrast, contrast_lo,
         contrast_hi, share.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> pair_specificity(cr)[["most_collapsed", "rh_min", "rh_median_other", "share"]].round(2)
+                 most_collapsed  rh_min  rh_median_other  share
+        minority
+        a                     b     0.7             0.86    1.0
     """
     li, lb = seed_log_rh(cr)
     per_seed = np.exp(li - lb)  # (R, S, K) RH of each seed's paired models
@@ -535,6 +738,17 @@ def most_collapsed_table(estimate: pd.DataFrame, lo: pd.DataFrame, hi: pd.DataFr
     Returns:
         DataFrame indexed by minority: ours_class, ours_rh, ours_lo, ours_hi and, with ``paper``, paper_class,
         paper_rh (the paper's most-collapsed cell in that row) and paper_rh_same_cell (the paper's value in our cell).
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> rh = rh_interval(cr)
+        >>> most_collapsed_table(rh["estimate"], rh["lo"], rh["hi"]).round(2)
+                 ours_class  ours_rh  ours_lo  ours_hi
+        minority
+        a                 b      0.7     0.67     0.74
     """
     rows = []
     for m in estimate.index:
@@ -550,7 +764,20 @@ def most_collapsed_table(estimate: pd.DataFrame, lo: pd.DataFrame, hi: pd.DataFr
 
 def long_rh(estimate: pd.DataFrame, lo: pd.DataFrame | None = None, hi: pd.DataFrame | None = None,
             paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """(R, K) RH frames -> long table minority, other, rh[, lo, hi][, paper] for charts and scatter plots."""
+    """(R, K) RH frames -> long table minority, other, rh[, lo, hi][, paper] for charts and scatter plots.
+
+    Example:
+        >>> from rharm.harm.synthetic import synthetic_runs
+        >>> runs = synthetic_runs(classes=("a", "b", "c"), minorities=("a",), collapse={"a": "b"}, seeds=(0, 1, 2),
+        ...                       n_test=30, n_train=10, dim=8)
+        >>> cr = cosine_runs(runs, classes=("a", "b", "c"))
+        >>> rh = rh_interval(cr)
+        >>> long_rh(rh["estimate"], rh["lo"], rh["hi"]).round(2)
+          minority other    rh    lo    hi
+        0        a     a  1.39  1.20  1.60
+        1        a     b  0.70  0.67  0.74
+        2        a     c  1.02  0.98  1.05
+    """
     out = estimate.stack().rename("rh").reset_index()
     out.columns = ["minority", "other", "rh"]
     if lo is not None:
@@ -577,6 +804,13 @@ def linear_probe_accuracy(train_features: Any, train_labels: Any, test_features:
     train_features (N, d), train_labels (N,), test_features (M, d), test_labels (M,) -> accuracy in [0, 1].
     ``solver``: "sklearn", "torch" (:func:`rharm.harm.probe.fit_multinomial` on ``device``, the same objective) or
     "auto" (torch when ``device`` resolves to CUDA, else sklearn).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat([0, 1, 2], 20)
+        >>> x = np.eye(3)[y] + 0.3 * rng.normal(size=(60, 3))
+        >>> round(linear_probe_accuracy(x[::2], y[::2], x[1::2], y[1::2], solver="sklearn", device="cpu"), 3)
+        1.0
     """
 
     if C <= 0:

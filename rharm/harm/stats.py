@@ -27,6 +27,14 @@ def bootstrap_indices(rng: np.random.Generator, n: int, shape: tuple[int, ...]) 
 
     ``shape`` is ``(n_boot,)`` for one stage, ``(n_boot, S)`` for a second stage drawn within each of S first-stage
     draws. The one draw every bootstrap in rharm uses (one ``rng.integers`` call, so a seed gives the same indices).
+
+    Example:
+        Three resamples of five items:
+
+        >>> bootstrap_indices(np.random.default_rng(0), 5, (3,))
+        array([[4, 3, 2, 1, 1],
+               [0, 0, 0, 0, 4],
+               [3, 4, 2, 3, 4]])
     """
     return rng.integers(0, n, size=(*shape, n))
 
@@ -35,7 +43,18 @@ def percentile_interval(boot: Any, level: float, axis: int = 0, *,
                         skip_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Central percentile interval of bootstrap replicates: the ``(1 - level) / 2`` and ``(1 + level) / 2``
     quantiles of ``boot`` along ``axis`` (numpy's linear interpolation). Returns (lo, hi), ``boot`` less ``axis``.
-    ``skip_nan``: quantiles of the finite replicates only (a replicate can be undefined, e.g. a ratio 0/0)."""
+    ``skip_nan``: quantiles of the finite replicates only (a replicate can be undefined, e.g. a ratio 0/0).
+
+    Example:
+        The 90 % interval of 101 replicates 0, 1, ..., 100, and of two cells at once (replicates along axis 0):
+
+        >>> lo, hi = percentile_interval(np.arange(101.0), 0.9)
+        >>> round(float(lo), 6), round(float(hi), 6)
+        (5.0, 95.0)
+        >>> boot = np.stack([np.arange(101.0), 2 * np.arange(101.0)], axis=1)  # (replicates, cells)
+        >>> percentile_interval(boot, 0.9)
+        (array([ 5., 10.]), array([ 95., 190.]))
+    """
     _check_level(level)
     a = (1 - level) / 2
     q = np.nanquantile if skip_nan else np.quantile
@@ -86,7 +105,12 @@ def t_interval(values: Any, *, level: float = 0.95, axis: int = 0) -> tuple[Any,
 
 
 def mean_ci(values: Any, *, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of (S,) per-seed values and its t-interval over seeds (:func:`t_interval`): (mean, lo, hi)."""
+    """Mean of (S,) per-seed values and its t-interval over seeds (:func:`t_interval`): (mean, lo, hi).
+
+    Example:
+        >>> [round(v, 3) for v in mean_ci([0.61, 0.64, 0.58, 0.63])]
+        [0.615, 0.573, 0.657]
+    """
     return t_interval(values, level=level)
 
 
@@ -110,6 +134,15 @@ def fieller_ratio_ci(num: Any, den: Any, *, level: float = 0.95) -> tuple[float,
 
     Used for a share such as NIE / TE. The interval is NaN (unbounded) when the denominator's mean is not
     significantly different from 0 at ``level``: then no finite interval covers, and none is shown.
+
+    Example:
+        The share of a total effect (TE, per seed) that goes through the representation (NIE, per seed):
+
+        >>> est, lo, hi = fieller_ratio_ci([-0.10, -0.14, -0.12, -0.11], [-0.20, -0.26, -0.21, -0.24])
+        >>> round(est, 3), round(lo, 3), round(hi, 3)
+        (0.516, 0.439, 0.598)
+        >>> fieller_ratio_ci([0.1, 0.2, 0.1], [0.1, -0.1, 0.0])  # TE not resolved from 0: no interval
+        (nan, nan, nan)
     """
     from scipy import stats as sps
 
@@ -136,7 +169,16 @@ def fieller_ratio_ci(num: Any, den: Any, *, level: float = 0.95) -> tuple[float,
 
 def one_sided_p(x: Sequence[float], mu: float = 0.0, alternative: str = "less") -> float:
     """p-value of a one-sample t-test of mean(x) against ``mu`` (``alternative`` "less" or "greater"); NaN with fewer
-    than two values; 0 or 1 with no spread (the sign decides)."""
+    than two values; 0 or 1 with no spread (the sign decides).
+
+    Example:
+        Is the mean per-seed log RH below 0?
+
+        >>> round(one_sided_p([-0.30, -0.12, -0.21, -0.25]), 5)
+        0.00516
+        >>> one_sided_p([0.1, 0.1, 0.1], alternative="greater")
+        0.0
+    """
     from scipy import stats as sps
 
     check_choice("alternative", alternative, ("less", "greater"))
@@ -180,6 +222,11 @@ def adjust_p(p: Sequence[float], method: str = "holm", alpha: float = 0.05) -> t
 
     p (m,) -> (reject (m,) bool at ``alpha``, adjusted p (m,)). ``"holm"``: Holm's step-down family-wise control;
     ``"fdr_bh"``: Benjamini-Hochberg; ``"bonf"``: Bonferroni; ``"none"``: unadjusted.
+
+    Example:
+        >>> reject, adjusted = adjust_p([0.01, 0.04, 0.03], "holm")
+        >>> reject.tolist(), np.round(adjusted, 3).tolist()
+        ([True, False, False], [0.03, 0.06, 0.06])
     """
     check_choice("method", method, P_ADJUSTMENTS)
     if not 0 < alpha < 1:
@@ -225,6 +272,14 @@ def fit_logistic(x: Any, y: Any, C: float, *, max_iter: int | None = None, tol: 
     Returns:
         ``(coef (K', d), intercept (K',), classes (K,))``, K' = K, or 1 for two classes with sklearn;
         :func:`predict_logistic` applies it.
+
+    Example:
+        A probe on six 2-d features of three classes:
+
+        >>> x = np.array([[0, 0], [0, 1], [3, 3], [3, 4], [-3, 3], [-3, 4]], dtype=float)
+        >>> coef, intercept, classes = fit_logistic(x, [0, 0, 1, 1, 2, 2], C=1.0)
+        >>> coef.shape, intercept.shape, classes.tolist()
+        ((3, 2), (3,), [0, 1, 2])
     """
     check_choice("solver", solver, LOGISTIC_SOLVERS)
     if not C > 0:
@@ -255,7 +310,14 @@ def fit_logistic(x: Any, y: Any, C: float, *, max_iter: int | None = None, tol: 
 
 def predict_logistic(model: tuple, x: Any) -> np.ndarray:
     """Class predictions (N,) of a :func:`fit_logistic` model for x (N, d): the arg-max of x W^T + b (for a
-    single-row sklearn model, the sign of its one decision function), as ``LogisticRegression.predict``."""
+    single-row sklearn model, the sign of its one decision function), as ``LogisticRegression.predict``.
+
+    Example:
+        >>> x = np.array([[0, 0], [0, 1], [3, 3], [3, 4], [-3, 3], [-3, 4]], dtype=float)
+        >>> model = fit_logistic(x, [0, 0, 1, 1, 2, 2], C=1.0)
+        >>> predict_logistic(model, [[2.5, 3.0], [-2.0, 3.5], [0.0, 0.2]]).tolist()
+        [1, 2, 0]
+    """
     coef, intercept, classes = model
     x = np.asarray(x)
     return classes[np.argmax(x @ coef.T + intercept, axis=1)] if coef.shape[0] > 1 else \
