@@ -12,6 +12,11 @@ channels_last on every device, optionally under ``torch.compile``; the step loop
 on the device and are checked for finiteness once per epoch). ``deterministic=True`` (the default, for CPU tests and
 exact resume) turns on ``torch.use_deterministic_algorithms``; with ``False`` cuDNN may benchmark and pick the fastest
 (non-deterministic) kernels, the gpu profile's choice.
+
+:func:`train` is a short loop of steps (plan, build or resume, place on the device, one optimiser step, end of
+epoch, finish). Each method is a registered :class:`Method` (:data:`METHODS`: :class:`SimCLR`, :class:`SimSiam`,
+:class:`SDCLR`) carrying its loss and its own state (SDCLR's pruning masks, refreshed each epoch); a run's method is
+:func:`method_for` its config. Steps shared with the seed-batched engine (:mod:`rharm.vision.engine`) are public.
 """
 
 from __future__ import annotations
@@ -300,6 +305,7 @@ class Method:
 
     def loss(self, model: models.ContrastiveModel, z1: torch.Tensor, z2: torch.Tensor,
              weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The method's loss of the two views' projections (each subclass defines it)."""
         raise NotImplementedError
 
     def views_loss(self, model: models.ContrastiveModel, v1: torch.Tensor, v2: torch.Tensor,
