@@ -73,7 +73,7 @@ from rharm.report import allocation as report
 
 report.check_minorities(P)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-ah-diagram", "caption": "Causal mediation of allocation harm."}}
 import numpy as np
 import pandas as pd
 
@@ -89,7 +89,7 @@ rcharts.enable()
 rcharts.mediation_diagram()
 
 # %% [markdown]
-# The diagram: underrepresentation $T$ changes the representation $M$, which changes the probe's errors (the
+# {numref}`fig-ah-diagram`: underrepresentation $T$ changes the representation $M$, which changes the probe's errors (the
 # indirect path, NIE); it also acts directly, because the probe itself is trained on data with few minority
 # examples (the direct part). NIE is the "pure" indirect effect: it is evaluated with the probe trained on
 # balanced labels.
@@ -121,7 +121,7 @@ scale = report.scale(results, runs_by_protocol, P, wall_seconds)
 # - **clean**: the probe is trained on training-set features (the balanced pool for $Y(0,\cdot)$; exactly the
 #   images the imbalanced contrastive run saw for $Y(1, M(1))$) and scored on the whole test set.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-ah-effects", "caption": "Our TE, NDE and NIE for every minority and predicted class."}}
 order = reference.class_order()
 boots = {prot: mediation.effect_intervals(mr, level=P.ci_level)
          for prot, mr in runs_by_protocol.items()}
@@ -135,13 +135,13 @@ rcharts.panels([rcharts.effect_heatmap(long_main, e, title=f"Ours ({main} protoc
                                        domain=ours_domain) for e in mediation.EFFECTS], shared_color=True)
 
 # %% [markdown]
-# Our TE, direct part (NDE) and NIE, stacked, one row per minority class we ran, all ten predicted classes, on one
+# {numref}`fig-ah-effects`: our TE, direct part (NDE) and NIE, stacked, one row per minority class we ran, all ten predicted classes, on one
 # colour scale centred at 0 (red: less often predicted; on the diagonal, accuracy lost), so NIE's colour can be
 # compared with TE's directly. The tooltip gives the Student t-interval over model seeds (each seed's effect
 # averaged over its split seeds; the three conditions share the seed and the splits, so each effect is a paired
 # difference) and the paper's value.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-ah-paper", "caption": "The paper's six-class panels beside ours."}}
 paper_six = report.paper_effects_6(P.method, P.ratio)
 if paper_six is None:
     display_six = Markdown(f"*(the paper reports no 6-class panels for {report.paper_label(P.method, P.ratio)})*")
@@ -166,14 +166,16 @@ else:
 display_six
 
 # %% [markdown]
-# Left: the paper's 6-class panels (airplane, ship, automobile, truck, deer, horse; `AH_undersampling_100.pdf`);
+# {numref}`fig-ah-paper`, left: the paper's 6-class panels (airplane, ship, automobile, truck, deer, horse; `AH_undersampling_100.pdf`);
 # right: ours for the minorities of that set we ran, one row per effect. All six panels use the same colour domain,
 # centred at 0 (the legend may be drawn once per side, with the same range), so a pale panel is a small effect, not
 # a rescaled one.
 #
 # ## How much of the minority's accuracy loss does the representation carry?
+#
+# {numref}`tab-ah-diagonal` gives it per minority class.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ah-diagonal", "caption": "How much of the minority's accuracy loss the representation carries.", "classes": "rharm-table", "caption_before": 1}}
 summaries = report.summaries(runs_by_protocol, level=P.ci_level)
 diag = report.diagonal(summaries, main, paper_full, P.method, P.ratio)
 tables.show(diag.diagonal_table, index="minority", caption="One row per minority class (and their mean): the change of its "
@@ -191,16 +193,18 @@ tables.show(diag.diagonal_table, index="minority", caption="One row per minority
 # ### Other settings in the paper
 #
 # For reference, the paper's mean diagonals for its other settings ({mod}`rharm.core.reference`, entry
-# `other_settings_diagonal`):
+# `other_settings_diagonal`; {numref}`tab-ah-other`):
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ah-other", "caption": "The paper's other settings.", "classes": "rharm-table", "caption_before": 1}}
 tables.show(reference.matrix("other_settings_diagonal"), index="setting",
             caption="One row per setting of the paper: its mean diagonal TE and NIE over the minorities it ran.")
 
 # %% [markdown]
 # ## Both probe protocols side by side
+#
+# {numref}`tab-ah-protocols` gives TE, NIE and NDE under each protocol.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ah-protocols", "caption": "Both probe protocols side by side.", "classes": "rharm-table", "caption_before": 1}}
 protos = report.protocols(summaries)
 tables.show(protos.protocol_table, caption="One row per protocol and minority class: TE, NIE and the direct part NDE of its "
             "own accuracy, and NIE's share of TE with its interval.", digits=2)
@@ -213,10 +217,10 @@ tables.show(protos.protocol_table, caption="One row per protocol and minority cl
 #
 # The official figures print, per condition, the standard deviation over all (model seed × split seed) replicates
 # times $1/\sqrt{250}$ (250 = test images per class in the 25% split), combined in quadrature for a difference.
-# This is neither a standard error over replicates nor a binomial one; we show it beside the standard error over
+# This is neither a standard error over replicates nor a binomial one; {numref}`tab-ah-sd` shows it beside the standard error over
 # model seeds for the minority diagonals.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ah-sd", "caption": "The paper's ± beside our standard errors.", "classes": "rharm-table", "caption_before": 1}}
 tables.show(report.paper_sd_table(mr_main, boots[main]), index="minority",
             caption="One row per minority class: the paper's ± for its diagonal TE, NDE and NIE beside our standard "
             "errors over model seeds.", digits=2)
@@ -231,8 +235,10 @@ tables.show(report.paper_sd_table(mr_main, boots[main]), index="minority",
 # underrepresented, 0 for the balanced one; $Y$ = 1 if the balanced-label probe misclassifies the image.
 # `pingouin.mediation_analysis` fits $M \sim X$ and $Y \sim X + M$ by least squares and bootstraps the indirect
 # effect $a \times b$.
+#
+# {numref}`tab-ah-regression` gives it per minority class.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ah-regression", "caption": "The regression cross-check.", "classes": "rharm-table", "caption_before": 1}}
 cc = report.crosscheck(results, mr_main, feature=P.feature, n_boot=P.crosscheck_n_boot)
 tables.show(cc.cc_table, index="minority", caption="One row per minority class: the class it collapses toward (smallest "
             "RH), the regression's indirect effect on P(misclassified) with its bootstrap interval, the direct and "

@@ -95,8 +95,10 @@ synthetic = report.synthetic_summary(syn)
 # fine-tuning", a change that may or may not be harm; the paper's RH takes a reference trained on balanced data.
 #
 # ## A known answer: a planted collapse
+#
+# {numref}`fig-au-synthetic` ranks the pairs of a synthetic encoder with one planted collapse.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-au-synthetic", "caption": "A planted collapse, found: pairs ranked by RH."}}
 charts.audit_charts(syn)["ranking"]
 
 # %% [markdown]
@@ -106,8 +108,10 @@ charts.audit_charts(syn)["ranking"]
 # layers re-initialised, token-deletion views, trained on balanced BUG groups; the run is the text chapter's
 # balanced run of the same seed when the parameters match, shared through the result store). The reference is the
 # pre-trained MiniLM, unchanged. Both embed the same held-out sentences; groups are profession × gender.
+#
+# {numref}`fig-au-text-rh` shows RH for every pair of groups.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-au-text-rh", "caption": "RH of every pair of groups: MiniLM after SimCSE against before."}}
 text_report, group_order = report.text_audit(P)
 text_audit = report.text_summary(text_report)
 text_charts = charts.audit_charts(text_report)
@@ -116,12 +120,12 @@ text_charts["rh"]
 # %% [markdown]
 # The audit covers {glue:text}`au_text_n` held-out sentences. {glue:text}`au_text_n_below` of
 # {glue:text}`au_text_n_pairs` group pairs are closer after training than before (interval below 1) and
-# {glue:text}`au_text_n_above` further apart (interval above 1). The most collapsed pairs:
+# {glue:text}`au_text_n_above` further apart (interval above 1). The most collapsed pairs ({numref}`fig-au-text-ranking` and {numref}`tab-au-text-ranking`):
 
-# %%
+# %% mystnb={"figure": {"name": "fig-au-text-ranking", "caption": "Group pairs ranked by RH."}}
 text_charts["ranking"]
 
-# %%
+# %% mystnb={"figure": {"name": "tab-au-text-ranking", "caption": "The ten most collapsed group pairs.", "classes": "rharm-table", "caption_before": 1}}
 tables.show(text_report.ranking.head(10), digits=3,
             columns=["class_a", "class_b", "rh", "ci_low", "ci_high", "excludes_1", "cosine_distance",
                      "reference_cosine_distance"],
@@ -139,11 +143,13 @@ tables.show(text_report.ranking.head(10), digits=3,
 # stratified cross-validation, for both encoders. "Share to nearest group" is the share of a group's sentences assigned to its
 # nearest group. The within/between variance ratio, a neural-collapse measure, is {glue:text}`au_text_wbr:.3f` after
 # training against {glue:text}`au_text_wbr_ref:.3f` before (smaller: groups tighter relative to their spread).
+#
+# {numref}`fig-au-probe` and {numref}`tab-au-probe` give the probe by group.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-au-probe", "caption": "Linear-probe accuracy by group."}}
 text_charts["probe"]
 
-# %%
+# %% mystnb={"figure": {"name": "tab-au-probe", "caption": "The probe by group, after and before SimCSE training.", "classes": "rharm-table", "caption_before": 1}}
 probe = text_report.probe.assign(group=group_order)
 tables.show(probe, digits=3, columns=["group", "n", "accuracy", "reference_accuracy", "accuracy_difference",
                                       "to_nearest", "reference_to_nearest"],
@@ -162,8 +168,10 @@ tables.show(probe, digits=3, columns=["group", "n", "accuracy", "reference_accur
 # store). Here the first
 # seed's encoder with the chapter's first minority is audited against the balanced encoder of the same seed, on the
 # same test images, exactly as a practitioner would audit a model trained on data where one group is rare.
+#
+# {numref}`fig-au-image` shows its RH for every pair of classes.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-au-image", "caption": "RH of every pair of classes: a Fashion-MNIST encoder trained with a rare class against the balanced one."}}
 image_report, image_setting = report.image_audit(P.profile, report.audit_options(P))
 image_audit = report.image_summary(image_report, image_setting)
 charts.audit_charts(image_report)["rh"]

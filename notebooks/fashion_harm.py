@@ -80,9 +80,9 @@ t_start = time.perf_counter()
 #
 # v1 registered two designs before their runs: **design A** (all ten classes, 500 images per class) and **design B**
 # (the five classes of a pilot, T-shirt/top, trouser, sandal, shirt and sneaker, 800 per class), five seeds (0–4),
-# two epochs, with a dose-response over ten ratios and a temperature study. Its verdicts, kept as they were:
+# two epochs, with a dose-response over ten ratios and a temperature study. Its verdicts, kept as they were ({numref}`tab-fh-v1`):
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-v1", "caption": "v1's verdicts, as archived.", "classes": "rharm-table", "caption_before": 1}}
 v1 = fashion.load_v1(P.profile)
 fashion.v1_table(v1)
 
@@ -117,10 +117,10 @@ fashion.v1_table(v1)
 # cells, at Holm's first-step level. v1's archive keeps summaries, not per-seed values, so its design-B main grid
 # (seeds 0–4, 2 epochs) was re-run for this on 2026-12-05. That machine had another CPU type than v1's, and the
 # re-run's per-seed values are not bit-identical to v1's (the floating-point kernels differ between CPU types): its
-# tests point the same way as the archived ones in the table above, with other p-values. The spreads below are the
+# tests point the same way as the archived ones in {numref}`tab-fh-v1`, with other p-values. The spreads in {numref}`tab-fh-power` are the
 # re-run's.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-power", "caption": "Power of the primary test by number of seeds.", "classes": "rharm-table", "caption_before": 1}}
 fashion.power_table(P)
 
 # %% [markdown]
@@ -150,24 +150,32 @@ fashion.power_table(P)
 # within-block connection 0.95, none between block 3 and the others, and one **fitted** parameter, the
 # minority–partner connection $\alpha$. Its RH is $1-\cos(h_1^*,h_2^*)$ at the ratio over the same at ratio 1, at
 # the experiment's temperature. At 1:100 this RH is not monotone in $\alpha$, so a fit can have several solutions.
+#
+# {numref}`tab-fh-setting` gives v2's setting.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-setting", "caption": "v2's setting.", "classes": "rharm-table", "caption_before": 1}}
 res = fashion.run(P)
 fashion.setting_table(P, res)
 
 # %% [markdown]
 # ### Pre-registration from the balanced models
+#
+# {numref}`tab-fh-prereg` gives each class of the balanced models, its nearest class, its room to collapse and the
+# role the rule gives it.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-prereg", "caption": "The pre-registration rule applied to the balanced models.", "classes": "rharm-table", "caption_before": 1}}
 fashion.prereg_table(res)
 
 # %% [markdown]
 # ### H1–H3: representation harm in the pre-registered cells
+#
+# {numref}`tab-fh-harm` gives the tests of the pre-registered cells; {numref}`fig-fh-heatmap` shows RH for every pair
+# of classes.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-harm", "caption": "Representation harm in the pre-registered cells (H1–H3).", "classes": "rharm-table", "caption_before": 1}}
 fashion.harm_table(res, P.ci_level)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-fh-heatmap", "caption": "RH of every pair of classes at the main ratio."}}
 fashion.harm_heatmap(res)
 
 # %% [markdown]
@@ -175,21 +183,21 @@ fashion.harm_heatmap(res)
 #
 # The balanced linear probe says how good the representation is; the allocation harm is the change in the
 # minority's own test accuracy of a linear classifier, split into the part carried by the representation (NIE) and
-# the direct part (NDE) as in the {doc}`allocation_harm` chapter, under both probe protocols.
+# the direct part (NDE) as in the {doc}`allocation_harm` chapter, under both probe protocols ({numref}`tab-fh-mediation`).
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-mediation", "caption": "Allocation harm and the part the representation carries, per protocol and minority.", "classes": "rharm-table", "caption_before": 1}}
 fashion.mediation_table(res, P.ci_level, P.probe_c)
 
 # %% [markdown]
 # ### H4: dose-response and the theory's curve
 #
-# The band around the experiment's curve is its interval at each ratio; the theory's curve has none (it is
+# {numref}`tab-fh-dose` and {numref}`fig-fh-dose` give RH at each ratio. In the figure, the band around the experiment's curve is its interval at each ratio; the theory's curve has none (it is
 # computed, with $\alpha$ fitted at one ratio).
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-dose", "caption": "The first minority's RH at each ratio.", "classes": "rharm-table", "caption_before": 1}}
 fashion.dose_table(res)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-fh-dose", "caption": "The first minority's RH against the imbalance, with the theory's curve."}}
 fashion.dose_chart(res)
 
 # %% [markdown]
@@ -198,27 +206,31 @@ fashion.dose_chart(res)
 # At this scale the probe trained on the imbalanced data soon stops predicting the minority at all, and its accuracy
 # then sits at 0 whatever the representation: an accuracy-based TE stops changing long before 1:100 and its NIE
 # says nothing. The minority's one-vs-rest AUC under the same probes asks whether its test images still *rank*
-# above the others, which stays informative at every ratio; the finding quotes the AUC for that reason.
+# above the others, which stays informative at every ratio ({numref}`tab-fh-allocation` and {numref}`fig-fh-allocation`).
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-allocation", "caption": "The first minority's allocation harm at each ratio.", "classes": "rharm-table", "caption_before": 1}}
 fashion.allocation_table(res)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-fh-allocation", "caption": "The first minority's allocation harm against the imbalance."}}
 fashion.allocation_chart(res)
 
 # %% [markdown]
 # ### T: temperature, learning rate and representation
+#
+# {numref}`tab-fh-temperature` and {numref}`fig-fh-temperature` give RH in each condition.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-temperature", "caption": "RH by temperature condition and representation.", "classes": "rharm-table", "caption_before": 1}}
 fashion.temperature_table(res)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-fh-temperature", "caption": "RH by temperature condition."}}
 fashion.temperature_chart(res)
 
 # %% [markdown]
 # ### Verdicts of v2
+#
+# {numref}`tab-fh-verdicts` sets each hypothesis beside the numbers that decide it.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-fh-verdicts", "caption": "v2's verdicts.", "classes": "rharm-table", "caption_before": 1}}
 fashion.verdict_table(res)
 
 # %% tags=["remove-cell"]

@@ -95,9 +95,9 @@ t_start = time.perf_counter()
 # ## The minority and its partner, from the balanced models alone
 #
 # The {doc}`fashion_harm` chapter's pre-registration rule ({func}`rharm.study.design.preregister`) applied to the same
-# balanced models; this chapter studies its first minority and that minority's partner.
+# balanced models; this chapter studies its first minority and that minority's partner ({numref}`tab-mi-cell`).
 
-# %%
+# %% mystnb={"figure": {"name": "tab-mi-cell", "caption": "The cell every mitigation is measured on.", "classes": "rharm-table", "caption_before": 1}}
 cell = mitigation.choose_cell(P, mitigation.balanced_runs(P))
 mitigation.cell_table(P, cell)
 
@@ -107,9 +107,9 @@ mitigation.cell_table(P, cell)
 # The three-block model ({func}`rharm.study.design.theory_rh`; block 1 the minority, block 2 its partner, block 3 the other
 # classes) with its one parameter $\alpha$ fitted to the unmitigated RH at this ratio, evaluated at each temperature
 # of the {doc}`fashion_harm` chapter. The intervention uses the temperature with the largest theoretical RH (the
-# least collapse).
+# least collapse; {numref}`tab-mi-temperature`).
 
-# %%
+# %% mystnb={"figure": {"name": "tab-mi-temperature", "caption": "The three-block theory's RH at each temperature.", "classes": "rharm-table", "caption_before": 1}}
 none_runs = mitigation.none_runs(P, cell)
 theory = mitigation.choose_temperature(P, cell, mitigation.cell_log_rh(cell, none_runs))
 mitigation.temperature_table(P, cell, theory)
@@ -124,9 +124,9 @@ mitigation.temperature_table(P, cell, theory)
 # of $\log \mathrm{RH}_{\text{mitigated}} - \log \mathrm{RH}_{\text{none}}$ lies above 0, and, where one is
 # registered (E1, E2: 1 point; E5: 2 points), the balanced probe accuracy changes by no more than its bound. The
 # setting moved on 2026-12-05, before any of its models was trained, to the Fashion-MNIST chapter's registration
-# v2 (its fresh seeds and epochs, ties broken by the larger room); the expectations did not change.
+# v2 (its fresh seeds and epochs, ties broken by the larger room); the expectations ({numref}`tab-mi-expectations`) did not change.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-mi-expectations", "caption": "The pre-registered expectations.", "classes": "rharm-table", "caption_before": 1}}
 mitigation.expectations_table()
 
 # %% [markdown]
@@ -147,17 +147,22 @@ effects = mitigation.effects(P, cell, arms, training.settings)
 
 # %% [markdown]
 # ## Harm, allocation and cost, per intervention
+#
+# {numref}`tab-mi-effects` gives, per intervention, the harm it leaves, its effect on the minority's allocation harm
+# and its cost; {numref}`fig-mi-harm` sets the harm left against the accuracy cost.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-mi-effects", "caption": "Harm, allocation and cost, per intervention.", "classes": "rharm-table", "caption_before": 1}}
 mitigation.effects_table(P, cell, effects)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-mi-harm", "caption": "The harm each intervention leaves against what it costs in accuracy."}}
 mitigation.harm_chart(P, cell, effects)
 
 # %% [markdown]
 # ## Which expectations held
+#
+# {numref}`tab-mi-verdicts` sets each expectation beside the numbers that decide it.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-mi-verdicts", "caption": "Which pre-registered expectations held.", "classes": "rharm-table", "caption_before": 1}}
 verdicts = mitigation.verdicts(effects.interventions, effects.baseline_harm_resolved)
 mitigation.verdict_table(verdicts)
 

@@ -94,7 +94,7 @@ scale = report.scale(results, P)
 # code computes them, with each image's similarity to itself included (`within="paper"`); every other page leaves
 # those self-pairs out. The off-diagonal cells, where the harm is, are the same either way.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-rh-heatmaps", "caption": "Our RH matrix beside the paper's."}}
 cr = metrics.cosine_runs(results, feature=P.feature, classes=metrics.CIFAR10_CLASSES, within="paper")
 boot = metrics.rh_interval(cr, level=P.ci_level, paired=P.paired)
 paper = report.paper_rh(P.method, P.ratio)  # None when the paper reports no RH for this method and ratio
@@ -117,13 +117,15 @@ else:
 heatmaps
 
 # %% [markdown]
-# Top: our RH matrix, rows = minority class $i$, columns = the other class $j$; {glue:text}`rh_paper_panel`. The
+# {numref}`fig-rh-heatmaps`, top: our RH matrix, rows = minority class $i$, columns = the other class $j$; {glue:text}`rh_paper_panel`. The
 # panels share one colour scale centred at 1: red below 1 (the minority moved closer: harm), blue above, so the same
 # colour is the same RH in both. Our RH is the geometric mean over seeds of each seed's RH (the underrepresented
 # model paired with the balanced model of the same seed); the tooltip gives its Student t-interval of log RH over
 # seeds, exponentiated (with three seeds a percentile bootstrap would cover only about 75%).
+#
+# Where the paper reports this setting, {numref}`fig-rh-scatter` sets each of our cells against the paper's.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-rh-scatter", "caption": "RH per cell, ours against the paper's."}}
 (charts.ours_vs_paper_scatter(ours_long, title="RH per cell: ours against the paper's") if paper is not None
  else Markdown("*(the paper reports no RH for this setting: no scatter)*"))
 
@@ -134,9 +136,9 @@ heatmaps
 #
 # For each off-diagonal cell we test whether the paired per-seed log-ratio
 # $\log(1-\cos_{M_i,s}) - \log(1-\cos_{M_\mathrm{bal},s})$ is below 0 (one-sided $t$-test over seeds), and control
-# the error over all cells of the matrix with the method chosen by `multicomp`.
+# the error over all cells of the matrix with the profile's multiple-comparison correction.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-rh-tests", "caption": "The cells with the smallest p-values.", "classes": "rharm-table", "caption_before": 1}}
 sig = report.significance(cr, P.multicomp, P.alpha)
 (tables.show(sig.cells.sort_values("p").head(12), caption="The cells with the smallest p-values, one row per "
              "(minority, other class): the mean paired log-ratio over seeds (< 0: moved closer), its p-value and "
@@ -145,7 +147,7 @@ sig = report.significance(cr, P.multicomp, P.alpha)
 
 # %% [markdown]
 # {glue:text}`rh_n_reject` of {glue:text}`rh_n_tests` cells have RH significantly below 1 at level
-# {glue:text}`rh_alpha` after {glue:text}`rh_multicomp` control (the table lists the smallest $p$-values). With few
+# {glue:text}`rh_alpha` after {glue:text}`rh_multicomp` control ({numref}`tab-rh-tests` lists the smallest $p$-values). With few
 # seeds the $t$-test has few degrees of freedom and little power. The cells and seeds are the profile's, fixed before
 # these runs; the cpu profile's training setting, however, was chosen on a two-seed pilot's RH (see the
 # {doc}`scale_study` page), so this page is a diagnostic of scale, not a test of the paper's claim.
@@ -154,8 +156,10 @@ sig = report.significance(cr, P.multicomp, P.alpha)
 #
 # What does RH look like with no underrepresentation at all? The ratio between two *balanced* models of different
 # seeds gives the spread that seed noise alone produces for a single-seed ratio.
+#
+# {numref}`tab-rh-floor` gives that spread.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-rh-floor", "caption": "The noise floor: RH between two balanced models.", "classes": "rharm-table", "caption_before": 1}}
 most = metrics.most_collapsed_table(boot["estimate"], boot["lo"], boot["hi"], paper)
 floor = report.noise_floor(cr, most, P.ci_level)
 tables.show(pd.DataFrame([{"lo": floor.floor_lo, "median": floor.floor_median, "hi": floor.floor_hi,
@@ -172,8 +176,10 @@ tables.show(pd.DataFrame([{"lo": floor.floor_lo, "median": floor.floor_median, "
 # inside the noise band is not evidence of representation harm at this scale.
 #
 # ## Most-collapsed class per minority, beside the paper
+#
+# {numref}`tab-rh-most` gives, per minority, the class it moved closest to.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-rh-most", "caption": "The most-collapsed class per minority, beside the paper.", "classes": "rharm-table", "caption_before": 1}}
 tables.show(most, index="minority", caption="One row per minority class: the class it moved closest to in our "
             "models (RH, interval) and, where the paper reports this setting, in the paper's and its RH for our cell.")
 
@@ -184,8 +190,10 @@ tables.show(most, index="minority", caption="One row per minority class: the cla
 # `contrast` is the row's median off-diagonal RH minus its smallest (per seed, then averaged, with its Student
 # t-interval over seeds); `share` is
 # the most-collapsed cell's part of the row's total $(1-\mathrm{RH})_+$.
+#
+# {numref}`tab-rh-specific` gives both per minority.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-rh-specific", "caption": "How specific each minority's collapse is.", "classes": "rharm-table", "caption_before": 1}}
 spec = report.specificity(cr, paper, level=P.ci_level)
 tables.show(spec.table, index="minority", caption="One row per minority class: contrast (median minus "
             "smallest off-diagonal RH, interval), the most-collapsed cell's share of the row's total (1 − RH)+, and "
@@ -201,8 +209,10 @@ tables.show(spec.table, index="minority", caption="One row per minority class: c
 # A linear probe of our own (logistic regression, $C = 0.1$; a sanity check, not the paper's k-NN training monitor) on the balanced model's
 # features of its training pool, scored on the test set. A well-trained ResNet reaches far higher accuracy on
 # CIFAR-10 than a small model trained briefly on CPU; a weak representation bounds how much structure RH can show.
+#
+# {numref}`tab-rh-probe` gives it per seed.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-rh-probe", "caption": "Linear-probe accuracy of the balanced models.", "classes": "rharm-table", "caption_before": 1}}
 probe = report.probe_anchor(results)
 tables.show(pd.DataFrame({"seed": probe.probe_seeds, "linear_probe_accuracy": probe.probe_accs}),
             caption="One row per seed: the balanced model's linear-probe test accuracy (chance 0.1).",
@@ -217,9 +227,9 @@ tables.show(pd.DataFrame({"seed": probe.probe_seeds, "linear_probe_accuracy": pr
 # The official figures print $\pm\,\mathrm{sd}$ with
 # $\mathrm{sd} = \sqrt{\mathrm{SD}_\text{seeds}[\cos_{M_i}]^2 + \overline{\mathrm{SE}_\text{pairs}[\cos_{M_\mathrm{bal}}]}^2}$,
 # on the *cosine* scale, not the ratio's, and treating the $n_i n_j$ pairwise cosines as independent. We compute it
-# for comparison only; the intervals above are the ones to read.
+# for comparison only ({numref}`tab-rh-sd`); the intervals above are the ones to read.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-rh-sd", "caption": "The paper's ± beside our standard error.", "classes": "rharm-table", "caption_before": 1}}
 tables.show(report.paper_sd_table(cr, boot, most),
             caption="One row per minority's most-collapsed cell: the paper's ± formula beside our standard error "
             "of RH over seeds.", rename={"paper_formula_sd": "paper's formula (sd)",

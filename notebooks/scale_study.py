@@ -88,8 +88,10 @@ sc = report.scale(P)
 # **{glue:text}`ss_n_seeds`**, minority class **{glue:text}`ss_minority`**.
 #
 # ## 1. Throughput
+#
+# {numref}`tab-ss-throughput` and {numref}`fig-ss-throughput` give SimCLR's training throughput on this machine.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ss-throughput", "caption": "SimCLR training throughput per backbone and batch size.", "classes": "rharm-table", "caption_before": 1}}
 tp = experiment.throughput_table(P.throughput_backbones, P.throughput_batch_sizes, P.throughput_steps,
                                  threads=P.threads)
 speed = report.throughput(tp)
@@ -99,7 +101,7 @@ tables.show(tp, columns=["backbone", "batch_size", "images_per_s", "parameters",
             caption="One row per backbone and batch size: SimCLR training throughput on this machine (two views "
             "of each image per step).")
 
-# %%
+# %% mystnb={"figure": {"name": "fig-ss-throughput", "caption": "SimCLR training throughput on this machine."}}
 charts.throughput_chart(tp)
 
 # %% [markdown]
@@ -121,9 +123,9 @@ charts.throughput_chart(tp)
 # weights, untrained) and after training: the mean cosine between two distinct images of the same class (an image
 # paired with itself is left out, unlike the paper's code, so the value does not depend on the class size), between
 # two images of different classes, and a linear probe's test
-# accuracy (logistic regression on the pool's features).
+# accuracy (logistic regression on the pool's features; {numref}`tab-ss-separation`).
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ss-separation", "caption": "What training added to the representation.", "classes": "rharm-table", "caption_before": 1}}
 grid = experiment.grid_from_params(P)
 balanced_runs = experiment.run_grid({**grid, "minority_classes": [], "progress": False})
 sep = report.separation(report.separation_table(grid, balanced_runs))
@@ -141,8 +143,10 @@ tables.show(sep.separation_mean, digits=3,
 # class structure is this faint, there is no neighbour for a minority to collapse onto, and the ratio measures noise.
 #
 # ## 3. Paired comparison: effect against noise floor
+#
+# {numref}`tab-ss-paired` and {numref}`fig-ss-paired` set the paired effect against the noise floor.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-ss-paired", "caption": "The paired effect against the noise floor.", "classes": "rharm-table", "caption_before": 1}}
 runs = experiment.run_grid({**grid, "progress": False})
 pairs = experiment.paired_rh(runs, sc.minority)
 pair = report.paired(runs, experiment.paired_summary(pairs, sc.partner), P.profile)
@@ -156,7 +160,7 @@ tables.show(pd.DataFrame([pair.paired_summary]), digits=3,
             caption=f"The paired effect on RH({sc.minority}, {sc.partner}) against the noise floor (balanced "
             "against balanced models of different seeds, every other class).")
 
-# %%
+# %% mystnb={"figure": {"name": "fig-ss-paired", "caption": "The paired effect per class against the noise floor."}}
 charts.paired_chart(pairs, title=f"log RH({sc.minority}, j): underrepresented vs balanced, and balanced vs "
                     "balanced")
 

@@ -87,13 +87,15 @@ sc = report.scale(P)
 # its projected gradient descent (step $10\,(k+1)^{-0.2}$, rows renormalised after each step). A node without
 # neighbours would make the official code divide by zero; ours gives it no positive term (the graphs here have
 # {glue:text}`th_isolated_total` such nodes).
+#
+# {numref}`fig-th-connectivity` shows the connectivity and {numref}`fig-th-node` the node simulation's mean cosines.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-th-connectivity", "caption": "The three blocks' link probabilities."}}
 node = report.node_simulations(P)
 node_sec = report.node_level(node, P)
 charts.connectivity_chart(A, title=f"connectivity (α = {P.alpha:g})")
 
-# %%
+# %% mystnb={"figure": {"name": "fig-th-node", "caption": "The node simulation's mean cosines within and between blocks, by minority size."}}
 charts.node_cosine_charts(node, P.majority_size)
 
 # %% [markdown]
@@ -144,8 +146,10 @@ red = report.reduction(P)
 # $\max_k \lVert \operatorname{grad}_{h_k} L\rVert/\pi_k$, is below {glue:text}`th_tol:.0e`. The gradient on $h_1$
 # is proportional to $\pi_1$, so an unscaled tolerance would accept an $h_1$ that has barely moved. We also rerun
 # the official code's own solver (projected gradient descent, step $0.2\,(k+1)^{-0.1}$, 1000 steps, one start).
+#
+# {numref}`tab-th-convergence` summarises the solves.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-th-convergence", "caption": "Convergence of the population solves.", "classes": "rharm-table", "caption_before": 1}}
 sweep = theory.population_sweep(P.pi1_values, P.alphas, dim=P.pop_dim, tau=P.tau, restarts=P.restarts, seed=P.seed,
                                 tol=P.tol)
 official_gd = theory.population_sweep(P.pi1_values, P.alphas, solvers=("official_gd",), dim=P.pop_dim, tau=P.tau,
@@ -160,17 +164,17 @@ tables.show(conv.convergence, caption="One row per objective: solves over every 
 # Of {glue:text}`th_n_solves` solves (every $\alpha$, $\pi_1$, objective and start), {glue:text}`th_all_converged`
 # converged; the worst gradient norm is {glue:text}`th_worst_grad:.1e` and random starts agree on every cosine to
 # within {glue:text}`th_worst_spread:.1e`. The official solver stops short of that tolerance in
-# {glue:text}`th_gd_unconverged` of its {glue:text}`th_gd_total` runs:
+# {glue:text}`th_gd_unconverged` of its {glue:text}`th_gd_total` runs ({numref}`tab-th-official-solver`):
 
-# %%
+# %% mystnb={"figure": {"name": "tab-th-official-solver", "caption": "The official code's solver on the same grid.", "classes": "rharm-table", "caption_before": 1}}
 tables.show(conv.gd_check, caption="One row per objective: the official solver's runs, how many met the tolerance, "
             "and its worst gradient norm.", rename={"worst_block_grad_norm": "worst gradient norm"}, digits=2,
             scientific=["worst_block_grad_norm"])
 
 # %% [markdown]
-# $\cos(h_1^\star, h_2^\star)$ by $\alpha$ (rows) and $\pi_1$ (columns), converged, for both objectives:
+# $\cos(h_1^\star, h_2^\star)$ by $\alpha$ (rows) and $\pi_1$ (columns), converged, for both objectives ({numref}`tab-th-cosines`; {numref}`fig-th-lines` draws them against the minority share):
 
-# %%
+# %% mystnb={"figure": {"name": "tab-th-cosines", "caption": "The converged cos(h1*, h2*) by α and minority share.", "classes": "rharm-table", "caption_before": 1}}
 table = sweep.assign(alpha=sweep["alpha"].map("{:g}".format)).pivot_table(
     index=["objective", "alpha"], columns="pi1", values="cos12"
 )
@@ -178,7 +182,7 @@ table.columns = [f"{p:.3g}" for p in table.columns]
 tables.show(table, index="objective, α", caption="cos(h1*, h2*): one row per objective and α, one column per "
             "minority share π1.", digits=3, decimals={c: 3 for c in table.columns})
 
-# %%
+# %% mystnb={"figure": {"name": "fig-th-lines", "caption": "The converged cosines against the minority share, for both objectives."}}
 charts.population_line_chart(sweep, pair="cos12") & charts.population_line_chart(sweep, pair="cos23")
 
 # %% [markdown]
@@ -186,11 +190,14 @@ charts.population_line_chart(sweep, pair="cos12") & charts.population_line_chart
 # reaches on the same grid. `node2vec.py` draws such curves into a `cosine_plot.pdf` that is not committed to the
 # official repository; the committed theory figure, `simulation/plots/cosine_th.pdf`, shows cosine heatmaps
 # instead, and is compared with our solutions below.
+#
+# {numref}`fig-th-official` shows what it reaches; {numref}`fig-th-heatmaps` shows the converged cosine matrices at
+# the smallest minority share.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-th-official", "caption": "What the official code's solver reaches."}}
 charts.population_line_chart(official_gd, pair="cos12", solver="official_gd")
 
-# %%
+# %% mystnb={"figure": {"name": "fig-th-heatmaps", "caption": "The converged cosine matrices at the smallest minority share."}}
 charts.population_heatmap_charts(report.heatmaps(P))
 
 # %% [markdown]
@@ -201,9 +208,9 @@ charts.population_heatmap_charts(report.heatmaps(P))
 # we read its numbers from the PDF's text layer (`rharm.core.reference.theory_cosines`). The script that drew it is not
 # in the repository, and the figure names neither its objective nor its solver, $d$ or $\tau$; so at the official
 # code's $d = 20$ and $\tau = 1$ (whatever this page's profile) we solve each panel three ways and set every
-# printed cosine beside them:
+# printed cosine beside them ({numref}`tab-th-published`; {numref}`tab-th-fit` and {numref}`fig-th-published` show how close each solution comes):
 
-# %%
+# %% mystnb={"figure": {"name": "tab-th-published", "caption": "The published cosines beside rharm's three solutions.", "classes": "rharm-table", "caption_before": 1}}
 published = theory.published_comparison(dim=20, tau=1.0, restarts=P.restarts, seed=P.seed, tol=P.tol)
 precision = float(reference.theory_info()["precision"])
 pub = report.published(published, precision)
@@ -214,13 +221,13 @@ tables.show(published_wide, caption="One row per panel of cosine_th.pdf (α = 0.
             decimals={"pi1": 4, "published": 2} | {label: 3 for label, _, _ in theory.PUBLISHED_SOURCES},
             rename={"pi1": "π1", "pi1_label": "π1 (as titled)"})
 
-# %%
+# %% mystnb={"figure": {"name": "tab-th-fit", "caption": "How closely each solution matches the print.", "classes": "rharm-table", "caption_before": 1}}
 tables.show(pub.published_fit, caption="One row per rharm solution: its mean and largest absolute difference from the "
             "printed cosines, and in how many of the cells it rounds to the printed value (within ± 0.005).",
             rename={"mean_abs_difference": "mean |difference|", "max_abs_difference": "max |difference|",
                     "cells_within_print": "cells within print precision"}, digits=2)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-th-published", "caption": "rharm minus the published cosines, per panel."}}
 charts.published_comparison_chart(published, precision=precision)
 
 # %% [markdown]
@@ -235,10 +242,10 @@ charts.published_comparison_chart(published, precision=precision)
 # %% [markdown]
 # ## Node level against population level
 #
-# A node simulation with sizes $(n_1, m, m)$ corresponds to $\pi_1 = n_1/(n_1+2m)$. The table sets the node-level
+# A node simulation with sizes $(n_1, m, m)$ corresponds to $\pi_1 = n_1/(n_1+2m)$. {numref}`tab-th-node-pop` sets the node-level
 # mean cosines beside both population optima at that $\pi_1$.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-th-node-pop", "caption": "Node level against population level.", "classes": "rharm-table", "caption_before": 1}}
 comparison = theory.node_population_comparison(
     {n1: mean for n1, (mean, _) in node.items()}, P.alpha, P.majority_size, restarts=P.restarts, dim=P.pop_dim,
     tau=P.tau, seed=P.seed, tol=P.tol,
@@ -311,9 +318,9 @@ F
 #   derivative in $\langle h_1,h_2\rangle$ is always negative" misses the last term of $F$, block 1 acting as a
 #   negative for the majority blocks.
 #
-# The table checks the limit against the solver at $\pi_1=10^{-6}$:
+# {numref}`tab-th-limit` checks the limit against the solver at $\pi_1=10^{-6}$:
 
-# %%
+# %% mystnb={"figure": {"name": "tab-th-limit", "caption": "The limit against the solver.", "classes": "rharm-table", "caption_before": 1}}
 limits = theory.limit_check(P.alphas, tau=P.tau, pi1=1e-6, dim=P.pop_dim, seed=P.seed)
 lim = report.limit(P, limits, difference)
 tables.show(limits, caption="One row per α: the limit t* from F′ beside the solved cosines at π1 = 1e-6 and their "
@@ -323,7 +330,7 @@ tables.show(limits, caption="One row per α: the limit t* from F′ beside the s
 # %% [markdown]
 # The limit from $F'$ and the solved optimum agree to {glue:text}`th_limit_worst:.1e` for every $\alpha$. So under the
 # principled objective the minority's representation moves towards the majority block it is connected to, and
-# away from the block it is not connected to, monotonically as $\pi_1$ shrinks (see the line plots); it merges
+# away from the block it is not connected to, monotonically as $\pi_1$ shrinks (see {numref}`fig-th-lines`); it merges
 # with it completely only when the connection is strong enough (or the temperature high enough).
 
 # %%

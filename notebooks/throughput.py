@@ -39,7 +39,7 @@ import rharm.core.params
 
 P = rharm.core.params.check("throughput", globals())
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tput-rounds", "caption": "Both pipelines, round by round.", "classes": "rharm-table", "caption_before": 1}}
 import pandas as pd
 
 import rharm.page.provenance
@@ -74,6 +74,8 @@ tables.show(rows, caption="One row per round: images per second of our pipeline 
 #   device while per-image PIL transforms stay on the CPU, which is where the paper's pipeline may become
 #   data-bound (ResNet-34, batch 512); this compendium has not measured it on a GPU yet.
 # * {glue:text}`tput_gpu_note`
+#
+# {numref}`tab-tput-rounds` gives both pipelines' speed in each round.
 
 # %%
 headline.publish(P, "tput", tput)

@@ -140,6 +140,15 @@ FINDING_MAX_WORDS = 60
 MODEL_WORDS = {"small_cnn": "a small CNN", "resnet18": "ResNet-18", "resnet34": "ResNet-34"}
 
 
+#: the augmentations' code names, in words (as in "SimCLR's greyscale augmentation")
+AUGMENT_WORDS = {"simclr": "SimCLR's", "simsiam": "SimSiam's", "simclr_grey": "SimCLR's greyscale"}
+
+
+def augment_words(name: str) -> str:
+    """An augmentation's parameter value in words: ``simclr_grey`` -> "SimCLR's greyscale"; an unknown name is kept."""
+    return AUGMENT_WORDS.get(str(name), str(name))
+
+
 def model_words(name: str) -> str:
     """A backbone's parameter value in words: ``small_cnn`` -> "a small CNN"; an unknown name is kept."""
     return MODEL_WORDS.get(str(name), str(name))

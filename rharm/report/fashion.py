@@ -19,7 +19,7 @@ import pandas as pd
 
 from rharm.core import paths, sampling
 from rharm.harm import metrics, stats
-from rharm.page import charts, tables
+from rharm.page import charts, headline, tables
 from rharm.study import confirmatory
 from rharm.study.design import ci_text
 
@@ -116,8 +116,9 @@ def setting_table(P: Any, res: confirmatory.Result) -> tables.Table:
         "seeds": ", ".join(str(s) for s in P.seeds), "epochs": P.epochs,
         "training minutes (summed over models)": res.train_minutes}])
     return tables.show(setting, digits=2,
-                       caption=f"v2's setting: {P.backbone}, batch {P.batch_size}, learning rate {P.lr}, temperature "
-                               f"{P.temperature}, augmentation {P.augment}; data {res.data_source}. Every "
+                       caption=f"v2's setting: {headline.model_words(P.backbone)}, batch {P.batch_size}, learning "
+                               f"rate {P.lr}, temperature {P.temperature}, {headline.augment_words(P.augment)} "
+                               f"augmentation; data {res.data_source}. Every "
                                "underrepresented model is paired with the balanced model of its seed.")
 
 
