@@ -132,3 +132,13 @@ def test_a_table_caption_is_closed_before_its_table():
     chart = ('<figure class="align-default" id="fig-x">\n<div>chart</div><figcaption>\n<p>c</p>\n</figcaption>\n'
              '</figure>')
     assert caption_first(chart) == chart
+
+
+def test_figures_and_tables_are_numbered_afresh_on_each_page():
+    from rharm.book.sphinx_numbers import number_per_page
+
+    book_wide = {"cpu/a": {"figure": {"fig-a1": (1,), "fig-a2": (2,)}, "table": {"tab-a": (1,)}},
+                 "cpu/b": {"figure": {"fig-b2": (4,), "fig-b1": (3,)}, "table": {"tab-b": (2,)}}}
+    per_page = number_per_page(book_wide)
+    assert per_page["cpu/a"] == book_wide["cpu/a"]
+    assert per_page["cpu/b"] == {"figure": {"fig-b1": (1,), "fig-b2": (2,)}, "table": {"tab-b": (1,)}}

@@ -12,6 +12,7 @@ caption through the cell's metadata, which myst-nb turns into a figure around th
 and the prose refers to it with ``{numref}`fig-mi-harm```. A figure whose classes include ``rharm-table`` holds a
 table (an HTML table of :mod:`rharm.page.tables`), so :class:`NumberTables` makes it a :class:`numbered_table`,
 which Sphinx counts with the tables and ``{numref}`` calls "Table N" (``numfig_format`` in ``_config.yml``).
+Figures and tables are numbered afresh on each page (:func:`number_per_page`): Figure 1 is a chapter's first chart.
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ def _fix_page(app, pagename, templatename, context, doctree) -> None:
         context["body"] = caption_first(context["body"])
 
 
+def number_per_page(fignumbers: dict) -> dict:
+    """Sphinx's figure numbers (``env.toc_fignumbers``: docname -> figtype -> id -> number), counted afresh on each
+    page in reading order: the first chart of every chapter is Figure 1, its first table Table 1 (without a numbered
+    table of contents Sphinx counts on across the whole book)."""
+    return {doc: {figtype: {fid: (k + 1,) for k, (fid, _) in enumerate(sorted(ids.items(), key=lambda kv: kv[1]))}
+                  for figtype, ids in types.items()}
+            for doc, types in fignumbers.items()}
+
+
+def _renumber(app, env) -> list[str]:
+    if not env.config.numfig:
+        return []
+    env.toc_fignumbers = number_per_page(env.toc_fignumbers)
+    return list(env.toc_fignumbers)  # the pages whose numbers this sets are written again
+
+
 def _visit(self, node) -> None:
     self.visit_figure(node)
 
@@ -69,4 +86,5 @@ def setup(app):
                             text=(_visit, _depart))
     app.add_transform(NumberTables)
     app.connect("html-page-context", _fix_page)
+    app.connect("env-get-updated", _renumber, priority=900)  # after Sphinx's own numbering (priority 500)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
