@@ -126,7 +126,7 @@ mitigation.temperature_table(P, cell, theory)
 # setting moved on 2026-12-05, before any of its models was trained, to the Fashion-MNIST chapter's registration
 # v2 (its fresh seeds and epochs, ties broken by the larger room); the expectations ({numref}`tab-mi-expectations`) did not change.
 
-# %% mystnb={"figure": {"name": "tab-mi-expectations", "caption": "The pre-registered expectations.", "classes": "rharm-table", "caption_before": 1}}
+# %% mystnb={"figure": {"name": "tab-mi-expectations", "caption": "What each mitigation was expected to do, written before its runs.", "classes": "rharm-table", "caption_before": 1}}
 mitigation.expectations_table()
 
 # %% [markdown]
