@@ -175,8 +175,10 @@ def numbered_anchors(page_html: str) -> list[str]:
 
 
 def _label_page(app, pagename, templatename, context, doctree) -> None:
-    if "body" in context and isinstance(context["body"], str):
-        context["body"] = label_math(context["body"])
+    # the page and its table of contents (a heading with math shows it in the "Contents" sidebar too)
+    for key in ("body", "toc"):
+        if isinstance(context.get(key), str):
+            context[key] = label_math(context[key])
 
 
 def setup(app):
