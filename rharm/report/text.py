@@ -5,11 +5,16 @@ and ``book/<profile>/text_harm.json`` need; the chapter passes them all to :func
 training loop (:func:`train_runs`) and the probe loop (:func:`allocation_summary`) live here too, so the chapter only
 shows tables and charts. The science (SimCSE runs, RH, the two-coordinate metric, TE / NIE / NDE) is in
 :mod:`rharm.runs.text`; this module chooses, aggregates and words.
+
+The page runs REGISTRATION v2 (the mechanism tests T1-T3, :mod:`rharm.runs.text_mechanism`), summarised by the
+functions after the v1 ones: :func:`mechanism_summary`, :func:`grh_summary`, :func:`dose_summary`,
+:func:`separation_summary`, :func:`mechanism_reading`, :func:`mechanism_finding`; v1 (exploratory) is read from its
+archived result (:func:`load_v1`). The v1 functions above still serve a user who runs v1's design.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -319,3 +324,342 @@ def finding_summary(data: DataScale, harm: GroupHarm, plane: HarmPlane, alloc: A
     else:
         out += f"The downstream probe's accuracy on the minority changes by TE {alloc.TE_mean:.3f}."
     return Finding(finding=out)
+
+
+# ==============================================================================================================
+# REGISTRATION v2: the mechanism tests (rharm.runs.text_mechanism)
+# ==============================================================================================================
+
+#: the encoders in words
+ENCODER_WORDS = {"minilm": "MiniLM (top layer retrained)", "scratch": "small transformer (from scratch)"}
+#: the estimator every RH on the v2 sections is
+RH_ESTIMATOR = "geometric mean over seeds, 95% Student t-interval of per-seed log RH"
+#: where v1's result of a profile is archived (the committed page of v1; read, never written)
+V1_ARCHIVE = "archive/text_harm.v1.json"
+
+
+def mechanism_params(P: Any) -> dict:
+    """The settings :func:`rharm.runs.text_mechanism.prepare` and the runs take, from the chapter's parameters."""
+    return {"variant": P.bug_variant, "corpus": P.corpus, "context": P.context, "professions": list(P.professions),
+            "cl_fraction": P.cl_fraction, "n_train_per_group": P.n_train_per_group,
+            "n_eval_per_group": P.n_eval_per_group, "split_seed": P.split_seed, "token_group": P.token_group,
+            "ratio": P.ratio, "threads": P.threads,
+            "minilm": {"top_layers": P.minilm_top_layers, "steps": P.minilm_steps, "batch_size": P.minilm_batch_size,
+                       "lr": P.minilm_lr, "temperature": P.temperature, "deletion_prob": P.deletion_prob},
+            "scratch": {"dim": P.scratch_dim, "layers": P.scratch_layers, "heads": P.scratch_heads,
+                        "steps": P.scratch_steps, "batch_size": P.scratch_batch_size, "lr": P.scratch_lr,
+                        "temperature": P.temperature, "deletion_prob": P.deletion_prob}}
+
+
+def hypotheses_table(token_group: str, ratio: int, margin: float, token: str) -> pd.DataFrame:
+    """The registered hypotheses in words: test, design, prediction, test statistic."""
+    g = group_label(token_group)
+    prof = textdata.split_group(token_group)[0]
+    return pd.DataFrame([
+        {"test": "T1", "design": f"{g} at 1:{ratio}, sentences as they are",
+         "prediction": f"no pair-specific harm: RH toward {prof} (other gender) and toward the nearest same-gender "
+                       f"group of another profession both within 1/{margin:g} to {margin:g}",
+         "statistic": "two one-sided t-tests per coordinate (equivalence)"},
+        {"test": "T2", "design": f"{prof} (both genders) at 1:{ratio}; classes are professions",
+         "prediction": "RH toward the nearest profession < 1", "statistic": "one-sided paired t-test of log RH"},
+        {"test": "T3", "design": f"{g} at 1:{ratio} with its word replaced by {token}, used by no other group "
+                                 "(unique) or also by the other gender (shared)",
+         "prediction": "unique: RH toward its nearest group < 1, and below the shared arm's",
+         "statistic": "both one-sided paired t-tests (the larger p counts)"},
+    ])
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """The registered tests (section "The mechanism, tested"): one row per measured quantity and one per verdict."""
+
+    tests: pd.DataFrame  #: encoder, test, quantity, toward, estimate, lo, hi, p (before Holm)
+    verdicts: pd.DataFrame  #: encoder, test, p, p_holm, holds
+    groups_rh_below_one: list  #: T1's coordinates whose interval lies below 1 (the landing page reads it)
+    verdict_words: dict  #: encoder -> {test: "holds"/"does not hold"}
+
+
+def mechanism_summary(rows: Sequence[dict], verdicts: pd.DataFrame, token_group: str) -> Mechanism:
+    """The tests of :func:`rharm.runs.text_mechanism.hypothesis_tests` and the verdicts of
+    :func:`rharm.runs.text_mechanism.verdicts`, as tables and words."""
+    tests = pd.DataFrame(rows).drop(columns=["log"])
+    t1 = tests[(tests["test"] == "T1") & (tests["hi"] < 1)]
+    below = sorted({f"{group_label(token_group)} toward {group_label(t)} ({ENCODER_WORDS[e]})"
+                    for t, e in zip(t1["toward"], t1["encoder"])})
+    words = {e: {r.test: ("holds" if r.holds else "does not hold") for r in sub.itertuples()}
+             for e, sub in verdicts.groupby("encoder", sort=False)}
+    return Mechanism(tests=tests, verdicts=verdicts, groups_rh_below_one=below, verdict_words=words)
+
+
+#: the tested quantities (:func:`rharm.runs.text_mechanism.hypothesis_tests`) in a few words, for a chart axis
+SHORT_QUANTITY = {"x: RH toward the same profession, other gender": "x, toward the other gender",
+                  "y: RH toward the nearest profession, same gender": "y, toward the nearest profession",
+                  "RH of the profession toward its nearest profession": "toward the nearest profession",
+                  "a: RH, unique token": "unique token", "shared token (reference)": "shared token",
+                  "b: RH unique / RH shared": "unique / shared"}
+
+
+def chart_rows(mech: Mechanism) -> pd.DataFrame:
+    """The tested quantities for :func:`rharm.page.charts.interval_chart`: one row per encoder and quantity
+    (``quantity`` names both, so the two encoders' intervals sit on separate lines), mean, lo, hi, encoder."""
+    t = mech.tests
+    short = t["quantity"].map(lambda q: SHORT_QUANTITY.get(q, q))
+    return pd.DataFrame({"quantity": t["test"] + " " + short + " · " + t["encoder"].map(
+                             {"minilm": "MiniLM", "scratch": "small transformer"}),
+                         "encoder": t["encoder"].map(ENCODER_WORDS), "mean": t["estimate"], "lo": t["lo"],
+                         "hi": t["hi"]})
+
+
+def verdict_table(mech: Mechanism) -> pd.DataFrame:
+    """One row per encoder and quantity: the estimate with its interval, p before and after Holm, the verdict."""
+    v = mech.verdicts.set_index(["encoder", "test"])
+    rows = []
+    for r in mech.tests.itertuples():
+        ver = v.loc[(r.encoder, r.test)]
+        rows.append({"encoder": ENCODER_WORDS[r.encoder], "test": r.test, "quantity": r.quantity,
+                     "toward": group_label(r.toward) if r.toward else "",
+                     "RH": f"{r.estimate:.3f} ({r.lo:.3f} to {r.hi:.3f})",
+                     "p": _p(r.p) if np.isfinite(r.p) else "", "Holm p (test)": _p(ver["p_holm"]),
+                     "verdict": "holds" if ver["holds"] else "does not hold"})
+    return pd.DataFrame(rows)
+
+
+#: the arms whose minority is one (profession, gender) group: name -> (balanced run, underrepresented run)
+GRH_ARMS = {"sentences as they are (T1)": ("base_bal", "t1"), "unique token (T3)": ("unique_bal", "unique"),
+            "shared token (T3)": ("shared_bal", "shared")}
+
+
+@dataclass(frozen=True)
+class GRH:
+    """OUR RECONSTRUCTION of the paper's two-coordinate text metric (its definition is not public) for each
+    group-level minority: x = RH toward the same profession of the other gender, y = RH toward the nearest group of
+    the same gender and another profession (the registered partner rule); per seed and summarised."""
+
+    per_seed: pd.DataFrame  #: encoder, arm, seed, other_gender, nearest_profession
+    summary: pd.DataFrame  #: encoder, arm, x, x_lo, x_hi, y, y_lo, y_hi, nearest
+
+
+def grh_summary(cells: dict, setup: Any, seeds: Sequence[int], encoders: Sequence[str], *,
+                level: float = 0.95) -> GRH:
+    """Both coordinates of every arm in :data:`GRH_ARMS` on every encoder, with geometric means and t-intervals."""
+    from rharm.runs import text_mechanism as tm
+
+    order, g = setup.group_order, setup.params["token_group"]
+    prof, gender = textdata.split_group(g)
+    other = [order.index(textdata.group_name(prof, s)) for s in textdata.GENDERS if s != gender]
+    same = [j for j, h in enumerate(order) if textdata.split_group(h)[1] == gender
+            and textdata.split_group(h)[0] != prof]
+    rows, summary = [], []
+    for enc in encoders:
+        for arm, (b, m) in GRH_ARMS.items():
+            bal, imb = tm.series(cells, enc, b, seeds), tm.series(cells, enc, m, seeds)
+            x, _ = tm.seed_log_rh(bal, imb, "group", order, g, partners=other)
+            y, near = tm.seed_log_rh(bal, imb, "group", order, g, candidates=same)
+            rows += [{"encoder": ENCODER_WORDS[enc], "arm": arm, "seed": int(s), "other_gender": float(np.exp(a)),
+                      "nearest_profession": float(np.exp(c))} for s, a, c in zip(seeds, x, y)]
+            ex, ey = stats.geometric_ci(x, level=level), stats.geometric_ci(y, level=level)
+            summary.append({"encoder": ENCODER_WORDS[enc], "arm": arm, "x": ex[0], "x_lo": ex[1], "x_hi": ex[2],
+                            "y": ey[0], "y_lo": ey[1], "y_hi": ey[2],
+                            "nearest": ", ".join(group_label(order[j]) for j in near)})
+    return GRH(per_seed=pd.DataFrame(rows), summary=pd.DataFrame(summary))
+
+
+def grh_table(grh: GRH) -> pd.DataFrame:
+    """One row per encoder and arm: both coordinates with their intervals and the nearest group."""
+    return pd.DataFrame([{"encoder": r.encoder, "arm": r.arm,
+                          "x: toward other gender": f"{r.x:.3f} ({r.x_lo:.3f} to {r.x_hi:.3f})",
+                          "y: toward nearest profession": f"{r.y:.3f} ({r.y_lo:.3f} to {r.y_hi:.3f})",
+                          "nearest (same gender)": r.nearest} for r in grh.summary.itertuples()])
+
+
+@dataclass(frozen=True)
+class Dose:
+    """The dose-response of the registered design and its allocation effect (section "Dose-response")."""
+
+    dose_design: str  #: the design in words
+    dose_resolved: str  #: "yes" when its registered test held, "no" for the registered fallback
+    dose_rh: pd.DataFrame  #: ratio, kept, mean, lo, hi: RH toward the registered partner
+    dose_effects: pd.DataFrame  #: ratio, quantity, mean, lo, hi: y00, y01, y11, TE, NIE, NDE of the minority
+
+
+def dose_summary(frame: pd.DataFrame, choice: Sequence, *, n_train_per_group: int, level: float = 0.95) -> Dose:
+    """Per ratio: RH (geometric mean, t-interval of log RH; 1 by definition at ratio 1) and the minority's probe
+    accuracies and effects (mean, t-interval) from :func:`rharm.runs.text_mechanism.dose_response`."""
+    test, enc, resolved = choice
+    rh, eff = [], []
+    for ratio, sub in frame.groupby("ratio", sort=True):
+        est = (1.0, np.nan, np.nan) if ratio == 1 else stats.geometric_ci(sub["log_rh"].to_numpy(), level=level)
+        rh.append({"ratio": int(ratio), "kept": sampling.kept_count(n_train_per_group, ratio, minimum=1),
+                   "mean": est[0], "lo": est[1], "hi": est[2]})
+        for q in ("y00", "y01", "y11", "TE", "NIE", "NDE"):
+            m, lo, hi = stats.t_interval(sub[q].to_numpy(), level=level)
+            eff.append({"ratio": int(ratio), "quantity": q, "mean": m, "lo": lo, "hi": hi})
+    what = {"T3": "T3's unique-token arm", "T2": "T2's whole profession"}[test]
+    return Dose(dose_design=f"{what} on the {ENCODER_WORDS[enc]}", dose_resolved="yes" if resolved else "no",
+                dose_rh=pd.DataFrame(rh), dose_effects=pd.DataFrame(eff))
+
+
+def load_v1(profile: str) -> dict | None:
+    """v1's archived headline values of ``profile`` (``book/<profile>/archive/text_harm.v1.json``), or None."""
+    import json
+
+    from rharm.core import paths
+
+    f = paths.book_dir() / profile / V1_ARCHIVE
+    return json.loads(f.read_text(encoding="utf-8"))["values"] if f.is_file() else None
+
+
+def v1_table(v1: dict | None) -> pd.DataFrame | None:
+    """v1's two coordinates (exploratory; doctor (female) at 1:100 kept one sentence): estimate and interval."""
+    if v1 is None:
+        return None
+    return pd.DataFrame([
+        {"coordinate": f"x: toward {group_label(v1['other_group'])}",
+         "RH": f"{v1['x_mean']:.3f} ({v1['x_lo']:.3f} to {v1['x_hi']:.3f})"},
+        {"coordinate": f"y: toward {group_label(v1['nearest_group'])}",
+         "RH": f"{v1['y_mean']:.3f} ({v1['y_lo']:.3f} to {v1['y_hi']:.3f})"}])
+
+
+@dataclass(frozen=True)
+class MechanismFinding:
+    """The chapter's finding (glued as ``tx_finding``, at most 60 words) and the verdict sentences the prose quotes."""
+
+    finding: str
+    verdict_text: str = field(metadata={"markdown": True})
+
+
+def _cell(mech: Mechanism, enc: str, test: str, quantity_start: str) -> str:
+    t = mech.tests
+    r = t[(t.encoder == enc) & (t.test == test) & t.quantity.str.startswith(quantity_start)].iloc[0]
+    return f"{r.estimate:.2f} ({r.lo:.2f} to {r.hi:.2f})"
+
+
+def mechanism_finding(mech: Mechanism, encoders: Sequence[str], ratio: int, n_seeds: int) -> MechanismFinding:
+    """Word the verdicts: T3 (the decisive test) with its unique-token RH per encoder, then where T1 and T2 held."""
+    short = {"minilm": "MiniLM", "scratch": "a small transformer"}
+    held = {t: [e for e in encoders if mech.verdict_words[e][t] == "holds"] for t in ("T1", "T2", "T3")}
+    def names(es):
+        return ("neither encoder" if not es else "both encoders" if len(es) == len(encoders) > 1
+                else " and ".join(short[e] for e in es))
+
+    rh = ", ".join(f"{_cell(mech, e, 'T3', 'a:')} on {short[e]}" for e in encoders)
+    t3 = ("It did not" if not held["T3"] else "It did" if len(held["T3"]) == len(encoders)
+          else f"It did on {names(held['T3'])} only")
+    finding = (f"Registered test: a group kept at 1:{ratio} whose word no other group uses should collapse (T3). "
+               f"{t3}: RH {rh}. T1 (no pair-specific harm) held on {names(held['T1'])}; T2 (a rare profession nears "
+               f"its nearest) on {names(held['T2'])}. Geometric means, 95% t-intervals, {n_seeds} seeds.")
+    verdicts = [f"On the {ENCODER_WORDS[e]}, " + "; ".join(f"{t} {mech.verdict_words[e][t]}"
+                                                           for t in ("T1", "T2", "T3")) for e in encoders]
+    return MechanismFinding(finding=finding, verdict_text=". ".join(verdicts) + ".")
+
+
+@dataclass(frozen=True)
+class Design:
+    """The sentences, the split and the replacement (section "Data and design")."""
+
+    n_sentences: int  #: windows of the kept professions
+    n_groups: int
+    smallest_group: int
+    median_words: float  #: median words per window
+    minority: str  #: the T1 / T3 group in words
+    ratio: int
+    n_train_per_group: int
+    minority_kept: str  #: "6 sentences"
+    n_eval_per_group: int
+    token: str
+    replaced_unique: int  #: sentences whose profession word T3's unique arm replaces
+    replaced_shared: int
+    n_seeds: int
+    context: int
+    temperature: float
+    deletion_prob: float
+    run_seconds: dict  #: encoder -> mean training seconds per run (measured, this machine)
+
+
+def design_summary(setup: Any, cells: dict, seeds: Sequence[int]) -> Design:
+    """Counts of the windows and the designs of :func:`rharm.runs.text_mechanism.prepare`, and the runs' cost."""
+    frame, p = setup.frame, setup.params
+    counts = frame["group"].value_counts()
+    base = setup.texts["base"]
+    seconds: dict = {}
+    for (enc, _, _), cell in cells.items():
+        seconds.setdefault(enc, []).append(cell.seconds)
+    return Design(n_sentences=len(frame), n_groups=len(setup.group_order), smallest_group=int(counts.min()),
+                  median_words=float(frame["text"].str.split().map(len).median()),
+                  minority=group_label(p["token_group"]), ratio=int(p["ratio"]),
+                  n_train_per_group=int(p["n_train_per_group"]),
+                  minority_kept=tables.plural(sampling.kept_count(p["n_train_per_group"], p["ratio"], minimum=1),
+                                              "sentence"),
+                  n_eval_per_group=int(p["n_eval_per_group"]), token=setup.token,
+                  replaced_unique=sum(a != b for a, b in zip(base, setup.texts["unique"])),
+                  replaced_shared=sum(a != b for a, b in zip(base, setup.texts["shared"])), n_seeds=len(seeds),
+                  context=int(p["context"]), temperature=float(p["minilm"]["temperature"]),
+                  deletion_prob=float(p["minilm"]["deletion_prob"]),
+                  run_seconds={k: float(np.mean(v)) for k, v in seconds.items()})
+
+
+def loss_table(cells: dict) -> pd.DataFrame:
+    """Per encoder: mean SimCSE loss at the first and the last step over every run, and the number of runs."""
+    rows = {}
+    for (enc, _, _), cell in cells.items():
+        r = rows.setdefault(enc, {"first": [], "last": []})
+        r["first"].append(cell.loss[0])
+        r["last"].append(cell.loss[-1])
+    return pd.DataFrame([{"encoder": ENCODER_WORDS[e], "runs": len(r["first"]), "loss at step 1": np.mean(r["first"]),
+                          "loss at the last step": np.mean(r["last"])} for e, r in rows.items()])
+
+
+@dataclass(frozen=True)
+class Separation:
+    """Descriptive, NOT registered: how far apart the groups are in the balanced models, which bounds how far RH
+    can move. Per encoder: the mean within-group and between-group cosine of the held-out sentences."""
+
+    separation: pd.DataFrame  #: encoder, within, between, within_minority, to_partner (means over seeds)
+
+
+def separation_summary(cells: dict, setup: Any, seeds: Sequence[int], encoders: Sequence[str]) -> Separation:
+    """Mean within-group cosine (diagonal) and between-group cosine (off the diagonal) of the balanced models of the
+    sentences as they are, and the T1 minority's within-group cosine, averaged over seeds."""
+    from rharm.runs import text_mechanism as tm
+
+    order, g = setup.group_order, setup.params["token_group"]
+    i = order.index(g)
+    rows = []
+    for enc in encoders:
+        cos = np.stack([tm.cell_cosines(c, "group", order) for c in tm.series(cells, enc, "base_bal", seeds)])
+        off = ~np.eye(len(order), dtype=bool)
+        rows.append({"encoder": ENCODER_WORDS[enc], "within a group": float(np.nanmean(np.diagonal(cos, 0, 1, 2))),
+                     "between groups": float(cos[:, off].mean()),
+                     f"within {group_label(g)}": float(cos[:, i, i].mean()),
+                     f"{group_label(g)} to other groups": float(cos[:, i, off[i]].mean())})
+    return Separation(separation=pd.DataFrame(rows))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the verdicts say about the mechanism, in words generated from them (glued as Markdown)."""
+
+    reading: str = field(metadata={"markdown": True})
+
+
+def mechanism_reading(mech: Mechanism, encoders: Sequence[str]) -> Reading:
+    """One paragraph: whether the decisive test (T3) held on each encoder, and what follows for the mechanism."""
+    t3 = [e for e in encoders if mech.verdict_words[e]["T3"] == "holds"]
+    t1 = [e for e in encoders if mech.verdict_words[e]["T1"] == "holds"]
+    t2 = [e for e in encoders if mech.verdict_words[e]["T2"] == "holds"]
+    names = lambda es: " and ".join(ENCODER_WORDS[e] for e in es) or "neither encoder"  # noqa: E731
+    if t3:
+        head = (f"**The decisive test held on the {names(t3)}:** a group whose defining word is its own collapsed "
+                "when rare, and more than the same group sharing its word, as the mechanism predicts.")
+    else:
+        head = (f"**The decisive test (T3) failed on the {names(encoders)}:** a group whose defining word occurs in "
+                "no other group did not collapse measurably when rare, nor more than the same group sharing its "
+                "word. The mechanism as registered (shared tokens protect a rare group) is therefore not shown by "
+                "this test; a unique token is not enough to produce harm at this scale.")
+    tail = (f" T1 (no pair-specific harm for a profession-gender group) held on {names(t1)}; T2 (a whole rare "
+            f"profession moves toward its nearest profession) held on {names(t2)}.")
+    return Reading(reading=head + tail)

@@ -53,6 +53,10 @@ RECIPES: dict[str, Recipe] = {
                 "9b449e0546fc598ee0d3bcef247e2a12878338d347a1f5c17ea6b4cda1796634",
             ),
     ),
+    "text_mechanism": Recipe(
+        version=1, canary="rharm.runs.text_mechanism:canary", rtol=1e-3,
+        expected=(1.371041178703308, 1.3332040309906006, 0.12341614812612534, 1.1166000366210938, 2.0434682369232178, -0.3732416033744812),
+    ),
     "theory_sbm_node": Recipe(
         version=1, canary="rharm.theory.node:canary",
         expected=(-0.49747243456463386, 0.2740270506040881, 0.21989705551885566, 0.0005102310343874989, 0.417585343257425, 0.4935431957259968),
