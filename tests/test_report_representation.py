@@ -142,7 +142,7 @@ def test_finding_sentences(planted):
     sig = R.Significance(0, 18, "holm", 0.05)
     long = M.long_rh(boot["estimate"], boot["lo"], boot["hi"])
     f = R.finding(_P(), sig, nf, R.paper_comparison(long, "simclr", 10)).finding
-    assert f.startswith("At this scale (a small CNN, 1 epoch, 20 images per class) no representation harm is "
+    assert f.startswith("At this scale (small CNN, 1 epoch, 20 images per class) no representation harm is "
                         "detected")
     assert "automobile → truck" in f and "outside the seed-noise band" in f
     assert "reports no RH matrix for SimCLR at 1:10" in f

@@ -24,7 +24,7 @@ def test_summary_states_the_median_range_and_a_faster_finding():
     assert s.base_median == pytest.approx(sorted([100 / 1.5, 300 / 2.0, 200 / 1.2])[1])
     assert s.n_rounds == 3 and not s.on_gpu
     assert "1.50× as fast as" in s.finding and "3 rounds" in s.finding and "CPU measurement" in s.finding
-    assert "training a small CNN with" in s.finding and word_count(s.finding) <= FINDING_MAX_WORDS
+    assert "training the small CNN with" in s.finding and word_count(s.finding) <= FINDING_MAX_WORDS
     assert "no GPU number" in s.gpu_note
     # scalars are plain Python values: a numpy scalar would be glued as "np.float64(...)", unreadable by {glue:text}
     for f in dataclasses.fields(s):

@@ -137,7 +137,7 @@ def read(notebook: str, profile: str) -> dict:
 FINDING_MAX_WORDS = 60
 
 #: the networks' code names, in words (a finding or a caption names the network, not the parameter value)
-MODEL_WORDS = {"small_cnn": "a small CNN", "resnet18": "ResNet-18", "resnet34": "ResNet-34"}
+MODEL_WORDS = {"small_cnn": "small CNN", "resnet18": "ResNet-18", "resnet34": "ResNet-34"}
 
 
 #: the augmentations' code names, in words (as in "SimCLR's greyscale augmentation")
@@ -150,7 +150,7 @@ def augment_words(name: str) -> str:
 
 
 def model_words(name: str) -> str:
-    """A backbone's parameter value in words: ``small_cnn`` -> "a small CNN"; an unknown name is kept."""
+    """A backbone's parameter value in words: ``small_cnn`` -> "small CNN"; an unknown name is kept."""
     return MODEL_WORDS.get(str(name), str(name))
 
 

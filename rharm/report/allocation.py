@@ -19,7 +19,8 @@ import pandas as pd
 
 from rharm.core import reference
 from rharm.harm import mediation, metrics
-from rharm.page import tables
+from rharm.harm.probe import ProbeConfig
+from rharm.page import headline, tables
 
 
 def check_minorities(P: Any) -> None:
@@ -30,12 +31,12 @@ def check_minorities(P: Any) -> None:
                          f"not trained; valid: a subset of minority_classes={list(P.minority_classes)!r}")
 
 
-def probe_config(P: Any) -> mediation.ProbeConfig:
+def probe_config(P: Any) -> ProbeConfig:
     """The probe settings of the notebook's parameters."""
-    return mediation.ProbeConfig(c_grid=tuple(P.probe_c_grid), folds=P.probe_cv_folds, max_iter=P.probe_max_iter)
+    return ProbeConfig(c_grid=tuple(P.probe_c_grid), folds=P.probe_cv_folds, max_iter=P.probe_max_iter)
 
 
-def mediation_runs(results: Sequence[Any], P: Any, *, probe: mediation.ProbeConfig | None = None,
+def mediation_runs(results: Sequence[Any], P: Any, *, probe: ProbeConfig | None = None,
                    cached: bool = True) -> tuple[dict[str, mediation.MediationRuns], float]:
     """Fit the probes of every protocol in ``P.protocols`` (first = the chapter's main protocol).
 
@@ -114,7 +115,7 @@ def scale(results: Sequence[Any], runs_by_protocol: dict[str, mediation.Mediatio
     probe_time = (f"Fitting the probes took {probe_seconds / 60:.1f} minutes"
                   + ("; this run read them from the result store" if wall_seconds < 0.5 * probe_seconds else ""))
     return Scale(
-        profile=P.profile, backbone=P.backbone, epochs=tables.plural(P.epochs, "epoch"),
+        profile=P.profile, backbone=headline.model_words(P.backbone), epochs=tables.plural(P.epochs, "epoch"),
         data=results[0].meta.get("extra", {}).get("data_source", "CIFAR-10 (source not recorded)"),
         n_per_class=int(P.n_per_class), ratio=int(P.ratio), n_seeds=tables.plural(len(P.seeds), "seed"),
         n_splits=tables.plural(len(P.split_seeds), "split seed"), minorities=", ".join(P.minority_classes),

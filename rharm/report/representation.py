@@ -82,7 +82,7 @@ def scale(results: Sequence[Any], P: Any) -> Scale:
         + " per run")
     workers = int(P.workers or 1)
     return Scale(
-        profile=P.profile, backbone=P.backbone, epochs=tables.plural(P.epochs, "epoch"),
+        profile=P.profile, backbone=headline.model_words(P.backbone), epochs=tables.plural(P.epochs, "epoch"),
         n_per_class=int(P.n_per_class), kept=sampling.kept_count(int(P.n_per_class), P.ratio), ratio=int(P.ratio),
         n_seeds=tables.plural(len(P.seeds), "seed"), n_minorities=len(P.minority_classes),
         minorities=", ".join(P.minority_classes),

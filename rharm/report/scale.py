@@ -18,7 +18,7 @@ import pandas as pd
 
 from rharm.core import params, sampling
 from rharm.harm import metrics
-from rharm.page import tables
+from rharm.page import headline, tables
 from rharm.runs import images as experiment
 from rharm.study import design as study
 
@@ -66,7 +66,7 @@ class Scale:
 def scale(P) -> Scale:
     """The page's scale from its parameters ``P`` (:class:`rharm.core.params.Params`)."""
     paper, _, _ = _runs_of(params.profile_values("representation_harm", "gpu"))
-    return Scale(profile=str(P.profile), backbone=str(P.backbone), epochs=int(P.epochs),
+    return Scale(profile=str(P.profile), backbone=headline.model_words(P.backbone), epochs=int(P.epochs),
                  batch_size=int(P.batch_size), n_per_class=int(P.n_per_class), ratio=int(P.ratio),
                  n_minority_kept=sampling.kept_count(int(P.n_per_class), P.ratio), n_seeds=len(P.seeds),
                  minority=str(P.minority_classes[0]), partner=str(P.partner_class), paper_runs_per_ratio=paper)

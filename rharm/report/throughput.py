@@ -107,7 +107,7 @@ def summary(result: Mapping[str, Any], *, model: str, batch: int, workers: int) 
     else:
         speed = f"about as fast as ({ratio:.2f}×)"
     finding = (
-        f"On {device}, training {headline.model_words(model)} with batches of {batch}, batched on-device "
+        f"On {device}, training the {headline.model_words(model)} with batches of {batch}, batched on-device "
         f"augmentation runs {speed} the "
         f"paper-style DataLoader pipeline (range over {tables.plural(len(rounds), 'round')}: "
         f"{ratios.min():.2f} to {ratios.max():.2f})."
