@@ -1,4 +1,4 @@
-"""Benchmark: the sklearn probe (:func:`rharm.harm.stats.fit_logistic`) with one BLAS thread, against the BLAS library's
+"""Benchmark: the sklearn probe (:func:`rharm.harm.probe.fit_logistic`) with one BLAS thread, against the BLAS library's
 default thread count, in this process, on the same data.
 
     .venv/bin/python benchmarks/probe_threads.py                 # the chapters' probe sizes

@@ -20,14 +20,19 @@ SCRIPT = textwrap.dedent("""
     sys.meta_path.insert(0, Hide())
     import torch
     torch.set_num_threads(1)
-    from rharm import augment, data, experiment, losses, mediation, metrics, models, plan, probe, store, train
+    from rharm import store
+    from rharm.harm import mediation, metrics, probe
+    from rharm.runs import images
+    from rharm.study import plan
+    from rharm.vision import augment, data, losses, models, train
+    assert images and mediation and augment and data and losses and models  # imported without the book stack
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     res = train.train(train.TrainConfig(backbone="small_cnn", epochs=1, batch_size=8), x, progress=False)
     h, z = train.extract_features(res.model, x)
     y = torch.arange(16) % 2
     acc = metrics.linear_probe_accuracy(h, y, h, y, solver="torch", device="cpu")
-    cfg = mediation.ProbeConfig(c_grid=(1.0,), folds=1)
-    mediation.fit_probe(metrics.unit_normalise(h), y.numpy(), cfg)
+    cfg = probe.ProbeConfig(c_grid=(1.0,), folds=1)
+    probe.fit_probe(metrics.unit_normalise(h), y.numpy(), cfg)
     plan.plan_table("gpu")
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not leaked, leaked

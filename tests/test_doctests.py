@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 import rharm.theory
-from rharm.harm import audit, mediation, metrics, stats
+from rharm.harm import audit, mediation, metrics, probe, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
 #: the modules whose every public function, method and property needs an example
-MODULES = (stats, metrics, mediation, audit)
+MODULES = (stats, metrics, mediation, audit, probe)
 
 #: public functions without an example, and why (an example would need training, files or the result store)
 WITHOUT_EXAMPLE = {

@@ -180,3 +180,28 @@ def test_the_layers_hold():
 def test_each_rule_can_fail(planted, expect):
     modules = {**sources(), **planted}
     assert any(expect in line for line in violations(modules)), expect
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(modules: dict[str, str], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``module.function (n lines)`` for every function or method longer than ``limit`` lines (docstring included)."""
+    out = []
+    for mod, source in modules.items():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    out.append(f"{mod}.{node.name} ({n} lines)")
+    return out
+
+
+def test_no_function_is_over_80_lines():
+    assert long_functions(sources()) == []
+
+
+def test_the_length_rule_can_fail():
+    planted = "def big():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
+    found = long_functions({"rharm.harm.planted": planted})
+    assert found == [f"rharm.harm.planted.big ({MAX_FUNCTION_LINES + 1} lines)"]

@@ -4,11 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rharm.core import sampling
 from rharm.harm import mediation as D
 from rharm.harm import metrics as M
+from rharm.harm import probe
 from rharm.harm import synthetic as testing
 
-FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")  # tiny data: sklearn is quicker
+FAST = probe.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")  # tiny data: sklearn is quicker
 
 
 def _runs(**kw):
@@ -135,20 +137,20 @@ def test_cv_probe_matches_sklearn_gridsearch():
     f = _runs(seeds=(0,), minorities=())[0].features
     x, y = M.unit_normalise(f["test_backbone"]), f["test_labels"]
     gs = GridSearchCV(LogisticRegression(max_iter=1000, tol=1e-10), {"C": [1.0, 0.1, 0.01]}, cv=3).fit(x, y)
-    for solver in D.SOLVERS:
-        cfg = D.ProbeConfig(c_grid=(1.0, 0.1, 0.01), folds=3, max_iter=1000, tol=1e-9, solver=solver)
-        model, c = D.fit_probe(x, y, cfg)
+    for solver in probe.SOLVERS:
+        cfg = probe.ProbeConfig(c_grid=(1.0, 0.1, 0.01), folds=3, max_iter=1000, tol=1e-9, solver=solver)
+        model, c = probe.fit_probe(x, y, cfg)
         assert c == gs.best_params_["C"], solver
         np.testing.assert_allclose(model[0], gs.best_estimator_.coef_, atol=1e-3, err_msg=solver)
         np.testing.assert_allclose(model[1], gs.best_estimator_.intercept_, atol=1e-3, err_msg=solver)
-        assert (D.predict(model, x) == gs.predict(x)).mean() == 1.0, solver
+        assert (probe.predict_logistic(model, x) == gs.predict(x)).mean() == 1.0, solver
 
 
 def test_undersample_mask_keeps_n_over_ratio():
     y = np.repeat(np.arange(3), 50)
-    m = D.undersample_mask(y, 1, 10, np.random.default_rng(0))
+    m = sampling.undersample_mask(y, 1, 10, np.random.default_rng(0))
     assert m[y == 1].sum() == 5 and m[y != 1].all()
-    m2 = D.undersample_mask(y, 1, 10, np.random.default_rng(0))
+    m2 = sampling.undersample_mask(y, 1, 10, np.random.default_rng(0))
     np.testing.assert_array_equal(m, m2)  # seeded
 
 
@@ -166,7 +168,7 @@ def test_validation_and_store_roundtrip(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="protocol"):
         D.mediation_runs(runs, protocol="official")
     with pytest.raises(ValueError, match="c_grid"):
-        D.ProbeConfig(c_grid=(0.0,))
+        probe.ProbeConfig(c_grid=(0.0,))
     monkeypatch.setenv("RHARM_RESULTS_ROOT", str(tmp_path))
     a = D.cached_mediation_runs(runs, ratio=10, split_seeds=[0], probe=FAST)
     b = D.cached_mediation_runs(runs, ratio=10, split_seeds=[0], probe=FAST)
@@ -213,7 +215,7 @@ def test_minority_probe_effects_match_mediation_runs_and_auc_by_hand():
     np.testing.assert_allclose(e["TE_acc"], mr.y11[0, :, 0, i, i] - mr.y00[:, 0, i, i], atol=1e-12)
     # AUC by hand (Mann-Whitney) for seed 0's balanced probe
     bal = next(r for r in runs if r.minority is None and r.seed == 0)
-    model, _ = D.fit_probe(M.unit_normalise(bal.features["train_backbone"]), bal.features["train_labels"], FAST)
+    model, _ = probe.fit_probe(M.unit_normalise(bal.features["train_backbone"]), bal.features["train_labels"], FAST)
     score = D.minority_score(model, M.unit_normalise(bal.features["test_backbone"]), i)
     y = np.asarray(bal.features["test_labels"]) == i
     ranks = rankdata(score)
@@ -232,7 +234,7 @@ def test_auc_stays_informative_where_accuracy_saturates():
     coef = np.array([[-3.0, 0, 0, 0], [3.0, 0, 0, 0]])
     good = (coef, np.array([0.0, -3.0]), np.array([0, 1]))
     never = (coef, np.array([0.0, -50.0]), np.array([0, 1]))  # class 1 never wins the arg-max
-    assert (D.predict(never, x) == 1).sum() == 0
+    assert (probe.predict_logistic(never, x) == 1).sum() == 0
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, D.minority_score(never, x, 1)) == pytest.approx(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rharm.core import sampling
-from rharm.harm import stats
+from rharm.harm import probe, stats
 
 
 def test_t_interval_by_hand():
@@ -126,13 +126,12 @@ def test_kept_count_by_hand():
 
 def test_undersample_pinned_draws():
     # values of the implementations before the merge (rharm.vision.data.underrepresent, mediation.undersample_mask and
-    # text.allocation_effects' permutation), which the modules now get from rharm.harm.stats
-    from rharm.harm import mediation
+    # text.allocation_effects' permutation), which the modules now get from rharm.core.sampling
     from rharm.vision import data
 
     y = np.repeat(np.arange(3), 10)
     assert data.underrepresent(y, 1, 3, 0).tolist() == [*range(10), 15, 16, 19, *range(20, 30)]
-    assert np.flatnonzero(mediation.undersample_mask(y, 2, 4, np.random.default_rng(1))).tolist() == \
+    assert np.flatnonzero(sampling.undersample_mask(y, 2, 4, np.random.default_rng(1))).tolist() == \
         [*range(20), 24, 25]
     kept = sampling.undersample(np.arange(10, 20), 3, np.random.default_rng(2), draw="permutation")
     assert kept.tolist() == [12, 10, 17]
@@ -173,12 +172,12 @@ def test_fit_logistic_minimises_the_stated_objective(solver):
     y = np.repeat(np.arange(3), 20)
     x = rng.normal(size=(60, 4)) + 1.2 * rng.normal(size=(3, 4))[y]
     w, b = _objective_minimum(x, y, 0.5)
-    coef, intercept, classes = stats.fit_logistic(x, y, 0.5, max_iter=1000, tol=1e-10, solver=solver)
+    coef, intercept, classes = probe.fit_logistic(x, y, 0.5, max_iter=1000, tol=1e-10, solver=solver)
     # logits are identified up to a constant per row: compare centred logits
     z_ref, z = x @ w.T + b, x @ coef.T + intercept
     np.testing.assert_allclose(z - z.mean(1, keepdims=True), z_ref - z_ref.mean(1, keepdims=True), atol=1e-4)
     assert classes.tolist() == [0, 1, 2]
-    np.testing.assert_array_equal(stats.predict_logistic((coef, intercept, classes), x), z_ref.argmax(1))
+    np.testing.assert_array_equal(probe.predict_logistic((coef, intercept, classes), x), z_ref.argmax(1))
 
 
 def test_fit_logistic_warm_start_and_binary_prediction():
@@ -187,13 +186,13 @@ def test_fit_logistic_warm_start_and_binary_prediction():
     rng = np.random.default_rng(1)
     y = np.repeat([3, 7], 25)  # labels that are not 0..K-1, and the single-row binary model
     x = rng.normal(size=(50, 3)) + np.where(y == 7, 0.8, -0.8)[:, None]
-    cold = stats.fit_logistic(x, y, 1.0, tol=1e-10, max_iter=1000)
-    warm = stats.fit_logistic(x, y, 1.0, tol=1e-10, max_iter=1000, init=stats.fit_logistic(x, y, 0.01))
+    cold = probe.fit_logistic(x, y, 1.0, tol=1e-10, max_iter=1000)
+    warm = probe.fit_logistic(x, y, 1.0, tol=1e-10, max_iter=1000, init=probe.fit_logistic(x, y, 0.01))
     np.testing.assert_allclose(warm[0], cold[0], atol=1e-5)  # a warm start changes the path, not the minimum
     assert cold[0].shape == (1, 3)
-    np.testing.assert_array_equal(stats.predict_logistic(cold, x),
+    np.testing.assert_array_equal(probe.predict_logistic(cold, x),
                                   LogisticRegression(C=1.0, tol=1e-10, max_iter=1000).fit(x, y).predict(x))
     with pytest.raises(ValueError, match="C=0 is not valid"):
-        stats.fit_logistic(x, y, 0)
+        probe.fit_logistic(x, y, 0)
     with pytest.raises(ValueError, match="solver='lbfgs' is not valid"):
-        stats.fit_logistic(x, y, 1.0, solver="lbfgs")
+        probe.fit_logistic(x, y, 1.0, solver="lbfgs")

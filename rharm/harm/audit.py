@@ -49,7 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm.harm import metrics, stats
+from rharm.harm import metrics, probe, stats
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -553,7 +553,7 @@ def probe_by_group(x: np.ndarray, codes: np.ndarray, k: int, nearest: np.ndarray
     u = metrics.unit_normalise(x)
     pred = np.empty_like(codes)
     for tr, te in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(u, codes):  # out of fold
-        pred[te] = stats.predict_logistic(stats.fit_logistic(u[tr], codes[tr], C, max_iter=1000), u[te])
+        pred[te] = probe.predict_logistic(probe.fit_logistic(u[tr], codes[tr], C, max_iter=1000), u[te])
     conf = np.zeros((k, k))
     np.add.at(conf, (codes, pred), 1.0)
     conf /= conf.sum(1, keepdims=True)

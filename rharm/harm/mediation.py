@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -42,13 +41,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm.core import runtime, sampling, schema
+from rharm.core import sampling, schema
 from rharm.harm import stats
 from rharm.harm.metrics import CIFAR10_CLASSES, as_numpy, class_means, unit_normalise
+from rharm.harm.probe import ProbeConfig, fit_probe, predict_logistic
 
 PROTOCOLS = ("paper", "clean")
 CONDITIONS = ("y00", "y01", "y11")
-SOLVERS = ("auto", "torch", "sklearn")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -95,168 +94,6 @@ def confusion(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 # Probe
 # --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """Linear probe: multinomial logistic regression (lbfgs, L2) with k-fold CV over C, then a refit.
-
-    ``warm_start``: fit the C grid from the strongest regularisation to the weakest, each fit starting from the
-    previous solution. The objective is strictly convex, so this changes only the iterations needed (up to the
-    solver tolerance ``tol``), not the optimum. Off by default: on 7,500 x 128 CIFAR features it did not save time
-    (measured 103 s with vs 85 s without for one 3-fold x 3-C search, torch solver, shared 2-core machine). Folds
-    are ``StratifiedKFold(folds)`` without shuffling and ties in CV accuracy go to the first C of ``c_grid``, as
-    sklearn's GridSearchCV does.
-
-    ``solver``: ``"sklearn"`` (the paper's lbfgs ``LogisticRegression``), ``"torch"``: the same objective minimised
-    by :func:`rharm.harm.probe.fit_multinomial` on ``device`` - a batched L-BFGS that fits every fold x C of the search
-    in one call (tests check it reaches sklearn's solution) - or ``"auto"`` (default): torch when the probe device
-    is CUDA, sklearn otherwise (not faster on our CPUs). ``tol`` is sklearn's ``tol``, the same max-abs gradient
-    criterion in torch. ``device``: "auto" (CUDA when available), "cpu", "cuda[:k]".
-    """
-
-    c_grid: tuple[float, ...] = (1.0, 0.1, 0.01)
-    folds: int = 3
-    max_iter: int = 200
-    tol: float = 1e-4
-    warm_start: bool = False
-    solver: str = "auto"
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not self.c_grid or any(c <= 0 for c in self.c_grid):
-            raise ValueError(f"c_grid={self.c_grid} must be a non-empty list of positive values")
-        if self.folds < 1:
-            raise ValueError(f"folds={self.folds} must be >= 1 (1 = no CV, use c_grid[0])")
-        if self.max_iter < 1:
-            raise ValueError(f"max_iter={self.max_iter} must be >= 1")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver={self.solver!r} is not valid; choose one of {SOLVERS}")
-
-        runtime.resolve_device(self.device)  # raises ValueError naming the device
-
-    @property
-    def resolved_device(self) -> str:
-        """The device type the torch solver runs on: ``"cpu"`` or ``"cuda"``.
-
-        Example:
-            >>> ProbeConfig(device="cpu").resolved_device
-            'cpu'
-        """
-        return runtime.resolve_device(self.device).type
-
-    @property
-    def resolved_solver(self) -> str:
-        """The solver ``"auto"`` stands for here: torch on CUDA, sklearn otherwise.
-
-        Example:
-            >>> ProbeConfig(device="cpu").resolved_solver, ProbeConfig(solver="torch", device="cpu").resolved_solver
-            ('sklearn', 'torch')
-        """
-        if self.solver != "auto":
-            return self.solver
-        return "torch" if self.resolved_device == "cuda" else "sklearn"
-
-
-def _lr_torch(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig, classes: np.ndarray,
-              masks: np.ndarray | None = None) -> list[tuple]:
-    """Every (C, mask) problem at once with :func:`rharm.harm.probe.fit_multinomial` on ``cfg.device``: the objective
-    sklearn minimises, (1/n) sum_n CE(W x_n + b, y_n) + ||W||^2 / (2 C n), intercept unpenalised."""
-    from rharm.harm import probe as probe_mod
-
-    fit = probe_mod.fit_multinomial(x, y, list(cs), masks=masks, classes=classes, max_iter=cfg.max_iter, tol=cfg.tol,
-                                    device=cfg.device)
-    return [fit.model(b) for b in range(len(fit.coef))]
-
-
-def _lr_path(x: np.ndarray, y: np.ndarray, cs: Sequence[float], cfg: ProbeConfig) -> list[Any]:
-    """One probe (:func:`rharm.harm.stats.fit_logistic`) per C; with ``cfg.warm_start`` each fit starts from the one
-    before, strongest regularisation (smallest C) first."""
-    if cfg.resolved_solver == "torch":
-        return _lr_torch(x, y, cs, cfg, np.unique(y))  # the whole path in one batched fit (no warm start needed)
-    models: list[Any] = [None] * len(cs)
-    previous = None
-    for k in sorted(range(len(cs)), key=lambda k: cs[k]):
-        previous = stats.fit_logistic(x, y, cs[k], max_iter=cfg.max_iter, tol=cfg.tol,
-                                      init=previous if cfg.warm_start else None, quiet=True)
-        models[k] = previous
-    return models
-
-
-#: class predictions of a probe model (one implementation, :func:`rharm.harm.stats.predict_logistic`)
-_predict = stats.predict_logistic
-
-
-def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig = ProbeConfig()) -> tuple[tuple, float]:
-    """Choose C by ``cfg.folds``-fold CV accuracy over ``cfg.c_grid``, refit on all of (x, y).
-
-    x (N, d) (already normalised), y (N,) -> (model, chosen C); ``model`` is (coef (K, d), intercept (K,), classes),
-    used by :func:`predict`.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> y = np.repeat([0, 1, 2], 20)
-        >>> x = unit_normalise(np.eye(3)[y] + 0.4 * rng.normal(size=(60, 3)))
-        >>> model, c = fit_probe(x, y, ProbeConfig(c_grid=(1.0, 0.01), folds=3, device="cpu"))
-        >>> c
-        1.0
-        >>> model[0].shape  # coef (K, d)
-        (3, 3)
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    cs = list(cfg.c_grid)
-    if len(cs) == 1 or cfg.folds == 1:
-        best = cs[0]
-    else:
-        scores = np.zeros(len(cs))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # tiny minority: fewer members than folds
-            splits = list(StratifiedKFold(cfg.folds).split(x, y))
-        if cfg.resolved_solver == "torch":
-            # every fold x C in one batched fit: row masks select each fold's training rows
-            masks = np.zeros((len(splits) * len(cs), len(y)), dtype=bool)
-            for f, (tr, _) in enumerate(splits):
-                masks[f * len(cs):(f + 1) * len(cs), tr] = True
-            fits = _lr_torch(x, y, cs * len(splits), cfg, np.unique(y), masks)
-            for f, (_, va) in enumerate(splits):
-                for k in range(len(cs)):
-                    scores[k] += (_predict(fits[f * len(cs) + k], x[va]) == y[va]).mean() / len(splits)
-        else:
-            for tr, va in splits:
-                for k, m in enumerate(_lr_path(x[tr], y[tr], cs, cfg)):
-                    scores[k] += (_predict(m, x[va]) == y[va]).mean() / len(splits)
-        best = cs[int(np.argmax(scores))]  # first maximum = GridSearchCV's tie rule
-    model = _lr_path(x, y, [best], cfg)[0]
-    return model, best
-
-
-def predict(model: tuple, x: np.ndarray) -> np.ndarray:
-    """Class predictions of a probe from :func:`fit_probe`. x (N, d) -> (N,).
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> y = np.repeat([0, 1, 2], 20)
-        >>> x = unit_normalise(np.eye(3)[y] + 0.4 * rng.normal(size=(60, 3)))
-        >>> model, _ = fit_probe(x, y, ProbeConfig(c_grid=(1.0,), folds=1, device="cpu"))
-        >>> float((predict(model, x) == y).mean())
-        1.0
-    """
-    return _predict(model, x)
-
-
-def undersample_mask(labels: np.ndarray, minority_label: int, ratio: int, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask keeping every sample except all but n_i // ratio (random, without replacement) of the minority
-    (:func:`rharm.core.sampling.undersample_mask`).
-
-    Example:
-        Keep 20 // 10 = 2 of the 20 members of class 0 and every member of class 1:
-
-        >>> mask = undersample_mask(np.repeat([0, 1], 20), 0, 10, np.random.default_rng(0))
-        >>> int(mask[:20].sum()), int(mask[20:].sum())
-        (2, 20)
-    """
-    return sampling.undersample_mask(labels, minority_label, ratio, rng)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -461,21 +298,22 @@ def _fit_clean(fits: _Fits, si: int, s: int, bal: Any, runs: list[Any], xb: np.n
             pool[rng.choice(idx, size=min(idx.size, max_train_per_class), replace=False)] = True
     xbt = unit_normalise(as_numpy(bal.features[train_feature])[pool])
     m00, c00 = fit_probe(xbt, ytr[pool], probe)
-    p = predict(m00, xb)
+    p = predict_logistic(m00, xb)
     fits.y00[si, 0], fits.pred00[si, 0] = confusion(y_test, p, k), p
     fits.chosen["y00"].append(c00)
     fits.n_eval.append(n / k)
     for r, (m, run) in enumerate(zip(minorities, runs)):
         xt = unit_normalise(as_numpy(run.features[train_feature])[pool])
         m01, c01 = fit_probe(xt, ytr[pool], probe)
-        p = predict(m01, xi[m])
+        p = predict_logistic(m01, xi[m])
         fits.y01[r, si, 0], fits.pred01[r, si, 0] = confusion(y_test, p, k), p
         if "train_in_cl" in run.features:
             keep = as_numpy(run.features["train_in_cl"], bool)[pool]
         else:
-            keep = undersample_mask(ytr[pool], classes.index(m), ratio, np.random.default_rng([head_seed, s, r]))
+            keep = sampling.undersample_mask(ytr[pool], classes.index(m), ratio,
+                                             np.random.default_rng([head_seed, s, r]))
         m11, c11 = fit_probe(xt[keep], ytr[pool][keep], probe)
-        fits.y11[r, si, 0] = confusion(y_test, predict(m11, xi[m]), k)
+        fits.y11[r, si, 0] = confusion(y_test, predict_logistic(m11, xi[m]), k)
         fits.chosen["y01"].append(c01)
         fits.chosen["y11"].append(c11)
 
@@ -492,19 +330,19 @@ def _fit_paper(fits: _Fits, si: int, s: int, xb: np.ndarray, xi: dict[str, np.nd
         tr, te = train_test_split(np.arange(n), test_size=test_size, random_state=sp)
         fits.n_eval.append(te.size / k)
         m00, c00 = fit_probe(xb[tr], y_test[tr], probe)
-        p = predict(m00, xb[te])
+        p = predict_logistic(m00, xb[te])
         fits.y00[si, pi] = confusion(y_test[te], p, k)
         fits.pred00[si, pi, te] = p
         fits.chosen["y00"].append(c00)
         for r, m in enumerate(minorities):
             m01, c01 = fit_probe(xi[m][tr], y_test[tr], probe)
-            p = predict(m01, xi[m][te])
+            p = predict_logistic(m01, xi[m][te])
             fits.y01[r, si, pi] = confusion(y_test[te], p, k)
             fits.pred01[r, si, pi, te] = p
-            keep = undersample_mask(y_test[tr], classes.index(m), ratio,
+            keep = sampling.undersample_mask(y_test[tr], classes.index(m), ratio,
                                     np.random.default_rng([head_seed, s, int(sp), r]))
             m11, c11 = fit_probe(xi[m][tr][keep], y_test[tr][keep], probe)
-            fits.y11[r, si, pi] = confusion(y_test[te], predict(m11, xi[m][te]), k)
+            fits.y11[r, si, pi] = confusion(y_test[te], predict_logistic(m11, xi[m][te]), k)
             fits.chosen["y01"].append(c01)
             fits.chosen["y11"].append(c11)
 
@@ -631,11 +469,11 @@ def minority_probe_effects(results: Iterable[Any], minority: str, *, ratio: int,
         xbt = unit_normalise(as_numpy(bal[s].features[train_feature]))
         xit = unit_normalise(as_numpy(run.features[train_feature]))
         keep = (as_numpy(run.features["train_in_cl"], bool) if "train_in_cl" in run.features else
-                undersample_mask(ytr, m, ratio, np.random.default_rng([head_seed, s, 0])))
+                sampling.undersample_mask(ytr, m, ratio, np.random.default_rng([head_seed, s, 0])))
         fits = {"00": (fit_probe(xbt, ytr, probe)[0], xb), "01": (fit_probe(xit, ytr, probe)[0], xi),
                 "11": (fit_probe(xit[keep], ytr[keep], probe)[0], xi)}
         for c, (model, x) in fits.items():
-            out[f"acc{c}"].append(float(np.mean(predict(model, x)[y == m] == m)))
+            out[f"acc{c}"].append(float(np.mean(predict_logistic(model, x)[y == m] == m)))
             out[f"auc{c}"].append(float(roc_auc_score(y == m, minority_score(model, x, m))))
     res = {k: np.asarray(v) for k, v in out.items()}
     res["TE_acc"], res["NIE_acc"] = res["acc11"] - res["acc00"], res["acc01"] - res["acc00"]

@@ -29,7 +29,7 @@ import pandas as pd
 # CIFAR10_CLASSES is defined once in rharm.core.common; metrics.CIFAR10_CLASSES stays importable
 from rharm.core import runtime
 from rharm.core.common import CIFAR10_CLASSES, check_choice
-from rharm.harm import stats
+from rharm.harm import probe, stats
 
 MULTICOMP_METHODS = stats.P_ADJUSTMENTS
 
@@ -822,8 +822,8 @@ def linear_probe_accuracy(train_features: Any, train_labels: Any, test_features:
         (as_numpy(train_features), as_numpy(test_features))
     ytr, yte = as_numpy(train_labels, np.int64), as_numpy(test_labels, np.int64)
     use = "torch" if solver == "torch" or (solver == "auto" and dev.type == "cuda") else "sklearn"
-    model = stats.fit_logistic(xtr, ytr, C, max_iter=max_iter, solver=use, device=dev)
-    return float((stats.predict_logistic(model, xte) == yte).mean())
+    model = probe.fit_logistic(xtr, ytr, C, max_iter=max_iter, solver=use, device=dev)
+    return float((probe.predict_logistic(model, xte) == yte).mean())
 
 
 # --------------------------------------------------------------------------------------------------------------

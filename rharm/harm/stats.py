@@ -1,16 +1,13 @@
-"""The statistics every chapter shares, written once: resampling, intervals, multiple testing, the
-underrepresentation draw and the logistic-regression probe.
+"""The statistics every chapter shares, written once: resampling, intervals over seeds, one-sided tests, power and
+multiple testing.
 
-Each primitive lives here and only here; :mod:`rharm.harm.metrics`, :mod:`rharm.study.design`,
-:mod:`rharm.harm.mediation`,
-:mod:`rharm.harm.audit`, :mod:`rharm.runs.text`, :mod:`rharm.language.data` and :mod:`rharm.vision.data` call it (some
-re-export it under
-their historical names). The draws are the ones those modules made before, so a seed gives the same numbers.
+Each primitive lives here and only here; :mod:`rharm.harm.metrics`, :mod:`rharm.harm.mediation`,
+:mod:`rharm.harm.audit`, :mod:`rharm.study.design` and the chapters call it. The underrepresentation draw is
+:mod:`rharm.core.sampling`; the linear probe is :mod:`rharm.harm.probe`.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -238,87 +235,3 @@ def adjust_p(p: Sequence[float], method: str = "holm", alpha: float = 0.05) -> t
 
     reject, adj = pg.multicomp(p, alpha=alpha, method=method)
     return np.asarray(reject, dtype=bool), np.asarray(adj, dtype=np.float64)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Underrepresentation: which members of the minority are kept at 1:ratio
-# --------------------------------------------------------------------------------------------------------------
-
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The linear probe: multinomial logistic regression on frozen features
-# --------------------------------------------------------------------------------------------------------------
-
-#: solvers of :func:`fit_logistic`
-LOGISTIC_SOLVERS = ("sklearn", "torch")
-
-
-def fit_logistic(x: Any, y: Any, C: float, *, max_iter: int | None = None, tol: float | None = None,
-                 solver: str = "sklearn", device: Any = "cpu", init: tuple | None = None,
-                 quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The paper's probe: L2-penalised multinomial logistic regression, (1/n) sum CE + ||W||^2 / (2 C n), with an
-    unpenalised intercept, fitted by L-BFGS.
-
-    Args:
-        x: (N, d) features (the caller normalises them). y: (N,) integer labels.
-        C: inverse regularisation strength (> 0), scikit-learn's ``C``.
-        max_iter, tol: L-BFGS limits; None keeps the solver's default (sklearn: 100 and 1e-4).
-        solver: ``"sklearn"`` (``LogisticRegression``, lbfgs) or ``"torch"`` (:func:`rharm.harm.probe.fit_multinomial`,
-            the same objective, on ``device``).
-        init: a previous model to warm-start from (sklearn only): the path over C starts each fit from the last.
-        quiet: silence sklearn's ConvergenceWarning (a capped path over C warns by design).
-
-    Returns:
-        ``(coef (K', d), intercept (K',), classes (K,))``, K' = K, or 1 for two classes with sklearn;
-        :func:`predict_logistic` applies it.
-
-    Example:
-        A probe on six 2-d features of three classes:
-
-        >>> x = np.array([[0, 0], [0, 1], [3, 3], [3, 4], [-3, 3], [-3, 4]], dtype=float)
-        >>> coef, intercept, classes = fit_logistic(x, [0, 0, 1, 1, 2, 2], C=1.0)
-        >>> coef.shape, intercept.shape, classes.tolist()
-        ((3, 2), (3,), [0, 1, 2])
-    """
-    check_choice("solver", solver, LOGISTIC_SOLVERS)
-    if not C > 0:
-        raise ValueError(f"C={C!r} is not valid; it must be > 0")
-    limits = {k: v for k, v in (("max_iter", max_iter), ("tol", tol)) if v is not None}
-    if solver == "torch":
-        if init is not None:
-            raise ValueError("init is not supported with solver='torch' (it needs no warm start)")
-        from rharm.harm import probe
-
-        return probe.fit_multinomial(x, y, C, device=device, **limits).model(0)
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(C=C, warm_start=init is not None, **limits)
-    if init is not None:  # sklearn's warm start reads coef_ and intercept_: set them, as a previous fit would
-        clf.coef_, clf.intercept_ = init[0].copy(), init[1].copy()
-    from threadpoolctl import threadpool_limits
-
-    # one BLAS thread: L-BFGS on a probe's small matrices spends more time synchronising threads than computing;
-    # measured 1.5-10x faster for 1,000-20,000 rows of 128-512 features on 2 cores (benchmarks/probe_threads.py)
-    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-        if quiet:
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(x, y)
-    return clf.coef_.copy(), clf.intercept_.copy(), clf.classes_.copy()
-
-
-def predict_logistic(model: tuple, x: Any) -> np.ndarray:
-    """Class predictions (N,) of a :func:`fit_logistic` model for x (N, d): the arg-max of x W^T + b (for a
-    single-row sklearn model, the sign of its one decision function), as ``LogisticRegression.predict``.
-
-    Example:
-        >>> x = np.array([[0, 0], [0, 1], [3, 3], [3, 4], [-3, 3], [-3, 4]], dtype=float)
-        >>> model = fit_logistic(x, [0, 0, 1, 1, 2, 2], C=1.0)
-        >>> predict_logistic(model, [[2.5, 3.0], [-2.0, 3.5], [0.0, 0.2]]).tolist()
-        [1, 2, 0]
-    """
-    coef, intercept, classes = model
-    x = np.asarray(x)
-    return classes[np.argmax(x @ coef.T + intercept, axis=1)] if coef.shape[0] > 1 else \
-        classes[(x @ coef[0] + intercept[0] > 0).astype(int)]

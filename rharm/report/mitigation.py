@@ -21,6 +21,7 @@ import pandas as pd
 
 from rharm.core import sampling
 from rharm.harm import mediation, metrics, stats
+from rharm.harm.probe import ProbeConfig
 from rharm.page import charts, tables
 from rharm.runs import images as experiment
 from rharm.study import design as study
@@ -312,7 +313,7 @@ class Effects:
 
 
 def effects(P: Any, cell: Cell, arms: Mapping[str, tuple[list, list]], settings_: Mapping[str, str], *,
-            probe: mediation.ProbeConfig | None = None) -> Effects:
+            probe: ProbeConfig | None = None) -> Effects:
     """RH of the cell with its interval, the paired difference of log RH against ``none``, the minority's TE and
     NIE (clean protocol) and the balanced probe accuracy of the imbalanced-data model, per intervention.
 
@@ -321,7 +322,7 @@ def effects(P: Any, cell: Cell, arms: Mapping[str, tuple[list, list]], settings_
     """
     if "none" not in arms:
         raise ValueError(f"arms={list(arms)} has no 'none' arm; every intervention is compared with it")
-    probe = probe or mediation.ProbeConfig(c_grid=(P.probe_c,), folds=1)
+    probe = probe or ProbeConfig(c_grid=(P.probe_c,), folds=1)
     m0, p0, classes = cell.minority, cell.partner, cell.classes
     base_log_rh = study.cell_log_rh(*arms["none"], m0, p0, classes)
     rows, per_seed = [], {}

@@ -33,6 +33,7 @@ from rharm.harm import stats
 from rharm import store
 from rharm.core import sampling
 from rharm.core import runtime
+from rharm.harm import probe
 
 SOURCES = ("bug", "biasbios")
 
@@ -186,13 +187,13 @@ def run_simcse(data: Mapping[str, Any], train: Mapping[str, Any], *, minority: s
         texts = frame["text"].tolist()
         encoder = simcse.load_encoder(train["model"], pooling=train["pooling"], max_length=train["max_length"],
                                       reinit_layers=train["reinit_layers"], seed=seed)
-        probe = [texts[i] for i in split["eval"][:256]]
-        before = simcse.encode(encoder, probe)
+        sample = [texts[i] for i in split["eval"][:256]]
+        before = simcse.encode(encoder, sample)
         history = simcse.train_simcse(
             encoder, [texts[i] for i in split["cl_train"]], steps=train["steps"], batch_size=train["batch_size"],
             lr=train["lr"], temperature=train["temperature"], augmentation=train["augmentation"],
             deletion_prob=train["deletion_prob"], seed=seed)
-        after = simcse.encode(encoder, probe)
+        after = simcse.encode(encoder, sample)
         emb = simcse.encode(encoder, [texts[i] for i in split["eval"]])
         store.save_tensors(tmp / "split.pt", {k: v for k, v in split.items()})
         store.save_tensors(tmp / "embeddings.pt", {"eval": emb})
@@ -314,8 +315,8 @@ def accuracy_by_group(emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.n
     def unit(x):  # in the embeddings' own dtype (float32 from the encoder), as the probe was always fitted
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-    probe = stats.fit_logistic(unit(emb_train), y_train, C, max_iter=2000)
-    correct = stats.predict_logistic(probe, unit(emb_test)) == y_test
+    model = probe.fit_logistic(unit(emb_train), y_train, C, max_iter=2000)
+    correct = probe.predict_logistic(model, unit(emb_test)) == y_test
     return np.array([correct[groups_test == g].mean() if np.any(groups_test == g) else np.nan
                      for g in group_order])
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rharm.harm import metrics, stats
+from rharm.harm.probe import ProbeConfig
 from rharm.study import design as study
 
 #: the representations every v2 hypothesis about the dose-response and the temperature is judged on
@@ -279,7 +280,7 @@ def run(name: str, grid: dict, *, n_close: int, alpha: float, level: float, dose
     main = runs(prereg.all_minorities)
     prim = study.primary_section(balanced, main, prereg, classes, ratio=int(grid["ratio"]), alpha=alpha,
                                  level=level, probe_c=probe_c)
-    probe_cfg = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
+    probe_cfg = ProbeConfig(c_grid=(float(probe_c),), folds=1)
     log(f"{name}: H1-H3 done")
     imb_by_ratio = {int(r): [x for x in runs([m0], ratio=int(r)) if x.minority == m0]
                     for r in dose_ratios if int(r) != 1}

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from rharm.harm import metrics, stats
+from rharm.harm.probe import ProbeConfig
 
 # --------------------------------------------------------------------------------------------------------------
 # 1. Pre-registration from the balanced models
@@ -315,7 +316,7 @@ def allocation_te(balanced: Sequence, imbalanced: Sequence, minority: str, ratio
     (:func:`rharm.harm.mediation.mediation_runs`): Y(1, M(1)) - Y(0, M(0)) on the diagonal."""
     from rharm.harm import mediation
 
-    probe = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
+    probe = ProbeConfig(c_grid=(float(probe_c),), folds=1)
     mr = mediation.mediation_runs([*balanced, *imbalanced], protocol="clean", ratio=int(ratio), probe=probe,
                                   classes=list(classes), minorities=[minority])
     rows = mr.rows()  # condition -> (R, S, P, K)
@@ -494,7 +495,7 @@ def primary_section(balanced: Sequence, main: Sequence, prereg: Preregistration,
                                                   r.features["test_backbone"], r.features["test_labels"])
                     for r in balanced])
     pm, plo, phi = stats.mean_ci(acc, level=level)
-    probe_cfg = mediation.ProbeConfig(c_grid=(float(probe_c),), folds=1)
+    probe_cfg = ProbeConfig(c_grid=(float(probe_c),), folds=1)
     med = {}
     for prot in ("paper", "clean"):
         mr = mediation.mediation_runs(main, protocol=prot, ratio=int(ratio), split_seeds=[0], probe=probe_cfg,
