@@ -76,14 +76,13 @@ report.check_minorities(P)
 # %% mystnb={"figure": {"name": "fig-ah-diagram", "caption": "Causal mediation of allocation harm."}}
 import numpy as np
 import pandas as pd
-
 from IPython.display import Markdown
 
-from rharm.page import charts as rcharts
-from rharm.runs import images as experiment
-from rharm.harm import mediation
 from rharm.core import reference
+from rharm.harm import mediation
+from rharm.page import charts as rcharts
 from rharm.page import tables
+from rharm.runs import images as experiment
 
 rcharts.enable()
 rcharts.mediation_diagram()

@@ -87,6 +87,7 @@ import time
 
 from rharm.page import charts, headline
 from rharm.report import mitigation
+from rharm.study import mitigation as design
 
 charts.enable()
 t_start = time.perf_counter()
@@ -98,7 +99,7 @@ t_start = time.perf_counter()
 # balanced models; this chapter studies its first minority and that minority's partner ({numref}`tab-mi-cell`).
 
 # %% mystnb={"figure": {"name": "tab-mi-cell", "caption": "The cell every mitigation is measured on.", "classes": "rharm-table", "caption_before": 1}}
-cell = mitigation.choose_cell(P, mitigation.balanced_runs(P))
+cell = design.choose_cell(P, design.balanced_runs(P))
 mitigation.cell_table(P, cell)
 
 # %% [markdown]
@@ -110,8 +111,8 @@ mitigation.cell_table(P, cell)
 # least collapse; {numref}`tab-mi-temperature`).
 
 # %% mystnb={"figure": {"name": "tab-mi-temperature", "caption": "The three-block theory's RH at each temperature.", "classes": "rharm-table", "caption_before": 1}}
-none_runs = mitigation.none_runs(P, cell)
-theory = mitigation.choose_temperature(P, cell, mitigation.cell_log_rh(cell, none_runs))
+none_runs = design.none_runs(P, cell)
+theory = design.choose_temperature(P, cell, design.cell_log_rh(cell, none_runs))
 mitigation.temperature_table(P, cell, theory)
 
 # %% [markdown]
@@ -141,7 +142,7 @@ mitigation.expectations_table()
 # theory's temperature is fitted to; the results are those of training them one after the other.
 
 # %%
-arms = mitigation.train_arms(P, cell, theory.tau, none_runs)
+arms = design.train_arms(P, cell, theory.tau, none_runs)
 training = mitigation.training(P, cell, theory.tau, arms)
 effects = mitigation.effects(P, cell, arms, training.settings)
 

@@ -62,14 +62,13 @@ P = rharm.core.params.check("representation_harm", globals())
 # %%
 import numpy as np
 import pandas as pd
-
 from IPython.display import Markdown
 
-from rharm.page import charts, tables
-from rharm.runs import images as experiment
-from rharm.harm import metrics
 from rharm.core import reference
+from rharm.harm import metrics
+from rharm.page import charts, tables
 from rharm.report import representation as report
+from rharm.runs import images as experiment
 
 charts.enable()
 results = experiment.run_grid({**experiment.grid_from_params(P), "progress": False})

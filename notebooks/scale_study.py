@@ -67,8 +67,9 @@ P = rharm.core.params.check("scale_study", globals())
 # %%
 import rharm.page.provenance
 from rharm.page import charts, headline, tables
-from rharm.runs import images as experiment
 from rharm.report import scale as report
+from rharm.runs import images as experiment
+from rharm.study import reuse
 
 charts.enable()
 sc = report.scale(P)
@@ -196,7 +197,7 @@ charts.paired_chart(pairs, title=f"log RH({sc.minority}, j): underrepresented vs
 # %% tags=["remove-cell"]
 # the pilot's cell replicated with every seed of the representation-harm chapter's grid (cached runs)
 history = report.pilot_history()
-replication = report.pilot_replication(P.profile, history["pilot_minority"], history["pilot_partner"])
+replication = reuse.pilot_replication(P.profile, history["pilot_minority"], history["pilot_partner"])
 pilot = report.pilot(history, replication, sep, sc)
 headline.publish(P, "ss", sc, speed, sep, pair, pilot)
 

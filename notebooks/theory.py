@@ -49,9 +49,9 @@ P = rharm.core.params.check("theory", globals())
 
 # %%
 import rharm.page.provenance
-from rharm.page import charts, headline, tables
-from rharm.core import reference
 from rharm import theory
+from rharm.core import reference
+from rharm.page import charts, headline, tables
 from rharm.report import theory as report
 
 charts.enable()

@@ -13,7 +13,9 @@ from rharm.harm import synthetic as testing
 from rharm.page.headline import FINDING_MAX_WORDS, word_count
 from rharm.report import mitigation as MI
 from rharm.runs import images as experiment
+from rharm.study import confirmatory
 from rharm.study import design as study
+from rharm.study import mitigation as MS
 
 FIVE = ["tshirt_top", "trouser", "sandal", "shirt", "sneaker"]
 FAST = D.ProbeConfig(c_grid=(1.0,), folds=1, max_iter=100, solver="sklearn")
@@ -34,7 +36,7 @@ def _cell(**kw):
     base = dict(minority="sandal", partner="sneaker", ratio=10, seeds=[0, 1], classes=FIVE, n_per_class=40,
                 weight="10")
     base.update(kw)
-    return MI.Cell(**base)
+    return MS.Cell(**base)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -169,9 +171,9 @@ def test_finding_with_an_unresolved_baseline_claims_no_reduction():
 def test_base_grid_rejects_mitigation_seeds_outside_the_balanced_seeds():
     with pytest.raises(ValueError, match=r"mitigation_seeds=\[0, 7\] is not valid; it must be a subset of "
                                          r"seeds=\[0, 1, 2\]"):
-        MI.base_grid(_P(mitigation_seeds=[0, 7]))
-    g = MI.base_grid(_P())
-    assert set(g) == {*MI.GRID_KEYS, "progress"} and g["classes"] == FIVE
+        MS.base_grid(_P(mitigation_seeds=[0, 7]))
+    g = MS.base_grid(_P())
+    assert set(g) == {*confirmatory.GRID_KEYS, "progress"} and g["classes"] == FIVE
 
 
 def _balanced_with_planted_pair():
@@ -186,13 +188,13 @@ def _balanced_with_planted_pair():
 
 
 def test_choose_cell_finds_the_planted_pair_from_the_balanced_models():
-    cell = MI.choose_cell(_P(), _balanced_with_planted_pair())
+    cell = MS.choose_cell(_P(), _balanced_with_planted_pair())
     # the pair is mutual, so the distances tie; the rule puts the tighter class (sneaker, pulled toward sandal and
     # shrunk: more room to collapse) first, not the alphabetically first one
     assert (cell.minority, cell.partner) == ("sneaker", "sandal")
     assert cell.seeds == [0, 1] and cell.classes == FIVE and cell.weight == "10"
     with pytest.raises(ValueError, match="balanced models only"):
-        MI.choose_cell(_P(), testing.synthetic_runs(classes=FIVE, minorities=("sandal",), seeds=(0,), dim=16))
+        MS.choose_cell(_P(), testing.synthetic_runs(classes=FIVE, minorities=("sandal",), seeds=(0,), dim=16))
 
 
 def test_choose_temperature_takes_the_largest_theoretical_rh(monkeypatch):
@@ -204,12 +206,12 @@ def test_choose_temperature_takes_the_largest_theoretical_rh(monkeypatch):
 
     monkeypatch.setattr(study, "fit_alpha", fake_fit)
     monkeypatch.setattr(study, "theory_rh", lambda ratio, alpha, *, tau, n_classes, dim: 1 - (tau - 0.5) ** 2)
-    t = MI.choose_temperature(_P(), _cell(), np.log([0.5, 0.8]))
+    t = MS.choose_temperature(_P(), _cell(), np.log([0.5, 0.8]))
     assert seen == {"observed": pytest.approx(np.sqrt(0.4)), "ratio": 10, "tau": 0.5, "n_classes": 5}
     assert (t.tau, t.is_smallest, t.alpha) == (0.5, False, 0.4)  # the peak, not the smallest temperature
     assert t.table.tau.tolist() == [0.2, 0.5, 1.0]
     monkeypatch.setattr(study, "theory_rh", lambda ratio, alpha, *, tau, n_classes, dim: 1 / tau)
-    assert MI.choose_temperature(_P(), _cell(), np.log([0.5, 0.8])).is_smallest
+    assert MS.choose_temperature(_P(), _cell(), np.log([0.5, 0.8])).is_smallest
 
 
 def test_train_arms_prefetches_every_arm_in_one_pool_then_loads_each(monkeypatch):
@@ -229,14 +231,14 @@ def test_train_arms_prefetches_every_arm_in_one_pool_then_loads_each(monkeypatch
     P = _P()
     none = fake_run_grid({"minority_classes": ["sandal"], "seeds": [0, 1]})
     calls.clear()
-    arms = MI.train_arms(P, _cell(), 0.2, none)
+    arms = MS.train_arms(P, _cell(), 0.2, none)
     assert calls[0][0] == "prefetch" and sum(c[0] == "prefetch" for c in calls) == 1
     grids = calls[0][1]
     assert calls[0][2] == P.workers and len(grids) == 7
     assert all(g["minority_classes"] == ["sandal"] and g["seeds"] == [0, 1] for g in grids)
     assert [g["temperature"] for g in grids] == [0.5, 0.5, 0.5, 0.2, 0.5, 0.5, 0.5]
     assert grids[6]["warm_start"] is True and grids[4]["method"] == "simsiam" and grids[1]["rebalance"] is True
-    assert grids[0] == {**MI.base_grid(P), "minority_classes": ["sandal"], "seeds": [0, 1]}  # the unmitigated grid
+    assert grids[0] == {**MS.base_grid(P), "minority_classes": ["sandal"], "seeds": [0, 1]}  # the unmitigated grid
     # every arm but 'none' (given) loaded after the pool, from its own grid
     assert [c[1] for c in calls[1:]] == grids[1:]
     assert list(arms) == list(MI.INTERVENTIONS)
@@ -291,11 +293,10 @@ def test_effects_without_a_resolved_baseline_define_no_share_removed():
 def test_rebalance_times_is_the_training_codes_factor():
     import torch
 
-    from rharm.report import mitigation as MI
     from rharm.vision import mitigation
 
     for n, ratio in [(800, 100), (500, 100), (20, 10), (11, 3)]:
         kept = sampling.kept_count(n, ratio)
         labels = torch.tensor([0] * n + [1] * n + [2] * kept)  # two full classes and the minority
-        assert MI.rebalance_times(n, ratio) == mitigation.rebalance_factor(labels == 2, labels)
-    assert MI.rebalance_times(11, 3) == 4  # 11 / 3 kept, rounded; the floor 11 // 3 would say 3
+        assert MS.rebalance_times(n, ratio) == mitigation.rebalance_factor(labels == 2, labels)
+    assert MS.rebalance_times(11, 3) == 4  # 11 / 3 kept, rounded; the floor 11 // 3 would say 3

@@ -11,6 +11,7 @@ import pytest
 from rharm.core import params
 from rharm.harm import synthetic as testing
 from rharm.report import scale
+from rharm.study import reuse
 
 
 def _P(profile="smoke", **over):
@@ -108,10 +109,10 @@ def test_pilot_replicates_only_when_the_interval_lies_below_one(hi, replicated):
 def test_pilot_replication_finds_a_planted_collapse(monkeypatch):
     runs = testing.synthetic_runs(minorities=("automobile",), collapse={"automobile": "truck"}, strength=0.6,
                                   seeds=(0, 1, 2), n_test=40, dim=16)
-    monkeypatch.setattr(scale.experiment, "run_grid", lambda grid: runs)
-    rep = scale.pilot_replication("smoke", "automobile", "truck")
+    monkeypatch.setattr(reuse.experiment, "run_grid", lambda grid: runs)
+    rep = reuse.pilot_replication("smoke", "automobile", "truck")
     assert rep["n_seeds"] == 3 and rep["lo"] <= rep["rh"] <= rep["hi"] < 1
     null = testing.synthetic_runs(minorities=("automobile",), seeds=(0, 1, 2), n_test=40, dim=16)
-    monkeypatch.setattr(scale.experiment, "run_grid", lambda grid: null)
-    rep0 = scale.pilot_replication("smoke", "automobile", "truck")
+    monkeypatch.setattr(reuse.experiment, "run_grid", lambda grid: null)
+    rep0 = reuse.pilot_replication("smoke", "automobile", "truck")
     assert rep0["lo"] < 1 < rep0["hi"] or np.isclose(rep0["rh"], 1, atol=0.05)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from rharm.study.reuse import ImageSetting, image_encoders
+
 if TYPE_CHECKING:
     from rharm.harm.audit import AuditReport
 
@@ -164,47 +166,14 @@ def text_summary(report: "AuditReport") -> TextAudit:
 # --- an image encoder trained with a rare class -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageSetting:
-    """Which Fashion-MNIST encoders are audited: the first pre-registered minority and its predicted partner."""
-
-    minority: str
-    partner: str
-    ratio: int
-    seed: int
-
-
 def image_audit(profile: str, options: dict) -> tuple["AuditReport", ImageSetting]:
     """Audit the fashion_harm chapter's encoder of its first seed with its first pre-registered minority against the
-    balanced encoder of the same seed, on the same test images (runs from the result store, trained if absent).
-
-    ``profile`` picks the fashion_harm parameters; ``options`` are :func:`audit_options`.
-    """
-    from rharm.core import params
-    from rharm.harm import metrics
+    balanced encoder of the same seed, on the same test images (:func:`rharm.study.reuse.image_encoders`: runs from
+    the result store, trained if absent). ``options`` are :func:`audit_options`."""
     from rharm.harm.audit import audit
-    from rharm.runs import images as experiment
-    from rharm.study import design as study
-    from rharm.vision import data as image_data
 
-    fp = params.profile_values("fashion_harm", profile)
-    from rharm.report.fashion import GRID_KEYS
-
-    # exactly the fashion_harm chapter's registration-v2 grid, so every run comes from its result store
-    grid = {k: fp[k] for k in GRID_KEYS}
-    grid["progress"] = False
-    classes = list(fp.get("classes") or image_data.dataset_info(fp["dataset"]).classes)
-    balanced = experiment.run_grid({**grid, "minority_classes": []})
-    pre = study.preregister(study.balanced_distance(metrics.cosine_runs(balanced, classes=classes)), classes,
-                            n_close=fp["n_close"], tie_break="room")
-    minority = pre.minorities[0]
-    seed = fp["seeds"][0]
-    imb = experiment.run_one(grid, minority, seed)
-    ref = next(r for r in balanced if r.seed == seed)
-    labels = [classes[i] for i in imb.features["test_labels"].tolist()]
-    report = audit(imb.features["test_backbone"].numpy(), labels, reference=ref.features["test_backbone"].numpy(),
-                   classes=classes, **options)
-    return report, ImageSetting(minority=minority, partner=pre.partners[minority], ratio=int(fp["ratio"]), seed=seed)
+    features, reference, labels, classes, setting = image_encoders(profile)
+    return audit(features, labels, reference=reference, classes=classes, **options), setting
 
 
 @dataclass(frozen=True)

@@ -23,29 +23,19 @@ from rharm.page import charts, headline, tables
 from rharm.study import confirmatory
 from rharm.study.design import ci_text
 
-#: the parameters that make up the v2 training grid (:func:`rharm.runs.images.run_grid`)
-GRID_KEYS = ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr", "weight_decay", "temperature",
-             "clamp", "schedule", "augment", "ratio", "seeds", "n_per_class", "classes", "data_source", "threads",
-             "workers")
 #: where v1's result of a profile is archived (written by rharm at the commit it names; read, never written)
 V1_ARCHIVE = "archive/fashion_harm.v1.json"
 #: what every interval over seeds on this page is
 INTERVAL_WORDS = (f"{metrics.RH_ESTIMATOR}; other quantities: mean over seeds with its Student t-interval")
 
 
-def grid(P: Any) -> dict:
-    """The v2 training grid."""
-    g = {k: P.values[k] for k in GRID_KEYS}
-    g["progress"] = False
-    return g
-
-
 def run(P: Any) -> confirmatory.Result:
     """Registration v2, in its registered order (:func:`rharm.study.confirmatory.run`)."""
     return confirmatory.run(
-        "v2, confirmatory (five classes, fresh seeds)", grid(P), n_close=P.n_close, alpha=P.alpha, level=P.ci_level,
-        dose_ratios=P.dose_ratios, r0=P.dose_r0, fit_ratio=P.theory_fit_ratio, margin=P.theory_margin,
-        low_temperature=P.low_temperature, theory_dim=P.theory_dim, probe_c=P.probe_c, log=lambda *a: None)
+        "v2, confirmatory (five classes, fresh seeds)", confirmatory.registered_grid(P.values), n_close=P.n_close,
+        alpha=P.alpha, level=P.ci_level, dose_ratios=P.dose_ratios, r0=P.dose_r0, fit_ratio=P.theory_fit_ratio,
+        margin=P.theory_margin, low_temperature=P.low_temperature, theory_dim=P.theory_dim, probe_c=P.probe_c,
+        log=lambda *a: None)
 
 
 def load_v1(profile: str) -> dict | None:

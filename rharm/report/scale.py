@@ -3,7 +3,8 @@
 ``notebooks/scale_study.py`` asks why the CIFAR-10 chapters find no harm on two CPU cores: what one training step
 costs (:func:`throughput`), how much class structure training adds to the representation (:func:`separation_table`,
 :func:`separation`), a paired effect against its noise floor (:func:`paired`), and whether the pilot that chose the
-cpu profile replicates with every seed (:func:`pilot_replication`, :func:`pilot`). The pilot's own number is
+cpu profile replicates with every seed (:func:`rharm.study.reuse.pilot_replication`, :func:`pilot`). The pilot's own
+number is
 history, not a result of this page: it is read from the ``history`` mapping of the ``scale_study`` section of
 ``profiles.yml`` (:func:`pilot_history`).
 """
@@ -206,21 +207,6 @@ def pilot_history(path=None) -> dict:
     return dict(history)
 
 
-def pilot_replication(profile: str, minority: str, partner: str) -> dict:
-    """RH(minority, partner) over every seed of the representation-harm chapter's grid of ``profile``.
-
-    Trains (or fetches from the store) that grid's balanced model and ``minority`` runs, and returns
-    ``{"minority", "partner", "rh", "lo", "hi", "n_seeds"}`` (:func:`rharm.harm.metrics.rh_interval`, 95%).
-    """
-    grid = experiment.grid_from_params(params.profile_values("representation_harm", profile))
-    runs = experiment.run_grid({**grid, "minority_classes": [minority], "progress": False})
-    cr = metrics.cosine_runs(runs)
-    boot = metrics.rh_interval(cr, level=0.95)
-    return {"minority": minority, "partner": partner, "rh": float(boot["estimate"].loc[minority, partner]),
-            "lo": float(boot["lo"].loc[minority, partner]), "hi": float(boot["hi"].loc[minority, partner]),
-            "n_seeds": len(cr.seeds)}
-
-
 @dataclass(frozen=True)
 class Pilot:
     """The pilot's number (history), its replication with every seed, and the page's finding."""
@@ -232,12 +218,13 @@ class Pilot:
     pilot_setting: str
     rh5: str  # the replication, "0.972 (95% CI 0.930–1.010, 3 seeds)"
     replicated: bool  # the replication's interval (two seeds or more) lies below 1
-    pilot_replication: dict  # :func:`pilot_replication` (JSON only)
+    pilot_replication: dict  # :func:`rharm.study.reuse.pilot_replication` (JSON only)
     finding: str
 
 
 def pilot(history: Mapping[str, Any], replication: Mapping[str, Any], sep: Separation, sc: Scale) -> Pilot:
-    """Set the pilot (``history``, :func:`pilot_history`) against its ``replication`` (:func:`pilot_replication`)
+    """Set the pilot (``history``, :func:`pilot_history`) against its ``replication``
+    (:func:`rharm.study.reuse.pilot_replication`)
     and write the finding (at most :data:`rharm.page.headline.FINDING_MAX_WORDS` words) from the separation ``sep``
     and the page's scale ``sc``."""
     if (replication["minority"], replication["partner"]) != (history["pilot_minority"], history["pilot_partner"]):

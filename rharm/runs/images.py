@@ -25,10 +25,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from rharm.vision import data, engine, train
-from rharm.core import runtime, schema
 from rharm import store
-from rharm.core import sampling
+from rharm.core import runtime, sampling, schema
+from rharm.vision import data, engine, train
 
 KIND = "simclr_run"
 

@@ -3,7 +3,8 @@
 OUR RECONSTRUCTION. The paper's text code and its text metric ("GRH", its section 2.2.2) were not released; what is
 here is our own design, not the paper's definition:
 
-* each run trains SimCSE (:mod:`rharm.language.simcse`) on a CL-training split in which every group has the same number of
+* each run trains SimCSE (:mod:`rharm.language.simcse`) on a CL-training split in which every group has the same
+number of
   sentences (balanced) or one group is kept at 1:ratio (underrepresented), and embeds a held-out evaluation split
   that keeps every group;
 * group-level representation harm uses the image metric on group means (:mod:`rharm.harm.metrics`):
@@ -28,12 +29,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from rharm.language import simcse, data as textdata
-from rharm.harm import stats
 from rharm import store
-from rharm.core import sampling
-from rharm.core import runtime
-from rharm.harm import probe
+from rharm.core import runtime, sampling
+from rharm.harm import probe, stats
+from rharm.language import data as textdata
+from rharm.language import simcse
 
 SOURCES = ("bug", "biasbios")
 

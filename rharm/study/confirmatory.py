@@ -36,6 +36,18 @@ from rharm.study import design as study
 
 #: the representations every v2 hypothesis about the dose-response and the temperature is judged on
 FEATURES = {"test_backbone": "backbone", "test_projection": "projection output"}
+
+#: the parameters of ``fashion_harm`` that make up the v2 training grid (:func:`rharm.runs.images.run_grid`); the
+#: mitigation and audit chapters train (or fetch) exactly this grid, so their runs come from the same result store
+GRID_KEYS = ("dataset", "method", "backbone", "init", "epochs", "batch_size", "lr", "weight_decay", "temperature",
+             "clamp", "schedule", "augment", "ratio", "seeds", "n_per_class", "classes", "data_source", "threads",
+             "workers")
+
+
+def registered_grid(values: Any) -> dict:
+    """The v2 training grid from ``fashion_harm``'s parameter values (a mapping holding at least :data:`GRID_KEYS`),
+    without progress bars."""
+    return {**{k: values[k] for k in GRID_KEYS}, "progress": False}
 #: how far below the theory's RH the interval's upper end must lie for the low-temperature contradiction to survive
 CONTRADICTION_MARGIN = 0.05
 
