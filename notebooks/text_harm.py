@@ -98,7 +98,7 @@ tables.show(report.hypotheses_table(P.token_group, P.ratio, P.equivalence_margin
 # order), plus {glue:text}`tx_context` words either side, using BUG's own token positions, so that every sentence
 # shows both defining tokens (v1 cut sentences at 32 word pieces, which dropped the profession word from long ones).
 # That gives {glue:text}`tx_n_sentences` windows (median {glue:text}`tx_median_words:.0f` words) in
-# {glue:text}`tx_n_groups` (profession, gender) groups; the smallest group has {glue:text}`tx_smallest_group`.
+# {glue:text}`tx_n_groups` (profession, gender) groups; the smallest group has {glue:text}`tx_smallest_group` sentences.
 #
 # **Split.** One partition, the same for every run: each group's sentences are shuffled once and cut in half; the
 # balanced run trains on {glue:text}`tx_n_train_per_group` sentences of every group, and every run is measured on the

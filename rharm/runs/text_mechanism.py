@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -312,7 +312,8 @@ def minority_accuracy(bal: Cell, imb: Cell, minorities: Sequence[str], ratio: in
     of the mediation split, and TE / NIE / NDE (:func:`rharm.mediation.effects`):
     ``y00`` balanced encoder, all probe data; ``y01`` underrepresented encoder, same probe data; ``y11``
     underrepresented encoder, every minority group also at 1:``ratio`` in the probe data (seeded by
-    ``probe_seed``). A logistic regression (``C``) on unit-normalised embeddings (:func:`rharm.text.accuracy_by_group`)."""
+    ``probe_seed``). A logistic regression (``C``) on unit-normalised embeddings
+    (:func:`rharm.text.accuracy_by_group`)."""
     if not np.array_equal(bal.groups, imb.groups):
         raise ValueError("bal and imb must share their held-out split")
     groups = bal.groups
@@ -373,8 +374,9 @@ def canary() -> list[float]:
     fixed sentences, one group's word replaced by the registered token, and the embeddings of 4 of them. CPU."""
     groups = np.array([g for g in ("nurse|female", "nurse|male", "doctor|female", "doctor|male") for _ in range(4)],
                       dtype=object)
-    frame = pd.DataFrame({"text": [f"the {g.split('|')[0]} number {i} works at {'her' if g.endswith('female') else 'his'}"
-                                   f" clinic" for i, g in enumerate(groups)],
+    pronoun = {"female": "her", "male": "his"}
+    frame = pd.DataFrame({"text": [f"the {g.split('|')[0]} number {i} works at {pronoun[g.split('|')[1]]} clinic"
+                                   for i, g in enumerate(groups)],
                           "profession": [g.split("|")[0] for g in groups], "group": groups})
     model, tokenizer = lm.minilm_model()
     lm.check_token(tokenizer, frame["text"].tolist())
