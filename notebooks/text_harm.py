@@ -240,14 +240,12 @@ tables.show(dose.dose_effects.pivot(index="ratio", columns="quantity", values="m
 # sentence. Its result is archived, not re-run; its two coordinates were:
 
 # %%
-v1 = report.load_v1(P.profile)
-if v1 is None:
-    from IPython.display import Markdown
+from IPython.display import Markdown
 
-    display(Markdown("*No v1 result is archived for this profile (v1 was run at the cpu profile only).*"))
-else:
-    tables.show(report.v1_table(v1), caption="v1 (exploratory, archived): doctor (female) at 1:100, geometric mean "
-                "over 3 seeds with the 95% t-interval of log RH.")
+v1 = report.load_v1(P.profile)
+(Markdown("*No v1 result is archived for this profile (v1 was run at the cpu profile only).*") if v1 is None
+ else tables.show(report.v1_table(v1), caption="v1 (exploratory, archived): doctor (female) at 1:100, geometric "
+                  "mean over 3 seeds with the 95% t-interval of log RH."))
 
 # %% [markdown]
 # ## Where this differs from the paper, and why
