@@ -268,3 +268,19 @@ def test_runs_are_stored_and_read_back_unchanged(tmp_path, monkeypatch, one_thre
     assert len(list((tmp_path / tm.KIND).iterdir())) == 1
     with pytest.raises(ValueError, match="design='swap'"):
         tm.run_cell(setup, "scratch", "swap", [], 1, 20)
+
+
+def test_reading_says_when_the_decisive_test_failed_and_when_a_shrinkage_is_not_pair_specific():
+    rows = _rows({"minilm": [0.001, 0.02, 0.01, 0.5, 0.4], "scratch": [0.5, 0.1, 0.6, 0.3, 0.6]})
+    rows.append({"encoder": "minilm", "test": "T2", "p": np.nan, "log": np.zeros(3), "toward": "officer",
+                 "quantity": "RH toward it / RH toward the other professions (reported, not tested)",
+                 "estimate": 0.996, "lo": 0.988, "hi": 1.003})
+    mech = report.mechanism_summary(rows, tm.verdicts(rows, alpha=0.05), "doctor|female")
+    text = report.mechanism_reading(mech, ["minilm", "scratch"]).reading
+    assert text.startswith("**The decisive test (T3) failed")
+    assert "T2 (a whole rare profession moves toward its nearest profession) held on MiniLM" in text
+    assert "whole row shrinks" in text and "0.996, 0.988 to 1.003" in text
+    held = _rows({"minilm": [0.001, 0.02, 0.01, 0.001, 0.001], "scratch": [0.5, 0.1, 0.6, 0.3, 0.6]})
+    mech = report.mechanism_summary(held, tm.verdicts(held, alpha=0.05), "doctor|female")
+    assert report.mechanism_reading(mech, ["minilm", "scratch"]).reading.startswith(
+        "**The decisive test held on the MiniLM")

@@ -399,6 +399,8 @@ def mechanism_summary(rows: Sequence[dict], verdicts: pd.DataFrame, token_group:
 SHORT_QUANTITY = {"x: RH toward the same profession, other gender": "x, toward the other gender",
                   "y: RH toward the nearest profession, same gender": "y, toward the nearest profession",
                   "RH of the profession toward its nearest profession": "toward the nearest profession",
+                  "RH toward it / RH toward the other professions (reported, not tested)":
+                      "nearest / other professions",
                   "a: RH, unique token": "unique token", "shared token (reference)": "shared token",
                   "b: RH unique / RH shared": "unique / shared"}
 
@@ -662,4 +664,12 @@ def mechanism_reading(mech: Mechanism, encoders: Sequence[str]) -> Reading:
                 "this test; a unique token is not enough to produce harm at this scale.")
     tail = (f" T1 (no pair-specific harm for a profession-gender group) held on {names(t1)}; T2 (a whole rare "
             f"profession moves toward its nearest profession) held on {names(t2)}.")
+    t = mech.tests
+    for e in t2:
+        pair = t[(t.encoder == e) & t.quantity.str.contains("reported, not tested")]
+        if len(pair) and pair["lo"].iloc[0] <= 1 <= pair["hi"].iloc[0]:
+            r = pair.iloc[0]
+            tail += (f" On the {ENCODER_WORDS[e]} that move is no larger than toward the other professions (RH toward "
+                     f"the nearest over RH toward the rest {r.estimate:.3f}, {r.lo:.3f} to {r.hi:.3f}): the rare "
+                     "profession's whole row shrinks, not one pair.")
     return Reading(reading=head + tail)

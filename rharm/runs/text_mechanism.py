@@ -259,6 +259,9 @@ def hypothesis_tests(cells: Mapping, setup: Setup, enc: str, seeds: Sequence[int
     y, py = seed_log_rh(bal, s("t1"), "group", order, g, candidates=same_gender)
     professions = list(p["professions"])
     t2, p2 = seed_log_rh(bal, s("t2"), "profession", professions, prof)
+    row = row_log_rh(bal, s("t2"), "profession", professions, prof)
+    rest = [j for j in range(len(professions)) if j != professions.index(prof) and j not in p2]
+    t2_pair = row[:, p2].mean(axis=1) - row[:, rest].mean(axis=1)  # registered as reported, not tested
     uq, pu = seed_log_rh(s("unique_bal"), s("unique"), "group", order, g)
     sh, ps = seed_log_rh(s("shared_bal"), s("shared"), "group", order, g)
     names = lambda idx, o: ", ".join(o[j] for j in idx)  # noqa: E731
@@ -269,6 +272,8 @@ def hypothesis_tests(cells: Mapping, setup: Setup, enc: str, seeds: Sequence[int
          "toward": names(py, order), "p": tost_p(y, margin)},
         {"test": "T2", "quantity": "RH of the profession toward its nearest profession", "log": t2,
          "toward": names(p2, professions), "p": stats.one_sided_p(t2, 0.0, "less")},
+        {"test": "T2", "quantity": "RH toward it / RH toward the other professions (reported, not tested)",
+         "log": t2_pair, "toward": names(p2, professions), "p": np.nan},
         {"test": "T3", "quantity": "a: RH, unique token", "log": uq, "toward": names(pu, order),
          "p": stats.one_sided_p(uq, 0.0, "less")},
         {"test": "T3", "quantity": "shared token (reference)", "log": sh, "toward": names(ps, order), "p": np.nan},
