@@ -26,7 +26,7 @@
 # defining features (its profession word, its pronoun) from **every** group that shares them, so making one
 # (profession, gender) group rare removes nothing the encoder needs. If that is right, a group whose defining token
 # occurs in no other group has nobody to learn it from, and it should collapse when it is rare. We registered three
-# hypotheses, T1 to T3, in `profiles.yml` (REGISTRATION v2, dated 2026-12-05) and committed them before any of the
+# hypotheses, T1 to T3 ({numref}`tab-tx-hypotheses`), in `profiles.yml` (REGISTRATION v2, dated 2026-12-05) and committed them before any of the
 # runs below was trained; pilots measured only cost and whether every quantity is defined.
 
 # %% tags=["parameters"]
@@ -69,7 +69,7 @@ import rharm.core.params
 
 P = rharm.core.params.check("text_harm", globals())
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tx-hypotheses", "caption": "The registered hypotheses (REGISTRATION v2 in profiles.yml), each tested on both encoders; alpha 0.05, Holm over T1 to T3 within each encoder.", "classes": "rharm-table", "caption_before": 1}}
 import warnings
 
 import numpy as np
@@ -84,9 +84,7 @@ from rharm.runs import text_mechanism as tm
 charts.enable()
 params = report.mechanism_params(P)
 setup = tm.prepare(params)
-tables.show(report.hypotheses_table(P.token_group, P.ratio, P.equivalence_margin, P.token),
-            caption="The registered hypotheses (REGISTRATION v2 in profiles.yml), each tested on both encoders; "
-            "alpha 0.05, Holm over T1 to T3 within each encoder.")
+tables.show(report.hypotheses_table(P.token_group, P.ratio, P.equivalence_margin, P.token))
 
 # %% [markdown]
 # ## Data and design
@@ -117,12 +115,12 @@ tables.show(report.hypotheses_table(P.token_group, P.ratio, P.equivalence_margin
 # trained with SimCSE on the same word pieces. Both use in-batch negatives, temperature
 # {glue:text}`tx_temperature`, and views that hide each word piece with probability {glue:text}`tx_deletion_prob`
 # plus dropout. Each seed (the same {glue:text}`tx_n_seeds` for every run) fixes the initialisation, the batch order,
-# the views and which minority sentences are kept; every test pairs the runs of one seed.
+# the views and which minority sentences are kept; every test pairs the runs of one seed. {numref}`tab-tx-loss` gives
+# the loss at the first and the last step.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tx-loss", "caption": "SimCSE loss (in-batch cross-entropy of cosines over the temperature), mean over every run of an encoder: the first and the last step.", "classes": "rharm-table", "caption_before": 1}}
 cells = tm.run_all(setup, P.encoders, P.seeds)
-tables.show(report.loss_table(cells), caption="SimCSE loss (in-batch cross-entropy of cosines over the "
-            "temperature), mean over every run of an encoder: the first and the last step.")
+tables.show(report.loss_table(cells))
 
 # %% [markdown]
 # ## The mechanism, tested
@@ -133,19 +131,18 @@ tables.show(report.loss_table(cells), caption="SimCSE loss (in-batch cross-entro
 # $h$. Every RH below is the **geometric mean over seeds with the 95% Student-$t$ interval of per-seed log RH**,
 # mapped back; the tests are the matching one-sided $t$-tests of log RH (T1: two one-sided tests of equivalence
 # within the registered margin). The partner $h$ is the class nearest to the minority in the balanced models
-# (mean cosine over seeds), among the candidates the hypothesis names.
+# (mean cosine over seeds), among the candidates the hypothesis names. {numref}`tab-tx-verdicts` gives every quantity
+# with its test and verdict; {numref}`fig-tx-quantities` draws them.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tx-verdicts", "caption": "One row per measured quantity: RH with its interval (geometric mean over seeds, 95% t-interval of log RH), its own one-sided p, and the registered test's p after Holm over T1 to T3 within the encoder, with the verdict.", "classes": "rharm-table", "caption_before": 1}}
 rows = [r for enc in P.encoders for r in tm.hypothesis_tests(cells, setup, enc, P.seeds,
                                                               margin=float(np.log(P.equivalence_margin)),
                                                               level=P.ci_level)]
 verdicts = tm.verdicts(rows, alpha=P.alpha)
 mech = report.mechanism_summary(rows, verdicts, P.token_group)
-tables.show(report.verdict_table(mech), caption="One row per measured quantity: RH with its interval (geometric "
-            "mean over seeds, 95% t-interval of log RH), its own one-sided p, and the registered test's p after Holm "
-            "over T1 to T3 within the encoder, with the verdict.")
+tables.show(report.verdict_table(mech))
 
-# %%
+# %% mystnb={"figure": {"name": "fig-tx-quantities", "caption": "The registered quantities by encoder: RH with its 95% interval (geometric mean over seeds, t-interval of log RH)."}}
 chart_rows = report.chart_rows(mech)
 charts.interval_chart(chart_rows, category="quantity", color="encoder", legend="encoder", reference=1.0,
                       x_title="RH (geometric mean, 95% t-interval)", title="The registered quantities, by encoder")
@@ -160,16 +157,14 @@ charts.interval_chart(chart_rows, category="quantity", color="encoder", legend="
 #
 # {glue:md}`tx_reading`
 #
-# **Why RH barely moves (descriptive, not registered).** RH compares distances $1-\cos$ between group means. The
-# table below shows how close the groups sit in the balanced models: when sentences of one group are hardly more
+# **Why RH barely moves (descriptive, not registered).** RH compares distances $1-\cos$ between group means.
+# {numref}`tab-tx-separation` shows how close the groups sit in the balanced models: when sentences of one group are hardly more
 # alike than sentences of two different groups, group means lie close together near the centre and their distances
 # change little whatever one group's share of the training data.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tx-separation", "caption": "Balanced models, sentences as they are: mean cosine of two held-out sentences of one group and of two different groups, and the same for the T1 minority (mean over seeds). Descriptive, not a registered test.", "classes": "rharm-table", "caption_before": 1}}
 separation = report.separation_summary(cells, setup, P.seeds, P.encoders)
-tables.show(separation.separation, caption="Balanced models, sentences as they are: mean cosine of two held-out "
-            "sentences of one group and of two different groups, and the same for the T1 minority (mean over "
-            "seeds). Descriptive, not a registered test.")
+tables.show(separation.separation)
 
 # %% [markdown]
 #
@@ -178,14 +173,14 @@ tables.show(separation.separation, caption="Balanced models, sentences as they a
 # The paper reports text harm with a two-coordinate metric whose definition is not public. **Our reconstruction**
 # (not the paper's definition): for a minority $g=(o,s)$, $x = \mathrm{RH}(g,(o,s'))$, the move toward the same
 # profession of the other gender, and $y = \mathrm{RH}(g,(o^*,s))$, the move toward the nearest group of the same
-# gender and another profession; the plane splits at 1 on each axis. T1's two coordinates are exactly these.
+# gender and another profession; the plane splits at 1 on each axis. T1's two coordinates are exactly these;
+# {numref}`tab-tx-grh` gives them for every group-level minority and {numref}`fig-tx-plane` draws each seed.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tx-grh", "caption": "Both coordinates of our GRH reconstruction for each group-level minority, by encoder: geometric mean over seeds with the 95% t-interval of log RH.", "classes": "rharm-table", "caption_before": 1}}
 grh = report.grh_summary(cells, setup, P.seeds, P.encoders, level=P.ci_level)
-tables.show(report.grh_table(grh), caption="Both coordinates of our GRH reconstruction for each group-level "
-            "minority, by encoder: geometric mean over seeds with the 95% t-interval of log RH.")
+tables.show(report.grh_table(grh))
 
-# %%
+# %% mystnb={"figure": {"name": "fig-tx-plane", "caption": "Where the minority moves in our GRH reconstruction, per encoder and arm: a point per seed, the diamond the geometric mean with its 95% interval."}}
 plane_charts = []
 for enc in P.encoders:
     for arm in ("sentences as they are (T1)", "unique token (T3)"):
@@ -201,7 +196,7 @@ charts.panels(plane_charts, title="Where the minority moves (a point per seed; d
 # The registration names the design that gets a dose-response: the first of T3 on the small transformer, T3 on
 # MiniLM, T2 on the small transformer, T2 on MiniLM whose test held, or, if none held, T3 on the small transformer
 # marked as unresolved. Here that is **{glue:text}`tx_dose_design`** (its test held: {glue:text}`tx_dose_resolved`).
-# For each ratio we show RH toward the registered partner and the allocation effect: a logistic-regression
+# For each ratio, {numref}`fig-tx-dose` and {numref}`tab-tx-dose` show RH toward the registered partner and the allocation effect: a logistic-regression
 # profession probe on the unit-normalised held-out embeddings (75% to fit, 25% to score), scored on the minority's
 # sentences, with the balanced encoder and probe data ($Y(0,M(0))$), the underrepresented encoder and the same probe
 # data ($Y(0,M(1))$), and the underrepresented encoder with the minority also rare in the probe data ($Y(1,M(1))$).
@@ -209,7 +204,7 @@ charts.panels(plane_charts, title="Where the minority moves (a point per seed; d
 # ([the image chapter on allocation harm](allocation_harm.ipynb)). Effects are differences of accuracies: mean over
 # seeds with the Student-$t$ interval.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-tx-dose", "caption": "Dose-response of the design the registration names: RH toward the partner and the allocation effects by ratio (95% t-intervals)."}}
 choice = tm.dose_choice(verdicts)
 dose_frame = tm.dose_response(setup, cells, choice[0], choice[1], P.seeds, ratios=P.dose_ratios,
                               test_size=P.probe_test_size, C=P.probe_C)
@@ -226,26 +221,23 @@ charts.panels([
                           title="Allocation effects by ratio (mean, 95% t-interval)")
     .properties(width=charts.plot_width(2))])
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tx-dose", "caption": "The minority's profession-probe accuracy in the three conditions and the effects, mean over seeds, by ratio (intervals in the dose-response figure and in the chapter's JSON).", "classes": "rharm-table", "caption_before": 1}}
 tables.show(dose.dose_effects.pivot(index="ratio", columns="quantity", values="mean").reset_index()
-            [["ratio", "y00", "y01", "y11", "TE", "NIE", "NDE"]],
-            caption="The minority's profession-probe accuracy in the three conditions and the effects, mean over "
-            "seeds, by ratio (intervals in the chart above and in the chapter's JSON).")
+            [["ratio", "y00", "y01", "y11", "TE", "NIE", "NDE"]])
 
 # %% [markdown]
 # ## v1 (exploratory): the null this chapter explains
 #
 # v1 (registered informally, seeds 0 to 2) fine-tuned the whole MiniLM with its top two layers re-initialised for 40
 # steps, on sentences cut at 32 word pieces, with doctor (female) at 1:100 of 100 sentences, that is **one**
-# sentence. Its result is archived, not re-run; its two coordinates were:
+# sentence. Its result is archived, not re-run; {numref}`tab-tx-v1` gives its two coordinates.
 
-# %%
+# %% mystnb={"figure": {"name": "tab-tx-v1", "caption": "v1 (exploratory, archived): doctor (female) at 1:100, geometric mean over 3 seeds with the 95% t-interval of log RH.", "classes": "rharm-table", "caption_before": 1}}
 from IPython.display import Markdown
 
 v1 = report.load_v1(P.profile)
 (Markdown("*No v1 result is archived for this profile (v1 was run at the cpu profile only).*") if v1 is None
- else tables.show(report.v1_table(v1), caption="v1 (exploratory, archived): doctor (female) at 1:100, geometric "
-                  "mean over 3 seeds with the 95% t-interval of log RH."))
+ else tables.show(report.v1_table(v1)))
 
 # %% [markdown]
 # ## Where this differs from the paper, and why

@@ -61,3 +61,15 @@ def test_bottom_line_reads_the_headline_files(tmp_path):
     assert md.count("**") >= 10 and "| claim |" in md
     (tmp_path / "fashion_harm.json").unlink()
     assert "no confirmatory result at the `cpu` profile" in landing.bottom_line(tmp_path, "cpu")
+
+
+def test_the_text_arms_decisive_test_is_named_with_its_verdict():
+    def tx(t3):
+        return {"groups_rh_below_one": [], "verdicts": [
+            {"encoder": enc, "test": t, "holds": t != "T3" or ok} for enc, ok in zip(("minilm", "scratch"), t3)
+            for t in ("T1", "T2", "T3")]}
+
+    assert "its registered test of why" in landing.sentences(_fh(), RH, tx((False, False)), "cpu")[4]
+    assert "did not hold on either encoder" in landing.sentences(_fh(), RH, tx((False, False)), "cpu")[4]
+    assert "held on 1 of 2 encoders" in landing.sentences(_fh(), RH, tx((True, False)), "cpu")[4]
+    assert "test of why" not in landing.sentences(_fh(), RH, TX, "cpu")[4]  # a page from before v2 says nothing

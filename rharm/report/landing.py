@@ -67,8 +67,21 @@ def sentences(fh: dict | None, rh: dict | None, tx: dict | None, profile: str) -
     if tx:
         limits += ("; the text arm finds no harm for a profession-gender group" if not tx.get("groups_rh_below_one")
                    else "; the text arm finds harm for " + ", ".join(tx["groups_rh_below_one"]))
+        limits += _text_mechanism(tx.get("verdicts") or [])
     out.append(limits + ".")
     return out
+
+
+def _text_mechanism(verdicts: list) -> str:
+    """The text arm's decisive test (T3: a group whose defining word is its own collapses when rare) in words."""
+    t3 = [v for v in verdicts if v.get("test") == "T3"]
+    if not t3:
+        return ""
+    held = sum(bool(v["holds"]) for v in t3)
+    how = ("did not hold on either encoder" if held == 0 and len(t3) == 2 else
+           f"held on {held} of {len(t3)} encoders")
+    return (", and its registered test of why (a group whose defining word no other group uses collapses when rare) "
+            + how)
 
 
 def _ratio(v2: dict) -> Any:
