@@ -144,8 +144,9 @@ tables.show(report.verdict_table(mech))
 
 # %% mystnb={"figure": {"name": "fig-tx-quantities", "caption": "The registered quantities by encoder: RH with its 95% interval (geometric mean over seeds, t-interval of log RH)."}}
 chart_rows = report.chart_rows(mech)
-charts.interval_chart(chart_rows, category="quantity", color="encoder", legend="encoder", reference=1.0,
-                      x_title="RH (geometric mean, 95% t-interval)", title="The registered quantities, by encoder")
+charts.interval_chart(chart_rows, category="quantity", color="encoder", legend="text encoder", reference=1.0,
+                      x_title="RH (geometric mean, 95% t-interval)", title="The registered quantities, by encoder"
+                      ).properties(width=charts.plot_width(1) - 120)
 
 # %% [markdown]
 # {glue:md}`tx_verdict_text`
@@ -187,7 +188,7 @@ for enc in P.encoders:
         pts = grh.per_seed[(grh.per_seed.encoder == report.ENCODER_WORDS[enc]) & (grh.per_seed.arm == arm)]
         summ = grh.summary[(grh.summary.encoder == report.ENCODER_WORDS[enc]) & (grh.summary.arm == arm)]
         plane_charts.append(charts.harm_plane_chart(pts, summ, title=f"{report.ENCODER_WORDS[enc]}: {arm}")
-                            .properties(width=charts.plot_width(2), height=charts.plot_width(2)))
+                            .properties(width=charts.plot_width(1) - 260, height=300))
 charts.panels(plane_charts, title="Where the minority moves (a point per seed; diamond: geometric mean, 95% interval)")
 
 # %% [markdown]
@@ -215,11 +216,11 @@ dose_eff = dose_eff.assign(ratio=[f"1:{r}" for r in dose_eff.ratio])
 charts.panels([
     charts.interval_chart(dose_rh[dose_rh["ratio"] != dose_rh["ratio"].iloc[0]], category="ratio", reference=1.0,
                           x_title="RH toward the partner (geometric mean, 95% t-interval)", title="RH by ratio")
-    .properties(width=charts.plot_width(2)),
+    .properties(width=charts.plot_width(1)),
     charts.interval_chart(dose_eff[dose_eff["ratio"] != "1:1"], category="ratio", color="quantity",
                           legend="mediation effect", reference=0.0, x_title="change in the minority's probe accuracy",
                           title="Allocation effects by ratio (mean, 95% t-interval)")
-    .properties(width=charts.plot_width(2))])
+    .properties(width=charts.plot_width(1))])
 
 # %% mystnb={"figure": {"name": "tab-tx-dose", "caption": "The minority's profession-probe accuracy in the three conditions and the effects, mean over seeds, by ratio (intervals in the dose-response figure and in the chapter's JSON).", "classes": "rharm-table", "caption_before": 1}}
 tables.show(dose.dose_effects.pivot(index="ratio", columns="quantity", values="mean").reset_index()
