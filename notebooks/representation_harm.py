@@ -146,7 +146,8 @@ sig = report.significance(cr, P.multicomp, P.alpha)
 
 # %% [markdown]
 # {glue:text}`rh_n_reject` of {glue:text}`rh_n_tests` cells have RH significantly below 1 at level
-# {glue:text}`rh_alpha` after {glue:text}`rh_multicomp` control ({numref}`tab-rh-tests` lists the smallest $p$-values). With few
+# {glue:text}`rh_alpha` after {glue:text}`rh_multicomp_words` control ({numref}`tab-rh-tests` lists the smallest
+# $p$-values). With few
 # seeds the $t$-test has few degrees of freedom and little power. The cells and seeds are the profile's, fixed before
 # these runs; the cpu profile's training setting, however, was chosen on a two-seed pilot's RH (see the
 # {doc}`scale_study` page), so this page is a diagnostic of scale, not a test of the paper's claim.

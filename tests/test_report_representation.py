@@ -168,3 +168,11 @@ def test_the_sections_publish_without_a_name_clash(planted):
                                      R.specificity(cr, None, level=0.9), R.probe_anchor(runs),
                                      R.finding(_P(), sig, nf, comp))
     assert {"floor_lo", "corr_text", "probe_accs", "finding", "kept"} <= set(values)
+
+
+def test_the_multiple_comparison_control_is_named_in_words():
+    from rharm.report import representation as R
+
+    assert R.MULTICOMP_WORDS["holm"] == "Holm's familywise-error"
+    for name in ("holm", "fdr_bh", "bonf", "none"):  # every choice profiles.yml offers has its words
+        assert name in R.MULTICOMP_WORDS and name not in R.MULTICOMP_WORDS[name].lower().split()

@@ -145,14 +145,21 @@ class Significance:
     multicomp: str
     alpha: float
     cells: pd.DataFrame | None = field(default=None, compare=False)  #: every tested cell (None with one seed)
+    multicomp_words: str = ""  #: the control in words, for the prose (``holm`` -> "Holm's familywise-error")
+
+
+#: the multiple-comparison controls of ``profiles.yml`` in words
+MULTICOMP_WORDS = {"holm": "Holm's familywise-error", "fdr_bh": "Benjamini-Hochberg false-discovery-rate",
+                   "bonf": "Bonferroni familywise-error", "none": "no multiple-comparison"}
 
 
 def significance(cr: metrics.CosineRuns, multicomp: str, alpha: float) -> Significance:
     """:func:`rharm.harm.metrics.rh_test` over the off-diagonal cells of ``cr``; no test with a single seed."""
     if len(cr.seeds) < 2:
-        return Significance(0, 0, multicomp, float(alpha), None)
+        return Significance(0, 0, multicomp, float(alpha), None, MULTICOMP_WORDS.get(multicomp, multicomp))
     tests = metrics.rh_test(cr, method=multicomp, alpha=alpha)
-    return Significance(int(tests.reject.sum()), len(tests), multicomp, float(alpha), tests)
+    return Significance(int(tests.reject.sum()), len(tests), multicomp, float(alpha), tests,
+                        MULTICOMP_WORDS.get(multicomp, multicomp))
 
 
 @dataclass(frozen=True)
