@@ -117,7 +117,8 @@ def to_html(rec: dict) -> str:
         ("git commit", rec["git_commit"]),
         ("hardware", device),
         ("precision", rec.get("precision", "not recorded")),
-        ("wall time", f"{int(minutes)} min {seconds:.0f} s (whole notebook)"),
+        ("wall time", f"{int(minutes)} min {seconds:.0f} s (whole notebook; results already in the result store are "
+                      "read, not recomputed; the Reproduce page gives each chapter's time from an empty store)"),
         ("finished", rec["finished"]),
         ("libraries", ", ".join(f"{k} {v}" for k, v in rec["versions"].items())),
         ("rebuild this page", rebuild_command(rec)),
