@@ -4,9 +4,8 @@ OUR RECONSTRUCTION. The paper's text code and its text metric ("GRH", its sectio
 here is our own design, not the paper's definition:
 
 * each run trains SimCSE (:mod:`rharm.language.simcse`) on a CL-training split in which every group has the same
-number of
-  sentences (balanced) or one group is kept at 1:ratio (underrepresented), and embeds a held-out evaluation split
-  that keeps every group;
+  number of sentences (balanced) or one group is kept at 1:ratio (underrepresented), and embeds a held-out
+  evaluation split that keeps every group;
 * group-level representation harm uses the image metric on group means (:mod:`rharm.harm.metrics`):
   ``RH(g, h) = (1 - cos_imb(g, h)) / (1 - cos_bal(g, h))``; below 1 the minority moved closer to h;
 * the two coordinates of our text metric for a minority g = (o, s):
